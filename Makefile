@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make run   - create .venv, install, materialize every asset of every use case
+#   make test  - create .venv, install, run lint, the import contract and the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint dev schema screenshot clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: the CPU wheel, before anything can pull a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/playbook materialize --all
+
+dev: $(STAMP)
+	PLAYBOOK_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook} DAGSTER_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook}/dagster $(BIN)/dagster dev -w workspace.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -n 2 tests
+
+schema: $(STAMP)
+	$(BIN)/playbook schema --output configs/playbook.schema.json
+
+screenshot: $(STAMP)
+	$(BIN)/python scripts/screenshot_ui.py
+
+clean:
+	rm -rf .playbook

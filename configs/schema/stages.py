@@ -1,0 +1,167 @@
+"""Sections consumed by the later stages: features, model, metrics, serving, monitoring, experiment.
+
+They are validated now, so a shipped or user config is checked end to end on day one, and the
+stages that read them are written against a settled shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from configs.schema.base import StrictModel, parse_duration
+
+Aggregation = Literal["count", "sum", "mean", "min", "max", "distinct_count", "time_since_last", "last_n"]
+
+
+class AggregateSpec(StrictModel):
+    """A windowed aggregate of an events column per entity, e.g. mean of ``clicked`` over 7d."""
+
+    column: str | None = Field(None, description="Events column; omit for count/time_since_last.")
+    agg: Aggregation
+    windows: list[str] = Field(default_factory=lambda: ["7d"], description="Durations like 1h, 1d, 7d.")
+    n: int | None = Field(None, ge=1, le=1000, description="How many ids, for agg: last_n.")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_parse(cls, windows: list[str]) -> list[str]:
+        for window in windows:
+            parse_duration(window)
+        return windows
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> AggregateSpec:
+        if self.agg not in ("count", "time_since_last") and self.column is None:
+            raise ValueError(f"agg {self.agg!r} needs a column")
+        if self.agg == "last_n" and self.n is None:
+            raise ValueError("agg 'last_n' needs n")
+        return self
+
+
+class RatioSpec(StrictModel):
+    """A ratio of two aggregates of the same view, e.g. purchases per click."""
+
+    name: str
+    numerator: str
+    denominator: str
+
+
+class FeatureViewSpec(StrictModel):
+    """Features of one entity (or entity pair) computed from the events plus static attributes."""
+
+    entities: list[str] = Field(min_length=1, description="Entity names; two for a cross (user x category).")
+    ttl: str = Field("30d", description="How long a value stays valid for point-in-time joins.")
+    aggregates: list[AggregateSpec] = Field(default_factory=list)
+    ratios: list[RatioSpec] = Field(default_factory=list)
+    attributes: list[str] = Field(default_factory=list, description="Static entity-table columns.")
+    passthrough: list[str] = Field(
+        default_factory=list, description="Events columns used as features as they are (e.g. LETOR f1..f46)."
+    )
+
+    @model_validator(mode="after")
+    def _ttl_covers_windows(self) -> FeatureViewSpec:
+        ttl = parse_duration(self.ttl)
+        for aggregate in self.aggregates:
+            for window in aggregate.windows:
+                if parse_duration(window) > ttl:
+                    raise ValueError(f"ttl {self.ttl} is shorter than window {window}")
+        return self
+
+
+ProblemType = Literal["binary_classification", "learning_to_rank", "multi_task", "two_tower"]
+
+
+class ModelStageSpec(StrictModel):
+    """One trained model: its problem type, label(s) and learner parameters."""
+
+    problem: ProblemType
+    labels: list[str] = Field(min_length=1, description="Label names from the labels section.")
+    features: list[str] = Field(default_factory=list, description="Feature views used; empty = all.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Learner parameters.")
+    baseline: str | None = Field(None, description="Named baseline the model must beat.")
+    promotion_margin: float = Field(
+        0.0, ge=0, le=1, description="How much worse than the champion a challenger may be."
+    )
+
+
+Metric = Literal[
+    "auc", "pr_auc", "log_loss", "ece", "ndcg", "mrr", "map", "recall", "hit_rate", "precision"
+]
+
+
+class MetricsSpec(StrictModel):
+    """Offline metrics; the first is the one the promotion gate compares."""
+
+    primary: Metric
+    others: list[Metric] = Field(default_factory=list)
+    k: list[int] = Field(default_factory=lambda: [10], description="Cut-offs for @K metrics.")
+
+
+class ServingSpec(StrictModel):
+    """The online endpoint built for the use case."""
+
+    endpoint: Literal["recommend", "score", "search"]
+    k: int = Field(10, ge=1, le=1000, description="Results returned by default.")
+    candidates: int = Field(500, ge=1, description="Candidates retrieved before ranking.")
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    max_per_category: int | None = Field(None, ge=1, description="Diversity cap in the result list.")
+
+
+class MonitoringSpec(StrictModel):
+    """Drift thresholds and the retraining schedule."""
+
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    min_window_rows: int = Field(1000, ge=100, description="Smallest window PSI is computed on.")
+    retrain_cron: str | None = Field(None, description="Cron for scheduled retraining, e.g. '0 3 * * 1'.")
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _cron_parses(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return cron
+        from croniter import croniter
+
+        if len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise ValueError(
+                f"expected a 5-field cron (minute hour day-of-month month day-of-week), got {cron!r}"
+            )
+        return cron
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitoringSpec:
+        if self.psi_alert < self.psi_warn:
+            raise ValueError(f"psi_alert ({self.psi_alert}) must be >= psi_warn ({self.psi_warn})")
+        return self
+
+
+class ArmSpec(StrictModel):
+    """One experiment arm: which model version it serves and its share of traffic."""
+
+    name: str
+    model_alias: str = Field("champion", description="Registry alias (or version) served by this arm.")
+    weight: float = Field(gt=0, le=1)
+
+
+class ExperimentSpec(StrictModel):
+    """An A/B test: arms, split, unit of assignment and the metric it is judged on."""
+
+    name: str
+    salt: str | None = Field(None, description="Hash salt; defaults to the experiment name.")
+    unit: str = Field(description="Column whose value is hashed to an arm, e.g. user_id.")
+    metric: str = Field(description="Outcome label the arms are compared on.")
+    arms: list[ArmSpec] = Field(min_length=2)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, gt=0.5, lt=1)
+    minimum_detectable_effect: float = Field(0.05, gt=0, description="Relative lift to detect.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> ExperimentSpec:
+        total = sum(arm.weight for arm in self.arms)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"arm weights must sum to 1, got {total:g}")
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names must be distinct, got {names}")
+        return self

@@ -1,0 +1,152 @@
+"""The ``playbook`` command: validate, list, scaffold and materialize use cases.
+
+``materialize`` runs in-process against the Dagster instance in the home directory, so what it
+materializes is what ``dagster dev`` shows afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from configs import CONFIG_DIR
+from configs.schema import SpecError, UseCaseSpec
+from dagster_project.loader import config_dir, config_paths, load_use_cases
+
+console = Console(stderr=False)
+TEMPLATES = ("feed", "fraud", "search")
+
+
+def _load_or_exit(paths: list[str] | None) -> list[UseCaseSpec]:
+    try:
+        return load_use_cases(paths or None)
+    except SpecError as exc:
+        console.print(f"[red]invalid configuration[/red]\n{exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """Playbook: ML systems from one YAML file per use case."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def validate(paths: tuple[str, ...]) -> None:
+    """Validate use-case YAML files (default: every file in the configs folder)."""
+    specs = _load_or_exit(list(paths))
+    for spec in specs:
+        console.print(f"[green]ok[/green] {spec.path}: use case {spec.name!r}", highlight=False)
+
+
+@main.command(name="list")
+def list_use_cases() -> None:
+    """List the use cases in the configs folder."""
+    specs = _load_or_exit(None)
+    table = Table("name", "source", "entities", "labels", "models", "file")
+    for spec in specs:
+        table.add_row(*spec.summary().values())
+    console.print(table)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--from", "template", type=click.Choice(TEMPLATES), required=True, help="Shipped use case to copy.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None, help="Where to write NAME.yaml.")
+def new(name: str, template: str, folder: str | None) -> None:
+    """Scaffold configs/NAME.yaml from a shipped use case; the result validates as is."""
+    target = Path(folder or config_dir()) / f"{name}.yaml"
+    if target.exists():
+        raise click.ClickException(f"{target} already exists")
+    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
+        raise click.ClickException(f"name {name!r}: expected lowercase letters, digits and underscores")
+    text = (CONFIG_DIR / f"{template}.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.M)
+    text = text.replace("$schema=./playbook.schema.json", f"$schema={CONFIG_DIR / 'playbook.schema.json'}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    _load_or_exit([str(target)])
+    console.print(f"[green]created[/green] {target} (from {template}.yaml); edit its source section next", highlight=False)
+
+
+@main.command()
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Default: stdout.")
+def schema(output: str | None) -> None:
+    """Write the JSON Schema of a use-case file (for editor completion)."""
+    from configs.schema.json_schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+def _resolve_targets(targets: tuple[str, ...], every: bool) -> list[UseCaseSpec]:
+    if every or not targets:
+        return _load_or_exit(None)
+    paths = []
+    for target in targets:
+        path = Path(target)
+        paths.append(path if path.suffix in (".yaml", ".yml") else config_dir() / f"{target}.yaml")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        known = ", ".join(p.stem for p in config_paths())
+        raise click.ClickException(f"no such use case or file: {', '.join(missing)} (known: {known})")
+    return _load_or_exit([str(p) for p in paths])
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every use case in the configs folder.")
+@click.option("--select", multiple=True, help="Asset name(s) to materialize, e.g. raw_events.")
+@click.option("--home", type=click.Path(), default=None, help="State folder (default $PLAYBOOK_HOME or ./.playbook).")
+def materialize(targets: tuple[str, ...], every: bool, select: tuple[str, ...], home: str | None) -> None:
+    """Materialize use cases (names or YAML paths) in-process, with progress and a summary."""
+    import dagster as dg
+
+    from dagster_project.materialize import materialize_use_case
+    from resources.home import HOME_ENV, dagster_home, playbook_home
+
+    specs = _resolve_targets(targets, every)
+    resolved = playbook_home(home)
+    os.environ[HOME_ENV] = str(resolved)
+    os.environ["DAGSTER_HOME"] = str(dagster_home(resolved))
+    summary = Table("asset", "status", "partitions", "rows", "seconds", "checks", title=f"home: {resolved}")
+    failures = 0
+    with dg.DagsterInstance.get() as instance, Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        for spec in specs:
+            from dagster_project.loader import use_case_assets
+
+            total = len(select) if select else len(use_case_assets(spec))
+            task = progress.add_task(f"{spec.name}", total=total)
+
+            def on_step(step, task=task) -> None:
+                progress.update(task, advance=1, description=f"{step.asset}")
+
+            try:
+                steps = materialize_use_case(spec, instance, str(resolved), list(select), on_step)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            for step in steps:
+                failures += step.status != "ok"
+                colour = "green" if step.status == "ok" else "red"
+                checks = ", ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in step.checks.items())
+                summary.add_row(
+                    step.asset, f"[{colour}]{step.status}[/{colour}]" + (f" ({step.error})" if step.error else ""),
+                    str(step.partitions or "-"), "-" if step.rows is None else f"{step.rows:,}", f"{step.seconds:.1f}", checks,
+                )
+    console.print(summary)
+    if failures:
+        sys.exit(1)

@@ -1,0 +1,33 @@
+"""Where Playbook keeps its state: one home directory for artifacts and the Dagster instance.
+
+Resolution order: an explicit ``--home`` flag, then ``PLAYBOOK_HOME``, then ``./.playbook``. The
+Dagster instance lives in ``<home>/dagster`` so that ``dagster dev`` started with the same home
+shows every materialization the CLI made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from upath import UPath
+
+HOME_ENV = "PLAYBOOK_HOME"
+DEFAULT_HOME = ".playbook"
+
+
+def playbook_home(override: str | os.PathLike[str] | None = None) -> UPath:
+    """The home directory as a UPath (local paths are made absolute; ``s3://...`` is kept)."""
+    raw = str(override) if override else os.environ.get(HOME_ENV, DEFAULT_HOME)
+    home = UPath(raw)
+    if home.protocol in ("", "file", "local"):
+        home = UPath(Path(raw).expanduser().resolve())
+    return home
+
+
+def dagster_home(home: UPath) -> Path:
+    """The Dagster instance folder inside a local home (created, with an empty dagster.yaml)."""
+    folder = Path(str(home)) / "dagster"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dagster.yaml").touch(exist_ok=True)
+    return folder
