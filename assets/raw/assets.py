@@ -6,8 +6,6 @@ pandera schema derived from the spec and reports the result as a blocking ``sche
 corrupted data stops the downstream stages and shows counts and offending rows in the UI.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 import dagster as dg

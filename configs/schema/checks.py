@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from difflib import get_close_matches
 
+from configs.schema.base import parse_duration
 from configs.schema.usecase import UseCaseSpec
 
 Loc = tuple[str | int, ...]
@@ -63,6 +64,16 @@ def _check_source_and_split(spec: UseCaseSpec) -> Iterator[Problem]:
         yield ("split", "method"), (
             "temporal split needs events.timestamp; use method: group for data without time"
         )
+    if spec.split.method == "temporal" and spec.source.kind == "synthetic":
+        span = spec.source.days * 86400.0
+        gap = parse_duration(spec.split.gap).total_seconds()
+        for part in ("validation", "test"):
+            share = getattr(spec.split, part)
+            if share > 0 and gap >= share * span:
+                yield ("split", "gap"), (
+                    f"gap {spec.split.gap} is not shorter than the {part} window"
+                    f" ({share:g} of {spec.source.days} days): {part} would be empty"
+                )
     if spec.split.method == "group" and spec.events.group is None:
         yield ("split", "method"), "group split needs events.group (the query/request column)"
     if spec.source.kind == "file":

@@ -151,3 +151,10 @@ def test_file_source_config_loads(ratings_config: Path) -> None:
     (spec,) = load_use_cases([ratings_config])
     assert spec.partitioned and spec.base_dir == ratings_config.parent
     assert load_spec(ratings_config).source.tables["events"].derive["liked"].value == 4
+
+
+def test_split_gap_longer_than_a_window(tmp_path: Path) -> None:
+    path = _feed_with(tmp_path, "gap: 1h}", "gap: 3d}")
+    validation, test = _error(path).issues
+    assert validation.field == test.field == "split.gap"
+    assert "validation would be empty" in validation.message and "test would be empty" in test.message

@@ -1,0 +1,41 @@
+"""Asset factory for ``<use case>/split_plan``: where train, validation and test begin and end.
+
+Later stages (training sets) read the windows from this asset rather than recomputing them, so
+every model of a use case is trained and evaluated on the same boundaries.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets.split.plan import SPLITS, plan_split
+from configs.schema.usecase import UseCaseSpec
+
+NON_EMPTY_CHECK = "splits_not_empty"
+
+
+def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "split_plan"])
+    labels = {name: label.column for name, label in spec.labels.items()}
+
+    @dg.asset(
+        key=key,
+        ins={"raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"]))},
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "split"},
+        kinds={"pandas"},
+        description=f"{spec.split.method} train/validation/test split (gap {spec.split.gap}).",
+        check_specs=[dg.AssetCheckSpec(NON_EMPTY_CHECK, asset=key, blocking=True,
+                                       description="Train, validation (if configured) and test all have rows.")],
+    )
+    def split_plan(raw_events: pd.DataFrame):
+        plan = plan_split(raw_events, spec.split, spec.events.timestamp, spec.events.group, labels)
+        rows = dict(zip(plan["split"], plan["rows"], strict=True))
+        wanted = [s for s in SPLITS if s != "validation" or spec.split.validation > 0]
+        empty = [s for s in wanted if rows.get(s, 0) == 0]
+        yield dg.Output(plan, metadata={"plan": dg.MetadataValue.md(plan.to_markdown(index=False)),
+                                        **{f"rows/{k}": int(v) for k, v in rows.items()}})
+        yield dg.AssetCheckResult(check_name=NON_EMPTY_CHECK, passed=not empty,
+                                  metadata={"empty_splits": ", ".join(empty) or "none"})
+
+    return split_plan

@@ -1,0 +1,66 @@
+"""The ``playbook`` CLI and the Dagster entry point, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dagster_project.cli import main
+from tests.conftest import REPO, write
+
+pytestmark = pytest.mark.integration
+
+
+def test_validate_ok_and_bad(tmp_path: Path, shipped_configs: list[Path]) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(main, ["validate", *map(str, shipped_configs)])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.count("ok ") == 3
+    bad = write(tmp_path / "bad.yaml", (shipped_configs[0].read_text()).replace("slate_size: 10", "slate_size: ten"))
+    result = runner.invoke(main, ["validate", str(shipped_configs[1]), str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:" in result.output and "source.params.slate_size" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_list_shows_every_use_case() -> None:
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0, result.output
+    for name in ("feed", "fraud", "search"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize("template", ["feed", "fraud", "search"])
+def test_new_scaffolds_a_valid_config(template: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"my_{template}.yaml").read_text().count(f"name: my_{template}") == 1
+    again = CliRunner().invoke(main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_materialize_a_config_outside_configs(ratings_config: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", "")}
+    result = CliRunner().invoke(main, ["materialize", str(ratings_config), "--home", str(home)], env=env)
+    assert result.exit_code == 0, result.output
+    for asset in ("movies/raw_events", "movies/split_plan"):
+        assert asset in result.output
+    assert "schema:pass" in result.output
+    assert (home / "dagster" / "dagster.yaml").exists()  # the instance dagster dev will read
+    assert len(list((home / "tables" / "movies" / "raw_events").glob("*.parquet"))) == 5
+    unknown = CliRunner().invoke(main, ["materialize", "nope", "--home", str(home)])
+    assert unknown.exit_code != 0 and "known:" in unknown.output
+
+
+def test_dagster_definitions_validate() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
