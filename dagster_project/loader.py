@@ -18,6 +18,7 @@ from upath import UPath
 
 from assets.raw.assets import raw_assets
 from assets.raw.source_checks import file_source_problems
+from assets.split.assets import split_plan_asset
 from configs import CONFIG_DIR
 from configs.schema import UseCaseSpec, load_specs
 from resources.home import playbook_home
@@ -46,7 +47,7 @@ def load_use_cases(paths: Iterable[str | Path] | None = None) -> list[UseCaseSpe
 
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     """Every asset of one use case, in dependency order."""
-    return raw_assets(spec)
+    return [*raw_assets(spec), split_plan_asset(spec)]
 
 
 def resources(home: UPath) -> dict[str, object]:
