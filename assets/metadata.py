@@ -37,7 +37,9 @@ def table_metadata(
     nulls = frame.isna().mean()
     nulls = nulls[nulls > 0]
     if len(nulls):
-        metadata["null_rates"] = dg.MetadataValue.md(_markdown(nulls.rename("null_rate").reset_index()))
+        metadata["null_rates"] = dg.MetadataValue.md(
+            _markdown(nulls.rename("null_rate").reset_index())
+        )
     for name, column in (labels or {}).items():
         if column in frame and len(frame):
             metadata[f"label_rate/{name}"] = float(frame[column].astype(float).mean())

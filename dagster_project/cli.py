@@ -59,22 +59,41 @@ def list_use_cases() -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--from", "template", type=click.Choice(TEMPLATES), required=True, help="Shipped use case to copy.")
-@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None, help="Where to write NAME.yaml.")
+@click.option(
+    "--from",
+    "template",
+    type=click.Choice(TEMPLATES),
+    required=True,
+    help="Shipped use case to copy.",
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write NAME.yaml.",
+)
 def new(name: str, template: str, folder: str | None) -> None:
     """Scaffold configs/NAME.yaml from a shipped use case; the result validates as is."""
     target = Path(folder or config_dir()) / f"{name}.yaml"
     if target.exists():
         raise click.ClickException(f"{target} already exists")
     if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
-        raise click.ClickException(f"name {name!r}: expected lowercase letters, digits and underscores")
+        raise click.ClickException(
+            f"name {name!r}: expected lowercase letters, digits and underscores"
+        )
     text = (CONFIG_DIR / f"{template}.yaml").read_text(encoding="utf-8")
     text = re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.M)
-    text = text.replace("$schema=./playbook.schema.json", f"$schema={CONFIG_DIR / 'playbook.schema.json'}")
+    text = text.replace(
+        "$schema=./playbook.schema.json", f"$schema={CONFIG_DIR / 'playbook.schema.json'}"
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     _load_or_exit([str(target)])
-    console.print(f"[green]created[/green] {target} (from {template}.yaml); edit its source section next", highlight=False)
+    console.print(
+        f"[green]created[/green] {target} (from {template}.yaml); edit its source section next",
+        highlight=False,
+    )
 
 
 @main.command()
@@ -100,7 +119,9 @@ def _resolve_targets(targets: tuple[str, ...], every: bool) -> list[UseCaseSpec]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         known = ", ".join(p.stem for p in config_paths())
-        raise click.ClickException(f"no such use case or file: {', '.join(missing)} (known: {known})")
+        raise click.ClickException(
+            f"no such use case or file: {', '.join(missing)} (known: {known})"
+        )
     return _load_or_exit([str(p) for p in paths])
 
 
@@ -108,8 +129,15 @@ def _resolve_targets(targets: tuple[str, ...], every: bool) -> list[UseCaseSpec]
 @click.argument("targets", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Every use case in the configs folder.")
 @click.option("--select", multiple=True, help="Asset name(s) to materialize, e.g. raw_events.")
-@click.option("--home", type=click.Path(), default=None, help="State folder (default $PLAYBOOK_HOME or ./.playbook).")
-def materialize(targets: tuple[str, ...], every: bool, select: tuple[str, ...], home: str | None) -> None:
+@click.option(
+    "--home",
+    type=click.Path(),
+    default=None,
+    help="State folder (default $PLAYBOOK_HOME or ./.playbook).",
+)
+def materialize(
+    targets: tuple[str, ...], every: bool, select: tuple[str, ...], home: str | None
+) -> None:
     """Materialize use cases (names or YAML paths) in-process, with progress and a summary."""
     import dagster as dg
 
@@ -120,12 +148,20 @@ def materialize(targets: tuple[str, ...], every: bool, select: tuple[str, ...], 
     resolved = playbook_home(home)
     os.environ[HOME_ENV] = str(resolved)
     os.environ["DAGSTER_HOME"] = str(dagster_home(resolved))
-    summary = Table("asset", "status", "partitions", "rows", "seconds", "checks", title=f"home: {resolved}")
+    summary = Table(
+        "asset", "status", "partitions", "rows", "seconds", "checks", title=f"home: {resolved}"
+    )
     failures = 0
-    with dg.DagsterInstance.get() as instance, Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with (
+        dg.DagsterInstance.get() as instance,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
         for spec in specs:
             from dagster_project.loader import use_case_assets
 
@@ -144,8 +180,13 @@ def materialize(targets: tuple[str, ...], every: bool, select: tuple[str, ...], 
                 colour = "green" if step.status == "ok" else "red"
                 checks = ", ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in step.checks.items())
                 summary.add_row(
-                    step.asset, f"[{colour}]{step.status}[/{colour}]" + (f" ({step.error})" if step.error else ""),
-                    str(step.partitions or "-"), "-" if step.rows is None else f"{step.rows:,}", f"{step.seconds:.1f}", checks,
+                    step.asset,
+                    f"[{colour}]{step.status}[/{colour}]"
+                    + (f" ({step.error})" if step.error else ""),
+                    str(step.partitions or "-"),
+                    "-" if step.rows is None else f"{step.rows:,}",
+                    f"{step.seconds:.1f}",
+                    checks,
                 )
     console.print(summary)
     if failures:

@@ -38,15 +38,25 @@ def _asset_key(asset: dg.AssetsDefinition) -> dg.AssetKey:
     return next(iter(asset.keys))
 
 
-def _selected(assets: Sequence[dg.AssetsDefinition], select: Sequence[str] | None) -> list[dg.AssetsDefinition]:
+def _selected(
+    assets: Sequence[dg.AssetsDefinition], select: Sequence[str] | None
+) -> list[dg.AssetsDefinition]:
     if not select:
         return list(assets)
     wanted = set(select)
-    chosen = [a for a in assets if _asset_key(a).path[-1] in wanted or _asset_key(a).to_user_string() in wanted]
-    known = {_asset_key(a).path[-1] for a in assets} | {_asset_key(a).to_user_string() for a in assets}
+    chosen = [
+        a
+        for a in assets
+        if _asset_key(a).path[-1] in wanted or _asset_key(a).to_user_string() in wanted
+    ]
+    known = {_asset_key(a).path[-1] for a in assets} | {
+        _asset_key(a).to_user_string() for a in assets
+    }
     unknown = wanted - known
     if unknown:
-        raise ValueError(f"--select names unknown asset(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise ValueError(
+            f"--select names unknown asset(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
     return chosen
 
 
@@ -87,7 +97,12 @@ def materialize_use_case(
             tags, n_partitions = _range_tags(asset)
             started = time.perf_counter()
             result = dg.materialize(
-                assets, selection=[_asset_key(asset)], instance=instance, resources=storage, tags=tags, raise_on_error=False
+                assets,
+                selection=[_asset_key(asset)],
+                instance=instance,
+                resources=storage,
+                tags=tags,
+                raise_on_error=False,
             )
             step = StepResult(key, "ok", time.perf_counter() - started, n_partitions)
             for event in result.get_asset_materialization_events():

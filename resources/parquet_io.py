@@ -29,7 +29,9 @@ class PartitionedParquetIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a DataFrame, got {type(obj)}")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a DataFrame, got {type(obj)}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         with staging.open("wb") as handle:
@@ -47,7 +49,9 @@ class PartitionedParquetIOManager(dg.UPathIOManager):
         paths = self._get_paths_for_partitions(context)
         unexpected = set(obj) - set(paths)
         if unexpected:
-            raise ValueError(f"output has partitions {sorted(unexpected)} outside this run's {sorted(paths)}")
+            raise ValueError(
+                f"output has partitions {sorted(unexpected)} outside this run's {sorted(paths)}"
+            )
         for key in sorted(obj):
             self.dump_to_path(context, obj[key], paths[key])
         rows = sum(len(frame) for frame in obj.values())

@@ -32,7 +32,10 @@ def daily_partitions(spec: UseCaseSpec) -> dg.DailyPartitionsDefinition | None:
 
 def check_result(report: ValidationReport) -> dg.AssetCheckResult:
     """Turn a validation report into the Dagster check result shown in the UI."""
-    metadata: dict[str, dg.MetadataValue | int] = {"rows": report.rows, "failed_rows": report.failed_rows}
+    metadata: dict[str, dg.MetadataValue | int] = {
+        "rows": report.rows,
+        "failed_rows": report.failed_rows,
+    }
     if not report.passed:
         metadata["failures"] = dg.MetadataValue.md(report.failures.to_markdown(index=False))
         metadata["sample"] = dg.MetadataValue.md(report.sample.head(10).to_markdown(index=False))
@@ -65,7 +68,9 @@ def _common(spec: UseCaseSpec, name: str, description: str | None) -> dict:
     }
 
 
-def _validated(name: str, frame: pd.DataFrame, columns: Columns) -> tuple[pd.DataFrame, ValidationReport]:
+def _validated(
+    name: str, frame: pd.DataFrame, columns: Columns
+) -> tuple[pd.DataFrame, ValidationReport]:
     return validate_table(frame, table_schema(name, columns))
 
 
@@ -108,7 +113,9 @@ def entity_table_asset(spec: UseCaseSpec, table: str) -> dg.AssetsDefinition:
     """``<use case>/raw_<table>``: the attribute table of one entity."""
     entity = spec.entity_tables()[table]
 
-    @dg.asset(**_common(spec, f"raw_{table}", entity.description or f"Attributes of each {entity.key}."))
+    @dg.asset(
+        **_common(spec, f"raw_{table}", entity.description or f"Attributes of each {entity.key}.")
+    )
     def raw_entity_table():
         frame, report = _validated(table, entity_table(spec, table), entity.table_columns())
         yield dg.Output(frame, metadata=table_metadata(frame, entity.timestamp))
@@ -119,4 +126,7 @@ def entity_table_asset(spec: UseCaseSpec, table: str) -> dg.AssetsDefinition:
 
 def raw_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     """Every raw asset of a use case: entity tables first, then the events."""
-    return [*(entity_table_asset(spec, table) for table in spec.entity_tables()), raw_events_asset(spec)]
+    return [
+        *(entity_table_asset(spec, table) for table in spec.entity_tables()),
+        raw_events_asset(spec),
+    ]

@@ -39,7 +39,10 @@ def file_source_problems(spec: UseCaseSpec) -> Iterator[Problem]:
         where, declared = _declared(spec, table)
         for column in declared:
             if column not in found:
-                yield (*where, column), (
-                    f"column {column!r} is not in {file_table.path} after mapping (it has: {', '.join(found)});"
-                    f" map it under source.tables.{table}.columns"
+                yield (
+                    (*where, column),
+                    (
+                        f"column {column!r} is not in {file_table.path} after mapping (it has: {', '.join(found)});"
+                        f" map it under source.tables.{table}.columns"
+                    ),
                 )

@@ -46,14 +46,20 @@ def entity_table(spec: UseCaseSpec, table: str) -> pd.DataFrame:
         return _world(source).entity_table(table)
     assert isinstance(source, FileSource)
     if table not in source.tables:
-        raise ValueError(f"{spec.path}: source.tables has no {table!r} table for entity key {entity.key!r}")
-    return read_table(source.tables[table], spec.base_dir, _timestamp_columns(entity.table_columns()))
+        raise ValueError(
+            f"{spec.path}: source.tables has no {table!r} table for entity key {entity.key!r}"
+        )
+    return read_table(
+        source.tables[table], spec.base_dir, _timestamp_columns(entity.table_columns())
+    )
 
 
 def _file_events(spec: UseCaseSpec) -> pd.DataFrame:
     source = spec.source
     assert isinstance(source, FileSource)
-    return read_table(source.tables["events"], spec.base_dir, _timestamp_columns(spec.events.columns))
+    return read_table(
+        source.tables["events"], spec.base_dir, _timestamp_columns(spec.events.columns)
+    )
 
 
 def events_by_day(spec: UseCaseSpec, days: Sequence[str]) -> dict[str, pd.DataFrame]:

@@ -16,7 +16,13 @@ from pandera.errors import SchemaErrors
 
 from configs.schema.tables import Columns, ColumnSpec
 
-_DTYPES = {"int": "int64", "float": "float64", "string": "str", "bool": "bool", "timestamp": "datetime64[ns]"}
+_DTYPES = {
+    "int": "int64",
+    "float": "float64",
+    "string": "str",
+    "bool": "bool",
+    "timestamp": "datetime64[ns]",
+}
 
 
 def _column(spec: ColumnSpec) -> pa.Column:
@@ -54,16 +60,23 @@ class ValidationReport:
         return int(self.failures["rows"].sum()) if not self.failures.empty else 0
 
 
-def validate_table(frame: pd.DataFrame, schema: pa.DataFrameSchema, sample_size: int = 10) -> tuple[pd.DataFrame, ValidationReport]:
+def validate_table(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, sample_size: int = 10
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate ``frame``; return the dtype-coerced frame (or the input, if it failed) and a report."""
     try:
         valid = schema.validate(frame, lazy=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases
-        cases = cases.assign(column=cases["column"].fillna("<table>").astype(str), check=cases["check"].astype(str))
+        cases = cases.assign(
+            column=cases["column"].fillna("<table>").astype(str), check=cases["check"].astype(str)
+        )
         failures = (
             cases.groupby(["column", "check"], as_index=False)
-            .agg(rows=("failure_case", "size"), examples=("failure_case", lambda s: ", ".join(map(str, s.head(3)))))
+            .agg(
+                rows=("failure_case", "size"),
+                examples=("failure_case", lambda s: ", ".join(map(str, s.head(3)))),
+            )
             .sort_values("rows", ascending=False, ignore_index=True)
         )
         labels = cases["index"].dropna().unique()[:sample_size]

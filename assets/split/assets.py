@@ -25,17 +25,31 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         tags={**spec.tags, "stage": "split"},
         kinds={"pandas"},
         description=f"{spec.split.method} train/validation/test split (gap {spec.split.gap}).",
-        check_specs=[dg.AssetCheckSpec(NON_EMPTY_CHECK, asset=key, blocking=True,
-                                       description="Train, validation (if configured) and test all have rows.")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                NON_EMPTY_CHECK,
+                asset=key,
+                blocking=True,
+                description="Train, validation (if configured) and test all have rows.",
+            )
+        ],
     )
     def split_plan(raw_events: pd.DataFrame):
         plan = plan_split(raw_events, spec.split, spec.events.timestamp, spec.events.group, labels)
         rows = dict(zip(plan["split"], plan["rows"], strict=True))
         wanted = [s for s in SPLITS if s != "validation" or spec.split.validation > 0]
         empty = [s for s in wanted if rows.get(s, 0) == 0]
-        yield dg.Output(plan, metadata={"plan": dg.MetadataValue.md(plan.to_markdown(index=False)),
-                                        **{f"rows/{k}": int(v) for k, v in rows.items()}})
-        yield dg.AssetCheckResult(check_name=NON_EMPTY_CHECK, passed=not empty,
-                                  metadata={"empty_splits": ", ".join(empty) or "none"})
+        yield dg.Output(
+            plan,
+            metadata={
+                "plan": dg.MetadataValue.md(plan.to_markdown(index=False)),
+                **{f"rows/{k}": int(v) for k, v in rows.items()},
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=NON_EMPTY_CHECK,
+            passed=not empty,
+            metadata={"empty_splits": ", ".join(empty) or "none"},
+        )
 
     return split_plan

@@ -69,8 +69,13 @@ def assign_groups(groups: pd.Series, spec: SplitSpec) -> pd.Series:
     return pd.Series(labels, index=groups.index, name="split", dtype="category")
 
 
-def split_summary(frame: pd.DataFrame, split: pd.Series, time_column: str | None, group_column: str | None,
-                  label_columns: dict[str, str]) -> pd.DataFrame:
+def split_summary(
+    frame: pd.DataFrame,
+    split: pd.Series,
+    time_column: str | None,
+    group_column: str | None,
+    label_columns: dict[str, str],
+) -> pd.DataFrame:
     """One row per split (gap included when non-empty): rows, groups, time range, label rates."""
     rows = []
     for name in (*SPLITS, GAP):
@@ -89,8 +94,13 @@ def split_summary(frame: pd.DataFrame, split: pd.Series, time_column: str | None
     return pd.DataFrame(rows)
 
 
-def plan_split(events: pd.DataFrame, spec: SplitSpec, time_column: str | None, group_column: str | None,
-               label_columns: dict[str, str]) -> pd.DataFrame:
+def plan_split(
+    events: pd.DataFrame,
+    spec: SplitSpec,
+    time_column: str | None,
+    group_column: str | None,
+    label_columns: dict[str, str],
+) -> pd.DataFrame:
     """The split plan of an events table: per split its window (temporal), rows, groups, label rates."""
     if events.empty:
         raise ValueError("cannot plan a split of an empty events table")
@@ -99,10 +109,19 @@ def plan_split(events: pd.DataFrame, spec: SplitSpec, time_column: str | None, g
             raise ValueError("a temporal split needs events.timestamp")
         times = events[time_column]
         windows = temporal_windows(times.min(), times.max(), spec)
-        summary = split_summary(events, assign_temporal(times, windows), time_column, group_column, label_columns)
-        bounds = pd.DataFrame({"split": [w.name for w in windows], "window_start": [w.start for w in windows],
-                               "window_end": [w.end for w in windows]})
+        summary = split_summary(
+            events, assign_temporal(times, windows), time_column, group_column, label_columns
+        )
+        bounds = pd.DataFrame(
+            {
+                "split": [w.name for w in windows],
+                "window_start": [w.start for w in windows],
+                "window_end": [w.end for w in windows],
+            }
+        )
         return summary.merge(bounds, on="split", how="left")
     if group_column is None:
         raise ValueError("a group split needs events.group")
-    return split_summary(events, assign_groups(events[group_column], spec), time_column, group_column, label_columns)
+    return split_summary(
+        events, assign_groups(events[group_column], spec), time_column, group_column, label_columns
+    )

@@ -26,15 +26,19 @@ def _check_events(spec: UseCaseSpec) -> Iterator[Problem]:
     columns = spec.events.columns
     keys_in_events = [e.key for e in spec.entities.values() if e.key in columns]
     if not keys_in_events:
-        yield ("events", "columns"), (
-            "no entity key appears in events.columns; declare at least one of "
-            + ", ".join(e.key for e in spec.entities.values())
+        yield (
+            ("events", "columns"),
+            (
+                "no entity key appears in events.columns; declare at least one of "
+                + ", ".join(e.key for e in spec.entities.values())
+            ),
         )
     for name, entity in spec.entities.items():
         column = columns.get(entity.key)
         if column is not None and column.dtype != entity.dtype:
-            yield ("entities", name, "dtype"), (
-                f"key {entity.key!r} is {entity.dtype} here but {column.dtype} in events.columns"
+            yield (
+                ("entities", name, "dtype"),
+                (f"key {entity.key!r} is {entity.dtype} here but {column.dtype} in events.columns"),
             )
     tables = [e.table for e in spec.entities.values() if e.table]
     if "events" in tables or len(set(tables)) != len(tables):
@@ -48,12 +52,16 @@ def _check_labels(spec: UseCaseSpec) -> Iterator[Problem]:
         if column is None:
             yield ("labels", name, "column"), _missing(label.column, list(columns), "events column")
         elif column.dtype not in ("int", "bool"):
-            yield ("labels", name, "column"), f"a label column must be int or bool, not {column.dtype}"
+            yield (
+                ("labels", name, "column"),
+                f"a label column must be int or bool, not {column.dtype}",
+            )
         if label.available_at is not None:
             when = columns.get(label.available_at)
             if when is None:
-                yield ("labels", name, "available_at"), _missing(
-                    label.available_at, list(columns), "events column"
+                yield (
+                    ("labels", name, "available_at"),
+                    _missing(label.available_at, list(columns), "events column"),
                 )
             elif when.dtype != "timestamp":
                 yield ("labels", name, "available_at"), "available_at must name a timestamp column"
@@ -61,8 +69,9 @@ def _check_labels(spec: UseCaseSpec) -> Iterator[Problem]:
 
 def _check_source_and_split(spec: UseCaseSpec) -> Iterator[Problem]:
     if spec.split.method == "temporal" and spec.events.timestamp is None:
-        yield ("split", "method"), (
-            "temporal split needs events.timestamp; use method: group for data without time"
+        yield (
+            ("split", "method"),
+            ("temporal split needs events.timestamp; use method: group for data without time"),
         )
     if spec.split.method == "temporal" and spec.source.kind == "synthetic":
         span = spec.source.days * 86400.0
@@ -70,9 +79,12 @@ def _check_source_and_split(spec: UseCaseSpec) -> Iterator[Problem]:
         for part in ("validation", "test"):
             share = getattr(spec.split, part)
             if share > 0 and gap >= share * span:
-                yield ("split", "gap"), (
-                    f"gap {spec.split.gap} is not shorter than the {part} window"
-                    f" ({share:g} of {spec.source.days} days): {part} would be empty"
+                yield (
+                    ("split", "gap"),
+                    (
+                        f"gap {spec.split.gap} is not shorter than the {part} window"
+                        f" ({share:g} of {spec.source.days} days): {part} would be empty"
+                    ),
                 )
     if spec.split.method == "group" and spec.events.group is None:
         yield ("split", "method"), "group split needs events.group (the query/request column)"
@@ -94,11 +106,19 @@ def _check_features(spec: UseCaseSpec) -> Iterator[Problem]:
                 yield (*at, "entities", i), _missing(entity, list(spec.entities), "entity")
         for i, aggregate in enumerate(view.aggregates):
             if aggregate.column is not None and aggregate.column not in events:
-                yield (*at, "aggregates", i, "column"), _missing(aggregate.column, events, "events column")
+                yield (
+                    (*at, "aggregates", i, "column"),
+                    _missing(aggregate.column, events, "events column"),
+                )
         for i, column in enumerate(view.passthrough):
             if column not in events:
                 yield (*at, "passthrough", i), _missing(column, events, "events column")
-        attributes = [c for name in view.entities if name in spec.entities for c in spec.entities[name].columns]
+        attributes = [
+            c
+            for name in view.entities
+            if name in spec.entities
+            for c in spec.entities[name].columns
+        ]
         for i, column in enumerate(view.attributes):
             if column not in attributes:
                 yield (*at, "attributes", i), _missing(column, attributes, "entity column")
@@ -112,21 +132,35 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
                 yield ("model", model_name, "labels", i), _missing(label, labels, "label")
         for i, view in enumerate(model.features):
             if view not in spec.features:
-                yield ("model", model_name, "features", i), _missing(view, list(spec.features), "feature view")
+                yield (
+                    ("model", model_name, "features", i),
+                    _missing(view, list(spec.features), "feature view"),
+                )
     if spec.serving is not None and spec.serving.k > spec.serving.candidates:
-        yield ("serving", "k"), f"k ({spec.serving.k}) exceeds candidates ({spec.serving.candidates})"
+        yield (
+            ("serving", "k"),
+            f"k ({spec.serving.k}) exceeds candidates ({spec.serving.candidates})",
+        )
     experiment = spec.experiment
     if experiment is not None:
         if experiment.metric not in spec.labels:
             yield ("experiment", "metric"), _missing(experiment.metric, labels, "label")
         if experiment.unit not in spec.events.columns:
-            yield ("experiment", "unit"), _missing(experiment.unit, list(spec.events.columns), "events column")
+            yield (
+                ("experiment", "unit"),
+                _missing(experiment.unit, list(spec.events.columns), "events column"),
+            )
 
 
 def cross_check(spec: UseCaseSpec) -> list[Problem]:
     """Every cross-section problem of a spec that passed field validation."""
     problems: list[Problem] = []
-    for check in (_check_events, _check_labels, _check_source_and_split, _check_features,
-                  _check_models_and_experiment):
+    for check in (
+        _check_events,
+        _check_labels,
+        _check_source_and_split,
+        _check_features,
+        _check_models_and_experiment,
+    ):
         problems.extend(check(spec))
     return problems

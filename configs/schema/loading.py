@@ -74,7 +74,11 @@ def _data_path(data: Any, loc: Sequence[Any]) -> Loc:
         elif isinstance(data, list) and isinstance(segment, int) and segment < len(data):
             data = data[segment]
             path.append(segment)
-        elif isinstance(data, (dict, list)) and not isinstance(segment, int) and segment.endswith("]"):
+        elif (
+            isinstance(data, (dict, list))
+            and not isinstance(segment, int)
+            and segment.endswith("]")
+        ):
             continue  # pydantic's "function-after[...]" wrappers
         elif isinstance(data, dict) and segment not in data and path and _is_tag(data, segment):
             continue
@@ -191,7 +195,9 @@ def load_spec(path: str | Path, extra_checks: Sequence[ExtraCheck] = ()) -> UseC
         line = mark.line + 1 if mark else None
         raise SpecError([SpecIssue(shown, line, "", f"invalid YAML: {exc.problem}")]) from None
     if not isinstance(data, dict):
-        raise SpecError([SpecIssue(shown, 1, "", "expected a mapping of sections (name, source, ...)")])
+        raise SpecError(
+            [SpecIssue(shown, 1, "", "expected a mapping of sections (name, source, ...)")]
+        )
     lines = _line_map(node) if node is not None else {}
     try:
         spec = UseCaseSpec.model_validate(data).with_path(path)
@@ -199,18 +205,29 @@ def load_spec(path: str | Path, extra_checks: Sequence[ExtraCheck] = ()) -> UseC
         issues = []
         for error in exc.errors():
             field_path = _data_path(data, error["loc"])
-            issues.append(SpecIssue(shown, _locate(lines, field_path), _dotted(field_path), _explain(error, field_path, data)))
+            issues.append(
+                SpecIssue(
+                    shown,
+                    _locate(lines, field_path),
+                    _dotted(field_path),
+                    _explain(error, field_path, data),
+                )
+            )
         raise SpecError(issues) from None
     problems = list(cross_check(spec))
     if not problems:
         for check in extra_checks:
             problems.extend(check(spec))
     if problems:
-        raise SpecError([SpecIssue(shown, _locate(lines, loc), _dotted(loc), msg) for loc, msg in problems])
+        raise SpecError(
+            [SpecIssue(shown, _locate(lines, loc), _dotted(loc), msg) for loc, msg in problems]
+        )
     return spec
 
 
-def load_specs(paths: Iterable[str | Path], extra_checks: Sequence[ExtraCheck] = ()) -> list[UseCaseSpec]:
+def load_specs(
+    paths: Iterable[str | Path], extra_checks: Sequence[ExtraCheck] = ()
+) -> list[UseCaseSpec]:
     """Load several files; all or nothing, with the problems of every file in one error."""
     specs: list[UseCaseSpec] = []
     issues: list[SpecIssue] = []
@@ -222,7 +239,14 @@ def load_specs(paths: Iterable[str | Path], extra_checks: Sequence[ExtraCheck] =
     names: dict[str, Path | None] = {}
     for spec in specs:
         if spec.name in names:
-            issues.append(SpecIssue(str(spec.path), 1, "name", f"use case {spec.name!r} is also defined in {names[spec.name]}"))
+            issues.append(
+                SpecIssue(
+                    str(spec.path),
+                    1,
+                    "name",
+                    f"use case {spec.name!r} is also defined in {names[spec.name]}",
+                )
+            )
         names[spec.name] = spec.path
     if issues:
         raise SpecError(issues)

@@ -36,7 +36,9 @@ class FeedGeneratorParams(StrictModel):
     slate_size: int = Field(10, ge=1, le=100, description="Impressions per request.")
     new_user_fraction: float = Field(0.3, ge=0, le=0.95, description="Users who join after day 0.")
     new_item_fraction: float = Field(0.3, ge=0, le=0.95, description="Items added after day 0.")
-    position_bias: float = Field(1.0, ge=0, le=5, description="eta in P(examine|pos)=(1/(1+pos))^eta.")
+    position_bias: float = Field(
+        1.0, ge=0, le=5, description="eta in P(examine|pos)=(1/(1+pos))^eta."
+    )
 
 
 class FraudGeneratorParams(StrictModel):
@@ -54,7 +56,10 @@ class FraudGeneratorParams(StrictModel):
         7.0, gt=0, le=120, description="Mean days until a fraud label (chargeback) arrives."
     )
     label_maturity_days: float = Field(
-        3.0, ge=0, le=120, description="Days after which a legitimate transaction counts as labelled."
+        3.0,
+        ge=0,
+        le=120,
+        description="Days after which a legitimate transaction counts as labelled.",
     )
 
 
@@ -117,10 +122,16 @@ class FileTable(StrictModel):
         None, description="strftime format of the timestamp column when it holds text."
     )
     group_file: str | None = Field(
-        None, description="libsvm only: sidecar file of group sizes, one per line (LightGBM's .query)."
+        None,
+        description="libsvm only: sidecar file of group sizes, one per line (LightGBM's .query).",
+    )
+    row_id: str | None = Field(
+        None,
+        description="Add this column holding the row number (0, 1, ...), for files without an id.",
     )
     derive: dict[str, LabelRule] = Field(
-        default_factory=dict, description="New columns derived by a rule: {label: {column: rating, op: '>=', value: 4}}."
+        default_factory=dict,
+        description="New columns derived by a rule: {label: {column: rating, op: '>=', value: 4}}.",
     )
 
     @field_validator("encoding")
@@ -131,13 +142,17 @@ class FileTable(StrictModel):
         try:
             codecs.lookup(value)
         except LookupError:
-            raise ValueError(f"unknown text encoding {value!r}; expected e.g. 'utf-8' or 'latin-1'") from None
+            raise ValueError(
+                f"unknown text encoding {value!r}; expected e.g. 'utf-8' or 'latin-1'"
+            ) from None
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> FileTable:
         if self.timestamp_unit and self.timestamp_format:
-            raise ValueError("give either timestamp_unit (epoch numbers) or timestamp_format (text), not both")
+            raise ValueError(
+                "give either timestamp_unit (epoch numbers) or timestamp_format (text), not both"
+            )
         if self.group_file and self.format != "libsvm":
             raise ValueError("group_file applies only to format: libsvm")
         if self.names is not None and self.header:
@@ -153,7 +168,8 @@ class FileSource(StrictModel):
         description="'events' and optionally one table per entity (named as the entity's table)."
     )
     start_date: date | None = Field(
-        None, description="First daily partition; events before it are dropped. Omit for no partitions."
+        None,
+        description="First daily partition; events before it are dropped. Omit for no partitions.",
     )
     end_date: date | None = Field(None, description="Last daily partition (inclusive).")
 

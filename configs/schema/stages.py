@@ -12,7 +12,9 @@ from pydantic import Field, field_validator, model_validator
 
 from configs.schema.base import StrictModel, parse_duration
 
-Aggregation = Literal["count", "sum", "mean", "min", "max", "distinct_count", "time_since_last", "last_n"]
+Aggregation = Literal[
+    "count", "sum", "mean", "min", "max", "distinct_count", "time_since_last", "last_n"
+]
 
 
 class AggregateSpec(StrictModel):
@@ -20,7 +22,9 @@ class AggregateSpec(StrictModel):
 
     column: str | None = Field(None, description="Events column; omit for count/time_since_last.")
     agg: Aggregation
-    windows: list[str] = Field(default_factory=lambda: ["7d"], description="Durations like 1h, 1d, 7d.")
+    windows: list[str] = Field(
+        default_factory=lambda: ["7d"], description="Durations like 1h, 1d, 7d."
+    )
     n: int | None = Field(None, ge=1, le=1000, description="How many ids, for agg: last_n.")
 
     @field_validator("windows")
@@ -50,13 +54,16 @@ class RatioSpec(StrictModel):
 class FeatureViewSpec(StrictModel):
     """Features of one entity (or entity pair) computed from the events plus static attributes."""
 
-    entities: list[str] = Field(min_length=1, description="Entity names; two for a cross (user x category).")
+    entities: list[str] = Field(
+        min_length=1, description="Entity names; two for a cross (user x category)."
+    )
     ttl: str = Field("30d", description="How long a value stays valid for point-in-time joins.")
     aggregates: list[AggregateSpec] = Field(default_factory=list)
     ratios: list[RatioSpec] = Field(default_factory=list)
     attributes: list[str] = Field(default_factory=list, description="Static entity-table columns.")
     passthrough: list[str] = Field(
-        default_factory=list, description="Events columns used as features as they are (e.g. LETOR f1..f46)."
+        default_factory=list,
+        description="Events columns used as features as they are (e.g. LETOR f1..f46).",
     )
 
     @model_validator(mode="after")
@@ -77,7 +84,9 @@ class ModelStageSpec(StrictModel):
 
     problem: ProblemType
     labels: list[str] = Field(min_length=1, description="Label names from the labels section.")
-    features: list[str] = Field(default_factory=list, description="Feature views used; empty = all.")
+    features: list[str] = Field(
+        default_factory=list, description="Feature views used; empty = all."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Learner parameters.")
     baseline: str | None = Field(None, description="Named baseline the model must beat.")
     promotion_margin: float = Field(
@@ -105,7 +114,9 @@ class ServingSpec(StrictModel):
     k: int = Field(10, ge=1, le=1000, description="Results returned by default.")
     candidates: int = Field(500, ge=1, description="Candidates retrieved before ranking.")
     online_store: Literal["sqlite", "redis"] = "sqlite"
-    max_per_category: int | None = Field(None, ge=1, description="Diversity cap in the result list.")
+    max_per_category: int | None = Field(
+        None, ge=1, description="Diversity cap in the result list."
+    )
 
 
 class MonitoringSpec(StrictModel):
@@ -114,7 +125,9 @@ class MonitoringSpec(StrictModel):
     psi_warn: float = Field(0.1, gt=0)
     psi_alert: float = Field(0.25, gt=0)
     min_window_rows: int = Field(1000, ge=100, description="Smallest window PSI is computed on.")
-    retrain_cron: str | None = Field(None, description="Cron for scheduled retraining, e.g. '0 3 * * 1'.")
+    retrain_cron: str | None = Field(
+        None, description="Cron for scheduled retraining, e.g. '0 3 * * 1'."
+    )
 
     @field_validator("retrain_cron")
     @classmethod
@@ -140,7 +153,9 @@ class ArmSpec(StrictModel):
     """One experiment arm: which model version it serves and its share of traffic."""
 
     name: str
-    model_alias: str = Field("champion", description="Registry alias (or version) served by this arm.")
+    model_alias: str = Field(
+        "champion", description="Registry alias (or version) served by this arm."
+    )
     weight: float = Field(gt=0, le=1)
 
 

@@ -43,7 +43,9 @@ class ColumnSpec(StrictModel):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         if self.values is not None and self.dtype in ("timestamp", "float", "bool"):
-            raise ValueError(f"values (an allowed set) applies to int or string columns, not {self.dtype}")
+            raise ValueError(
+                f"values (an allowed set) applies to int or string columns, not {self.dtype}"
+            )
         return self
 
 
@@ -70,7 +72,9 @@ class EntitySpec(StrictModel):
         if self.columns and not self.table:
             raise ValueError("an entity with columns needs a table name (e.g. table: items)")
         if self.key in self.columns:
-            raise ValueError(f"the key {self.key!r} is declared by the entity; leave it out of columns")
+            raise ValueError(
+                f"the key {self.key!r} is declared by the entity; leave it out of columns"
+            )
         if self.timestamp and self.columns.get(self.timestamp, None) is None:
             raise ValueError(f"timestamp column {self.timestamp!r} must be declared in columns")
         if self.timestamp and self.columns[self.timestamp].dtype != "timestamp":
@@ -91,7 +95,8 @@ class EventsSpec(StrictModel):
         None, description="Event-time column; omit for data without time (e.g. LETOR)."
     )
     group: str | None = Field(
-        None, description="Request/query column grouping rows for ranking (one slate or result page)."
+        None,
+        description="Request/query column grouping rows for ranking (one slate or result page).",
     )
     columns: Columns
 

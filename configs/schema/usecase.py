@@ -63,7 +63,9 @@ class UseCaseSpec(StrictModel):
     def _owners(cls, owners: list[str]) -> list[str]:
         for owner in owners:
             if not _OWNER.match(owner):
-                raise ValueError(f"expected an email or 'team:name' (Dagster owners), got {owner!r}")
+                raise ValueError(
+                    f"expected an email or 'team:name' (Dagster owners), got {owner!r}"
+                )
         return owners
 
     @field_validator("tags")
@@ -97,7 +99,10 @@ class UseCaseSpec(StrictModel):
     @property
     def partitioned(self) -> bool:
         """Daily partitions exist when events have time and the source fixes a start day."""
-        return self.events.timestamp is not None and getattr(self.source, "start_date", None) is not None
+        return (
+            self.events.timestamp is not None
+            and getattr(self.source, "start_date", None) is not None
+        )
 
     def summary(self) -> dict[str, Any]:
         """One line of facts for ``playbook list``."""

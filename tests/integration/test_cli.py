@@ -21,7 +21,10 @@ def test_validate_ok_and_bad(tmp_path: Path, shipped_configs: list[Path]) -> Non
     ok = runner.invoke(main, ["validate", *map(str, shipped_configs)])
     assert ok.exit_code == 0, ok.output
     assert ok.output.count("ok ") == 3
-    bad = write(tmp_path / "bad.yaml", (shipped_configs[0].read_text()).replace("slate_size: 10", "slate_size: ten"))
+    bad = write(
+        tmp_path / "bad.yaml",
+        (shipped_configs[0].read_text()).replace("slate_size: 10", "slate_size: ten"),
+    )
     result = runner.invoke(main, ["validate", str(shipped_configs[1]), str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:" in result.output and "source.params.slate_size" in result.output
@@ -37,17 +40,23 @@ def test_list_shows_every_use_case() -> None:
 
 @pytest.mark.parametrize("template", ["feed", "fraud", "search"])
 def test_new_scaffolds_a_valid_config(template: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / f"my_{template}.yaml").read_text().count(f"name: my_{template}") == 1
-    again = CliRunner().invoke(main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)])
+    again = CliRunner().invoke(
+        main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)]
+    )
     assert again.exit_code != 0 and "already exists" in again.output
 
 
 def test_materialize_a_config_outside_configs(ratings_config: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", "")}
-    result = CliRunner().invoke(main, ["materialize", str(ratings_config), "--home", str(home)], env=env)
+    result = CliRunner().invoke(
+        main, ["materialize", str(ratings_config), "--home", str(home)], env=env
+    )
     assert result.exit_code == 0, result.output
     for asset in ("movies/raw_events", "movies/split_plan"):
         assert asset in result.output
@@ -58,9 +67,29 @@ def test_materialize_a_config_outside_configs(ratings_config: Path, tmp_path: Pa
     assert unknown.exit_code != 0 and "known:" in unknown.output
 
 
-def test_dagster_definitions_validate() -> None:
-    result = subprocess.run(
+def _definitions_validate(env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
+
+
+def test_dagster_definitions_validate() -> None:
+    result = _definitions_validate()
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dagster_shows_the_config_error_not_a_library_trace(
+    tmp_path: Path, shipped_configs: list[Path]
+) -> None:
+    for path in shipped_configs:
+        write(tmp_path / path.name, path.read_text().replace("slate_size: 10", "slate_size: 0"))
+    result = _definitions_validate({"PLAYBOOK_CONFIGS": str(tmp_path)})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{tmp_path / 'feed.yaml'}:" in output and "source.params.slate_size" in output
+    assert "pydantic" not in output and "loading.py" not in output

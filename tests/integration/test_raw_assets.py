@@ -20,13 +20,21 @@ pytestmark = pytest.mark.integration
 def _small(spec: UseCaseSpec, days: int = 7) -> UseCaseSpec:
     """The shipped spec with fewer days and a smaller world, so tests stay fast."""
     params = spec.source.params
-    smaller = {k: max(getattr(params, k) // 4, 50) for k in params.model_fields
-               if k.startswith(("n_", "requests_", "transactions_")) and k not in ("n_categories", "n_topics")}
-    source = spec.source.model_copy(update={"days": days, "params": params.model_copy(update=smaller)})
+    smaller = {
+        k: max(getattr(params, k) // 4, 50)
+        for k in params.model_fields
+        if k.startswith(("n_", "requests_", "transactions_"))
+        and k not in ("n_categories", "n_topics")
+    }
+    source = spec.source.model_copy(
+        update={"days": days, "params": params.model_copy(update=smaller)}
+    )
     return spec.model_copy(update={"source": source}).with_path(spec.path)
 
 
-def _run(spec: UseCaseSpec, home: Path, select: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+def _run(
+    spec: UseCaseSpec, home: Path, select: str | None = None, **kwargs
+) -> dg.ExecuteInProcessResult:
     """Materialize the selected asset (default: all) over every partition in one run."""
     assets = use_case_assets(spec)
     partitioned = [a.partitions_def for a in assets if a.partitions_def is not None]
@@ -35,12 +43,20 @@ def _run(spec: UseCaseSpec, home: Path, select: str | None = None, **kwargs) -> 
         keys = partitioned[0].get_partition_keys()
         tags = {RANGE_START: keys[0], RANGE_END: keys[-1]}
     selection = [k for a in assets for k in a.keys if select is None or k.path[-1] == select]
-    return dg.materialize(assets, selection=selection, resources=resources(UPath(home)), tags=tags,
-                          instance=dg.DagsterInstance.ephemeral(), **kwargs)
+    return dg.materialize(
+        assets,
+        selection=selection,
+        resources=resources(UPath(home)),
+        tags=tags,
+        instance=dg.DagsterInstance.ephemeral(),
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("name", ["feed", "fraud", "search"])
-def test_shipped_use_case_materializes(name: str, tmp_path: Path, shipped_configs: list[Path]) -> None:
+def test_shipped_use_case_materializes(
+    name: str, tmp_path: Path, shipped_configs: list[Path]
+) -> None:
     (spec,) = load_use_cases([p for p in shipped_configs if p.stem == name])
     spec = _small(spec)
     result = _run(spec, tmp_path, select="raw_events")
@@ -50,7 +66,9 @@ def test_shipped_use_case_materializes(name: str, tmp_path: Path, shipped_config
     days = sorted((tmp_path / "tables" / name / "raw_events").glob("*.parquet"))
     assert [d.stem for d in days] == [f"2025-01-0{i}" for i in range(1, 8)]
     day = pd.read_parquet(days[1])
-    assert day.event_time.min() >= pd.Timestamp("2025-01-02") and day.event_time.max() < pd.Timestamp("2025-01-03")
+    assert day.event_time.min() >= pd.Timestamp(
+        "2025-01-02"
+    ) and day.event_time.max() < pd.Timestamp("2025-01-03")
     for table in spec.entity_tables():
         entity = _run(spec, tmp_path, select=f"raw_{table}")
         assert entity.success and all(c.passed for c in entity.get_asset_check_evaluations())
@@ -66,7 +84,13 @@ def test_file_source_partitions_derives_and_validates(ratings_config: Path, tmp_
     result = _run(spec, tmp_path / "home", select="raw_events")
     assert result.success and result.get_asset_check_evaluations()[0].passed
     files = sorted((tmp_path / "home" / "tables" / "movies" / "raw_events").glob("*.parquet"))
-    assert [f.stem for f in files] == ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05"]
+    assert [f.stem for f in files] == [
+        "2024-03-01",
+        "2024-03-02",
+        "2024-03-03",
+        "2024-03-04",
+        "2024-03-05",
+    ]
     events = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     assert events.liked.tolist() == [1, 0, 1, 0, 1, 0]
     assert events.event_time.iloc[0] == pd.Timestamp("2024-03-01")
@@ -74,7 +98,9 @@ def test_file_source_partitions_derives_and_validates(ratings_config: Path, tmp_
     assert metadata["dagster/row_count"].value == 6 and metadata["label_rate/liked"].value == 0.5
 
 
-def test_schema_check_catches_corrupted_rows_and_blocks_downstream(ratings_config: Path, tmp_path: Path) -> None:
+def test_schema_check_catches_corrupted_rows_and_blocks_downstream(
+    ratings_config: Path, tmp_path: Path
+) -> None:
     csv = ratings_config.parent / "ratings.csv"
     csv.write_text(csv.read_text().replace("2,12,3.0", "2,12,9.0").replace("3,11,4.5", ",11,4.5"))
     (spec,) = load_use_cases([ratings_config])
@@ -83,11 +109,15 @@ def test_schema_check_catches_corrupted_rows_and_blocks_downstream(ratings_confi
     assert not check.passed
     assert check.metadata["failed_rows"].value >= 2
     failures = check.metadata["failures"].value
-    assert "rating" in failures and "less_than_or_equal_to(5.0)" in failures and "user_id" in failures
+    assert (
+        "rating" in failures and "less_than_or_equal_to(5.0)" in failures and "user_id" in failures
+    )
     sample = check.metadata["sample"].value.splitlines()
     assert len(sample) == 2 + 2 and "nan" in sample[-1]  # header, rule, the two offending rows
     # the blocking check stops split_plan from running on bad data
-    assert "split_plan" not in [e.asset_key.path[-1] for e in result.get_asset_materialization_events()]
+    assert "split_plan" not in [
+        e.asset_key.path[-1] for e in result.get_asset_materialization_events()
+    ]
 
 
 def test_failed_run_keeps_earlier_materialization(ratings_config: Path, tmp_path: Path) -> None:
@@ -96,7 +126,9 @@ def test_failed_run_keeps_earlier_materialization(ratings_config: Path, tmp_path
     assert _run(spec, home, select="raw_events").success
     folder = home / "tables" / "movies" / "raw_events"
     before = {f.name: f.read_bytes() for f in folder.glob("*.parquet")}
-    (ratings_config.parent / "ratings.csv").write_bytes(b"userId,movieId,rating,timestamp\n1,10,4.0,not-a-time\n")
+    (ratings_config.parent / "ratings.csv").write_bytes(
+        b"userId,movieId,rating,timestamp\n1,10,4.0,not-a-time\n"
+    )
     failed = _run(spec, home, select="raw_events", raise_on_error=False)
     assert not failed.success
     after = {f.name: f.read_bytes() for f in folder.iterdir()}
@@ -104,9 +136,17 @@ def test_failed_run_keeps_earlier_materialization(ratings_config: Path, tmp_path
 
 
 def test_letor_without_timestamps_is_one_table(tmp_path: Path) -> None:
-    write(tmp_path / "train.txt", "".join(
-        f"{(q + d) % 3} qid:{q} 1:{d / 10:.1f} 2:{q}.5 # doc{d}\n" for q in range(1, 5) for d in range(6)))
-    config = write(tmp_path / "letor.yaml", """
+    write(
+        tmp_path / "train.txt",
+        "".join(
+            f"{(q + d) % 3} qid:{q} 1:{d / 10:.1f} 2:{q}.5 # doc{d}\n"
+            for q in range(1, 5)
+            for d in range(6)
+        ),
+    )
+    config = write(
+        tmp_path / "letor.yaml",
+        """
         name: letor
         source:
           kind: file
@@ -124,7 +164,8 @@ def test_letor_without_timestamps_is_one_table(tmp_path: Path) -> None:
         labels:
           relevance: {column: relevance, kind: graded}
         split: {method: group, train: 0.5, validation: 0.25, test: 0.25}
-        """)
+        """,
+    )
     (spec,) = load_use_cases([config])
     assert not spec.partitioned
     result = _run(spec, tmp_path / "home")
@@ -133,3 +174,22 @@ def test_letor_without_timestamps_is_one_table(tmp_path: Path) -> None:
     assert len(events) == 24 and events.relevance.max() == 2
     plan = pd.read_parquet(tmp_path / "home" / "tables" / "letor" / "split_plan.parquet")
     assert plan.groups.sum() == 4
+
+
+FIXTURE_CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+
+@pytest.mark.parametrize("name", ["movies", "ml1m", "cards", "letor"])
+def test_copied_configs_read_public_dataset_layouts(name: str, tmp_path: Path) -> None:
+    """Shipped configs copied and pointed at MovieLens, Kaggle card-fraud and LETOR layouts."""
+    (spec,) = load_use_cases([FIXTURE_CONFIGS / f"{name}.yaml"])
+    result = _run(spec, tmp_path)
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), [
+        (c.asset_key, c.metadata) for c in checks if not c.passed
+    ]
+    events = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "raw_events"
+    ]
+    assert sum(e.materialization.metadata["dagster/row_count"].value for e in events[:1]) > 0

@@ -88,12 +88,18 @@ def test_cross_section_reference_suggests(tmp_path: Path) -> None:
 
 
 def test_experiment_split_must_sum_to_one(tmp_path: Path) -> None:
-    path = _feed_with(tmp_path, "model_alias: challenger, weight: 0.5", "model_alias: challenger, weight: 0.6")
+    path = _feed_with(
+        tmp_path, "model_alias: challenger, weight: 0.5", "model_alias: challenger, weight: 0.6"
+    )
     assert "sum to 1" in _error(path).issues[0].message
 
 
 def test_ttl_shorter_than_window(tmp_path: Path) -> None:
-    path = _feed_with(tmp_path, "  user_activity:\n    entities: [user]\n    ttl: 30d", "  user_activity:\n    entities: [user]\n    ttl: 2d")
+    path = _feed_with(
+        tmp_path,
+        "  user_activity:\n    entities: [user]\n    ttl: 30d",
+        "  user_activity:\n    entities: [user]\n    ttl: 2d",
+    )
     issue = _error(path).issues[0]
     assert issue.field == "features.user_activity" and "shorter than window 7d" in issue.message
 
@@ -135,14 +141,19 @@ def test_column_mapping_names_missing_column(ratings_config: Path) -> None:
 
 
 def test_declared_column_missing_from_file(ratings_config: Path) -> None:
-    text = ratings_config.read_text().replace("    liked: {dtype", "    genre: string\n    liked: {dtype")
+    text = ratings_config.read_text().replace(
+        "    liked: {dtype", "    genre: string\n    liked: {dtype"
+    )
     path = write(ratings_config, text)
     (issue,) = _error(path).issues
     assert issue.field == "events.columns.genre" and issue.line == _line_of(path, "genre: string")
 
 
 def test_bad_timestamp_unit(ratings_config: Path) -> None:
-    path = write(ratings_config, ratings_config.read_text().replace("timestamp_unit: s", "timestamp_unit: sec"))
+    path = write(
+        ratings_config,
+        ratings_config.read_text().replace("timestamp_unit: s", "timestamp_unit: sec"),
+    )
     (issue,) = _error(path).issues
     assert issue.field == "source.tables.events.timestamp_unit" and "'sec'" in issue.message
 
@@ -157,4 +168,6 @@ def test_split_gap_longer_than_a_window(tmp_path: Path) -> None:
     path = _feed_with(tmp_path, "gap: 1h}", "gap: 3d}")
     validation, test = _error(path).issues
     assert validation.field == test.field == "split.gap"
-    assert "validation would be empty" in validation.message and "test would be empty" in test.message
+    assert (
+        "validation would be empty" in validation.message and "test would be empty" in test.message
+    )

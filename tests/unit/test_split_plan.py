@@ -13,8 +13,13 @@ from configs.schema.tables import SplitSpec
 def _events(days: int = 10, per_hour: int = 2) -> pd.DataFrame:
     times = pd.date_range("2025-01-01", periods=days * 24 * per_hour, freq=f"{60 // per_hour}min")
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"event_time": times, "query": rng.integers(0, 200, len(times)),
-                         "clicked": rng.integers(0, 2, len(times))})
+    return pd.DataFrame(
+        {
+            "event_time": times,
+            "query": rng.integers(0, 200, len(times)),
+            "clicked": rng.integers(0, 2, len(times)),
+        }
+    )
 
 
 def test_temporal_windows_are_ordered_fractions_with_gaps() -> None:
@@ -38,7 +43,10 @@ def test_temporal_windows_are_ordered_fractions_with_gaps() -> None:
 
 def test_temporal_fractions_hold_without_gap() -> None:
     events = _events()
-    split = assign_temporal(events.event_time, temporal_windows(events.event_time.min(), events.event_time.max(), SplitSpec()))
+    split = assign_temporal(
+        events.event_time,
+        temporal_windows(events.event_time.min(), events.event_time.max(), SplitSpec()),
+    )
     shares = split.value_counts(normalize=True)
     assert shares["train"] == pytest.approx(0.7, abs=0.01)
     assert shares["test"] == pytest.approx(0.15, abs=0.01)
@@ -51,9 +59,15 @@ def test_group_split_keeps_groups_whole_and_is_stable() -> None:
     split = assign_groups(events["query"], spec)
     assert (events.assign(split=split.to_numpy()).groupby("query").split.nunique() == 1).all()
     assert split.equals(assign_groups(events["query"], spec))
-    other = assign_groups(events["query"], SplitSpec(method="group", train=0.5, validation=0.25, test=0.25, seed=4))
+    other = assign_groups(
+        events["query"], SplitSpec(method="group", train=0.5, validation=0.25, test=0.25, seed=4)
+    )
     assert not split.equals(other)
-    groups = events.assign(split=split.to_numpy()).drop_duplicates("query").split.value_counts(normalize=True)
+    groups = (
+        events.assign(split=split.to_numpy())
+        .drop_duplicates("query")
+        .split.value_counts(normalize=True)
+    )
     assert groups["train"] == pytest.approx(0.5, abs=0.1)
 
 
