@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -21,7 +22,8 @@ from configs import CONFIG_DIR
 from configs.schema import SpecError, UseCaseSpec
 from dagster_project.loader import config_dir, config_paths, load_use_cases
 
-console = Console(stderr=False)
+# A pipe or CI log is not a terminal: use a width that fits asset names rather than 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 TEMPLATES = ("feed", "fraud", "search")
 
 
@@ -36,6 +38,11 @@ def _load_or_exit(paths: list[str] | None) -> list[UseCaseSpec]:
 @click.group()
 def main() -> None:
     """Playbook: ML systems from one YAML file per use case."""
+    import dagster as dg
+
+    # Beta/preview notices are for library authors; the CLI's output is the summary table.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 @main.command()

@@ -19,6 +19,8 @@ from resources.home import playbook_home
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+# Step-by-step DEBUG events belong in the Dagster UI, not on the terminal behind a progress bar.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -99,6 +101,7 @@ def materialize_use_case(
             result = dg.materialize(
                 assets,
                 selection=[_asset_key(asset)],
+                run_config=QUIET,
                 instance=instance,
                 resources=storage,
                 tags=tags,

@@ -26,8 +26,11 @@ def playbook_home(override: str | os.PathLike[str] | None = None) -> UPath:
 
 
 def dagster_home(home: UPath) -> Path:
-    """The Dagster instance folder inside a local home (created, with an empty dagster.yaml)."""
+    """The Dagster instance folder inside a local home (created, telemetry off, on first use)."""
     folder = Path(str(home)) / "dagster"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "dagster.yaml").touch(exist_ok=True)
+    config = folder / "dagster.yaml"
+    if not config.exists():
+        # No network here, and a telemetry banner on every command hides the summary.
+        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return folder

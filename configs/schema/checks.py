@@ -136,6 +136,9 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
                     ("model", model_name, "features", i),
                     _missing(view, list(spec.features), "feature view"),
                 )
+    for label in spec.quality.label_rate:
+        if label not in spec.labels:
+            yield ("quality", "label_rate", label), _missing(label, labels, "label")
     if spec.serving is not None and spec.serving.k > spec.serving.candidates:
         yield (
             ("serving", "k"),

@@ -180,3 +180,38 @@ class ExperimentSpec(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be distinct, got {names}")
         return self
+
+
+class QualitySpec(StrictModel):
+    """Data-quality expectations on feature tables and training sets (run with Great Expectations).
+
+    Defaults suit most tables; tighten them per use case. A failed expectation is a failed asset
+    check with the offending values, and the data docs show the full result.
+    """
+
+    min_rows: int = Field(1, ge=0, description="Fewest rows a table may have.")
+    max_null_fraction: float = Field(
+        0.5, ge=0, le=1, description="Largest share of nulls in any feature column."
+    )
+    max_row_count_change: float | None = Field(
+        0.5, gt=0, description="Largest relative row-count change vs the previous materialization."
+    )
+    label_rate: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Allowed [min, max] mean of each binary label."
+    )
+    ranges: dict[str, tuple[float | None, float | None]] = Field(
+        default_factory=dict,
+        description="Allowed [min, max] of named feature columns (null = open).",
+    )
+
+    @field_validator("label_rate")
+    @classmethod
+    def _ordered_rates(
+        cls, rates: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for label, (low, high) in rates.items():
+            if not 0 <= low <= high <= 1:
+                raise ValueError(
+                    f"label_rate.{label}: expected 0 <= min <= max <= 1, got [{low}, {high}]"
+                )
+        return rates

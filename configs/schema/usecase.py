@@ -16,6 +16,7 @@ from configs.schema.stages import (
     MetricsSpec,
     ModelStageSpec,
     MonitoringSpec,
+    QualitySpec,
     ServingSpec,
 )
 from configs.schema.tables import EntitySpec, EventsSpec, LabelSpec, SplitSpec
@@ -44,6 +45,7 @@ class UseCaseSpec(StrictModel):
     model: dict[str, ModelStageSpec] = Field(default_factory=dict)
     metrics: MetricsSpec | None = None
     serving: ServingSpec | None = None
+    quality: QualitySpec = Field(default_factory=QualitySpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     experiment: ExperimentSpec | None = None
 
