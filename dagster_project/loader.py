@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
+from assets.features.assets import feature_assets
 from assets.raw.assets import raw_assets
 from assets.raw.source_checks import file_source_problems
 from assets.split.assets import split_plan_asset
@@ -47,7 +48,7 @@ def load_use_cases(paths: Iterable[str | Path] | None = None) -> list[UseCaseSpe
 
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     """Every asset of one use case, in dependency order."""
-    return [*raw_assets(spec), split_plan_asset(spec)]
+    return [*raw_assets(spec), split_plan_asset(spec), *feature_assets(spec)]
 
 
 def resources(home: UPath) -> dict[str, object]:

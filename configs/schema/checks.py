@@ -104,6 +104,15 @@ def _check_features(spec: UseCaseSpec) -> Iterator[Problem]:
         for i, entity in enumerate(view.entities):
             if entity not in spec.entities:
                 yield (*at, "entities", i), _missing(entity, list(spec.entities), "entity")
+        if view.aggregates and spec.events.timestamp is None:
+            yield (*at, "aggregates"), "windowed aggregates need events.timestamp; use passthrough"
+        for i, entity in enumerate(view.entities):
+            key = spec.entities[entity].key if entity in spec.entities else None
+            if key is not None and key not in events and (view.aggregates or view.passthrough):
+                yield (
+                    (*at, "entities", i),
+                    f"key {key!r} of entity {entity!r} is not an events column",
+                )
         for i, aggregate in enumerate(view.aggregates):
             if aggregate.column is not None and aggregate.column not in events:
                 yield (

@@ -34,6 +34,19 @@ class AggregateSpec(StrictModel):
             parse_duration(window)
         return windows
 
+    def feature_names(self) -> list[str]:
+        """Column names this aggregate produces, one per window (e.g. ``clicked_mean_7d``).
+
+        ``time_since_last`` is stored as ``last_event_at_<w>`` (a timestamp): the seconds since
+        it depend on the moment of the request and are derived there, not stored.
+        """
+        subject = self.column or "events"
+        if self.agg == "time_since_last":
+            return [f"last_event_at_{w}" for w in self.windows]
+        if self.agg == "last_n":
+            return [f"{subject}_last{self.n}_{w}" for w in self.windows]
+        return [f"{subject}_{self.agg}_{w}" for w in self.windows]
+
     @model_validator(mode="after")
     def _column_needed(self) -> AggregateSpec:
         if self.agg not in ("count", "time_since_last") and self.column is None:
@@ -73,10 +86,38 @@ class FeatureViewSpec(StrictModel):
             for window in aggregate.windows:
                 if parse_duration(window) > ttl:
                     raise ValueError(f"ttl {self.ttl} is shorter than window {window}")
+        names = [name for aggregate in self.aggregates for name in aggregate.feature_names()]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"aggregates produce the same feature twice: {', '.join(duplicates)}")
+        for ratio in self.ratios:
+            for part in (ratio.numerator, ratio.denominator):
+                if part not in names:
+                    raise ValueError(
+                        f"ratio {ratio.name}: {part!r} is not an aggregate of this view"
+                        f" (have: {', '.join(names)})"
+                    )
         return self
+
+    def aggregate_names(self) -> list[str]:
+        """Every windowed feature of the view, ratios last."""
+        names = [name for aggregate in self.aggregates for name in aggregate.feature_names()]
+        return names + [ratio.name for ratio in self.ratios]
 
 
 ProblemType = Literal["binary_classification", "learning_to_rank", "multi_task", "two_tower"]
+
+
+class NegativeSamplingSpec(StrictModel):
+    """Negatives for implicit feedback: items a user did not interact with, drawn per positive.
+
+    ``popularity`` draws items in proportion to their impressions before the positive's time, the
+    harder and less biased choice for retrieval; ``random`` draws uniformly from the catalog.
+    """
+
+    strategy: Literal["random", "popularity"] = "popularity"
+    ratio: int = Field(4, ge=1, le=100, description="Negatives per positive.")
+    seed: int = Field(0, ge=0)
 
 
 class ModelStageSpec(StrictModel):
@@ -91,6 +132,9 @@ class ModelStageSpec(StrictModel):
     baseline: str | None = Field(None, description="Named baseline the model must beat.")
     promotion_margin: float = Field(
         0.0, ge=0, le=1, description="How much worse than the champion a challenger may be."
+    )
+    negatives: NegativeSamplingSpec | None = Field(
+        None, description="Sampled negatives for implicit feedback (positives = the first label)."
     )
 
 

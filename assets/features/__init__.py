@@ -1,0 +1,1 @@
+"""The feature stage: windowed aggregates and attributes per entity, registered in Feast."""

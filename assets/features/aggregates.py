@@ -1,0 +1,188 @@
+"""Windowed per-entity aggregates that are exact at every moment, computed in one DuckDB pass.
+
+A windowed aggregate of an entity changes only when an event enters its window (at the event's
+time) or leaves it (at event time + window). So the feature table holds one row per entity at
+each of those change points, stamped with the moment the value became true. An as-of join (Feast's
+or ours) then returns the exact value at any label time — a 1h velocity count drops back to 0
+an hour after the last transaction instead of repeating a stale count.
+
+How it is computed: events (one stream per time axis) and "expiry probes" (event time + window +
+1µs) are unioned; every aggregate is a window function over that stream with a RANGE frame
+``[t - window, t]`` that only counts rows of its own axis; one row per (entity, time) is kept.
+Windows include both ends at microsecond resolution.
+
+The time axis of an aggregate is when its input became known: the event time, except for a
+label with ``available_at`` (fraud chargebacks), whose aggregates move when the label arrives.
+That is what keeps a "past frauds of this card" feature from leaking labels not yet known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from configs.schema.base import parse_duration
+from configs.schema.stages import AggregateSpec, FeatureViewSpec
+
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED_TIMESTAMP = "created_timestamp"
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    """One output column: which aggregate, over which window, on which time axis."""
+
+    name: str
+    aggregate: AggregateSpec
+    window: str
+    axis: str
+
+    @property
+    def seconds(self) -> int:
+        return int(parse_duration(self.window).total_seconds())
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def plan_aggregates(
+    view: FeatureViewSpec, axis_of: dict[str, str], default_axis: str
+) -> list[AggregatePlan]:
+    """Expand a view's aggregates into one plan per output column."""
+    plans = []
+    for aggregate in view.aggregates:
+        axis = axis_of.get(aggregate.column or "", default_axis)
+        for window, name in zip(aggregate.windows, aggregate.feature_names(), strict=True):
+            plans.append(AggregatePlan(name, aggregate, window, axis))
+    return plans
+
+
+def _expression(plan: AggregatePlan, window_name: str) -> str:
+    """SQL for one aggregate over the stream; rows of other axes and probes count as absent."""
+    on_axis = f"axis = '{plan.axis}'"
+    column = _quote(plan.aggregate.column) if plan.aggregate.column else "NULL"
+    value = f"CASE WHEN {on_axis} THEN {column} END"
+    agg = plan.aggregate.agg
+    if agg == "count":
+        return f"CAST(sum(CASE WHEN {on_axis} THEN 1 ELSE 0 END) OVER {window_name} AS BIGINT)"
+    if agg == "distinct_count":
+        return f"CAST(count(DISTINCT {value}) OVER {window_name} AS BIGINT)"
+    if agg == "time_since_last":
+        return f"max(CASE WHEN {on_axis} THEN t END) OVER {window_name}"
+    sql = {"sum": "sum", "mean": "avg", "min": "min", "max": "max"}[agg]
+    return f"CAST({sql}({value}) OVER {window_name} AS DOUBLE)"
+
+
+def _last_n_sql(plan: AggregatePlan, keys: str, probe_source: str) -> tuple[str, str]:
+    """A CTE of the last n values per entity at each of its events, and the column reading it.
+
+    A ROWS frame bounds each row's list to n values (a RANGE list over a 30-day window would hold
+    thousands per row); the values older than the window are filtered at each stream row. Among
+    events at the same moment the last one in frame order is kept: its frame holds them all.
+    """
+    n = plan.aggregate.n
+    column = _quote(plan.aggregate.column or "")
+    cte = f"""recent_{plan.name} AS (
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT {keys}, t AS recent_t, list({{'t': t, 'v': {column}}}) OVER wr AS recent,
+                   row_number() OVER wr AS rn
+            FROM {probe_source} WHERE axis = '{plan.axis}'
+            WINDOW wr AS (PARTITION BY {keys} ORDER BY t, {column}
+                          ROWS BETWEEN {n - 1} PRECEDING AND CURRENT ROW))
+        QUALIFY rn = max(rn) OVER (PARTITION BY {keys}, recent_t))"""
+    read = (
+        f"list_transform(list_filter(r_{plan.name}.recent,"
+        f" lambda x: x.t >= s.t - INTERVAL {plan.seconds} SECOND), lambda x: x.v) AS {_quote(plan.name)}"
+    )
+    return cte, read
+
+
+def aggregate_sql(events: str, keys: Sequence[str], plans: Sequence[AggregatePlan]) -> str:
+    """The whole query: points per axis, expiry probes, windowed aggregates, one row per (key, t)."""
+    key_list = ", ".join(_quote(k) for k in keys)
+    not_null = " AND ".join(f"{_quote(k)} IS NOT NULL" for k in keys)
+    columns = sorted({p.aggregate.column for p in plans if p.aggregate.column})
+    value_list = "".join(f", {_quote(c)}" for c in columns)
+    null_values = "".join(f", NULL AS {_quote(c)}" for c in columns)
+    axes = sorted({p.axis for p in plans})
+    points = " UNION ALL ".join(
+        f"SELECT {key_list}, {_quote(a)} AS t, '{a}' AS axis{value_list} FROM {events}"
+        f" WHERE {not_null} AND {_quote(a)} IS NOT NULL"
+        for a in axes
+    )
+    expiries = sorted({(p.axis, p.seconds) for p in plans if p.aggregate.agg != "last_n"})
+    probes = (
+        " UNION ".join(
+            f"SELECT DISTINCT {key_list}, t + INTERVAL {s} SECOND + INTERVAL 1 MICROSECOND AS t"
+            f" FROM points WHERE axis = '{a}'"
+            for a, s in expiries
+        )
+        or f"SELECT {key_list}, t FROM points WHERE false"
+    )
+    windows = sorted({p.seconds for p in plans})
+    window_defs = ", ".join(
+        f"w{s} AS (PARTITION BY {key_list} ORDER BY t RANGE BETWEEN INTERVAL {s} SECOND PRECEDING AND CURRENT ROW)"
+        for s in windows
+    )
+    windowed = [p for p in plans if p.aggregate.agg != "last_n"]
+    selects = "".join(f", {_expression(p, f'w{p.seconds}')} AS {_quote(p.name)}" for p in windowed)
+    recent = [_last_n_sql(p, key_list, "points") for p in plans if p.aggregate.agg == "last_n"]
+    ctes = "".join(f", {cte}" for cte, _ in recent)
+    joins = "".join(
+        f" ASOF LEFT JOIN recent_{p.name} r_{p.name} ON "
+        + " AND ".join(f"s.{_quote(k)} = r_{p.name}.{_quote(k)}" for k in keys)
+        + f" AND s.t >= r_{p.name}.recent_t"
+        for p in plans
+        if p.aggregate.agg == "last_n"
+    )
+    reads = "".join(f", {read}" for _, read in recent)
+    stream_select = f"SELECT DISTINCT ON ({key_list}, t) {key_list}, t{selects} FROM stream ORDER BY {key_list}, t"
+    if not window_defs:
+        stream_select = f"SELECT DISTINCT {key_list}, t FROM stream ORDER BY {key_list}, t"
+    else:
+        stream_select = stream_select.replace(
+            " FROM stream ", f" FROM stream WINDOW {window_defs} "
+        )
+    return f"""
+        WITH points AS ({points}),
+        probes AS ({probes}),
+        stream AS (SELECT * FROM points UNION ALL SELECT {key_list}, t, NULL AS axis{null_values} FROM probes),
+        windowed AS ({stream_select}){ctes}
+        SELECT s.*{reads} FROM windowed s{joins}
+    """
+
+
+def compute_aggregates(
+    events: pd.DataFrame,
+    keys: Sequence[str],
+    plans: Sequence[AggregatePlan],
+    created_at: pd.Timestamp,
+    ratios: Sequence[tuple[str, str, str]] = (),
+) -> pd.DataFrame:
+    """Feature table: keys, event_timestamp, created_timestamp and one column per plan/ratio."""
+    missing = [
+        c
+        for c in [
+            *keys,
+            *{p.axis for p in plans},
+            *{p.aggregate.column for p in plans if p.aggregate.column},
+        ]
+        if c not in events
+    ]
+    if missing:
+        raise ValueError(f"events lack column(s) {missing} needed by the aggregates")
+    connection = duckdb.connect()
+    connection.register("events_input", events)
+    table = connection.sql(aggregate_sql("events_input", keys, plans)).df()
+    connection.close()
+    table = table.rename(columns={"t": EVENT_TIMESTAMP})
+    table.insert(len(keys) + 1, CREATED_TIMESTAMP, pd.Timestamp(created_at).as_unit("ns"))
+    for name, numerator, denominator in ratios:
+        denominators = table[denominator].astype("float64")
+        table[name] = table[numerator].astype("float64") / denominators.where(denominators != 0)
+    table[EVENT_TIMESTAMP] = table[EVENT_TIMESTAMP].astype("datetime64[ns]")
+    return table.sort_values([*keys, EVENT_TIMESTAMP], ignore_index=True)

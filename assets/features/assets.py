@@ -1,0 +1,64 @@
+"""Asset factory for ``<use case>/features/<table>``: one asset per feature table.
+
+Aggregate tables read the whole events table (windows reach across days); attribute tables read
+their entity's raw table. Each reports rows, time range, null rates, entity count and a preview.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets.features.aggregates import EVENT_TIMESTAMP
+from assets.features.views import (
+    FeatureTableDef,
+    compute_aggregate_table,
+    compute_attribute_table,
+    feature_tables,
+)
+from assets.metadata import table_metadata
+from configs.schema.usecase import UseCaseSpec
+
+
+def feature_table_key(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "features", table.name])
+
+
+def _source_key(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetKey:
+    if table.kind == "aggregates":
+        return dg.AssetKey([spec.name, "raw_events"])
+    return dg.AssetKey([spec.name, f"raw_{spec.entities[table.entities[0]].table}"])
+
+
+def _metadata(frame: pd.DataFrame, table: FeatureTableDef) -> dict:
+    metadata = table_metadata(frame, EVENT_TIMESTAMP)
+    metadata["entities"] = int(frame[list(table.keys)].drop_duplicates().shape[0])
+    metadata["ttl"] = str(table.ttl)
+    return metadata
+
+
+def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsDefinition:
+    """One feature table, computed from the events or an entity table."""
+    view = spec.features[table.view]
+    compute = compute_aggregate_table if table.kind == "aggregates" else compute_attribute_table
+
+    @dg.asset(
+        key=feature_table_key(spec, table),
+        ins={"source": dg.AssetIn(key=_source_key(spec, table))},
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "features"},
+        kinds={"duckdb", "parquet"} if table.kind == "aggregates" else {"pandas", "parquet"},
+        description=(
+            f"{table.kind.capitalize()} of {', '.join(table.entities)} for feature view {table.view!r}"
+            f" (ttl {view.ttl}): {', '.join(table.feature_names)}."
+        ),
+    )
+    def feature_table(source: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        created_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("us")
+        frame = compute(spec, table, source, created_at)
+        return dg.Output(frame, metadata=_metadata(frame, table))
+
+    return feature_table
+
+
+def feature_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
+    return [feature_table_asset(spec, table) for table in feature_tables(spec)]

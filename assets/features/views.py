@@ -1,0 +1,151 @@
+"""From the YAML ``features`` section to feature tables: names, keys, dtypes, TTLs, contents.
+
+Each feature view of the spec yields up to two Feast feature views: ``<view>`` with its windowed
+aggregates (rows at every change point, see ``aggregates``) and ``<view>_attributes`` with the
+static entity-table columns (one row per entity, stamped when the entity appeared). Passthrough
+columns are request-time features: they travel with each label row, not through the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pandas as pd
+
+from assets.features.aggregates import (
+    CREATED_TIMESTAMP,
+    EVENT_TIMESTAMP,
+    compute_aggregates,
+    plan_aggregates,
+)
+from configs.schema.base import parse_duration
+from configs.schema.stages import FeatureViewSpec
+from configs.schema.usecase import UseCaseSpec
+
+# Attributes do not go stale; Feast and the join still need a TTL, so a long one stands in.
+ATTRIBUTE_TTL = timedelta(days=3650)
+EPOCH = pd.Timestamp("1970-01-01")
+_ATTRIBUTE_DTYPES = {
+    "int": "int",
+    "float": "float",
+    "string": "string",
+    "bool": "int",
+    "timestamp": "timestamp",
+}
+
+
+@dataclass(frozen=True)
+class FeatureTableDef:
+    """One feature table (one Feast feature view) derived from a spec feature view."""
+
+    name: str
+    view: str
+    kind: str  # "aggregates" or "attributes"
+    entities: tuple[str, ...]
+    keys: tuple[str, ...]
+    features: tuple[tuple[str, str], ...]  # (column, dtype)
+    ttl: timedelta
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.features)
+
+
+def _label_axes(spec: UseCaseSpec) -> dict[str, str]:
+    """Label columns whose values become known later, mapped to the column saying when."""
+    return {
+        label.column: label.available_at for label in spec.labels.values() if label.available_at
+    }
+
+
+def _aggregate_dtype(spec: UseCaseSpec, agg: str, column: str | None) -> str:
+    if agg in ("count", "distinct_count"):
+        return "int"
+    if agg == "time_since_last":
+        return "timestamp"
+    if agg == "last_n":
+        source = spec.events.columns[column or ""].dtype
+        return "int_list" if source in ("int", "bool") else "string_list"
+    return "float"
+
+
+def _aggregate_table(spec: UseCaseSpec, name: str, view: FeatureViewSpec) -> FeatureTableDef:
+    features = [
+        (feature, _aggregate_dtype(spec, aggregate.agg, aggregate.column))
+        for aggregate in view.aggregates
+        for feature in aggregate.feature_names()
+    ] + [(ratio.name, "float") for ratio in view.ratios]
+    keys = tuple(spec.entities[e].key for e in view.entities)
+    return FeatureTableDef(
+        name,
+        name,
+        "aggregates",
+        tuple(view.entities),
+        keys,
+        tuple(features),
+        parse_duration(view.ttl),
+    )
+
+
+def _attribute_tables(spec: UseCaseSpec, name: str, view: FeatureViewSpec) -> list[FeatureTableDef]:
+    owners: dict[str, list[str]] = {}
+    for column in view.attributes:
+        owner = next(e for e in view.entities if column in spec.entities[e].columns)
+        owners.setdefault(owner, []).append(column)
+    tables = []
+    for entity, columns in owners.items():
+        table_name = f"{name}_attributes" if len(owners) == 1 else f"{name}_{entity}_attributes"
+        entity_spec = spec.entities[entity]
+        features = tuple((c, _ATTRIBUTE_DTYPES[entity_spec.columns[c].dtype]) for c in columns)
+        tables.append(
+            FeatureTableDef(
+                table_name,
+                name,
+                "attributes",
+                (entity,),
+                (entity_spec.key,),
+                features,
+                ATTRIBUTE_TTL,
+            )
+        )
+    return tables
+
+
+def feature_tables(spec: UseCaseSpec) -> list[FeatureTableDef]:
+    """Every feature table of a use case, in YAML order."""
+    tables: list[FeatureTableDef] = []
+    for name, view in spec.features.items():
+        if view.aggregates:
+            tables.append(_aggregate_table(spec, name, view))
+        tables.extend(_attribute_tables(spec, name, view))
+    return tables
+
+
+def compute_aggregate_table(
+    spec: UseCaseSpec, table: FeatureTableDef, events: pd.DataFrame, created_at: pd.Timestamp
+) -> pd.DataFrame:
+    """The windowed-aggregate table of one view over the whole events table."""
+    view = spec.features[table.view]
+    if spec.events.timestamp is None:
+        raise ValueError(f"{spec.name}: features.{table.view}: aggregates need events.timestamp")
+    plans = plan_aggregates(view, _label_axes(spec), spec.events.timestamp)
+    ratios = [(r.name, r.numerator, r.denominator) for r in view.ratios]
+    return compute_aggregates(events, table.keys, plans, created_at, ratios)
+
+
+def compute_attribute_table(
+    spec: UseCaseSpec, table: FeatureTableDef, entity_frame: pd.DataFrame, created_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Static attributes, one row per entity, stamped when the entity appeared (or the epoch)."""
+    entity = spec.entities[table.entities[0]]
+    frame = entity_frame[[entity.key, *table.feature_names]].copy()
+    appeared = (
+        entity_frame[entity.timestamp] if entity.timestamp else pd.Series(EPOCH, index=frame.index)
+    )
+    frame.insert(1, EVENT_TIMESTAMP, appeared.fillna(EPOCH).astype("datetime64[ns]"))
+    frame.insert(2, CREATED_TIMESTAMP, pd.Timestamp(created_at).as_unit("ns"))
+    for column, dtype in table.features:
+        if dtype == "int" and frame[column].dtype == bool:
+            frame[column] = frame[column].astype("int64")
+    return frame.sort_values([entity.key, EVENT_TIMESTAMP], ignore_index=True)
