@@ -84,6 +84,13 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+# The feed use case's lineage (every stage of one YAML file) and one asset's page.
+PAGES = {
+    "asset-graph": "/locations/dagster_project.definitions/asset-groups/feed/lineage",
+    "raw-events": "/assets/fraud/raw_events",
+}
+
+
 def shoot(base: str, pages: dict[str, str], out: Path) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -113,7 +120,7 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/server_info", 120)
-        shoot(base, {"asset-graph": "/asset-groups", "raw-events": "/assets/fraud/raw_events"}, out)
+        shoot(base, PAGES, out)
     finally:
         stop(process)
 
