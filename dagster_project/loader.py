@@ -17,15 +17,19 @@ import dagster as dg
 from upath import UPath
 
 from assets.features.assets import feature_assets
+from assets.features.store import feature_store_asset
 from assets.raw.assets import raw_assets
 from assets.raw.source_checks import file_source_problems
 from assets.split.assets import split_plan_asset
+from assets.training.assets import training_set_assets
 from configs import CONFIG_DIR
 from configs.schema import UseCaseSpec, load_specs
-from resources.home import playbook_home
+from resources.feature_store import FeatureStoreResource
+from resources.home import HomeResource, playbook_home
 from resources.parquet_io import ParquetIOManager
 
 CONFIGS_ENV = "PLAYBOOK_CONFIGS"
+REDIS_ENV = "PLAYBOOK_REDIS"  # host:port of the Redis online store, for use cases that pick it
 
 
 def config_dir() -> Path:
@@ -48,11 +52,25 @@ def load_use_cases(paths: Iterable[str | Path] | None = None) -> list[UseCaseSpe
 
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     """Every asset of one use case, in dependency order."""
-    return [*raw_assets(spec), split_plan_asset(spec), *feature_assets(spec)]
+    store = feature_store_asset(spec)
+    return [
+        *raw_assets(spec),
+        split_plan_asset(spec),
+        *feature_assets(spec),
+        *([store] if store is not None else []),
+        *training_set_assets(spec),
+    ]
 
 
 def resources(home: UPath) -> dict[str, object]:
-    return {"io_manager": ParquetIOManager(base_path=str(home / "tables"))}
+    return {
+        "io_manager": ParquetIOManager(base_path=str(home / "tables")),
+        "home": HomeResource(path=str(home)),
+        "feature_store": FeatureStoreResource(
+            root=str(home / "feast"),
+            redis_connection=os.environ.get(REDIS_ENV, "127.0.0.1:6379"),
+        ),
+    }
 
 
 def build_definitions(

@@ -94,7 +94,9 @@ def materialize_use_case(
     for asset in _selected(assets, select):
         key = _asset_key(asset).to_user_string()
         if failed & set(asset.dependency_keys):
-            step = StepResult(key, "skipped", error="an upstream asset failed or failed its checks")
+            step = StepResult(
+                key, "skipped", error="an upstream asset failed or failed a blocking check"
+            )
         else:
             tags, n_partitions = _range_tags(asset)
             started = time.perf_counter()
@@ -117,7 +119,10 @@ def materialize_use_case(
                 step.status, step.error = "failed", _first_error(result)
             elif not all(step.checks.values()):
                 step.status = "check failed"
-            if step.status != "ok":
+            blocking = {c.name for c in asset.check_specs if c.blocking}
+            if step.status == "failed" or any(
+                not passed for name, passed in step.checks.items() if name in blocking
+            ):  # a failed non-blocking check is reported but does not stop what depends on it
                 failed.add(_asset_key(asset))
         results.append(step)
         if on_step:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dagster as dg
 from upath import UPath
 
 HOME_ENV = "PLAYBOOK_HOME"
@@ -34,3 +35,15 @@ def dagster_home(home: UPath) -> Path:
         # No network here, and a telemetry banner on every command hides the summary.
         config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return folder
+
+
+class HomeResource(dg.ConfigurableResource):
+    """The home directory, for assets that write files beside their tables (e.g. data docs)."""
+
+    path: str
+
+    def folder(self, *parts: str) -> UPath:
+        """``<home>/<parts...>``, created when local."""
+        folder = playbook_home(self.path).joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

@@ -73,7 +73,9 @@ def _expression(plan: AggregatePlan, window_name: str) -> str:
         return f"CAST(count(DISTINCT {value}) OVER {window_name} AS BIGINT)"
     if agg == "time_since_last":
         return f"max(CASE WHEN {on_axis} THEN t END) OVER {window_name}"
-    sql = {"sum": "sum", "mean": "avg", "min": "min", "max": "max"}[agg]
+    if agg == "sum":  # an empty window sums to 0; null stays "no history within the TTL"
+        return f"CAST(coalesce(sum({value}) OVER {window_name}, 0) AS DOUBLE)"
+    sql = {"mean": "avg", "min": "min", "max": "max"}[agg]
     return f"CAST({sql}({value}) OVER {window_name} AS DOUBLE)"
 
 

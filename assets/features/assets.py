@@ -15,7 +15,10 @@ from assets.features.views import (
     feature_tables,
 )
 from assets.metadata import table_metadata
+from assets.quality.checks import quality_check_result, quality_check_spec
+from assets.quality.suites import TableRole
 from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
 
 
 def feature_table_key(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetKey:
@@ -31,7 +34,7 @@ def _source_key(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetKey:
 def _metadata(frame: pd.DataFrame, table: FeatureTableDef) -> dict:
     metadata = table_metadata(frame, EVENT_TIMESTAMP)
     metadata["entities"] = int(frame[list(table.keys)].drop_duplicates().shape[0])
-    metadata["ttl"] = str(table.ttl)
+    metadata["ttl"] = str(table.ttl) if table.ttl else "never stale"
     return metadata
 
 
@@ -39,9 +42,10 @@ def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsD
     """One feature table, computed from the events or an entity table."""
     view = spec.features[table.view]
     compute = compute_aggregate_table if table.kind == "aggregates" else compute_attribute_table
+    key = feature_table_key(spec, table)
 
     @dg.asset(
-        key=feature_table_key(spec, table),
+        key=key,
         ins={"source": dg.AssetIn(key=_source_key(spec, table))},
         group_name=spec.name,
         owners=spec.owners,
@@ -51,11 +55,19 @@ def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsD
             f"{table.kind.capitalize()} of {', '.join(table.entities)} for feature view {table.view!r}"
             f" (ttl {view.ttl}): {', '.join(table.feature_names)}."
         ),
+        check_specs=[quality_check_spec(key, TableRole.FEATURES)],
     )
-    def feature_table(source: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    def feature_table(context: dg.AssetExecutionContext, source: pd.DataFrame, home: HomeResource):
         created_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("us")
         frame = compute(spec, table, source, created_at)
-        return dg.Output(frame, metadata=_metadata(frame, table))
+        check = quality_check_result(
+            context, spec, key, frame, TableRole.FEATURES, home, table.feature_names
+        )
+        metadata = _metadata(frame, table)
+        if "data_docs" in check.metadata:
+            metadata["data_docs"] = check.metadata["data_docs"]
+        yield dg.Output(frame, metadata=metadata)
+        yield check
 
     return feature_table
 

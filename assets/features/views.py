@@ -23,8 +23,8 @@ from configs.schema.base import parse_duration
 from configs.schema.stages import FeatureViewSpec
 from configs.schema.usecase import UseCaseSpec
 
-# Attributes do not go stale; Feast and the join still need a TTL, so a long one stands in.
-ATTRIBUTE_TTL = timedelta(days=3650)
+# Attributes do not go stale: a zero TTL means "never stale" to Feast and to our join alike.
+ATTRIBUTE_TTL = timedelta(0)
 EPOCH = pd.Timestamp("1970-01-01")
 _ATTRIBUTE_DTYPES = {
     "int": "int",

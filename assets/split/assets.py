@@ -7,7 +7,8 @@ every model of a use case is trained and evaluated on the same boundaries.
 import dagster as dg
 import pandas as pd
 
-from assets.split.plan import SPLITS, plan_split
+from assets.split.plan import SPLITS, mature_rows, plan_split
+from assets.training.label_rows import maturity
 from configs.schema.usecase import UseCaseSpec
 
 NON_EMPTY_CHECK = "splits_not_empty"
@@ -24,7 +25,10 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         owners=spec.owners,
         tags={**spec.tags, "stage": "split"},
         kinds={"pandas"},
-        description=f"{spec.split.method} train/validation/test split (gap {spec.split.gap}).",
+        description=(
+            f"{spec.split.method} train/validation/test split (gap {spec.split.gap})"
+            " over the events whose labels are final (mature) at the end of the data."
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 NON_EMPTY_CHECK,
@@ -35,6 +39,9 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         ],
     )
     def split_plan(raw_events: pd.DataFrame):
+        if spec.events.timestamp:
+            wait = maturity(spec, list(spec.labels))
+            raw_events = raw_events[mature_rows(raw_events[spec.events.timestamp], wait).to_numpy()]
         plan = plan_split(raw_events, spec.split, spec.events.timestamp, spec.events.group, labels)
         rows = dict(zip(plan["split"], plan["rows"], strict=True))
         wanted = [s for s in SPLITS if s != "validation" or spec.split.validation > 0]

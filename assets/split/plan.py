@@ -94,6 +94,16 @@ def split_summary(
     return pd.DataFrame(rows)
 
 
+def mature_rows(times: pd.Series, maturity: pd.Timedelta) -> pd.Series:
+    """Rows old enough at the end of the data (the latest time) for their labels to be final.
+
+    A row whose label may still change cannot be learned from or evaluated on: the split is
+    planned over the mature rows, so a late-label use case (fraud) gets a test window of final
+    labels, and the training sets drop the same rows by the same rule.
+    """
+    return times <= times.max() - maturity
+
+
 def plan_split(
     events: pd.DataFrame,
     spec: SplitSpec,

@@ -145,6 +145,21 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
                     ("model", model_name, "features", i),
                     _missing(view, list(spec.features), "feature view"),
                 )
+        if model.negatives is not None:
+            at = ("model", model_name, "negatives", "entity")
+            entity = spec.entities.get(model.negatives.entity)
+            if entity is None:
+                yield at, _missing(model.negatives.entity, list(spec.entities), "entity")
+            elif entity.key not in spec.events.columns:
+                yield (
+                    at,
+                    f"key {entity.key!r} of entity {model.negatives.entity!r} is not an events column",
+                )
+            if spec.events.timestamp is None:
+                yield (
+                    at,
+                    "sampled negatives need events.timestamp (popularity is counted over time)",
+                )
     for label in spec.quality.label_rate:
         if label not in spec.labels:
             yield ("quality", "label_rate", label), _missing(label, labels, "label")

@@ -115,6 +115,7 @@ class NegativeSamplingSpec(StrictModel):
     harder and less biased choice for retrieval; ``random`` draws uniformly from the catalog.
     """
 
+    entity: str = Field("item", description="Entity whose key is replaced by sampled ones.")
     strategy: Literal["random", "popularity"] = "popularity"
     ratio: int = Field(4, ge=1, le=100, description="Negatives per positive.")
     seed: int = Field(0, ge=0)

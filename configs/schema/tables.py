@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from configs.schema.base import StrictModel
+from configs.schema.base import StrictModel, parse_duration
 
 DType = Literal["int", "float", "string", "bool", "timestamp"]
 
@@ -112,7 +112,14 @@ class EventsSpec(StrictModel):
 
 
 class LabelSpec(StrictModel):
-    """A label column of the events and when it becomes known."""
+    """A label column of the events and when it becomes known.
+
+    A delayed label (``available_at``) is used as it was known at the end of the data: a
+    positive whose confirmation had not arrived yet counts as 0, as it would in production. Rows
+    younger than ``maturity`` at that moment are left out of splits and training sets, because
+    their labels are not final yet (fraud: the time after which no chargeback is expected for
+    most transactions).
+    """
 
     column: str = Field(description="Events column holding the label.")
     kind: Literal["binary", "graded"] = Field(
@@ -121,7 +128,16 @@ class LabelSpec(StrictModel):
     available_at: str | None = Field(
         None, description="Events column with the time the label became known (delayed labels)."
     )
+    maturity: str = Field(
+        "0d", description="How long after an event its label counts as final, e.g. 3d."
+    )
     description: str | None = None
+
+    @field_validator("maturity")
+    @classmethod
+    def _maturity_parses(cls, maturity: str) -> str:
+        parse_duration(maturity)
+        return maturity
 
 
 class SplitSpec(StrictModel):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from upath import UPath
 
+from assets.training.label_rows import maturity
 from configs.schema import UseCaseSpec
 from dagster_project.loader import load_use_cases, resources, use_case_assets
 from dagster_project.materialize import RANGE_END, RANGE_START
@@ -29,7 +30,15 @@ def _small(spec: UseCaseSpec, days: int = 7) -> UseCaseSpec:
     source = spec.source.model_copy(
         update={"days": days, "params": params.model_copy(update=smaller)}
     )
-    return spec.model_copy(update={"source": source}).with_path(spec.path)
+    # labels final after a day, so a week of data still has mature rows in every split
+    labels = {
+        name: label.model_copy(update={"maturity": "1d"}) if label.available_at else label
+        for name, label in spec.labels.items()
+    }
+    split = spec.split.model_copy(update={"gap": "1h"})
+    return spec.model_copy(update={"source": source, "labels": labels, "split": split}).with_path(
+        spec.path
+    )
 
 
 def _run(
@@ -76,7 +85,9 @@ def test_shipped_use_case_materializes(
     assert plan.success
     frame = plan.asset_value(dg.AssetKey([name, "split_plan"]))
     assert set(frame.split) >= {"train", "validation", "test"}
-    assert frame.rows.sum() == sum(len(pd.read_parquet(d)) for d in days)
+    events = pd.concat([pd.read_parquet(d) for d in days])
+    mature = events.event_time <= events.event_time.max() - maturity(spec, list(spec.labels))
+    assert frame.rows.sum() == mature.sum()
 
 
 def test_file_source_partitions_derives_and_validates(ratings_config: Path, tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""Asset factory for ``<use case>/feature_store``: the use case's Feast repo, applied and loaded.
+
+The feature tables stay where their assets wrote them; the Feast repo's file sources point at
+those Parquet files (their paths come from each upstream materialization's ``path`` metadata, so
+the store follows the IO manager wherever it writes). The asset applies the definitions — entities,
+one feature view per feature table with the spec's TTL, and one feature service per model — and
+materializes incrementally into the online store up to the data's last event time.
+"""
+
+import dagster as dg
+import pandas as pd
+import yaml
+
+from assets.features.assets import feature_table_key
+from assets.features.views import feature_tables
+from assets.training.model_views import model_tables
+from assets.upstream import materialized_path
+from configs.schema.usecase import UseCaseSpec
+from resources.feature_store import EntityDef, FeatureRepoDef, FeatureStoreResource, FeatureViewDef
+
+
+def feature_store_key(spec: UseCaseSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "feature_store"])
+
+
+def feature_repo_def(spec: UseCaseSpec, paths: dict[str, str]) -> FeatureRepoDef:
+    """The Feast repo of a use case: every feature table as a view, a service per model."""
+    views = []
+    for table in feature_tables(spec):
+        entities = tuple(
+            EntityDef(name, spec.entities[name].key, spec.entities[name].dtype)
+            for name in table.entities
+        )
+        views.append(
+            FeatureViewDef(
+                name=table.name,
+                entities=entities,
+                features=table.features,
+                source_path=paths[table.name],
+                ttl=table.ttl,
+                description=f"{table.kind} of feature view {table.view!r}",
+                tags={"use_case": spec.name, "view": table.view, "kind": table.kind},
+            )
+        )
+    services = {
+        model: tuple(table.name for table in model_tables(spec, model)) for model in spec.model
+    }
+    return FeatureRepoDef(
+        project=spec.name, views=tuple(views), services={k: v for k, v in services.items() if v}
+    )
+
+
+def data_cutoff(split_plan: pd.DataFrame) -> pd.Timestamp:
+    """The last event time of the data: the online store is loaded up to it."""
+    if "end" in split_plan and split_plan["end"].notna().any():
+        return pd.Timestamp(split_plan["end"].max())
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+def use_case_store(spec: UseCaseSpec, resource: FeatureStoreResource) -> FeatureStoreResource:
+    """The deployment's feature-store resource with the online store the YAML asks for."""
+    wanted = spec.serving.online_store if spec.serving else resource.online_store
+    if resource.online_store == wanted:
+        return resource
+    return FeatureStoreResource(
+        root=resource.root,
+        online_store=wanted,
+        redis_connection=resource.redis_connection,
+    )
+
+
+def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
+    """Apply and materialize the use case's Feast repo (None when it has no feature tables)."""
+    tables = feature_tables(spec)
+    if not tables:
+        return None
+    upstream = {table.name: feature_table_key(spec, table) for table in tables}
+    online_store = spec.serving.online_store if spec.serving else "sqlite"
+
+    @dg.asset(
+        key=feature_store_key(spec),
+        deps=list(upstream.values()),
+        ins={"split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"]))},
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "features"},
+        kinds={"feast", online_store},
+        description=(
+            f"Feast repo of {spec.name!r}: {len(tables)} feature views, one feature service per "
+            f"model, DuckDB offline store, {online_store} online store, "
+            "materialized incrementally up to the last event."
+        ),
+    )
+    def feature_store(
+        context: dg.AssetExecutionContext,
+        split_plan: pd.DataFrame,
+        feature_store: FeatureStoreResource,
+    ) -> dg.MaterializeResult:
+        paths = {name: materialized_path(context, key) for name, key in upstream.items()}
+        repo = feature_repo_def(spec, paths)
+        store = use_case_store(spec, feature_store)
+        applied = store.apply(repo)
+        loaded = store.materialize(repo, end=data_cutoff(split_plan).to_pydatetime())
+        config = store.write_config(repo)
+        written = pd.DataFrame(
+            {
+                "feature_view": list(loaded["rows_written"]),
+                "entities_written": list(loaded["rows_written"].values()),
+            }
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "repo_path": dg.MetadataValue.path(applied["repo_path"]),
+                "feature_store.yaml": dg.MetadataValue.md(
+                    f"```yaml\n{config.read_text(encoding='utf-8')}```"
+                ),
+                "feature_views": ", ".join(applied["feature_views"]),
+                "feature_services": ", ".join(applied["feature_services"]) or "none",
+                "removed": ", ".join(applied["removed"]) or "none",
+                "materialized_until": max(
+                    (i["end"] for i in loaded["intervals"].values()), default="already up to date"
+                ),
+                "online_rows_written": int(loaded["rows_written_total"]),
+                "online_writes": dg.MetadataValue.md(written.to_markdown(index=False)),
+                "intervals": dg.MetadataValue.md(
+                    "```yaml\n" + yaml.safe_dump(loaded["intervals"], sort_keys=False) + "```"
+                ),
+            }
+        )
+
+    return feature_store

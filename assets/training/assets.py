@@ -1,0 +1,127 @@
+"""Asset factory for ``<use case>/training_sets/<model>``: one point-in-time training set per model.
+
+The asset reads the label events and the split plan through the IO manager and the feature tables
+straight from their Parquet files (see ``assets.upstream``). Its metadata shows rows per split,
+label rates, null rates of every feature, what was left out and why, and a preview.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets.features.assets import feature_table_key
+from assets.metadata import table_metadata
+from assets.quality.checks import quality_check_result, quality_check_spec
+from assets.quality.suites import TableRole
+from assets.split.plan import SPLITS
+from assets.training.build import SPLIT, TrainingSet, build_training_set
+from assets.training.label_rows import LabelRowError
+from assets.training.model_views import label_columns, model_tables
+from assets.upstream import materialized_path
+from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
+
+
+def training_set_key(spec: UseCaseSpec, model: str) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "training_sets", model])
+
+
+def _catalog_key(spec: UseCaseSpec, model: str) -> dg.AssetKey | None:
+    negatives = spec.model[model].negatives
+    table = spec.entities[negatives.entity].table if negatives else None
+    return dg.AssetKey([spec.name, f"raw_{table}"]) if table else None
+
+
+def _split_table(result: TrainingSet, labels: dict[str, str]) -> pd.DataFrame:
+    frame = result.frame
+    grouped = frame.groupby(SPLIT, observed=True)
+    table = grouped.size().rename("rows").to_frame()
+    for name, column in labels.items():
+        table[f"{name}_rate"] = grouped[column].mean().round(4)
+    return table.reindex([s for s in SPLITS if s in table.index]).reset_index()
+
+
+def _metadata(spec: UseCaseSpec, model: str, result: TrainingSet) -> dict:
+    labels = label_columns(spec, model)
+    metadata = table_metadata(result.frame, spec.events.timestamp, labels)
+    splits = _split_table(result, labels)
+    metadata["splits"] = dg.MetadataValue.md(splits.to_markdown(index=False))
+    for row in splits.itertuples():
+        metadata[f"rows/{row.split}"] = int(row.rows)
+    metadata["features"] = len(result.feature_columns)
+    metadata["feature_columns"] = dg.MetadataValue.md(
+        "\n".join(f"- `{c}`" for c in result.feature_columns) or "_(none)_"
+    )
+    metadata["dropped/label_not_final"] = result.dropped_immature
+    metadata["dropped/in_split_gap"] = result.dropped_gap
+    metadata["sampled_negatives"] = result.negatives
+    return metadata
+
+
+def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
+    """The training set of one model of a use case."""
+    tables = {table.name: feature_table_key(spec, table) for table in model_tables(spec, model)}
+    ins = {
+        "raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"])),
+        "split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"])),
+    }
+    catalog_key = _catalog_key(spec, model)
+    if catalog_key is not None:
+        ins["catalog"] = dg.AssetIn(key=catalog_key)
+    stage = spec.model[model]
+    key = training_set_key(spec, model)
+
+    @dg.asset(
+        key=key,
+        ins=ins,
+        deps=list(tables.values()),
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "training"},
+        kinds={"duckdb", "parquet"},
+        description=(
+            f"Point-in-time-correct training set of model {model!r} ({stage.problem}, labels "
+            f"{', '.join(stage.labels)}): features as of just before each event, "
+            f"{spec.split.method} split with gap {spec.split.gap}"
+            + (
+                f", {stage.negatives.ratio} {stage.negatives.strategy} negatives per positive"
+                if stage.negatives
+                else ""
+            )
+            + "."
+        ),
+        check_specs=[quality_check_spec(key, TableRole.TRAINING_SET)],
+    )
+    def training_set(context: dg.AssetExecutionContext, home: HomeResource, **inputs: pd.DataFrame):
+        paths = {name: materialized_path(context, key) for name, key in tables.items()}
+        try:
+            result = build_training_set(
+                spec,
+                model,
+                inputs["raw_events"],
+                inputs["split_plan"],
+                paths,
+                inputs.get("catalog"),
+            )
+        except LabelRowError as error:
+            raise dg.Failure(str(error)) from None
+        check = quality_check_result(
+            context,
+            spec,
+            key,
+            result.frame,
+            TableRole.TRAINING_SET,
+            home,
+            result.feature_columns,
+            result.label_columns,
+        )
+        metadata = _metadata(spec, model, result)
+        if "data_docs" in check.metadata:
+            metadata["data_docs"] = check.metadata["data_docs"]
+        yield dg.Output(result.frame, metadata=metadata)
+        yield check
+
+    return training_set
+
+
+def training_set_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
+    return [training_set_asset(spec, model) for model in spec.model]

@@ -1,0 +1,301 @@
+"""Point-in-time (PIT) join of label rows to feature tables, in DuckDB.
+
+Each label row gets, from each feature table, the values of the row that was the latest known at
+the label's as-of time, so that no training example sees a value from its future.
+
+Semantics, chosen to match Feast's DuckDB (ibis) offline store, feast 0.67, exactly:
+
+* A feature row is eligible iff its keys equal the label's (a null key never matches) and
+  ``as_of - ttl <= event_timestamp <= as_of``. Both ends are inclusive: Feast keeps
+  ``event_timestamp + ttl >= as_of``. A zero TTL means "never stale", Feast's convention.
+* Among eligible rows the greatest ``(event_timestamp, created_timestamp)`` pair wins. A null
+  created timestamp ranks below every real one. Without a created column a tie on event time is
+  arbitrary, as in Feast.
+* A label row with no eligible row is kept, with nulls for that table's features (Feast's Dask
+  file store drops such rows). Rows come back in the labels' order, duplicates included.
+* Times are compared in UTC microseconds (Feast casts to ``TIMESTAMPTZ``, also microseconds);
+  tz-naive timestamps are read as UTC. A null as-of time matches nothing.
+
+How: DuckDB's ``ASOF JOIN`` returns one arbitrary row among rows with equal timestamps, so the
+pair is folded into one integer sort key that orders exactly like it; the label side gets the
+largest key at its as-of time. One ``ASOF LEFT JOIN`` per table then finds the winner in a single
+pass, and features whose event time is older than the TTL are nulled: the winner is the newest
+eligible row, so if it is stale every older one is too.
+
+The key is a BIGINT, ``(event_us - origin) * width + (created_us - event_us - min_lag + 1)``, when
+one cheap min/max scan shows it fits (event span times created-lag span under 2**62, e.g. 30 days
+of events created within 1 s, at microseconds); otherwise a HUGEINT,
+``event_us * 2**64 + (created_us + 2**63)``. Both are exact; the BIGINT one sorts as fast as a
+plain timestamp ASOF, while 16-byte keys cost DuckDB about 40% more CPU in the join.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+_ROW = "__pit_row"  # label row number, to restore the labels' order
+_US = "__pit_us"  # label as-of time, UTC microseconds
+_SK = "__pit_sk"  # the (event, created) sort key
+_EV = "__pit_ev"  # feature event time, UTC microseconds, for the TTL test
+_BIGINT_ROOM = 1 << 62  # packed BIGINT keys must stay below this, with room to spare
+_LOW = 1 << 64  # room for the created half of the key
+_BIAS = 1 << 63  # makes signed created microseconds non-negative
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """One feature view: where its rows are and how to join them.
+
+    ``frame`` is a DataFrame or a parquet path or glob; a path is scanned by DuckDB directly, so
+    only the columns the join needs are read, never the whole file into pandas.
+    """
+
+    name: str
+    frame: pd.DataFrame | str
+    keys: tuple[str, ...]
+    features: tuple[str, ...]
+    ttl: datetime.timedelta
+    event_timestamp: str = "event_timestamp"
+    created_timestamp: str | None = "created_timestamp"
+
+    def output_names(self, prefix: bool) -> list[str]:
+        """Names of the feature columns in the result (``view__feature`` when prefixed, as Feast)."""
+        return [f"{self.name}__{f}" if prefix else f for f in self.features]
+
+
+def point_in_time_join(
+    labels: pd.DataFrame | str,
+    tables: Sequence[FeatureTable],
+    as_of: str = "event_timestamp",
+    prefix_features: bool = False,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Return ``labels`` with every table's features as of each row's ``as_of`` time.
+
+    The result has the labels' rows, in order and with their index, then each table's feature
+    columns in the order given. ``connection`` lets a caller reuse a DuckDB connection (and its
+    settings); the temporary views registered on it are dropped before returning.
+    """
+    con = connection if connection is not None else duckdb.connect()
+    suffix = uuid.uuid4().hex[:12]
+    registered: list[str] = []
+    try:
+        if isinstance(labels, str):
+            labels = con.sql(f"SELECT * FROM {_parquet(labels)}").df()
+        _check_names(labels, tables, as_of, prefix_features)
+        label_view = f"__pit_labels_{suffix}"
+        con.register(label_view, _label_keys(labels, tables, as_of))
+        registered.append(label_view)
+        label_type = _check_timestamps(con, _quote(label_view), "labels", [as_of])[as_of]
+        sides = []
+        for i, table in enumerate(tables):
+            source = _source(con, table, f"__pit_table{i}_{suffix}", registered)
+            types = _check_table(con, source, table)
+            sides.append(_side(con, table, source, types))
+        sql = _query(
+            _quote(label_view), tables, sides, _epoch_us(as_of, label_type), prefix_features
+        )
+        found = con.sql(sql).df()
+    finally:
+        for view in registered:
+            con.unregister(view)
+        if connection is None:
+            con.close()
+    return _assemble(labels, found)
+
+
+def _quote(name: str) -> str:
+    """Quote an identifier for SQL, so any column name is safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _parquet(path: str) -> str:
+    """A ``read_parquet`` call on ``path``, with the path as a SQL string literal."""
+    return "read_parquet('" + path.replace("'", "''") + "')"
+
+
+def _check_names(
+    labels: pd.DataFrame, tables: Sequence[FeatureTable], as_of: str, prefix: bool
+) -> None:
+    """Fail early, naming the table, on missing label columns and colliding output names."""
+    if as_of not in labels.columns:
+        raise ValueError(f"labels have no as-of column {as_of!r}")
+    seen = {str(c) for c in labels.columns}
+    for table in tables:
+        if not table.keys or not table.features:
+            raise ValueError(f"feature table {table.name!r} needs at least one key and feature")
+        missing = [k for k in table.keys if k not in labels.columns]
+        if missing:
+            raise ValueError(f"labels lack join key(s) {missing} of feature table {table.name!r}")
+        for name in table.output_names(prefix):
+            if name in seen:
+                hint = "" if prefix else "; pass prefix_features=True"
+                raise ValueError(f"output column {name!r} of {table.name!r} exists already{hint}")
+            seen.add(name)
+
+
+def _label_keys(labels: pd.DataFrame, tables: Sequence[FeatureTable], as_of: str) -> pd.DataFrame:
+    """The few label columns the join reads, plus a row number; never a copy of all labels."""
+    needed = dict.fromkeys([as_of, *(k for t in tables for k in t.keys)])
+    columns = {c: labels[c].array for c in needed}  # .array: no index alignment, no copy
+    return pd.DataFrame({_ROW: np.arange(len(labels), dtype=np.int64), **columns})
+
+
+def _source(
+    con: duckdb.DuckDBPyConnection, table: FeatureTable, view: str, registered: list[str]
+) -> str:
+    """The SQL that scans ``table``: its registered DataFrame, or its parquet files directly."""
+    if isinstance(table.frame, str):
+        return _parquet(table.frame)
+    con.register(view, table.frame)
+    registered.append(view)
+    return _quote(view)
+
+
+def _check_table(
+    con: duckdb.DuckDBPyConnection, source: str, table: FeatureTable
+) -> dict[str, str]:
+    """Fail on missing columns or non-datetime timestamps, naming the table; return their types."""
+    columns = con.sql(f"SELECT * FROM {source}").columns
+    stamps = [c for c in (table.event_timestamp, table.created_timestamp) if c]
+    missing = [c for c in (*table.keys, *table.features, *stamps) if c not in columns]
+    if missing:
+        raise ValueError(f"feature table {table.name!r} has no column(s) {missing}")
+    return _check_timestamps(con, source, f"feature table {table.name!r}", stamps)
+
+
+def _check_timestamps(
+    con: duckdb.DuckDBPyConnection, source: str, what: str, columns: Sequence[str]
+) -> dict[str, str]:
+    """Timestamps must be timestamps: strings or epoch numbers would compare wrongly or slowly.
+
+    Returns each column's DuckDB type, which decides how it becomes UTC microseconds.
+    """
+    relation = con.sql(f"SELECT {', '.join(_quote(c) for c in columns)} FROM {source}")
+    types = {}
+    for column, dtype in zip(columns, relation.types, strict=True):
+        if not str(dtype).startswith("TIMESTAMP"):
+            raise ValueError(f"{what}: column {column!r} is {dtype}, not a timestamp")
+        types[column] = str(dtype)
+    return types
+
+
+def _epoch_us(column: str, dtype: str) -> str:
+    """SQL for UTC microseconds of a timestamp column of type ``dtype``, never session-zoned.
+
+    ``epoch_us`` takes naive timestamps of any unit and microsecond ``TIMESTAMPTZ``; nanosecond
+    zoned times (pandas writes them to parquet) are floored from ``epoch_ns``, since casting them
+    to ``TIMESTAMPTZ`` would round and casting to naive ``TIMESTAMP`` would apply the session zone.
+    """
+    if dtype in ("TIMESTAMPTZ_NS", "TIMESTAMP_NS WITH TIME ZONE"):
+        ns = f"epoch_ns({_quote(column)})"
+        return f"(({ns} - ((({ns} % 1000) + 1000) % 1000)) // 1000)"
+    return f"epoch_us({_quote(column)})"
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One feature table's side of the join: its rows with keys, and how label keys compare.
+
+    ``feature_sql`` selects keys, features, the event time ``_EV`` and the sort key ``_SK``;
+    ``label_key`` is the SQL (over the label's as-of microseconds ``_US``) for the largest key
+    at that time.
+    """
+
+    feature_sql: str
+    label_key: str
+
+
+def _side(
+    con: duckdb.DuckDBPyConnection, table: FeatureTable, source: str, types: dict[str, str]
+) -> _Side:
+    """Choose the BIGINT key when one min/max scan proves it exact, else the HUGEINT key."""
+    event = _epoch_us(table.event_timestamp, types[table.event_timestamp])
+    if table.created_timestamp:
+        lag = f"({_epoch_us(table.created_timestamp, types[table.created_timestamp])} - {event})"
+    else:  # no tie-break column: ties are arbitrary, as in Feast
+        lag = "0::BIGINT"
+    stats = con.sql(
+        f"SELECT min({event}), max({event}), min({lag}), max({lag}) FROM {source}"
+    ).fetchall()[0]
+    columns = ", ".join(_quote(c) for c in dict.fromkeys((*table.keys, *table.features)))
+    packed = _bigint_key(event, lag, *stats)
+    if packed is None:  # the created half is biased non-negative; a null one ranks lowest
+        created = f"coalesce(({event} + {lag})::HUGEINT + {_BIAS}, 0)"
+        packed = (f"{event}::HUGEINT * {_LOW} + {created}", f"{_US}::HUGEINT * {_LOW} + {_LOW - 1}")
+    key, label_key = packed
+    return _Side(f"SELECT {columns}, {event} AS {_EV}, {key} AS {_SK} FROM {source}", label_key)
+
+
+def _bigint_key(
+    event: str,
+    lag: str,
+    min_event: int | None,
+    max_event: int | None,
+    min_lag: int | None,
+    max_lag: int | None,
+) -> tuple[str, str] | None:
+    """(feature key, label key) SQL packing (event, created) into a BIGINT, or None if unsafe.
+
+    The feature key is ``(event - origin) * width + (lag - min_lag + 1)``, 0 in the low part for
+    a null created time, so it orders exactly like (event, created) within one event time. The
+    label's as-of time is clamped into ``[origin, max_event]``, which keeps every comparison's
+    outcome (earlier than all rows stays earlier, later than all stays later) and the key small;
+    the TTL test uses the unclamped time.
+    """
+    if min_event is None or max_event is None:
+        return None  # no rows with an event time: nothing can match anyway
+    low, high = (0, 0) if min_lag is None or max_lag is None else (min_lag, max_lag)
+    origin, width = min_event - 1, high - low + 2
+    if (max_event - origin + 1) * width >= _BIGINT_ROOM:
+        return None
+    key = f"({event} - {origin}) * {width} + coalesce({lag} - {low - 1}, 0)"
+    # greatest() skips nulls: a null as-of time becomes the origin, below every row, no match
+    clamped = f"least(greatest({_US}, {origin}), {max_event})"
+    return key, f"({clamped} - {origin}) * {width} + {width - 1}"
+
+
+def _query(
+    label_view: str,
+    tables: Sequence[FeatureTable],
+    sides: Sequence[_Side],
+    as_of_us: str,
+    prefix: bool,
+) -> str:
+    """One statement: the labels ASOF-joined to every table, stale winners nulled."""
+    keys = ", ".join(_quote(k) for k in dict.fromkeys(k for t in tables for k in t.keys))
+    label_keys = ", ".join(f"{side.label_key} AS {_SK}{i}" for i, side in enumerate(sides))
+    ctes = [
+        f"u AS (SELECT {_ROW}, {keys}, {as_of_us} AS {_US} FROM {label_view})",
+        f"l AS (SELECT *, {label_keys} FROM u)",
+    ]
+    selects, joins = [f"l.{_ROW}"], []
+    for i, (table, side) in enumerate(zip(tables, sides, strict=True)):
+        ctes.append(f"f{i} AS ({side.feature_sql})")
+        on = " AND ".join(f"l.{_quote(k)} = f{i}.{_quote(k)}" for k in table.keys)
+        joins.append(f"ASOF LEFT JOIN f{i} ON {on} AND l.{_SK}{i} >= f{i}.{_SK}")
+        ttl_us = table.ttl // datetime.timedelta(microseconds=1)
+        fresh = f"f{i}.{_EV} >= l.{_US} - {ttl_us}"
+        for feature, name in zip(table.features, table.output_names(prefix), strict=True):
+            value = f"f{i}.{_quote(feature)}"
+            if ttl_us > 0:
+                value = f"CASE WHEN {fresh} THEN {value} END"
+            selects.append(f"{value} AS {_quote(name)}")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM l {' '.join(joins)}"
+
+
+def _assemble(labels: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """Put the joined rows back in label order (an O(n) gather, cheaper than ORDER BY)."""
+    rows = found[_ROW].to_numpy()
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    features = found.drop(columns=_ROW).take(order)
+    features.index = labels.index
+    return pd.concat([labels, features], axis=1)
