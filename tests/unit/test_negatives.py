@@ -1,0 +1,84 @@
+"""Sampled negatives: existing items only, popularity as of the day before, seeded, never the positive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from assets.training.negatives import SAMPLED, sample_negatives
+
+DAY = pd.Timestamp("2025-01-01")
+
+
+def _world(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n_items = 200
+    catalog = pd.DataFrame(
+        {
+            "item_id": np.arange(n_items),
+            # items 150.. appear on day 5: they must not be drawn before
+            "created_at": [DAY - pd.Timedelta("1D")] * 150 + [DAY + pd.Timedelta("5D")] * 50,
+        }
+    )
+    weights = 1.0 / (np.arange(150) + 1.0)  # a Zipf-like popularity over the first 150 items
+    n = 60_000
+    shown = pd.DataFrame(
+        {
+            "item_id": rng.choice(150, size=n, p=weights / weights.sum()),
+            "event_time": DAY + pd.to_timedelta(rng.integers(0, 10 * 86400, n), "s"),
+        }
+    )
+    positives = shown.sample(2_000, random_state=seed).assign(
+        user_id=lambda f: np.arange(len(f)), clicked=1
+    )
+    return catalog, shown, positives
+
+
+def _sample(strategy: str, seed: int = 7, ratio: int = 4):
+    catalog, shown, positives = _world()
+    negatives = sample_negatives(
+        positives,
+        key="item_id",
+        time="event_time",
+        labels=["clicked"],
+        catalog=catalog,
+        appeared="created_at",
+        impressions=shown,
+        strategy=strategy,
+        ratio=ratio,
+        seed=seed,
+    )
+    return positives, negatives, shown, catalog
+
+
+def test_negatives_exist_before_their_day_and_never_repeat_the_positive() -> None:
+    for strategy in ("random", "popularity"):
+        positives, negatives, _, catalog = _sample(strategy)
+        appeared = catalog.set_index("item_id").created_at
+        assert (appeared[negatives.item_id].to_numpy() < negatives.event_time.dt.floor("D")).all()
+        pairs = negatives.merge(positives, on="user_id", suffixes=("", "_pos"))
+        assert (pairs.item_id != pairs.item_id_pos).all()
+        assert negatives[SAMPLED].all() and (negatives.clicked == 0).all()
+        # ratio per positive, minus the rare double collision with the positive itself
+        assert 0.99 * 4 * len(positives) <= len(negatives) <= 4 * len(positives)
+
+
+def test_seeded_and_reproducible() -> None:
+    _, first, _, _ = _sample("popularity", seed=1)
+    _, again, _, _ = _sample("popularity", seed=1)
+    _, other, _, _ = _sample("popularity", seed=2)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first.item_id.equals(other.item_id)
+
+
+def test_popularity_follows_past_impressions_and_random_does_not() -> None:
+    _, popular, shown, _ = _sample("popularity")
+    _, uniform, _, _ = _sample("random")
+    impressions = shown.item_id.value_counts().reindex(range(150), fill_value=0)
+    drawn_popular = popular.item_id.value_counts().reindex(range(150), fill_value=0)
+    drawn_uniform = uniform.item_id.value_counts().reindex(range(150), fill_value=0)
+    assert spearmanr(impressions, drawn_popular).statistic > 0.8
+    assert abs(spearmanr(impressions, drawn_uniform).statistic) < 0.3
+    # the top item is ~17% of impressions: popularity sampling draws it far more than 1/150
+    assert drawn_popular[0] / drawn_popular.sum() > 0.1 > drawn_uniform[0] / drawn_uniform.sum()
