@@ -44,6 +44,7 @@ EntityDtype = Literal["int", "string"]
 FeatureDtype = Literal["float", "int", "string", "timestamp", "int_list", "string_list"]
 
 EVENT_TIMESTAMP = "event_timestamp"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CREATED_TIMESTAMP = "created_timestamp"
 
 ENTITY_TYPES: dict[str, tuple[ValueType, FeastType]] = {
@@ -288,7 +289,8 @@ class FeatureStoreResource(dg.ConfigurableResource):
         for view in repo.views:
             last = store.get_feature_view(view.name).most_recent_end_time
             if last is None:
-                first = end - view.ttl
+                # a zero TTL never goes stale: load everything there is
+                first = end - view.ttl if view.ttl else EPOCH
                 store.materialize(first, end, feature_views=[view.name])
                 intervals[view.name] = (first, end)
             elif _utc(last) < end:

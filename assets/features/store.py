@@ -52,8 +52,8 @@ def feature_repo_def(spec: UseCaseSpec, paths: dict[str, str]) -> FeatureRepoDef
 
 def data_cutoff(split_plan: pd.DataFrame) -> pd.Timestamp:
     """The last event time of the data: the online store is loaded up to it."""
-    if "end" in split_plan and split_plan["end"].notna().any():
-        return pd.Timestamp(split_plan["end"].max())
+    if "data_end" in split_plan and split_plan["data_end"].notna().any():
+        return pd.Timestamp(split_plan["data_end"].max()).ceil("us")  # Feast keeps µs
     return pd.Timestamp.now(tz="UTC").tz_localize(None)
 
 

@@ -39,10 +39,13 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         ],
     )
     def split_plan(raw_events: pd.DataFrame):
+        data_end = raw_events[spec.events.timestamp].max() if spec.events.timestamp else None
         if spec.events.timestamp:
             wait = maturity(spec, list(spec.labels))
             raw_events = raw_events[mature_rows(raw_events[spec.events.timestamp], wait).to_numpy()]
         plan = plan_split(raw_events, spec.split, spec.events.timestamp, spec.events.group, labels)
+        if data_end is not None:  # the last event of all, mature or not: where serving starts
+            plan["data_end"] = data_end
         rows = dict(zip(plan["split"], plan["rows"], strict=True))
         wanted = [s for s in SPLITS if s != "validation" or spec.split.validation > 0]
         empty = [s for s in wanted if rows.get(s, 0) == 0]
