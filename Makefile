@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
+	scripts/install_redis.sh
 	$(BIN)/python -m pytest -n 2 tests
 
 schema: $(STAMP)
