@@ -103,8 +103,16 @@ def _last_n_sql(plan: AggregatePlan, keys: str, probe_source: str) -> tuple[str,
     return cte, read
 
 
-def aggregate_sql(events: str, keys: Sequence[str], plans: Sequence[AggregatePlan]) -> str:
-    """The whole query: points per axis, expiry probes, windowed aggregates, one row per (key, t)."""
+def aggregate_sql(
+    events: str, keys: Sequence[str], plans: Sequence[AggregatePlan], until: str | None = None
+) -> str:
+    """The whole query: points per axis, expiry probes, windowed aggregates, one row per (key, t).
+
+    ``until`` (a SQL timestamp literal) is the end of the data: nothing is known after it — not a
+    label that arrives later, not an expiry that would happen if no event came — so points and
+    probes past it are left out. For long windows that removes most probes.
+    """
+    known = f" AND t <= {until}" if until else ""
     key_list = ", ".join(_quote(k) for k in keys)
     not_null = " AND ".join(f"{_quote(k)} IS NOT NULL" for k in keys)
     columns = sorted({p.aggregate.column for p in plans if p.aggregate.column})
@@ -114,13 +122,15 @@ def aggregate_sql(events: str, keys: Sequence[str], plans: Sequence[AggregatePla
     points = " UNION ALL ".join(
         f"SELECT {key_list}, {_quote(a)} AS t, '{a}' AS axis{value_list} FROM {events}"
         f" WHERE {not_null} AND {_quote(a)} IS NOT NULL"
+        + (f" AND {_quote(a)} <= {until}" if until else "")
         for a in axes
     )
     expiries = sorted({(p.axis, p.seconds) for p in plans if p.aggregate.agg != "last_n"})
     probes = (
         " UNION ".join(
-            f"SELECT DISTINCT {key_list}, t + INTERVAL {s} SECOND + INTERVAL 1 MICROSECOND AS t"
-            f" FROM points WHERE axis = '{a}'"
+            f"SELECT DISTINCT {key_list}, t FROM (SELECT {key_list},"
+            f" t + INTERVAL {s} SECOND + INTERVAL 1 MICROSECOND AS t"
+            f" FROM points WHERE axis = '{a}') WHERE true{known}"
             for a, s in expiries
         )
         or f"SELECT {key_list}, t FROM points WHERE false"
@@ -155,6 +165,7 @@ def aggregate_sql(events: str, keys: Sequence[str], plans: Sequence[AggregatePla
         stream AS (SELECT * FROM points UNION ALL SELECT {key_list}, t, NULL AS axis{null_values} FROM probes),
         windowed AS ({stream_select}){ctes}
         SELECT s.*{reads} FROM windowed s{joins}
+        ORDER BY {", ".join(f"s.{_quote(k)}" for k in keys)}, s.t
     """
 
 
@@ -164,8 +175,12 @@ def compute_aggregates(
     plans: Sequence[AggregatePlan],
     created_at: pd.Timestamp,
     ratios: Sequence[tuple[str, str, str]] = (),
+    until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Feature table: keys, event_timestamp, created_timestamp and one column per plan/ratio."""
+    """Feature table: keys, event_timestamp, created_timestamp and one column per plan/ratio.
+
+    ``until`` is the end of the data: no row is stamped after it (default: no cut).
+    """
     missing = [
         c
         for c in [
@@ -179,7 +194,8 @@ def compute_aggregates(
         raise ValueError(f"events lack column(s) {missing} needed by the aggregates")
     connection = duckdb.connect()
     connection.register("events_input", events)
-    table = connection.sql(aggregate_sql("events_input", keys, plans)).df()
+    end = f"TIMESTAMP '{pd.Timestamp(until).isoformat()}'" if until is not None else None
+    table = connection.sql(aggregate_sql("events_input", keys, plans, end)).df()
     connection.close()
     table = table.rename(columns={"t": EVENT_TIMESTAMP})
     table.insert(len(keys) + 1, CREATED_TIMESTAMP, pd.Timestamp(created_at).as_unit("ns"))
@@ -187,4 +203,4 @@ def compute_aggregates(
         denominators = table[denominator].astype("float64")
         table[name] = table[numerator].astype("float64") / denominators.where(denominators != 0)
     table[EVENT_TIMESTAMP] = table[EVENT_TIMESTAMP].astype("datetime64[ns]")
-    return table.sort_values([*keys, EVENT_TIMESTAMP], ignore_index=True)
+    return table  # ordered by keys and time in SQL

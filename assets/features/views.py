@@ -131,7 +131,8 @@ def compute_aggregate_table(
         raise ValueError(f"{spec.name}: features.{table.view}: aggregates need events.timestamp")
     plans = plan_aggregates(view, _label_axes(spec), spec.events.timestamp)
     ratios = [(r.name, r.numerator, r.denominator) for r in view.ratios]
-    return compute_aggregates(events, table.keys, plans, created_at, ratios)
+    until = events[spec.events.timestamp].max()  # the end of the data
+    return compute_aggregates(events, table.keys, plans, created_at, ratios, until)
 
 
 def compute_attribute_table(

@@ -142,3 +142,15 @@ def test_one_row_per_entity_and_change_point() -> None:
     last = events[events.user_id == 0].event_time.max()
     after = _as_of(table, 0, last + pd.Timedelta("2h"))
     assert after["events_count_1h"] == 0 and after["events_count_1d"] > 0
+
+
+def test_nothing_is_stamped_after_the_end_of_the_data() -> None:
+    events = _events(0)
+    plans = plan_aggregates(VIEW, {"fraud": "label_time"}, "event_time")
+    created = pd.Timestamp("2025-02-01")
+    full = compute_aggregates(events, ["user_id"], plans, created)
+    until = events.event_time.quantile(0.7).floor("us")
+    cut = compute_aggregates(events, ["user_id"], plans, created, until=until)
+    assert cut[EVENT_TIMESTAMP].max() <= until
+    before = full[full[EVENT_TIMESTAMP] <= until].reset_index(drop=True)
+    pd.testing.assert_frame_equal(cut, before)
