@@ -169,6 +169,33 @@ def aggregate_sql(
     """
 
 
+# Entities per DuckDB query: window operators hold their whole input, so large event logs are cut
+# into groups of whole entities (by key hash) and each group is aggregated on its own.
+CHUNK_EVENTS = 1_000_000
+
+
+def _run_in_chunks(
+    events: pd.DataFrame, keys: Sequence[str], plans: Sequence[AggregatePlan], end: str | None
+) -> pd.DataFrame:
+    """The aggregate query over groups of whole entities: the same rows, bounded memory."""
+    chunks = max(1, -(-len(events) // CHUNK_EVENTS))
+    key_hash = f"hash({', '.join(_quote(k) for k in keys)}) % {chunks}"
+    connection = duckdb.connect()
+    try:
+        connection.register("events_input", events)
+        parts = []
+        for chunk in range(chunks):
+            source = (
+                "events_input"
+                if chunks == 1
+                else f"(SELECT * FROM events_input WHERE {key_hash} = {chunk})"
+            )
+            parts.append(connection.sql(aggregate_sql(source, keys, plans, end)).df())
+    finally:
+        connection.close()
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
 def compute_aggregates(
     events: pd.DataFrame,
     keys: Sequence[str],
@@ -192,11 +219,8 @@ def compute_aggregates(
     ]
     if missing:
         raise ValueError(f"events lack column(s) {missing} needed by the aggregates")
-    connection = duckdb.connect()
-    connection.register("events_input", events)
     end = f"TIMESTAMP '{pd.Timestamp(until).isoformat()}'" if until is not None else None
-    table = connection.sql(aggregate_sql("events_input", keys, plans, end)).df()
-    connection.close()
+    table = _run_in_chunks(events, keys, plans, end)
     table = table.rename(columns={"t": EVENT_TIMESTAMP})
     table.insert(len(keys) + 1, CREATED_TIMESTAMP, pd.Timestamp(created_at).as_unit("ns"))
     for name, numerator, denominator in ratios:

@@ -26,8 +26,8 @@ Only feature rows with ``min(as_of) - ttl <= event <= max(as_of)`` take part: la
 never eligible, older ones are stale for every label. The key is a BIGINT,
 ``(event - origin) * width + (created - event - min_lag + 1)``, counted in seconds or
 milliseconds when every time is whole in that unit, when one min/max scan of those rows shows it
-fits (event span times created-lag span under 2**62: e.g. 30 days of microsecond events created
-within 1 s, or of millisecond events created within 18 days); otherwise a HUGEINT,
+fits (event span times created-lag span under 2**63: e.g. 30 days of microsecond events created
+within 3.5 s, or of millisecond events created within 40 days); otherwise a HUGEINT,
 ``event_us * 2**64 + (created_us + 2**63)``. Both are exact; the BIGINT one joins about as fast
 as a plain timestamp ASOF, the 16-byte one took about twice as long at 10M rows.
 """
@@ -47,7 +47,7 @@ _ROW = "__pit_row"  # label row number, to restore the labels' order
 _US = "__pit_us"  # label as-of time, UTC microseconds
 _SK = "__pit_sk"  # the (event, created) sort key
 _EV = "__pit_ev"  # feature event time, UTC microseconds, for the TTL test
-_BIGINT_ROOM = 1 << 62  # packed BIGINT keys must stay below this, with room to spare
+_BIGINT_MAX = (1 << 63) - 1  # packed keys, and every product on the way to them, stay below
 _UNITS = (1_000_000, 1_000)  # coarser time units tried for BIGINT keys: seconds, milliseconds
 _LOW = 1 << 64  # room for the created half of the key
 _BIAS = 1 << 63  # makes signed created microseconds non-negative
@@ -244,15 +244,13 @@ def _side(
         if ttl_us > 0:
             where += f" AND {event} >= {window[0] - ttl_us}"
     lag = f"({created} - {event})"
-    aligned = [
-        f"bool_and({event} % {g} = 0 AND coalesce({created} % {g} = 0, true))" for g in _UNITS
-    ]
     stats = con.sql(
-        f"SELECT min({event}), max({event}), min({lag}), max({lag}), {', '.join(aligned)} "
-        f"FROM {source} WHERE {where}"
+        f"SELECT min({event}), max({event}), min({lag}), max({lag}) FROM {source} WHERE {where}"
     ).fetchall()[0]
-    unit = next((g for g, ok in zip(_UNITS, stats[4:], strict=True) if ok), 1)
-    packed = _bigint_key(event, lag, unit, *stats[:4])
+    packed = _bigint_key(event, lag, 1, *stats)
+    if packed is None and stats[0] is not None:  # one more scan, only when it could pay off
+        unit = _time_unit(con, source, where, event, created)
+        packed = _bigint_key(event, lag, unit, *stats) if unit > 1 else None
     if packed is None:  # the created half is biased non-negative; a null one ranks lowest
         tie = f"coalesce({created}::HUGEINT + {_BIAS}, 0)"
         packed = (f"{event}::HUGEINT * {_LOW} + {tie}", f"{_US}::HUGEINT * {_LOW} + {_LOW - 1}")
@@ -262,6 +260,21 @@ def _side(
         f"SELECT {columns}, {event} AS {_EV}, {key} AS {_SK} FROM {source} WHERE {where}",
         label_key,
     )
+
+
+def _time_unit(
+    con: duckdb.DuckDBPyConnection, source: str, where: str, event: str, created: str
+) -> int:
+    """The coarsest of ``_UNITS`` (in µs) dividing every event and created time, else 1.
+
+    Second- or millisecond-resolution data is common, and counting in its unit frees the bits a
+    BIGINT key needs; checking costs a scan, so it runs only when microseconds do not fit.
+    """
+    checks = ", ".join(
+        f"bool_and({event} % {g} = 0 AND coalesce({created} % {g} = 0, true))" for g in _UNITS
+    )
+    aligned = con.sql(f"SELECT {checks} FROM {source} WHERE {where}").fetchall()[0]
+    return next((g for g, ok in zip(_UNITS, aligned, strict=True) if ok), 1)
 
 
 def _units(value: str, unit: int) -> str:
@@ -298,7 +311,7 @@ def _bigint_key(
         return None  # no rows with an event time: nothing can match anyway
     low, high = (0, 0) if min_lag is None or max_lag is None else (min_lag, max_lag)
     origin, width = min_event // unit - 1, (high - low) // unit + 2
-    if (max_event // unit - origin + 1) * width >= _BIGINT_ROOM:
+    if (max_event // unit - origin + 1) * width > _BIGINT_MAX:  # bounds every key, both sides
         return None
     # events and lags are whole multiples of unit, so plain division is exact for them
     tie = f"coalesce({_units(lag, unit)} - {low // unit - 1}, 0)"

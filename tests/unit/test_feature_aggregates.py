@@ -154,3 +154,18 @@ def test_nothing_is_stamped_after_the_end_of_the_data() -> None:
     assert cut[EVENT_TIMESTAMP].max() <= until
     before = full[full[EVENT_TIMESTAMP] <= until].reset_index(drop=True)
     pd.testing.assert_frame_equal(cut, before)
+
+
+def test_chunks_of_whole_entities_give_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    import assets.features.aggregates as aggregates
+
+    events = _events(1)
+    plans = plan_aggregates(VIEW, {"fraud": "label_time"}, "event_time")
+    created = pd.Timestamp("2025-02-01")
+    whole = compute_aggregates(events, ["user_id"], plans, created)
+    monkeypatch.setattr(aggregates, "CHUNK_EVENTS", len(events) // 4)
+    chunked = compute_aggregates(events, ["user_id"], plans, created)
+    order = ["user_id", EVENT_TIMESTAMP]
+    pd.testing.assert_frame_equal(
+        whole.sort_values(order, ignore_index=True), chunked.sort_values(order, ignore_index=True)
+    )
