@@ -244,9 +244,14 @@ def _side(
         if ttl_us > 0:
             where += f" AND {event} >= {window[0] - ttl_us}"
     lag = f"({created} - {event})"
-    stats = con.sql(
-        f"SELECT min({event}), max({event}), min({lag}), max({lag}) FROM {source} WHERE {where}"
+    *stats, first_created, last_created, null_created = con.sql(
+        f"SELECT min({event}), max({event}), min({lag}), max({lag}), min({created}),"
+        f" max({created}), count(*) - count({created}) FROM {source} WHERE {where}"
     ).fetchall()[0]
+    if first_created is not None and first_created == last_created and not null_created:
+        # one created time for every row (a table written at once): it breaks no tie, so the
+        # key is the event time alone, which always fits a BIGINT
+        created, lag, stats = event, "0", [stats[0], stats[1], 0, 0]
     packed = _bigint_key(event, lag, 1, *stats)
     if packed is None and stats[0] is not None:  # one more scan, only when it could pay off
         unit = _time_unit(con, source, where, event, created)

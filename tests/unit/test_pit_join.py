@@ -455,3 +455,28 @@ def test_name_collisions_are_rejected() -> None:
     labels["score"] = 1.0
     with pytest.raises(ValueError, match=r"'score' of 'a'"):
         point_in_time_join(labels, tables[:1])
+
+
+def test_one_created_time_for_all_rows_keys_on_event_time_alone() -> None:
+    """A table written at once (one created time, as the feature assets write) breaks no tie: the
+    key is the event time alone, a BIGINT, and answers still equal the oracle's."""
+    labels, user, pair = make_data(0, 10**7, 1)  # a lag span that would need HUGEINT
+    written = pd.Timestamp("2031-01-01", tz="UTC")
+    user = user.assign(created_timestamp=written)
+    pair = pair.assign(created_timestamp=written)
+    result = point_in_time_join(labels, _tables(user, pair), prefix_features=True)
+    # ties on event time are now arbitrary: compare only labels whose winner is unique
+    expected = _expected(labels, user, pair)
+    con = duckdb.connect()
+    con.register("t", user)
+    types = {c: str(t) for c, t in zip(user.columns, con.sql("SELECT * FROM t").types, strict=True)}
+    as_of = pd.Series(_to_us(labels["event_timestamp"]))
+    side = _side(con, _tables(user, user)[0], '"t"', types, (int(as_of.min()), int(as_of.max())))
+    assert "HUGEINT" not in side.feature_sql
+    unique = ~user.duplicated(["user_id", "event_timestamp"], keep=False)
+    decided = labels["user_id"].isin(user.loc[unique, "user_id"]) & ~labels["user_id"].isin(
+        user.loc[~unique, "user_id"]
+    )
+    assert decided.sum() > 100
+    columns = ["users__u_float", "users__u_int", "users__u_str"]
+    _assert_same(result[decided], expected[decided], ["row_id", *columns])
