@@ -151,3 +151,29 @@ def test_feast_historical_retrieval_equals_the_training_set(built) -> None:
                     )
                 compared += 1
         assert compared > 0
+
+
+def test_null_label_key_fails_clearly_and_keeps_the_previous_training_set(tmp_path: Path) -> None:
+    from configs import CONFIG_DIR
+
+    (spec,) = load_use_cases([CONFIG_DIR / "feed.yaml"])
+    spec = _small(spec, days=4)
+    columns = dict(spec.events.columns)
+    columns["user_id"] = columns["user_id"].model_copy(update={"nullable": True})
+    events_spec = spec.events.model_copy(update={"columns": columns})
+    spec = spec.model_copy(update={"events": events_spec}).with_path(spec.path)
+    instance = dg.DagsterInstance.ephemeral()
+    assert _run(spec, tmp_path, instance=instance).success
+    target = tmp_path / "tables" / "feed" / "training_sets" / "ranking.parquet"
+    before = target.read_bytes()
+    day = sorted((tmp_path / "tables" / "feed" / "raw_events").glob("*.parquet"))[1]
+    frame = pd.read_parquet(day)
+    frame["user_id"] = frame["user_id"].astype("Int64")
+    frame.loc[5, "user_id"] = pd.NA
+    frame.to_parquet(day, index=False)
+    failed = _run(spec, tmp_path, select="ranking", instance=instance, raise_on_error=False)
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "entities.user.key ('user_id'): 1 label events have a null value" in message
+    assert target.read_bytes() == before  # the earlier materialization is untouched

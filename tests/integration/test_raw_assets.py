@@ -43,7 +43,11 @@ def _small(spec: UseCaseSpec, days: int = 7) -> UseCaseSpec:
 
 
 def _run(
-    spec: UseCaseSpec, home: Path, select: str | None = None, **kwargs
+    spec: UseCaseSpec,
+    home: Path,
+    select: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    **kwargs,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the selected asset (default: all) over every partition in one run."""
     assets = use_case_assets(spec)
@@ -58,7 +62,7 @@ def _run(
         selection=selection,
         resources=resources(UPath(home)),
         tags=tags,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         **kwargs,
     )
 
