@@ -177,3 +177,31 @@ def test_null_label_key_fails_clearly_and_keeps_the_previous_training_set(tmp_pa
     message = failure.step_failure_data.error.message
     assert "entities.user.key ('user_id'): 1 label events have a null value" in message
     assert target.read_bytes() == before  # the earlier materialization is untouched
+
+
+def test_redis_online_store_is_a_config_choice(tmp_path: Path) -> None:
+    """``serving.online_store: redis`` in the YAML: the asset loads Feast's Redis online store."""
+    from configs import CONFIG_DIR
+    from resources.feature_store import FeatureStoreResource
+    from tests.redis_server import INSTALL_HINT, RedisServerNotInstalled, redis_server
+
+    (spec,) = load_use_cases([CONFIG_DIR / "fraud.yaml"])
+    spec = _small(spec)
+    serving = spec.serving.model_copy(update={"online_store": "redis"})
+    spec = spec.model_copy(update={"serving": serving}).with_path(spec.path)
+    try:
+        with redis_server() as connection:
+            store_resource = FeatureStoreResource(
+                root=str(tmp_path / "feast"), redis_connection=connection
+            )
+            assert _run(spec, tmp_path, overrides={"feature_store": store_resource}).success
+            store = FeatureStore(repo_path=str(tmp_path / "feast" / "fraud"))
+            assert store.config.online_store.type == "redis"
+            cards = _table(tmp_path, spec, "features", "card_velocity_attributes").head(20)
+            online = store.get_online_features(
+                features=["card_velocity_attributes:card_type"],
+                entity_rows=cards[["card_id"]].to_dict("records"),
+            ).to_df()
+            assert online.card_type.tolist() == cards.card_type.tolist()
+    except RedisServerNotInstalled:
+        pytest.skip(INSTALL_HINT)

@@ -47,6 +47,7 @@ def _run(
     home: Path,
     select: str | None = None,
     instance: dg.DagsterInstance | None = None,
+    overrides: dict[str, object] | None = None,
     **kwargs,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the selected asset (default: all) over every partition in one run."""
@@ -60,7 +61,7 @@ def _run(
     return dg.materialize(
         assets,
         selection=selection,
-        resources=resources(UPath(home)),
+        resources={**resources(UPath(home)), **(overrides or {})},
         tags=tags,
         instance=instance or dg.DagsterInstance.ephemeral(),
         **kwargs,
