@@ -33,12 +33,16 @@ def main() -> None:
     args = parser.parse_args()
     (spec,) = load_specs([CONFIG_DIR / f"{args.use_case}.yaml"])
     started = time.perf_counter()
-    world = build_world(sized_params(args.use_case, args.events, args.days), args.seed, START, args.days)
+    world = build_world(
+        sized_params(args.use_case, args.events, args.days), args.seed, START, args.days
+    )
     events = pd.concat(
         [world.events_for_day(START + timedelta(days=i)) for i in range(args.days)],
         ignore_index=True,
     )
-    print(f"{args.use_case}: generated {len(events):,} events in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{args.use_case}: generated {len(events):,} events in {time.perf_counter() - started:.1f} s"
+    )
     created = pd.Timestamp.now().floor("us")
     total = 0.0
     for table in feature_tables(spec):

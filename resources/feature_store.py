@@ -13,6 +13,9 @@ Feast stays the source of truth. Online reads have two paths over the same store
   cost of the read itself; the fast path (``resources.online_read``) calls the configured Feast
   ``OnlineStore.online_read`` directly with a plan resolved once per service, so it returns the
   same values several times faster.
+* views named in ``cached_views`` (``["*"]``: all) are served by that path from an in-process
+  cache loaded through the same Feast call and reloaded after each materialization: for small,
+  slowly changing views, it removes the store read from the request.
 * :meth:`FeatureStoreResource.sdk_online_features` is Feast's own ``get_online_features`` and is
   kept for comparison (tests assert both return identical frames).
 """
@@ -167,6 +170,9 @@ class FeatureStoreResource(dg.ConfigurableResource):
     root: str | None = None
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
+    # Views whose online features are served from an in-process cache ("*": all); see
+    # resources.online_read.ViewCache. Costs memory: every online entity of the view.
+    cached_views: list[str] = []
 
     _stores: dict[str, FeatureStore] = PrivateAttr(default_factory=dict)
     _readers: dict[str, OnlineReader] = PrivateAttr(default_factory=dict)
@@ -319,14 +325,17 @@ class FeatureStoreResource(dg.ConfigurableResource):
         """Online features of ``service`` for ``entity_rows``: its join keys first, then
         ``<view>__<feature>`` columns; the same frame as :meth:`sdk_online_features`, faster.
 
-        See ``resources.online_read`` for why and how.
+        Views in ``cached_views`` are answered from memory; the first read after a
+        materialization reloads them. See ``resources.online_read`` for why and how.
         """
         return self._reader(repo.project).read(service, entity_rows)
 
     def _reader(self, project: str) -> OnlineReader:
         reader = self._readers.get(project)
         if reader is None:
-            reader = self._readers[project] = OnlineReader(self.store(project))
+            reader = self._readers[project] = OnlineReader(
+                self.store(project), cached_views=self.cached_views
+            )
         return reader
 
     def sdk_online_features(

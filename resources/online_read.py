@@ -19,6 +19,16 @@ storage format:
   ``feast_value_type_to_python_type`` does, a column at a time: the declared field is read
   directly and anything falsy (null, zero, empty, another kind) goes to that function's logic.
 
+Opt-in, a view can be served from an in-process cache instead (``cached_views``): the floor
+above is Feast's own ``online_read``, so for small, slowly changing views the reader loads every
+entity once through that same call (the keys are the distinct join keys of the view's Parquet
+source) and answers requests by dict lookup. The cache is dropped together with the plans when
+the registry file changes, and Feast rewrites that file on every materialization (``materialize``
+and ``materialize_incremental`` call ``Registry.apply_materialization``, which appends the
+interval and commits the registry), so the next read after a materialization, in this process or
+another, reloads it. Writes that bypass the registry (``push``, ``write_to_online_store``) are not
+seen by a cached view, nor are entities in the store that its source file no longer has.
+
 Like the SDK (feast 0.67), no TTL is applied at read time: what materialization wrote is served.
 Unknown entities come back as nulls, and the request's join-key columns are echoed as the SDK
 echoes them. The frame is built with ``pd.DataFrame`` from the same Python values as
@@ -29,7 +39,7 @@ values and dtypes are identical; the integration tests compare the two frame for
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -37,7 +47,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from feast import FeatureStore, FeatureView
+import pyarrow.parquet as pq
+from feast import FeatureStore, FeatureView, FileSource
 from feast.infra.online_stores.helpers import get_online_store_from_config
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -99,7 +110,8 @@ _KEY_FIELDS = {
 }
 
 ReadRows = list[tuple[Any, dict[str, ValueProto] | None]]
-ColumnConverter = Callable[[list[ValueProto | None]], list[Any] | np.ndarray]
+PythonColumn = Callable[[list[ValueProto | None]], list[Any]]
+Finisher = Callable[[list[Any]], list[Any] | np.ndarray]
 
 
 def python_value(value: ValueProto) -> Any:
@@ -147,28 +159,24 @@ def _field_column(field: str) -> Callable[[list[ValueProto | None]], list[Any]]:
     ]
 
 
-def _float_column(field: str) -> ColumnConverter:
-    """A float feature as the float64 array ``pd.DataFrame`` would infer from its values.
+def _float_array(column: list[Any]) -> list[Any] | np.ndarray:
+    """A float feature's Python values as the float64 array ``pd.DataFrame`` would infer.
 
     Handing pandas the array skips its per-value type inference. A column of nothing but nulls
     stays a list: pandas makes that an ``object`` column of ``None``, and so must we.
     """
-    python_column = _field_column(field)
-
-    def convert(protos: list[ValueProto | None]) -> list[Any] | np.ndarray:
-        column = python_column(protos)
-        if column.count(None) == len(column):
-            return column
-        return np.array(column, dtype=np.float64)
-
-    return convert
+    if column.count(None) == len(column):
+        return column
+    return np.array(column, dtype=np.float64)
 
 
-def _column_converter(value_type: ValueType) -> ColumnConverter:
-    """The column converter for a feature declared as ``value_type``."""
+def _as_is(column: list[Any]) -> list[Any]:
+    return column
+
+
+def _python_converter(value_type: ValueType) -> PythonColumn:
+    """ValueProtos to Python values for a feature declared as ``value_type``."""
     field = _VALUE_FIELDS.get(value_type)
-    if value_type in (ValueType.DOUBLE, ValueType.FLOAT):
-        return _float_column(field)
     if field is not None:
         return _field_column(field)
     if value_type in _PLAIN_TYPES:
@@ -184,6 +192,11 @@ def _column_converter(value_type: ValueType) -> ColumnConverter:
     return typed
 
 
+def _finisher(value_type: ValueType) -> Finisher:
+    """Python values to the column handed to ``pd.DataFrame`` (see :func:`_float_array`)."""
+    return _float_array if value_type in (ValueType.DOUBLE, ValueType.FLOAT) else _as_is
+
+
 @dataclass(frozen=True)
 class ViewPlan:
     """How to read one feature view of a service: resolved once, reused for every request."""
@@ -194,7 +207,8 @@ class ViewPlan:
     key_fields: tuple[str, ...]  # ValueProto field of each key
     features: tuple[str, ...]
     columns: tuple[str, ...]  # output names, <view>__<feature>
-    converters: tuple[ColumnConverter, ...]  # one per feature: ValueProtos to a column
+    pythons: tuple[PythonColumn, ...]  # one per feature: ValueProtos to Python values
+    finishers: tuple[Finisher, ...]  # one per feature: Python values to the frame's column
 
 
 @dataclass(frozen=True)
@@ -230,7 +244,8 @@ def plan_service(store: FeatureStore, service: str) -> ServicePlan:
                 key_fields=tuple(_KEY_FIELDS[key_types[k]] for k in key_names),
                 features=features,
                 columns=tuple(f"{prefix}__{f}" for f in features),
-                converters=tuple(_column_converter(feature_types[f]) for f in features),
+                pythons=tuple(_python_converter(feature_types[f]) for f in features),
+                finishers=tuple(_finisher(feature_types[f]) for f in features),
             )
         )
     join_keys = frozenset(k for plan in views for k in plan.join_keys)
@@ -303,18 +318,88 @@ def _feature_columns(
 ) -> list[list[Any] | np.ndarray]:
     """One column per feature, in request order: Python values, None where nothing was read."""
     out = []
-    for protos, convert in zip(_feature_protos(plan, rows), plan.converters, strict=True):
+    columns = zip(_feature_protos(plan, rows), plan.pythons, plan.finishers, strict=True)
+    for protos, python, finish in columns:
         if inverse is not None:
             protos = [protos[i] for i in inverse]
-        out.append(convert(list(protos)))
+        out.append(finish(python(list(protos))))
+    return out
+
+
+ALL_VIEWS = "*"  # in ``cached_views``: cache every view
+_LOAD_BATCH = 1000  # entity keys per ``online_read`` while loading a cache (SQLite's IN list)
+
+
+@dataclass(frozen=True)
+class ViewCache:
+    """Every online entity of one view, as Python values: a request is served by dict lookups.
+
+    ``rows`` maps an entity key (the value itself for one join key, else a tuple in the view's
+    entity order) to one value per feature of the plan. Only entities with a value in the online
+    store are kept; any other misses and reads as nulls, as in the SDK.
+    """
+
+    rows: dict[Any, tuple[Any, ...]]
+    # per feature: values are lists or dicts, handed out as copies so that a caller who mutates
+    # a returned value cannot change the cache
+    mutable: tuple[bool, ...]
+
+
+def source_entity_keys(view: FeatureView, key_names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The distinct join keys of ``view``'s batch source: every entity materialization can write.
+
+    Materialization copies the source's latest row per entity into the online store, so the
+    entities of the Parquet file are the candidates; the store itself says which it holds.
+    """
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"cannot list the entities of {view.name!r}: its source is not a file")
+    renamed = {column: name for name, column in source.field_mapping.items()}
+    columns = [renamed.get(name, name) for name in key_names]
+    table = pq.read_table(source.path, columns=columns).drop_null()
+    distinct = table.group_by(columns).aggregate([]).to_pydict()
+    return list(zip(*(distinct[c] for c in columns), strict=True))
+
+
+def _cache_key(key: tuple[Any, ...]) -> Any:
+    return key[0] if len(key) == 1 else key
+
+
+def _request_keys(plan: ViewPlan, columns: dict[str, list[Any]]) -> list[Any]:
+    """Each request row's key, shaped as :class:`ViewCache` keys."""
+    if len(plan.join_keys) == 1:
+        return columns[plan.join_keys[0]]
+    return list(zip(*(columns[k] for k in plan.join_keys), strict=True))
+
+
+def _cached_columns(
+    plan: ViewPlan, cache: ViewCache, columns: dict[str, list[Any]]
+) -> list[list[Any] | np.ndarray]:
+    """The columns :func:`_feature_columns` gives, from the cache: one lookup per row."""
+    nothing = (None,) * len(plan.features)
+    get = cache.rows.get
+    table = [get(key, nothing) for key in _request_keys(plan, columns)]
+    values = list(zip(*table, strict=True)) if table else [() for _ in plan.features]
+    out = []
+    for column, finish, mutable in zip(values, plan.finishers, cache.mutable, strict=True):
+        column = list(column)
+        if mutable:
+            column = [None if value is None else value.copy() for value in column]
+        out.append(finish(column))
     return out
 
 
 class OnlineReader:
     """Online reads of one Feast project's feature services (see the module docstring)."""
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, cached_views: Collection[str] = ()) -> None:
+        """``cached_views`` names the views served from an in-process :class:`ViewCache`
+        (``"*"``: all). Caching trades memory (every online entity of the view as Python
+        values) for latency; it suits small, slowly changing views, since a cache is reloaded
+        in full after every materialization."""
         self._store = store
+        self._cached_views = frozenset(cached_views)
+        self._caches: dict[tuple[str, tuple[str, ...]], ViewCache] = {}
         self._config = store.config
         self._online: OnlineStore = get_online_store_from_config(store.config.online_store)
         self._registry_file = _registry_file(store)
@@ -329,6 +414,8 @@ class OnlineReader:
             # apply or materialize
             self._store.refresh_registry()
             self._plans.clear()
+            # a materialization is recorded in the registry: cached values may be stale
+            self._caches.clear()
             self._registry_stamp = stamp
         plan = self._plans.get(service)
         if plan is None:
@@ -347,6 +434,46 @@ class OnlineReader:
             requested_features=list(plan.features),
         )
 
+    def is_cached(self, view: str) -> bool:
+        """Whether ``view`` is served from the in-process cache."""
+        return view in self._cached_views or ALL_VIEWS in self._cached_views
+
+    def view_cache(self, plan: ViewPlan) -> ViewCache:
+        """The cache of one view, loaded on first use after each registry change.
+
+        Call :meth:`plan` first: it drops the caches when the registry file changed.
+        """
+        name = (plan.view.name, plan.features)
+        cache = self._caches.get(name)
+        if cache is None:
+            cache = self._caches[name] = self.load_cache(plan)
+        return cache
+
+    def load_cache(self, plan: ViewPlan) -> ViewCache:
+        """Read every entity of the view's source through Feast's ``online_read``.
+
+        The same call and key encoding as an uncached read, in batches; entities the store
+        does not hold, or holds only nulls for, are left out.
+        """
+        rows: dict[Any, tuple[Any, ...]] = {}
+        keys = source_entity_keys(plan.view, plan.key_names)
+        for start in range(0, len(keys), _LOAD_BATCH):
+            batch = keys[start : start + _LOAD_BATCH]
+            read = self.read_view(plan, batch)
+            held = [i for i, (_, values) in enumerate(read) if values is not None]
+            protos = _feature_protos(plan, [read[i] for i in held])
+            values = [python(list(p)) for p, python in zip(protos, plan.pythons, strict=True)]
+            for i, row in zip(held, zip(*values, strict=True), strict=True):
+                # Redis answers an unknown key with empty values, not None: a row of nulls is
+                # kept out, since a miss reads as the same nulls
+                if row.count(None) < len(row):
+                    rows[_cache_key(batch[i])] = row
+        mutable = tuple(
+            any(isinstance(row[f], list | dict) for row in rows.values())
+            for f in range(len(plan.features))
+        )
+        return ViewCache(rows=rows, mutable=mutable)
+
     def read(self, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:
         """The join-key columns of ``entity_rows`` (in its order; see ``ServicePlan.echoed``)
         followed by every feature of ``service`` as ``<view>__<feature>``; one output row per
@@ -361,11 +488,13 @@ class OnlineReader:
         n_rows = len(entity_rows)
         data: dict[str, list[Any] | np.ndarray] = dict(columns)
         for view in plan.views:
-            keys, inverse = _unique_keys(view, columns, n_rows)
-            rows = self.read_view(view, keys) if keys else []
-            for name, values in zip(
-                view.columns, _feature_columns(view, rows, inverse), strict=True
-            ):
+            if self.is_cached(view.view.name):
+                features = _cached_columns(view, self.view_cache(view), columns)
+            else:
+                keys, inverse = _unique_keys(view, columns, n_rows)
+                rows = self.read_view(view, keys) if keys else []
+                features = _feature_columns(view, rows, inverse)
+            for name, values in zip(view.columns, features, strict=True):
                 data[name] = values
         return pd.DataFrame(data, copy=False)
 
@@ -402,10 +531,13 @@ def column_order(frame: pd.DataFrame, plan: ServicePlan) -> list[str]:
 
 
 __all__: Sequence[str] = (
+    "ALL_VIEWS",
     "OnlineReader",
     "ServicePlan",
+    "ViewCache",
     "ViewPlan",
     "column_order",
     "plan_service",
     "python_value",
+    "source_entity_keys",
 )

@@ -7,6 +7,8 @@ one feature view per feature table with the spec's TTL, and one feature service 
 materializes incrementally into the online store up to the data's last event time.
 """
 
+import dataclasses
+
 import dagster as dg
 import pandas as pd
 import yaml
@@ -16,7 +18,14 @@ from assets.features.views import feature_tables
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
-from resources.feature_store import EntityDef, FeatureRepoDef, FeatureStoreResource, FeatureViewDef
+from resources.feature_store import (
+    EPOCH,
+    FEATURE_TYPES,
+    EntityDef,
+    FeatureRepoDef,
+    FeatureStoreResource,
+    FeatureViewDef,
+)
 
 
 def feature_store_key(spec: UseCaseSpec) -> dg.AssetKey:
@@ -55,6 +64,27 @@ def data_cutoff(split_plan: pd.DataFrame) -> pd.Timestamp:
     if "data_end" in split_plan and split_plan["data_end"].notna().any():
         return pd.Timestamp(split_plan["data_end"].max()).ceil("us")  # Feast keeps µs
     return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+def redefined_views(store: FeatureStoreResource, repo: FeatureRepoDef) -> set[str]:
+    """Registered views whose features or TTL the spec now defines differently.
+
+    Incremental materialization only loads rows newer than the last run, so a view that gained a
+    column would serve nulls for it until new events arrive: such views are reloaded in full.
+    """
+    if not (store.repo_path(repo.project) / "feature_store.yaml").exists():
+        return set()
+    registered = {view.name: view for view in store.store(repo.project).list_feature_views()}
+    changed = set()
+    for view in repo.views:
+        old = registered.get(view.name)
+        if old is None:
+            continue  # a new view: its first materialization loads its whole TTL window
+        before = [(f.name, str(f.dtype)) for f in old.features]
+        after = [(name, str(FEATURE_TYPES[dtype])) for name, dtype in view.features]
+        if before != after or old.ttl != view.ttl:
+            changed.add(view.name)
+    return changed
 
 
 def use_case_store(spec: UseCaseSpec, resource: FeatureStoreResource) -> FeatureStoreResource:
@@ -99,8 +129,20 @@ def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         paths = {name: materialized_path(context, key) for name, key in upstream.items()}
         repo = feature_repo_def(spec, paths)
         store = use_case_store(spec, feature_store)
+        changed = redefined_views(store, repo)
         applied = store.apply(repo)
-        loaded = store.materialize(repo, end=data_cutoff(split_plan).to_pydatetime())
+        end = data_cutoff(split_plan).to_pydatetime()
+        if changed:  # new columns or TTL: reload their whole window, not just what is new
+            subset = dataclasses.replace(
+                repo, views=tuple(v for v in repo.views if v.name in changed)
+            )
+            for view in subset.views:
+                store.materialize(
+                    dataclasses.replace(subset, views=(view,)),
+                    end=end,
+                    start=end - view.ttl if view.ttl else EPOCH,
+                )
+        loaded = store.materialize(repo, end=end)
         config = store.write_config(repo)
         written = pd.DataFrame(
             {
@@ -117,6 +159,7 @@ def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
                 "feature_views": ", ".join(applied["feature_views"]),
                 "feature_services": ", ".join(applied["feature_services"]) or "none",
                 "removed": ", ".join(applied["removed"]) or "none",
+                "reloaded (definition changed)": ", ".join(sorted(changed)) or "none",
                 "materialized_until": max(
                     (i["end"] for i in loaded["intervals"].values()), default="already up to date"
                 ),

@@ -205,3 +205,32 @@ def test_redis_online_store_is_a_config_choice(tmp_path: Path) -> None:
             assert online.card_type.tolist() == cards.card_type.tolist()
     except RedisServerNotInstalled:
         pytest.skip(INSTALL_HINT)
+
+
+def test_a_view_that_gains_a_feature_is_reloaded_online(tmp_path: Path) -> None:
+    """Incremental materialization would serve the new column as null until new events came."""
+    from configs import CONFIG_DIR
+    from configs.schema.stages import AggregateSpec
+
+    (spec,) = load_use_cases([CONFIG_DIR / "search.yaml"])
+    spec = _small(spec, days=4)
+    instance = dg.DagsterInstance.ephemeral()
+    assert _run(spec, tmp_path, instance=instance).success
+    view = spec.features["query_popularity"]
+    extra = AggregateSpec(column="clicked", agg="sum", windows=["1d"])
+    features = {
+        **spec.features,
+        "query_popularity": view.model_copy(update={"aggregates": [*view.aggregates, extra]}),
+    }
+    spec = spec.model_copy(update={"features": features}).with_path(spec.path)
+    for step in ("query_popularity", "feature_store"):
+        assert _run(spec, tmp_path, select=step, instance=instance).success
+    table = _table(tmp_path, spec, "features", "query_popularity")
+    latest = table.sort_values("event_timestamp").groupby("query_id").tail(1).head(30)
+    store = FeatureStore(repo_path=str(tmp_path / "feast" / "search"))
+    online = store.get_online_features(
+        features=["query_popularity:clicked_sum_1d"],
+        entity_rows=latest[["query_id"]].to_dict("records"),
+    ).to_df()
+    assert online.clicked_sum_1d.notna().all()
+    assert online.clicked_sum_1d.tolist() == pytest.approx(latest.clicked_sum_1d.tolist())
