@@ -121,6 +121,34 @@ class NegativeSamplingSpec(StrictModel):
     seed: int = Field(0, ge=0)
 
 
+class DecisionBandsSpec(StrictModel):
+    """Approve / review / decline from a calibrated probability, chosen on validation data.
+
+    ``precision``: decline when the score is at least the lowest threshold whose precision is
+    ``decline_precision``; approve below the highest threshold that lets at most
+    ``approve_max_positive_share`` of positives through; review in between. ``cost``: the two
+    thresholds minimise the expected cost per case with the given costs.
+    """
+
+    method: Literal["precision", "cost"] = "precision"
+    decline_precision: float = Field(0.9, gt=0, le=1)
+    approve_max_positive_share: float = Field(0.1, ge=0, lt=1)
+    cost_false_approve: float = Field(100.0, ge=0, description="Cost of approving a positive.")
+    cost_false_decline: float = Field(5.0, ge=0, description="Cost of declining a negative.")
+    cost_review: float = Field(1.0, ge=0, description="Cost of a human review.")
+
+
+class IndexSpec(StrictModel):
+    """The FAISS index over item embeddings: chosen by catalog size, tuned to a recall target."""
+
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    exact_below: int = Field(50_000, ge=1, description="Catalogs smaller than this use exact search.")
+    target_recall: float = Field(0.95, gt=0, le=1, description="recall@k vs exact search to reach.")
+    k: int = Field(10, ge=1, le=1000)
+    nlist: int | None = Field(None, ge=1, description="IVF lists; default about 4*sqrt(n).")
+    hnsw_m: int = Field(32, ge=4, le=128)
+
+
 class ModelStageSpec(StrictModel):
     """One trained model: its problem type, label(s) and learner parameters."""
 
@@ -137,6 +165,15 @@ class ModelStageSpec(StrictModel):
     negatives: NegativeSamplingSpec | None = Field(
         None, description="Sampled negatives for implicit feedback (positives = the first label)."
     )
+    decision_bands: DecisionBandsSpec | None = Field(
+        None, description="binary_classification: approve / review / decline thresholds."
+    )
+    value_feature: str | None = Field(
+        None, description="multi_task: feature multiplied into the expected value, e.g. price."
+    )
+    embedding_dim: int = Field(32, ge=2, le=1024, description="two_tower: embedding size.")
+    epochs: int = Field(3, ge=1, le=1000, description="two_tower: passes over the training set.")
+    index: IndexSpec | None = Field(None, description="two_tower: the FAISS index of items.")
 
 
 Metric = Literal[
