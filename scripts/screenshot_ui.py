@@ -84,10 +84,12 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+ZOOM_OUT_STEPS = 3
 # The feed use case's lineage (every stage of one YAML file) and one asset's page.
 PAGES = {
     "asset-graph": "/locations/dagster_project.definitions/asset-groups/feed/lineage",
     "raw-events": "/assets/fraud/raw_events",
+    "training-set": "/assets/fraud/training_sets/scorer",
 }
 
 
@@ -102,6 +104,14 @@ def shoot(base: str, pages: dict[str, str], out: Path) -> None:
             except Exception:  # noqa: BLE001 - the community dialog shows only on a first visit
                 pass
             page.wait_for_timeout(3000)
+            if "lineage" in route:  # zoom out (ctrl + wheel zooms the graph) so all stages show
+                page.mouse.move(900, 600)
+                page.keyboard.down("Control")
+                for _ in range(ZOOM_OUT_STEPS):
+                    page.mouse.wheel(0, 120)
+                    page.wait_for_timeout(150)
+                page.keyboard.up("Control")
+                page.wait_for_timeout(1000)
             page.screenshot(path=str(out / f"{name}.png"))
             print(f"wrote {out / f'{name}.png'}")
         browser.close()

@@ -1,0 +1,116 @@
+"""Named baselines a model must beat, each scoring the test rows from training data only.
+
+A trained model earns its complexity only by beating something simple on the same test rows:
+``logistic_regression`` (a linear model on the numeric features), ``popularity`` (how often the
+item was a positive in train), ``random`` (the floor) and ``feature:<column>`` (one feature as
+the score, e.g. ``feature:document_engagement__clicked_mean_30d``). Higher scores mean "more
+likely positive / rank higher" for all of them, so they go through the same metrics as models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from assets.models.tabular import prepare_features
+
+FEATURE_PREFIX = "feature:"
+KNOWN = ("logistic_regression", "popularity", "random", f"{FEATURE_PREFIX}<column>")
+
+
+def _positive(frame: pd.DataFrame, label: str) -> np.ndarray:
+    """Binary view of a label: graded relevance counts as positive above 0."""
+    if label not in frame.columns:
+        raise ValueError(f"label {label!r} is not a column of the frame")
+    return (frame[label].to_numpy(dtype=float, na_value=0.0) > 0).astype(int)
+
+
+def logistic_regression(
+    train: pd.DataFrame, test: pd.DataFrame, features: list[str], label: str
+) -> np.ndarray:
+    """P(positive) from a class-balanced logistic regression on the numeric features.
+
+    Median-imputed with missing-value indicators (a missing aggregate usually means "no history",
+    which is informative) and standardised so the penalty treats features alike.
+    """
+    x_train, categories = prepare_features(train, features)
+    numeric = [col for col in x_train.columns if col not in categories]
+    if not numeric:
+        raise ValueError("logistic_regression needs at least one numeric feature")
+    x_test, _ = prepare_features(test, numeric, {})
+    y = _positive(train, label)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"label {label!r} has a single class in train")
+    model = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=1000),
+    )
+    model.fit(x_train[numeric].to_numpy(), y)
+    return model.predict_proba(x_test[numeric].to_numpy())[:, 1]
+
+
+def popularity(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    label: str,
+    item_key: str | None = None,
+    popularity_column: str | None = None,
+) -> np.ndarray:
+    """The item's past positive count: a popularity feature, or counted in train by item key.
+
+    Counting in the train split alone keeps test outcomes out of the score; items never seen in
+    train score 0, as they would for a most-popular list built before the test period.
+    """
+    if popularity_column is not None:
+        return feature(test, popularity_column)
+    if item_key is None:
+        raise ValueError("popularity needs item_key (or a popularity column, or use feature:<col>)")
+    for part, frame in (("train", train), ("test", test)):
+        if item_key not in frame.columns:
+            raise ValueError(f"item key {item_key!r} is not a column of the {part} set")
+    counts = pd.Series(_positive(train, label), index=train[item_key].to_numpy())
+    counts = counts.groupby(level=0).sum()
+    return test[item_key].map(counts).fillna(0.0).to_numpy(dtype=float)
+
+
+def feature(test: pd.DataFrame, column: str) -> np.ndarray:
+    """One column as the score; missing values rank below every observed value."""
+    if column not in test.columns:
+        raise ValueError(f"baseline feature {column!r} is not a column of the test set")
+    values = prepare_features(test, [column], {})[0][column].to_numpy()
+    floor = np.nanmin(values) - 1.0 if np.isfinite(values).any() else 0.0
+    return np.where(np.isnan(values), floor, values)
+
+
+def random_scores(test: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Uniform noise: the floor any model must clear."""
+    return np.random.default_rng(seed).random(len(test))
+
+
+def baseline_scores(
+    name: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    features: list[str],
+    label: str,
+    item_key: str | None = None,
+    popularity_column: str | None = None,
+) -> np.ndarray:
+    """Scores of the baseline ``name`` for each test row, fit on ``train`` only."""
+    if name.startswith(FEATURE_PREFIX):
+        return feature(test, name.removeprefix(FEATURE_PREFIX))
+    builders: dict[str, Callable[[], np.ndarray]] = {
+        "logistic_regression": lambda: logistic_regression(train, test, features, label),
+        "popularity": lambda: popularity(train, test, label, item_key, popularity_column),
+        "random": lambda: random_scores(test),
+    }
+    if name not in builders:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(KNOWN)}")
+    return builders[name]()
