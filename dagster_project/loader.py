@@ -18,6 +18,7 @@ from upath import UPath
 
 from assets.features.assets import feature_assets
 from assets.features.store import feature_store_asset
+from assets.models.assets import model_assets
 from assets.raw.assets import raw_assets
 from assets.raw.source_checks import file_source_problems
 from assets.split.assets import split_plan_asset
@@ -26,6 +27,7 @@ from configs import CONFIG_DIR
 from configs.schema import UseCaseSpec, load_specs
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource, playbook_home
+from resources.mlflow_registry import MLflowResource
 from resources.parquet_io import ParquetIOManager
 
 CONFIGS_ENV = "PLAYBOOK_CONFIGS"
@@ -59,6 +61,7 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         *feature_assets(spec),
         *([store] if store is not None else []),
         *training_set_assets(spec),
+        *model_assets(spec),
     ]
 
 
@@ -66,6 +69,7 @@ def resources(home: UPath) -> dict[str, object]:
     return {
         "io_manager": ParquetIOManager(base_path=str(home / "tables")),
         "home": HomeResource(path=str(home)),
+        "mlflow": MLflowResource(home=str(home)),
         "feature_store": FeatureStoreResource(
             root=str(home / "feast"),
             redis_connection=os.environ.get(REDIS_ENV, "127.0.0.1:6379"),

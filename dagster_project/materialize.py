@@ -75,7 +75,10 @@ def _range_tags(asset: dg.AssetsDefinition) -> tuple[dict[str, str], int]:
 def _first_error(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip().splitlines()[-1]
+            error = event.step_failure_data.error
+            while error.cause is not None:  # the user's exception, not Dagster's wrapper
+                error = error.cause
+            return error.message.strip().splitlines()[0]
     return "run failed"
 
 

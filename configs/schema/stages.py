@@ -142,7 +142,9 @@ class IndexSpec(StrictModel):
     """The FAISS index over item embeddings: chosen by catalog size, tuned to a recall target."""
 
     kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
-    exact_below: int = Field(50_000, ge=1, description="Catalogs smaller than this use exact search.")
+    exact_below: int = Field(
+        50_000, ge=1, description="Catalogs smaller than this use exact search."
+    )
     target_recall: float = Field(0.95, gt=0, le=1, description="recall@k vs exact search to reach.")
     k: int = Field(10, ge=1, le=1000)
     nlist: int | None = Field(None, ge=1, description="IVF lists; default about 4*sqrt(n).")

@@ -1,0 +1,235 @@
+"""Train one tabular model of a use case on its training set and evaluate it on the test split.
+
+The ``problem`` of the YAML picks the learner — LightGBM binary classifier with calibration and
+decision bands, LambdaRank ranker, or the feed's expected-value model (calibrated P(click) x
+P(purchase | click) x value) — and the evaluation that goes with it. Every metric comes beside
+the same metric of the named baseline, computed on the same test rows, so a number always comes
+with the number it must beat. Plain functions: the asset only wires them to storage and MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from assets.models.baselines import baseline_scores
+from assets.models.evaluation import (
+    classification_metrics,
+    compare,
+    higher_is_better,
+    ranking_metrics,
+)
+from assets.models.tabular import (
+    band_summary,
+    decision_bands,
+    train_classifier,
+    train_expected_value,
+    train_ranker,
+)
+from assets.training.build import SPLIT
+from assets.training.model_views import label_columns, passthrough_columns
+from configs.schema.usecase import UseCaseSpec
+
+SCORE = "score"
+REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
+TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model, its test-split evaluation next to the baseline's, and the test scores."""
+
+    model: Any
+    features: list[str]
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    comparison: pd.DataFrame
+    primary: str
+    predictions: pd.DataFrame
+    evaluate: Any  # callable(model with .predict) -> primary metric on the test split
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return higher_is_better(self.primary)
+
+
+def _is_list(column: pd.Series) -> bool:
+    values = column.dropna()
+    return len(values) > 0 and isinstance(values.iloc[0], list | tuple | np.ndarray)
+
+
+def feature_columns(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> list[str]:
+    """The model's tabular features: ``<table>__<feature>`` plus passthrough, lists left out."""
+    stored = [c for c in frame.columns if "__" in c]
+    columns = stored + [c for c in passthrough_columns(spec, model) if c in frame.columns]
+    return [c for c in columns if not _is_list(frame[c])]
+
+
+def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Features in plain dtypes for a logged model's signature: numbers as float64 (nulls as
+    NaN), text as str with "" for missing — an unseen category, which the model reads as null."""
+    out = {}
+    for column in features:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            out[column] = values.astype("float64")
+        else:
+            out[column] = values.astype(object).where(values.notna(), "").astype(str)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
+    parts = {
+        name: frame[frame[SPLIT] == name].reset_index(drop=True)
+        for name in ("train", "validation", "test")
+    }
+    for name, part in parts.items():
+        if part.empty:
+            raise ValueError(
+                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
+            )
+    return parts["train"], parts["validation"], parts["test"]
+
+
+def _classification(spec, model, frame, features):
+    stage = spec.model[model]
+    label = next(iter(label_columns(spec, model).values()))
+    train, valid, test = _splits(spec, model, frame)
+    fitted = train_classifier(train, valid, features, label, dict(stage.params))
+    scores = fitted.predict_proba(test)
+    metrics = classification_metrics(test[label], scores)
+    baseline = baseline_scores(stage.baseline or "random", train, test, features, label)
+    baseline_metrics = classification_metrics(test[label], baseline)
+    primary = spec.metrics.primary if spec.metrics.primary in metrics else "pr_auc"
+    extra: dict[str, Any] = {}
+    if stage.decision_bands is not None:
+        bands = decision_bands(valid[label], fitted.predict_proba(valid), stage.decision_bands)
+        extra["bands"] = bands
+        extra["bands_on_test"] = band_summary(
+            test[label].to_numpy(), scores, bands, stage.decision_bands
+        )
+    predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
+    if "bands" in extra:
+        predictions["decision"] = extra["bands"].apply_bands(scores)
+
+    def evaluate(candidate) -> float:
+        return classification_metrics(test[label], candidate.predict(model_input(test, features)))[
+            primary
+        ]
+
+    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, extra
+
+
+def _ranked(spec, test: pd.DataFrame, scores: np.ndarray, label: str) -> dict[str, float]:
+    frame = test.assign(**{SCORE: scores})
+    return ranking_metrics(frame, spec.events.group, label, SCORE, tuple(spec.metrics.k))
+
+
+def _primary_ranking(spec) -> str:
+    primary = spec.metrics.primary
+    return (
+        f"{primary}@{spec.metrics.k[0]}"
+        if primary in ("ndcg", "recall", "hit_rate", "precision")
+        else primary
+    )
+
+
+def _ranking(spec, model, frame, features):
+    stage = spec.model[model]
+    label = next(iter(label_columns(spec, model).values()))
+    if spec.events.group is None:
+        raise ValueError(f"{spec.name}: model.{model}: learning_to_rank needs events.group")
+    train, valid, test = _splits(spec, model, frame)
+    fitted = train_ranker(train, valid, features, label, spec.events.group, dict(stage.params))
+    scores = fitted.predict(test)
+    metrics = _ranked(spec, test, scores, label)
+    item_key = _item_key(spec, model)
+    baseline = baseline_scores(stage.baseline or "random", train, test, features, label, item_key)
+    baseline_metrics = _ranked(spec, test, baseline, label)
+    primary = _primary_ranking(spec)
+    predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
+
+    def evaluate(candidate) -> float:
+        return _ranked(spec, test, candidate.predict(model_input(test, features)), label)[primary]
+
+    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {}
+
+
+def _item_key(spec: UseCaseSpec, model: str) -> str | None:
+    """The key of the entity being ranked: the sampled one, else the last events entity key."""
+    negatives = spec.model[model].negatives
+    if negatives is not None:
+        return spec.entities[negatives.entity].key
+    keys = [e.key for e in spec.entities.values() if e.key in spec.events.columns]
+    return keys[-1] if keys else None
+
+
+def _expected_value(spec, model, frame, features):
+    stage = spec.model[model]
+    labels = list(label_columns(spec, model).values())
+    if len(labels) != 2 or not stage.value_feature:
+        raise ValueError(
+            f"{spec.name}: model.{model}: multi_task needs two labels (click, purchase) and"
+            " value_feature"
+        )
+    if stage.value_feature not in frame.columns:
+        raise ValueError(
+            f"{spec.name}: model.{model}.value_feature: {stage.value_feature!r} is not a column of"
+            " the training set"
+        )
+    click, purchase = labels
+    train, valid, test = _splits(spec, model, frame)
+    fitted = train_expected_value(
+        train, valid, features, click, purchase, stage.value_feature, dict(stage.params)
+    )
+    value = test[stage.value_feature].astype(float).fillna(0.0)
+    test = test.assign(**{REVENUE: test[purchase] * value})
+    scores = fitted.predict(test)
+    heads = fitted.heads(test)
+    metrics = _ranked(spec, test, scores, REVENUE)
+    metrics["auc_click"] = classification_metrics(test[click], heads["p_click"])["auc"]
+    metrics["ece_click"] = classification_metrics(test[click], heads["p_click"])["ece"]
+    baseline = baseline_scores(
+        stage.baseline or "random", train, test, features, click, _item_key(spec, model)
+    )
+    baseline_metrics = _ranked(spec, test, baseline, REVENUE)
+    primary = _primary_ranking(spec)
+    predictions = test[[c for c in test.columns if c not in features]].assign(
+        **{SCORE: scores, "p_click": heads["p_click"].to_numpy()}
+    )
+
+    def evaluate(candidate) -> float:
+        return _ranked(spec, test, candidate.predict(model_input(test, features)), REVENUE)[primary]
+
+    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {}
+
+
+TRAINERS = {
+    "binary_classification": _classification,
+    "learning_to_rank": _ranking,
+    "multi_task": _expected_value,
+}
+
+
+def train_tabular(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> TrainedModel:
+    """Fit the model of ``model`` on its training set and evaluate it against its baseline."""
+    features = feature_columns(spec, model, frame)
+    trainer = TRAINERS[spec.model[model].problem]
+    fitted, metrics, baseline, primary, predictions, evaluate, extra = trainer(
+        spec, model, frame, features
+    )
+    return TrainedModel(
+        fitted,
+        features,
+        metrics,
+        baseline,
+        compare(metrics, baseline),
+        primary,
+        predictions,
+        evaluate,
+        extra,
+    )
