@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import table_metadata
+from assets.models.retrieval import retrieval_keys, train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.training.assets import training_set_key
 from configs.schema.usecase import UseCaseSpec
@@ -175,5 +176,132 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     return trained_model
 
 
+def _request_example(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Request rows in plain types for the signature: lists as lists, the rest as model_input."""
+    columns = [c for c in columns if c in frame]
+    lists = [
+        c
+        for c in columns
+        if frame[c].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any()
+    ]
+    plain = model_input(frame, [c for c in columns if c not in lists])
+    for column in lists:
+        plain[column] = [[int(x) for x in v] if v is not None else [] for v in frame[column]]
+    return plain[columns]
+
+
+def _unwrap(candidate):
+    """The Python model inside an MLflow pyfunc model (the two-tower object itself)."""
+    return candidate.unwrap_python_model().model
+
+
+def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
+    """Train, evaluate, register and gate one two-tower retriever; output its item embeddings."""
+    key = model_key(spec, model)
+    stage = spec.model[model]
+    _, item_key, item_entity = retrieval_keys(spec, model)
+    ins = {"training_set": dg.AssetIn(key=training_set_key(spec, model))}
+    table = spec.entities[item_entity].table
+    if table:
+        ins["catalog"] = dg.AssetIn(key=dg.AssetKey([spec.name, f"raw_{table}"]))
+
+    @dg.asset(
+        key=key,
+        ins=ins,
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "models"},
+        kinds={"pytorch", "mlflow"},
+        description=(
+            f"Two-tower retriever {model!r}: user and {item_entity} towers over ids and content,"
+            " in-batch negatives with logQ correction plus sampled negatives; evaluated by full"
+            " ranking of the catalog on future clicks against popularity; registered in MLflow"
+            f" as {registered_name(spec, model)!r} and promoted by the gate. Output: the"
+            f" {item_entity} embeddings."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                GATE_CHECK, asset=key, description="The new version became champion."
+            ),
+            dg.AssetCheckSpec(
+                BASELINE_CHECK, asset=key, description="recall@k beats the popularity ranking."
+            ),
+        ],
+    )
+    def retriever(
+        context: dg.AssetExecutionContext,
+        mlflow: MLflowResource,
+        training_set: pd.DataFrame,
+        catalog: pd.DataFrame | None = None,
+    ):
+        try:
+            trained = train_retrieval(spec, model, training_set, catalog)
+        except ValueError as error:
+            raise dg.Failure(str(error)) from None
+        name = registered_name(spec, model)
+        example = training_set.drop_duplicates(trained.user_key).head(5)
+        version = mlflow.log_training_run(
+            experiment=f"playbook/{spec.name}",
+            run_name=model,
+            params={
+                "problem": stage.problem,
+                "embedding_dim": stage.embedding_dim,
+                "epochs": stage.epochs,
+                "promotion_margin": stage.promotion_margin,
+            },
+            metrics={
+                **_mlflow_names(_finite(trained.metrics)),
+                **_mlflow_names(_finite(trained.baseline_metrics), "baseline."),
+            },
+            model=trained.model,
+            input_example=_request_example(example, trained.model.user_columns),
+            lineage=_lineage(context, spec, model),
+            artifacts={},
+            registered_name=name,
+        )
+        verdict = mlflow.run_gate(
+            name,
+            version.version,
+            lambda candidate: trained.evaluate(_unwrap(candidate)),
+            True,
+            stage.promotion_margin,
+        )
+        embeddings = pd.DataFrame(
+            {item_key: trained.item_ids, "embedding": list(trained.item_vectors.astype("float32"))}
+        )
+        primary = trained.metrics.get(trained.primary, math.nan)
+        baseline = trained.baseline_metrics.get(trained.primary, math.nan)
+        metadata = {
+            "dagster/row_count": len(embeddings),
+            **_metadata(trained, version, verdict),
+            "embedding_dim": int(trained.item_vectors.shape[1]),
+            "train_seconds": float(trained.model.train_seconds),
+            "examples_per_second": float(trained.model.examples_per_second),
+        }
+        yield dg.Output(embeddings, metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name=GATE_CHECK,
+            passed=verdict.promote,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"reason": verdict.reason, "challenger_version": version.version},
+        )
+        yield dg.AssetCheckResult(
+            check_name=BASELINE_CHECK,
+            passed=bool(primary > baseline),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "metric": trained.primary,
+                "model": float(primary),
+                "baseline": float(baseline),
+            },
+        )
+
+    return retriever
+
+
 def model_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
-    return [model_asset(spec, m) for m, stage in spec.model.items() if stage.problem in TABULAR]
+    """One asset per model: tabular learners and two-tower retrievers."""
+    return [
+        model_asset(spec, m) if stage.problem in TABULAR else retrieval_asset(spec, m)
+        for m, stage in spec.model.items()
+    ]

@@ -326,6 +326,12 @@ class TwoTowerModel:
     def device(self) -> torch.device:
         return self.net.bias.device
 
+    @property
+    def user_columns(self) -> list[str]:
+        """The request columns the query tower reads: the user key and its features."""
+        encoder = self.user_encoder
+        return [self.user_key, *encoder.numeric, *encoder.categorical, *encoder.sequence]
+
     def _user_side(self, frame: pd.DataFrame) -> _Side:
         ids = _index(pd.Index(self.user_ids), frame[self.user_key])
         return _Side.build(ids, self.user_encoder.transform(frame), self.device)
@@ -343,6 +349,10 @@ class TwoTowerModel:
         if not out:
             return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
         return torch.cat(out).float().cpu().numpy()
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """The served function: query-tower embeddings of request rows (for MLflow's pyfunc)."""
+        return self.user_embeddings(frame)
 
     def user_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
         """One unit vector per row of ``frame`` (user key + user features), float32."""

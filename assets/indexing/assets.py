@@ -1,0 +1,81 @@
+"""Asset factory for ``<use case>/indices/<model>``: the FAISS index over a retriever's items.
+
+The index type follows the catalog size and the YAML's recall target (``model.<m>.index``); its
+recall@k against exact search is measured at build time, stored as metadata and enforced by a
+blocking asset check, so serving never loads an index that misses its target. The index, its id
+map and the build choices are written to ``<home>/indices/<use case>/<model>`` (a fresh folder
+per run, swapped in only once complete, so a failed build keeps the previous index).
+"""
+
+import shutil
+import uuid
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.indexing.faiss_index import build_index
+from assets.models.assets import model_key
+from assets.models.retrieval import retrieval_keys
+from configs.schema.stages import IndexSpec
+from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
+
+RECALL_CHECK = "index_recall"
+
+
+def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "indices", model])
+    target = spec.model[model].index or IndexSpec()
+    _, item_key, item_entity = retrieval_keys(spec, model)
+
+    @dg.asset(
+        key=key,
+        ins={"embeddings": dg.AssetIn(key=model_key(spec, model))},
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "indexing"},
+        kinds={"faiss"},
+        description=(
+            f"FAISS index of the {item_entity} embeddings of {model!r}: {target.kind} (exact below"
+            f" {target.exact_below:,} items), search parameters tuned to recall@{target.k}"
+            f" >= {target.target_recall} against exact search."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECALL_CHECK,
+                asset=key,
+                blocking=True,
+                description=f"recall@{target.k} vs exact search reaches {target.target_recall}.",
+            )
+        ],
+    )
+    def faiss_index(embeddings: pd.DataFrame, home: HomeResource):
+        vectors = np.stack(embeddings["embedding"].to_numpy()).astype("float32")
+        built = build_index(embeddings[item_key].to_numpy(), vectors, target)
+        folder = home.folder("indices", spec.name)
+        staging = folder / f".{model}.{uuid.uuid4().hex}"
+        built.save(str(staging))
+        final = folder / model
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        info = built.metadata()
+        yield dg.MaterializeResult(
+            metadata={
+                **{k: v for k, v in info.items() if not isinstance(v, dict)},
+                "params": ", ".join(f"{k}={v}" for k, v in info["params"].items()) or "none",
+                "path": dg.MetadataValue.path(str(final)),
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=RECALL_CHECK,
+            passed=built.recall_at_k >= target.target_recall,
+            metadata={"recall_at_k": float(built.recall_at_k), "target": target.target_recall},
+        )
+
+    return faiss_index
+
+
+def index_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
+    return [index_asset(spec, m) for m, s in spec.model.items() if s.problem == "two_tower"]
