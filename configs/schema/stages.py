@@ -174,7 +174,12 @@ class ModelStageSpec(StrictModel):
         None, description="multi_task: feature multiplied into the expected value, e.g. price."
     )
     embedding_dim: int = Field(32, ge=2, le=1024, description="two_tower: embedding size.")
-    epochs: int = Field(3, ge=1, le=1000, description="two_tower: passes over the training set.")
+    epochs: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="two_tower: most passes over the training set (the best epoch on validation is kept).",
+    )
     index: IndexSpec | None = Field(None, description="two_tower: the FAISS index of items.")
 
 

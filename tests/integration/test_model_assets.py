@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
 from dagster_project.loader import load_use_cases
@@ -83,3 +85,32 @@ def test_bad_learner_param_fails_clearly_and_registers_nothing(tmp_path: Path) -
     assert "num_leafs" in error.message
     registry = MLflowResource(home=str(tmp_path))
     assert registry.version_by_alias("fraud.scorer", "champion") is None
+
+
+def test_feed_retriever_beats_popularity_and_its_index_meets_the_recall_target(
+    tmp_path: Path,
+) -> None:
+    from assets.indexing.faiss_index import BuiltIndex
+    from configs import CONFIG_DIR
+
+    (spec,) = load_use_cases([CONFIG_DIR / "feed.yaml"])
+    source = spec.source.model_copy(update={"days": 7})  # full-size world, one week
+    spec = spec.model_copy(update={"source": source}).with_path(spec.path)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(spec, tmp_path, instance=instance)
+    assert result.success
+    checks = {
+        (c.asset_key.path[-2], c.asset_key.path[-1], c.check_name): c
+        for c in result.get_asset_check_evaluations()
+    }
+    beats = checks[("models", "retrieval", "beats_baseline")]
+    assert beats.passed, beats.metadata
+    assert checks[("indices", "retrieval", "index_recall")].passed
+    index = BuiltIndex.load(tmp_path / "indices" / "feed" / "retrieval")
+    embeddings = pd.read_parquet(tmp_path / "tables" / "feed" / "models" / "retrieval.parquet")
+    vectors = np.stack(embeddings.embedding.to_numpy()).astype("float32")
+    found, _ = index.search(vectors[:5], 1)
+    assert found[:, 0].tolist() == embeddings.item_id.head(5).tolist()  # each finds itself
+    registry = MLflowResource(home=str(tmp_path))
+    model = registry.load_model("feed.retrieval", "champion")
+    assert model.unwrap_python_model().model.item_embeddings()[1].shape[1] == 32
