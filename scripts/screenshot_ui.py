@@ -85,11 +85,13 @@ def stop(process: subprocess.Popen) -> None:
 
 
 ZOOM_OUT_STEPS = 3
+SCROLL_TO = {"model": "plots"}
 # The feed use case's lineage (every stage of one YAML file) and one asset's page.
 PAGES = {
     "asset-graph": "/locations/dagster_project.definitions/asset-groups/feed/lineage",
     "raw-events": "/assets/fraud/raw_events",
     "training-set": "/assets/fraud/training_sets/scorer",
+    "model": "/assets/fraud/models/scorer",
 }
 
 
@@ -112,6 +114,11 @@ def shoot(base: str, pages: dict[str, str], out: Path) -> None:
                     page.wait_for_timeout(150)
                 page.keyboard.up("Control")
                 page.wait_for_timeout(1000)
+            if name in SCROLL_TO:  # a section further down the page, e.g. the model's plots
+                row = page.locator("tr", has=page.get_by_text(SCROLL_TO[name], exact=True)).first
+                row.scroll_into_view_if_needed()
+                row.get_by_text("[Show Markdown]").click()  # opens the plots dialog
+                page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"{name}.png"))
             print(f"wrote {out / f'{name}.png'}")
         browser.close()

@@ -9,11 +9,14 @@ The output is the test split with the model's scores, for reports and monitoring
 """
 
 import math
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import table_metadata
+from assets.models.plots import markdown_image
 from assets.models.retrieval import retrieval_keys, train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.training.assets import training_set_key
@@ -79,6 +82,8 @@ def _metadata(trained: TrainedModel, version, verdict) -> dict:
             "gate": verdict.reason,
         }
     )
+    for name, png in trained.extra.get("plots", {}).items():
+        metadata["plots"] = dg.MetadataValue.md(markdown_image(png, name))
     if version.run_url:
         metadata["mlflow_run"] = dg.MetadataValue.url(version.run_url)
     if "bands_on_test" in trained.extra:
@@ -136,7 +141,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             model=trained.model,
             input_example=model_input(training_set.head(5), trained.features),
             lineage=_lineage(context, spec, model),
-            artifacts={},
+            artifacts=_plot_files(trained.extra.get("plots", {})),
             registered_name=name,
         )
         verdict = mlflow.run_gate(
@@ -188,6 +193,17 @@ def _request_example(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in lists:
         plain[column] = [[int(x) for x in v] if v is not None else [] for v in frame[column]]
     return plain[columns]
+
+
+def _plot_files(plots: dict[str, bytes]) -> dict[str, str]:
+    """The plots as PNG files for MLflow (a temporary folder: MLflow copies them)."""
+    folder = Path(tempfile.mkdtemp(prefix="playbook-plots-"))
+    files = {}
+    for name, png in plots.items():
+        path = folder / name
+        path.write_bytes(png)
+        files[Path(name).stem] = str(path)
+    return files
 
 
 def _unwrap(candidate):
@@ -256,7 +272,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             model=trained.model,
             input_example=_request_example(example, trained.model.user_columns),
             lineage=_lineage(context, spec, model),
-            artifacts={},
+            artifacts=_plot_files(trained.extra.get("plots", {})),
             registered_name=name,
         )
         verdict = mlflow.run_gate(

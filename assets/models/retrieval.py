@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from assets.models.evaluation import compare
+from assets.models.plots import cutoff_plot
 from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline, popularity_scores
 from assets.models.two_tower import TwoTowerConfig, TwoTowerModel, train_two_tower
 from assets.training.build import SPLIT
@@ -127,6 +128,27 @@ def train_retrieval(
     item_ids, item_vectors = fitted.item_embeddings()
     baseline = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, ks)
     primary = f"recall@{ks[0]}"
+    curve_ks = (5, 10, 20, 50, 100)
+    model_curve = evaluate_retrieval(
+        fitted.user_vectors(first_rows),
+        item_ids,
+        item_vectors,
+        train_pos,
+        test_pos,
+        user_key,
+        item_key,
+        curve_ks,
+        fallback_scores=popularity_scores(train_pos, item_ids, item_key),
+    )
+    popular_curve = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, curve_ks)
+    plots = cutoff_plot(
+        "recall@k over the whole catalog (future clicks)",
+        {
+            "two-tower": {k: model_curve[f"recall@{k}"] for k in curve_ks},
+            "popularity": {k: popular_curve[f"recall@{k}"] for k in curve_ks},
+        },
+        "recall@k",
+    )
     shown = {k: v for k, v in metrics.items() if "@" in k}
     return TrainedRetrieval(
         fitted,
@@ -139,4 +161,5 @@ def train_retrieval(
         item_ids,
         item_vectors,
         lambda candidate: evaluate_model(candidate)[primary],
+        extra={"plots": plots},
     )

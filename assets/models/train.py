@@ -22,6 +22,7 @@ from assets.models.evaluation import (
     higher_is_better,
     ranking_metrics,
 )
+from assets.models.plots import classification_plots, cutoff_plot
 from assets.models.tabular import (
     band_summary,
     decision_bands,
@@ -112,6 +113,7 @@ def _classification(spec, model, frame, features):
         extra["bands_on_test"] = band_summary(
             test[label].to_numpy(), scores, bands, stage.decision_bands
         )
+    extra["plots"] = classification_plots(test[label], scores, baseline, stage.baseline or "random")
     predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
     if "bands" in extra:
         predictions["decision"] = extra["bands"].apply_bands(scores)
@@ -127,6 +129,19 @@ def _classification(spec, model, frame, features):
 def _ranked(spec, test: pd.DataFrame, scores: np.ndarray, label: str) -> dict[str, float]:
     frame = test.assign(**{SCORE: scores})
     return ranking_metrics(frame, spec.events.group, label, SCORE, tuple(spec.metrics.k))
+
+
+CURVE_KS = (1, 3, 5, 10, 20)
+
+
+def _gain_plot(spec, test, label, scores, baseline, baseline_name) -> dict[str, bytes]:
+    """NDCG by cut-off for the model and its baseline on the test groups."""
+    curves = {}
+    for name, values in (("model", scores), (baseline_name, baseline)):
+        frame = test.assign(**{SCORE: values})
+        metrics = ranking_metrics(frame, spec.events.group, label, SCORE, CURVE_KS)
+        curves[name] = {k: metrics[f"ndcg@{k}"] for k in CURVE_KS}
+    return cutoff_plot(f"NDCG@k by {label}", curves, "ndcg@k")
 
 
 def _primary_ranking(spec) -> str:
@@ -152,11 +167,12 @@ def _ranking(spec, model, frame, features):
     baseline_metrics = _ranked(spec, test, baseline, label)
     primary = _primary_ranking(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
+    plots = _gain_plot(spec, test, label, scores, baseline, stage.baseline or "random")
 
     def evaluate(candidate) -> float:
         return _ranked(spec, test, candidate.predict(model_input(test, features)), label)[primary]
 
-    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {}
+    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {"plots": plots}
 
 
 def _item_key(spec: UseCaseSpec, model: str) -> str | None:
@@ -202,10 +218,12 @@ def _expected_value(spec, model, frame, features):
         **{SCORE: scores, "p_click": heads["p_click"].to_numpy()}
     )
 
+    plots = _gain_plot(spec, test, REVENUE, scores, baseline, stage.baseline or "random")
+
     def evaluate(candidate) -> float:
         return _ranked(spec, test, candidate.predict(model_input(test, features)), REVENUE)[primary]
 
-    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {}
+    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {"plots": plots}
 
 
 TRAINERS = {
