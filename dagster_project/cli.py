@@ -183,8 +183,10 @@ def materialize(
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
             for step in steps:
-                failures += step.status != "ok"
-                colour = "green" if step.status == "ok" else "red"
+                failures += step.stops_the_run
+                colour = (
+                    "green" if step.status == "ok" else "red" if step.stops_the_run else "yellow"
+                )
                 checks = ", ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in step.checks.items())
                 summary.add_row(
                     step.asset,
@@ -198,3 +200,59 @@ def materialize(
     console.print(summary)
     if failures:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--home",
+    type=click.Path(),
+    default=None,
+    help="State folder (default $PLAYBOOK_HOME or ./.playbook).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def report(target: str, home: str | None, as_json: bool) -> None:
+    """Latest evaluation of each model beside its baseline, registry aliases and the gate."""
+    import json
+
+    import dagster as dg
+
+    from dagster_project import report as reporting
+    from resources.home import dagster_home, playbook_home
+    from resources.mlflow_registry import MLflowResource
+
+    (spec,) = _resolve_targets((target,), False)
+    resolved = playbook_home(home)
+    os.environ["DAGSTER_HOME"] = str(dagster_home(resolved))
+    with dg.DagsterInstance.get() as instance:
+        reports = reporting.model_reports(spec, instance, MLflowResource(home=str(resolved)))
+    if as_json:
+        click.echo(json.dumps(reporting.as_json(reports), indent=2, default=str))
+        return
+    for item in reports:
+        if not item.materialized:
+            console.print(f"[yellow]{spec.name}/{item.model}[/yellow]: not trained yet")
+            continue
+        table = Table(
+            "metric",
+            "model",
+            "baseline",
+            "delta",
+            title=(
+                f"{spec.name}/{item.model} ({item.problem}) - version {item.version};"
+                f" champion {item.aliases.get('champion', '-')},"
+                f" challenger {item.aliases.get('challenger', '-')};"
+                f" versions {', '.join(item.versions) or '-'}"
+            ),
+        )
+        for row in item.metrics:
+            primary = " *" if row["metric"] == item.primary_metric else ""
+            table.add_row(
+                row["metric"] + primary,
+                f"{row['model']:.4f}",
+                f"{row['baseline']:.4f}" if "baseline" in row else "-",
+                f"{row['delta']:+.4f}" if "delta" in row else "-",
+            )
+        console.print(table)
+        verdict = "promoted" if item.gate_passed else "kept the champion"
+        console.print(f"  gate: {verdict} - {item.gate}")

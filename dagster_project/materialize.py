@@ -34,6 +34,13 @@ class StepResult:
     rows: int | None = None
     checks: dict[str, bool] = field(default_factory=dict)
     error: str | None = None
+    blocking: bool = False  # failed, skipped, or a blocking check failed: stops what follows
+
+    @property
+    def stops_the_run(self) -> bool:
+        """Whether this step makes ``playbook materialize`` exit non-zero (a failed
+        non-blocking check, such as a gate that kept the champion, is reported only)."""
+        return self.blocking or self.status in ("failed", "skipped")
 
 
 def _asset_key(asset: dg.AssetsDefinition) -> dg.AssetKey:
@@ -123,9 +130,11 @@ def materialize_use_case(
             elif not all(step.checks.values()):
                 step.status = "check failed"
             blocking = {c.name for c in asset.check_specs if c.blocking}
-            if step.status == "failed" or any(
+            step.blocking = any(
                 not passed for name, passed in step.checks.items() if name in blocking
-            ):  # a failed non-blocking check is reported but does not stop what depends on it
+            )
+            if step.status == "failed" or step.blocking:
+                # a failed non-blocking check is reported but does not stop what depends on it
                 failed.add(_asset_key(asset))
         results.append(step)
         if on_step:

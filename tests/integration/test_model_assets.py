@@ -69,6 +69,14 @@ def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: 
     assert registry.version_by_alias("fraud.scorer", "champion") == "1"
     assert registry.version_by_alias("fraud.scorer", "challenger") == "2"
 
+    from dagster_project.report import as_json, model_reports
+
+    (report,) = as_json(model_reports(worse, instance, registry))
+    assert report["aliases"] == {"champion": "1", "challenger": "2"}
+    assert report["versions"] == ["1", "2"] and report["gate_passed"] is False
+    pr_auc = next(row for row in report["metrics"] if row["metric"] == "pr_auc")
+    assert {"model", "baseline", "delta"} <= set(pr_auc)
+
 
 def test_bad_learner_param_fails_clearly_and_registers_nothing(tmp_path: Path) -> None:
     from configs import CONFIG_DIR
