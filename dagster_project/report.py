@@ -8,10 +8,9 @@ the gate's verdict) and the MLflow registry (every version and which holds ``cha
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import warnings
 
 import dagster as dg
 
