@@ -133,6 +133,33 @@ def _check_features(spec: UseCaseSpec) -> Iterator[Problem]:
                 yield (*at, "attributes", i), _missing(column, attributes, "entity column")
 
 
+BASELINES = ("logistic_regression", "popularity", "random")
+
+
+def _feature_names(spec: UseCaseSpec) -> list[str]:
+    """Training-set feature columns the spec produces (``<table>__<feature>``)."""
+    names = []
+    for view_name, view in spec.features.items():
+        names += [f"{view_name}__{name}" for name in view.aggregate_names()]
+        names += [f"{view_name}_attributes__{column}" for column in view.attributes]
+        names += list(view.passthrough)
+    return names
+
+
+def _check_baseline(spec: UseCaseSpec, model: str, baseline: str) -> Iterator[Problem]:
+    at = ("model", model, "baseline")
+    if baseline.startswith("feature:"):
+        column = baseline.removeprefix("feature:")
+        names = _feature_names(spec)
+        if column not in names and not column.split("__")[-1].startswith("seconds_since_last"):
+            yield at, _missing(column, names, "feature")
+    elif baseline not in BASELINES:
+        known = ", ".join((*BASELINES, "feature:<column>"))
+        guess = get_close_matches(baseline, BASELINES, n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        yield at, f"unknown baseline {baseline!r}{hint} (known: {known})"
+
+
 def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
     labels = list(spec.labels)
     for model_name, model in spec.model.items():
@@ -145,6 +172,18 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
                     ("model", model_name, "features", i),
                     _missing(view, list(spec.features), "feature view"),
                 )
+        if model.baseline is not None:
+            yield from _check_baseline(spec, model_name, model.baseline)
+        if model.value_feature is not None and model.problem != "multi_task":
+            yield (
+                ("model", model_name, "value_feature"),
+                "value_feature applies to problem multi_task only",
+            )
+        if model.decision_bands is not None and model.problem != "binary_classification":
+            yield (
+                ("model", model_name, "decision_bands"),
+                "decision_bands apply to problem binary_classification only",
+            )
         if model.negatives is not None:
             at = ("model", model_name, "negatives", "entity")
             entity = spec.entities.get(model.negatives.entity)

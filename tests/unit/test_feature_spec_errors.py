@@ -72,3 +72,25 @@ def test_label_maturity_must_parse(tmp_path: Path) -> None:
     )
     (issue,) = _error(path).issues
     assert issue.field == "labels.click.maturity" and "soon" in issue.message
+
+
+def test_unknown_baseline_is_named(tmp_path: Path) -> None:
+    path = _feed_with(
+        tmp_path,
+        "    baseline: popularity\n    negatives",
+        "    baseline: popularty\n    negatives",
+    )
+    (issue,) = _error(path).issues
+    assert (
+        issue.field == "model.retrieval.baseline" and "did you mean 'popularity'" in issue.message
+    )
+
+
+def test_baseline_feature_must_exist(tmp_path: Path) -> None:
+    path = _feed_with(
+        tmp_path,
+        "    baseline: popularity\n    negatives",
+        "    baseline: feature:item_popularity__clicks\n    negatives",
+    )
+    (issue,) = _error(path).issues
+    assert issue.field == "model.retrieval.baseline" and "feature" in issue.message
