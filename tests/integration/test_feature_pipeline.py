@@ -24,6 +24,7 @@ from dagster_project.loader import load_use_cases
 from tests.integration.test_raw_assets import _run, _small
 
 pytestmark = pytest.mark.integration
+SKIP = ("models", "indices")  # trained on a bigger world in test_model_assets.py
 
 
 @pytest.fixture(scope="module", params=["feed", "fraud", "search"])
@@ -32,7 +33,7 @@ def built(request, tmp_path_factory, shipped_configs_module):
     (spec,) = load_use_cases([p for p in shipped_configs_module if p.stem == name])
     spec = _small(spec)
     home = tmp_path_factory.mktemp(name)
-    result = _run(spec, home)
+    result = _run(spec, home, stages_to_skip=SKIP)
     return spec, home, result
 
 
@@ -163,7 +164,7 @@ def test_null_label_key_fails_clearly_and_keeps_the_previous_training_set(tmp_pa
     events_spec = spec.events.model_copy(update={"columns": columns})
     spec = spec.model_copy(update={"events": events_spec}).with_path(spec.path)
     instance = dg.DagsterInstance.ephemeral()
-    assert _run(spec, tmp_path, instance=instance).success
+    assert _run(spec, tmp_path, instance=instance, stages_to_skip=SKIP).success
     target = tmp_path / "tables" / "feed" / "training_sets" / "ranking.parquet"
     before = target.read_bytes()
     day = sorted((tmp_path / "tables" / "feed" / "raw_events").glob("*.parquet"))[1]
@@ -194,7 +195,8 @@ def test_redis_online_store_is_a_config_choice(tmp_path: Path) -> None:
             store_resource = FeatureStoreResource(
                 root=str(tmp_path / "feast"), redis_connection=connection
             )
-            assert _run(spec, tmp_path, overrides={"feature_store": store_resource}).success
+            overrides = {"feature_store": store_resource}
+            assert _run(spec, tmp_path, overrides=overrides, stages_to_skip=SKIP).success
             store = FeatureStore(repo_path=str(tmp_path / "feast" / "fraud"))
             assert store.config.online_store.type == "redis"
             cards = _table(tmp_path, spec, "features", "card_velocity_attributes").head(20)
@@ -215,7 +217,7 @@ def test_a_view_that_gains_a_feature_is_reloaded_online(tmp_path: Path) -> None:
     (spec,) = load_use_cases([CONFIG_DIR / "search.yaml"])
     spec = _small(spec, days=4)
     instance = dg.DagsterInstance.ephemeral()
-    assert _run(spec, tmp_path, instance=instance).success
+    assert _run(spec, tmp_path, instance=instance, stages_to_skip=SKIP).success
     view = spec.features["query_popularity"]
     extra = AggregateSpec(column="clicked", agg="sum", windows=["1d"])
     features = {
