@@ -95,6 +95,79 @@ def _metadata(trained: TrainedModel, version, verdict) -> dict:
     return metadata
 
 
+def _check_specs(key: dg.AssetKey, baseline_description: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(GATE_CHECK, asset=key, description="The new version became champion."),
+        dg.AssetCheckSpec(BASELINE_CHECK, asset=key, description=baseline_description),
+    ]
+
+
+def register_and_gate(
+    context: dg.AssetExecutionContext,
+    mlflow: MLflowResource,
+    spec: UseCaseSpec,
+    model: str,
+    trained,
+    params: dict,
+    input_example: pd.DataFrame,
+    evaluate,
+):
+    """Log the run, register the version and run the gate; returns (version, verdict)."""
+    name = registered_name(spec, model)
+    version = mlflow.log_training_run(
+        experiment=f"playbook/{spec.name}",
+        run_name=model,
+        params=params,
+        metrics={
+            **_mlflow_names(_finite(trained.metrics)),
+            **_mlflow_names(_finite(trained.baseline_metrics), "baseline."),
+        },
+        model=trained.model,
+        input_example=input_example,
+        lineage=_lineage(context, spec, model),
+        artifacts=_plot_files(trained.extra.get("plots", {})),
+        registered_name=name,
+    )
+    verdict = mlflow.run_gate(
+        name,
+        version.version,
+        evaluate,
+        trained.higher_is_better,
+        spec.model[model].promotion_margin,
+    )
+    return version, verdict
+
+
+def check_results(trained, version, verdict) -> list[dg.AssetCheckResult]:
+    """The gate's verdict and the baseline comparison as (warning) asset checks."""
+    primary = trained.metrics.get(trained.primary, math.nan)
+    baseline = trained.baseline_metrics.get(trained.primary, math.nan)
+    better = primary > baseline if trained.higher_is_better else primary < baseline
+    return [
+        dg.AssetCheckResult(
+            check_name=GATE_CHECK,
+            passed=verdict.promote,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "reason": verdict.reason,
+                "challenger_version": version.version,
+                "champion_version": str(verdict.champion_version or "none"),
+                "delta": float(verdict.delta) if verdict.delta is not None else 0.0,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=BASELINE_CHECK,
+            passed=bool(better),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "metric": trained.primary,
+                "model": float(primary),
+                "baseline": float(baseline),
+            },
+        ),
+    ]
+
+
 def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     """Train, evaluate, register and gate one tabular model of a use case."""
     key = model_key(spec, model)
@@ -113,14 +186,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             f" the {stage.baseline or 'random'} baseline, registered in MLflow as"
             f" {registered_name(spec, model)!r} and promoted by the gate."
         ),
-        check_specs=[
-            dg.AssetCheckSpec(
-                GATE_CHECK, asset=key, description="The new version became champion."
-            ),
-            dg.AssetCheckSpec(
-                BASELINE_CHECK, asset=key, description="The primary metric beats the baseline's."
-            ),
-        ],
+        check_specs=_check_specs(key, "The primary metric beats the baseline's."),
     )
     def trained_model(
         context: dg.AssetExecutionContext, training_set: pd.DataFrame, mlflow: MLflowResource
@@ -129,54 +195,19 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             trained = train_tabular(spec, model, training_set)
         except ValueError as error:
             raise dg.Failure(str(error)) from None
-        name = registered_name(spec, model)
-        version = mlflow.log_training_run(
-            experiment=f"playbook/{spec.name}",
-            run_name=model,
-            params=_params(spec, model, trained),
-            metrics={
-                **_mlflow_names(_finite(trained.metrics)),
-                **_mlflow_names(_finite(trained.baseline_metrics), "baseline."),
-            },
-            model=trained.model,
-            input_example=model_input(training_set.head(5), trained.features),
-            lineage=_lineage(context, spec, model),
-            artifacts=_plot_files(trained.extra.get("plots", {})),
-            registered_name=name,
+        version, verdict = register_and_gate(
+            context,
+            mlflow,
+            spec,
+            model,
+            trained,
+            _params(spec, model, trained),
+            model_input(training_set.head(5), trained.features),
+            trained.evaluate,
         )
-        verdict = mlflow.run_gate(
-            name,
-            version.version,
-            lambda candidate: trained.evaluate(candidate),
-            trained.higher_is_better,
-            stage.promotion_margin,
-        )
-        primary = trained.metrics.get(trained.primary, math.nan)
-        baseline = trained.baseline_metrics.get(trained.primary, math.nan)
-        better = primary > baseline if trained.higher_is_better else primary < baseline
         metadata = {**table_metadata(trained.predictions), **_metadata(trained, version, verdict)}
         yield dg.Output(trained.predictions, metadata=metadata)
-        yield dg.AssetCheckResult(
-            check_name=GATE_CHECK,
-            passed=verdict.promote,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "reason": verdict.reason,
-                "challenger_version": version.version,
-                "champion_version": str(verdict.champion_version or "none"),
-                "delta": float(verdict.delta) if verdict.delta is not None else 0.0,
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name=BASELINE_CHECK,
-            passed=bool(better),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "metric": trained.primary,
-                "model": float(primary),
-                "baseline": float(baseline),
-            },
-        )
+        yield from check_results(trained, version, verdict)
 
     return trained_model
 
@@ -235,14 +266,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             f" as {registered_name(spec, model)!r} and promoted by the gate. Output: the"
             f" {item_entity} embeddings."
         ),
-        check_specs=[
-            dg.AssetCheckSpec(
-                GATE_CHECK, asset=key, description="The new version became champion."
-            ),
-            dg.AssetCheckSpec(
-                BASELINE_CHECK, asset=key, description="recall@k beats the popularity ranking."
-            ),
-        ],
+        check_specs=_check_specs(key, "recall@k beats the popularity ranking."),
     )
     def retriever(
         context: dg.AssetExecutionContext,
@@ -254,39 +278,25 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             trained = train_retrieval(spec, model, training_set, catalog)
         except ValueError as error:
             raise dg.Failure(str(error)) from None
-        name = registered_name(spec, model)
         example = training_set.drop_duplicates(trained.user_key).head(5)
-        version = mlflow.log_training_run(
-            experiment=f"playbook/{spec.name}",
-            run_name=model,
-            params={
+        version, verdict = register_and_gate(
+            context,
+            mlflow,
+            spec,
+            model,
+            trained,
+            {
                 "problem": stage.problem,
                 "embedding_dim": stage.embedding_dim,
                 "epochs": stage.epochs,
                 "promotion_margin": stage.promotion_margin,
             },
-            metrics={
-                **_mlflow_names(_finite(trained.metrics)),
-                **_mlflow_names(_finite(trained.baseline_metrics), "baseline."),
-            },
-            model=trained.model,
-            input_example=_request_example(example, trained.model.user_columns),
-            lineage=_lineage(context, spec, model),
-            artifacts=_plot_files(trained.extra.get("plots", {})),
-            registered_name=name,
-        )
-        verdict = mlflow.run_gate(
-            name,
-            version.version,
+            _request_example(example, trained.model.user_columns),
             lambda candidate: trained.evaluate(_unwrap(candidate)),
-            True,
-            stage.promotion_margin,
         )
         embeddings = pd.DataFrame(
             {item_key: trained.item_ids, "embedding": list(trained.item_vectors.astype("float32"))}
         )
-        primary = trained.metrics.get(trained.primary, math.nan)
-        baseline = trained.baseline_metrics.get(trained.primary, math.nan)
         metadata = {
             "dagster/row_count": len(embeddings),
             **_metadata(trained, version, verdict),
@@ -295,22 +305,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             "examples_per_second": float(trained.model.examples_per_second),
         }
         yield dg.Output(embeddings, metadata=metadata)
-        yield dg.AssetCheckResult(
-            check_name=GATE_CHECK,
-            passed=verdict.promote,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reason": verdict.reason, "challenger_version": version.version},
-        )
-        yield dg.AssetCheckResult(
-            check_name=BASELINE_CHECK,
-            passed=bool(primary > baseline),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "metric": trained.primary,
-                "model": float(primary),
-                "baseline": float(baseline),
-            },
-        )
+        yield from check_results(trained, version, verdict)
 
     return retriever
 
