@@ -65,6 +65,30 @@ def _seconds_since(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame.drop(columns=columns).assign(**renamed)
 
 
+def join_features(
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame, table_paths: dict[str, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` (keys and ``as_of``) with the model's features as of each row; training sets
+    and the serving funnel's candidate rows both go through here."""
+    tables = _feature_tables(spec, model, table_paths)
+    joined = (
+        point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
+        if tables
+        else frame.copy()  # request-time (passthrough) features only, e.g. LETOR
+    )
+    features = [name for table in tables for name in table.output_names(True)]
+    stamps = [
+        f"{table.name}__{name}"
+        for table in model_tables(spec, model)
+        for name, dtype in table.features
+        if dtype == "timestamp"
+    ]
+    if stamps:
+        joined = _seconds_since(joined, stamps)
+        features = [c for c in joined.columns if c in set(features) or "__seconds_since_" in c]
+    return joined, features
+
+
 def _split(spec: UseCaseSpec, frame: pd.DataFrame, plan: pd.DataFrame) -> pd.Series:
     if spec.split.method == "group":
         return assign_groups(frame[spec.events.group], spec.split)
@@ -107,22 +131,7 @@ def build_training_set(
         sampled = len(drawn)
         frame = pd.concat([positives, drawn], ignore_index=True)
         frame = frame.sort_values(AS_OF, kind="stable", ignore_index=True)
-    tables = _feature_tables(spec, model, table_paths)
-    joined = (
-        point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
-        if tables
-        else frame.copy()  # request-time (passthrough) features only, e.g. LETOR
-    )
-    features = [name for table in tables for name in table.output_names(True)]
-    stamps = [
-        f"{table.name}__{name}"
-        for table in model_tables(spec, model)
-        for name, dtype in table.features
-        if dtype == "timestamp"
-    ]
-    if stamps:
-        joined = _seconds_since(joined, stamps)
-        features = [c for c in joined.columns if c in set(features) or "__seconds_since_" in c]
+    joined, features = join_features(spec, model, frame, table_paths)
     joined[SPLIT] = _split(spec, joined, split_plan)
     in_gap = (joined[SPLIT] == GAP).to_numpy()
     joined = joined[~in_gap].reset_index(drop=True)
