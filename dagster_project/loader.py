@@ -18,6 +18,7 @@ from upath import UPath
 
 from assets.features.assets import feature_assets
 from assets.features.store import feature_store_asset
+from assets.funnel.assets import funnel_asset
 from assets.indexing.assets import index_assets
 from assets.models.assets import model_assets
 from assets.raw.assets import raw_assets
@@ -64,6 +65,7 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         *training_set_assets(spec),
         *model_assets(spec),
         *index_assets(spec),
+        *([funnel] if (funnel := funnel_asset(spec)) is not None else []),
     ]
 
 

@@ -95,7 +95,7 @@ def test_bad_learner_param_fails_clearly_and_registers_nothing(tmp_path: Path) -
     assert registry.version_by_alias("fraud.scorer", "champion") is None
 
 
-def test_feed_retriever_beats_popularity_and_its_index_meets_the_recall_target(
+def test_feed_retriever_index_and_funnel(
     tmp_path: Path,
 ) -> None:
     from assets.indexing.faiss_index import BuiltIndex
@@ -119,6 +119,15 @@ def test_feed_retriever_beats_popularity_and_its_index_meets_the_recall_target(
     vectors = np.stack(embeddings.embedding.to_numpy()).astype("float32")
     found, _ = index.search(vectors[:5], 1)
     assert found[:, 0].tolist() == embeddings.item_id.head(5).tolist()  # each finds itself
+    funnel = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "funnel_evaluation"
+    ][0].materialization.metadata
+    recall, ceiling = funnel["metric/recall@20"].value, funnel["metric/candidate_recall@500"].value
+    assert 0 < recall <= ceiling <= 1  # the final list can only keep what retrieval found
+    requests = pd.read_parquet(tmp_path / "tables" / "feed" / "funnel_evaluation.parquet")
+    assert requests.final.map(len).max() <= 20
     registry = MLflowResource(home=str(tmp_path))
     model = registry.load_model("feed.retrieval", "champion")
     assert model.unwrap_python_model().model.item_embeddings()[1].shape[1] == 32

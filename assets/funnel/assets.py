@@ -1,0 +1,106 @@
+"""Asset factory for ``<use case>/funnel_evaluation``: the served funnel measured offline.
+
+It reads the champions from the MLflow registry (what serving would load), the FAISS index from
+the home directory and the ranking model's feature tables, so it measures the deployed chain,
+not the last training run. A check warns when the funnel does not beat the popular list.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.features.assets import feature_table_key
+from assets.funnel.evaluate import evaluate_funnel, funnel_models
+from assets.indexing.faiss_index import BuiltIndex
+from assets.models.assets import model_key, registered_name
+from assets.models.train import model_input
+from assets.training.assets import training_set_key
+from assets.training.model_views import model_tables
+from assets.upstream import materialized_path
+from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
+from resources.mlflow_registry import MLflowResource
+
+CHECK = "beats_popular_list"
+
+
+def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
+    models = funnel_models(spec)
+    if models is None:
+        return None
+    retrieval, ranking = models
+    key = dg.AssetKey([spec.name, "funnel_evaluation"])
+    tables = {t.name: feature_table_key(spec, t) for t in model_tables(spec, ranking)}
+    serving = spec.serving
+
+    @dg.asset(
+        key=key,
+        ins={
+            "ranking_set": dg.AssetIn(key=training_set_key(spec, ranking)),
+            "retrieval_set": dg.AssetIn(key=training_set_key(spec, retrieval)),
+        },
+        deps=[
+            model_key(spec, retrieval),
+            model_key(spec, ranking),
+            dg.AssetKey([spec.name, "indices", retrieval]),
+        ],
+        group_name=spec.name,
+        owners=spec.owners,
+        tags={**spec.tags, "stage": "evaluation"},
+        kinds={"faiss", "lightgbm"},
+        description=(
+            f"The funnel end to end on test requests: {retrieval!r} retrieves"
+            f" {serving.candidates} candidates from the whole catalog (FAISS), seen items are"
+            f" dropped, {ranking!r} ranks them, at most {serving.max_per_category or 'any'} per"
+            f" category make the top {serving.k}; recall, hit rate and NDCG vs the popular list."
+        ),
+        check_specs=[dg.AssetCheckSpec(CHECK, asset=key, description="Beats the popular list.")],
+    )
+    def funnel_evaluation(
+        context: dg.AssetExecutionContext,
+        ranking_set: pd.DataFrame,
+        retrieval_set: pd.DataFrame,
+        mlflow: MLflowResource,
+        home: HomeResource,
+    ):
+        retriever = mlflow.load_model(registered_name(spec, retrieval), "champion")
+        retriever = retriever.unwrap_python_model().model
+        ranker = mlflow.load_model(registered_name(spec, ranking), "champion")
+        features = ranker.metadata.get_input_schema().input_names()
+        index = BuiltIndex.load(str(home.folder("indices", spec.name) / retrieval))
+
+        def search(vectors: np.ndarray, k: int) -> np.ndarray:
+            return index.search(vectors.astype("float32"), k)[0]
+
+        def rank(frame: pd.DataFrame) -> np.ndarray:
+            return np.asarray(ranker.predict(model_input(frame, features)), dtype=float)
+
+        paths = {name: materialized_path(context, k) for name, k in tables.items()}
+        result = evaluate_funnel(spec, retriever, search, rank, ranking_set, retrieval_set, paths)
+        primary = f"recall@{serving.k}"
+        comparison = pd.DataFrame(
+            [
+                {"metric": m, "funnel": v, "popular list": result.baseline.get(m, np.nan)}
+                for m, v in result.metrics.items()
+            ]
+        )
+        yield dg.Output(
+            result.requests,
+            metadata={
+                "dagster/row_count": len(result.requests),
+                **{f"metric/{k}": float(v) for k, v in result.metrics.items()},
+                "evaluation": dg.MetadataValue.md(comparison.to_markdown(index=False)),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=CHECK,
+            passed=bool(result.metrics[primary] > result.baseline[primary]),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "metric": primary,
+                "funnel": float(result.metrics[primary]),
+                "popular list": float(result.baseline[primary]),
+            },
+        )
+
+    return funnel_evaluation
