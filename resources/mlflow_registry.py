@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib import metadata
@@ -337,6 +337,31 @@ class MLflowResource(dg.ConfigurableResource):
                 mlflow.set_registry_uri(registry)
 
     # -- registry ----------------------------------------------------------------------------
+
+    def log_trials(
+        self, experiment: str, parent_run_id: str, trials: Sequence[Mapping[str, Any]], metric: str
+    ) -> list[str]:
+        """Log tuning trials as runs nested under ``parent_run_id``; returns their run ids.
+
+        Each trial is a mapping with ``params``, ``score`` and ``seconds``; MLflow's UI shows them
+        as children of the training run through the ``mlflow.parentRunId`` tag.
+        """
+        client = self.client()
+        experiment_id = self.experiment_id(experiment)
+        ids = []
+        for number, trial in enumerate(trials):
+            run = client.create_run(
+                experiment_id,
+                tags={"mlflow.parentRunId": parent_run_id, "playbook.trial": str(number)},
+                run_name=f"trial-{number}",
+            )
+            for name, value in trial["params"].items():
+                client.log_param(run.info.run_id, name, value)
+            client.log_metric(run.info.run_id, metric.replace("@", "_at_"), float(trial["score"]))
+            client.log_metric(run.info.run_id, "seconds", float(trial["seconds"]))
+            client.set_terminated(run.info.run_id)
+            ids.append(run.info.run_id)
+        return ids
 
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         """Point ``alias`` of ``name`` at ``version`` (moving it if it pointed elsewhere)."""

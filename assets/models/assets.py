@@ -19,6 +19,7 @@ from assets.metadata import table_metadata
 from assets.models.plots import markdown_image
 from assets.models.retrieval import retrieval_keys, train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
+from assets.models.tuning import tune
 from assets.training.assets import training_set_key
 from configs.schema.usecase import UseCaseSpec
 from resources.mlflow_registry import MLflowResource
@@ -191,21 +192,35 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     def trained_model(
         context: dg.AssetExecutionContext, training_set: pd.DataFrame, mlflow: MLflowResource
     ):
+        tuned = None
         try:
-            trained = train_tabular(spec, model, training_set)
+            if stage.tuning is not None:
+                tuned = tune(spec, model, training_set)
+            trained = train_tabular(spec, model, training_set, tuned.best_params if tuned else None)
         except ValueError as error:
             raise dg.Failure(str(error)) from None
+        params = _params(spec, model, trained)
+        if tuned is not None:
+            params.update({f"lgb.{k}": v for k, v in tuned.best_params.items()})
+            params["tuning_trials"] = len(tuned.trials)
         version, verdict = register_and_gate(
             context,
             mlflow,
             spec,
             model,
             trained,
-            _params(spec, model, trained),
+            params,
             model_input(training_set.head(5), trained.features),
             trained.evaluate,
         )
         metadata = {**table_metadata(trained.predictions), **_metadata(trained, version, verdict)}
+        if tuned is not None:
+            mlflow.log_trials(f"playbook/{spec.name}", version.run_id, tuned.trials, tuned.metric)
+            trials = pd.DataFrame(
+                [{**t["params"], "validation " + tuned.metric: t["score"]} for t in tuned.trials]
+            )
+            metadata["tuning"] = dg.MetadataValue.md(trials.round(5).to_markdown(index=False))
+            metadata["tuned_params"] = ", ".join(f"{k}={v:g}" for k, v in tuned.best_params.items())
         yield dg.Output(trained.predictions, metadata=metadata)
         yield from check_results(trained, version, verdict)
 

@@ -96,11 +96,11 @@ def _splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
     return parts["train"], parts["validation"], parts["test"]
 
 
-def _classification(spec, model, frame, features):
+def _classification(spec, model, frame, features, params):
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
     train, valid, test = _splits(spec, model, frame)
-    fitted = train_classifier(train, valid, features, label, dict(stage.params))
+    fitted = train_classifier(train, valid, features, label, params)
     scores = fitted.predict_proba(test)
     metrics = classification_metrics(test[label], scores)
     baseline = baseline_scores(stage.baseline or "random", train, test, features, label)
@@ -153,13 +153,13 @@ def _primary_ranking(spec) -> str:
     )
 
 
-def _ranking(spec, model, frame, features):
+def _ranking(spec, model, frame, features, params):
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
     if spec.events.group is None:
         raise ValueError(f"{spec.name}: model.{model}: learning_to_rank needs events.group")
     train, valid, test = _splits(spec, model, frame)
-    fitted = train_ranker(train, valid, features, label, spec.events.group, dict(stage.params))
+    fitted = train_ranker(train, valid, features, label, spec.events.group, params)
     scores = fitted.predict(test)
     metrics = _ranked(spec, test, scores, label)
     item_key = _item_key(spec, model)
@@ -184,7 +184,7 @@ def _item_key(spec: UseCaseSpec, model: str) -> str | None:
     return keys[-1] if keys else None
 
 
-def _expected_value(spec, model, frame, features):
+def _expected_value(spec, model, frame, features, params):
     stage = spec.model[model]
     labels = list(label_columns(spec, model).values())
     if len(labels) != 2 or not stage.value_feature:
@@ -200,7 +200,7 @@ def _expected_value(spec, model, frame, features):
     click, purchase = labels
     train, valid, test = _splits(spec, model, frame)
     fitted = train_expected_value(
-        train, valid, features, click, purchase, stage.value_feature, dict(stage.params)
+        train, valid, features, click, purchase, stage.value_feature, params
     )
     value = test[stage.value_feature].astype(float).fillna(0.0)
     test = test.assign(**{REVENUE: test[purchase] * value})
@@ -233,12 +233,18 @@ TRAINERS = {
 }
 
 
-def train_tabular(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> TrainedModel:
-    """Fit the model of ``model`` on its training set and evaluate it against its baseline."""
+def train_tabular(
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame, params: dict | None = None
+) -> TrainedModel:
+    """Fit the model of ``model`` on its training set and evaluate it against its baseline.
+
+    ``params`` (e.g. a tuning search's best) replace the YAML's ``params`` of the same names.
+    """
     features = feature_columns(spec, model, frame)
     trainer = TRAINERS[spec.model[model].problem]
+    chosen = {**spec.model[model].params, **(params or {})}
     fitted, metrics, baseline, primary, predictions, evaluate, extra = trainer(
-        spec, model, frame, features
+        spec, model, frame, features, chosen
     )
     return TrainedModel(
         fitted,

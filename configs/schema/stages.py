@@ -151,6 +151,32 @@ class IndexSpec(StrictModel):
     hnsw_m: int = Field(32, ge=4, le=128)
 
 
+class SearchRangeSpec(StrictModel):
+    """One tuned learner parameter: a range, sampled on a log scale when ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = Field(False, description="Sample whole numbers (e.g. num_leaves).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRangeSpec:
+        if not self.low < self.high:
+            raise ValueError(f"expected low < high, got [{self.low}, {self.high}]")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class TuningSpec(StrictModel):
+    """An Optuna search on the validation split; the best parameters train the final model."""
+
+    trials: int = Field(20, ge=1, le=10_000)
+    timeout_s: float = Field(300, gt=0, description="Stop starting trials after this long.")
+    seed: int = Field(0, ge=0)
+    space: dict[str, SearchRangeSpec] = Field(min_length=1, description="Parameter -> range.")
+
+
 class ModelStageSpec(StrictModel):
     """One trained model: its problem type, label(s) and learner parameters."""
 
@@ -181,6 +207,9 @@ class ModelStageSpec(StrictModel):
         description="two_tower: most passes over the training set (the best epoch on validation is kept).",
     )
     index: IndexSpec | None = Field(None, description="two_tower: the FAISS index of items.")
+    tuning: TuningSpec | None = Field(
+        None, description="LightGBM models: an Optuna search of params on the validation split."
+    )
 
 
 Metric = Literal[

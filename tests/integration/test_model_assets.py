@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs.schema.stages import SearchRangeSpec, TuningSpec
 from dagster_project.loader import load_use_cases
 from resources.mlflow_registry import MLflowResource
 from tests.integration.test_raw_assets import _run, _small
@@ -31,12 +32,26 @@ def _fraud(days: int = 21):
     return spec.model_copy(update={"labels": labels}).with_path(spec.path)
 
 
+def _tuned(spec):
+    """The scorer with a two-trial Optuna search over two parameters."""
+    tuning = TuningSpec(
+        trials=2,
+        timeout_s=60,
+        space={
+            "num_leaves": SearchRangeSpec(low=7, high=31, integer=True),
+            "learning_rate": SearchRangeSpec(low=0.05, high=0.2, log=True),
+        },
+    )
+    stage = spec.model["scorer"].model_copy(update={"tuning": tuning})
+    return spec.model_copy(update={"model": {"scorer": stage}}).with_path(spec.path)
+
+
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
 
 
 def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: Path) -> None:
-    spec = _fraud()
+    spec = _tuned(_fraud())
     instance = dg.DagsterInstance.ephemeral()
     first = _run(spec, tmp_path, instance=instance)
     assert first.success
@@ -56,6 +71,14 @@ def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: 
     assert registry.version_by_alias("fraud.scorer", "champion") == "1"
     tags = registry.version_tags("fraud.scorer", "1")
     assert tags.get("playbook.training_set") == "fraud/training_sets/scorer"
+    # the search's trials are nested runs under the training run, the best params were used
+    parent = metadata["mlflow_run_id"].value
+    children = registry.client().search_runs(
+        [registry.experiment_id("playbook/fraud")],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+    )
+    assert len(children) == 2 and all("num_leaves" in r.data.params for r in children)
+    assert "num_leaves=" in metadata["tuned_params"].value
 
     # a crippled learner: one tree, no depth; it must be registered but not promoted
     stage = spec.model["scorer"].model_copy(
