@@ -24,7 +24,11 @@ from dagster_project.loader import load_use_cases
 from tests.integration.test_raw_assets import _run, _small
 
 pytestmark = pytest.mark.integration
-SKIP = ("models", "indices")  # trained on a bigger world in test_model_assets.py
+SKIP = (
+    "models",
+    "indices",
+    "funnel_evaluation",
+)  # trained on a bigger world in test_model_assets.py
 
 
 @pytest.fixture(scope="module", params=["feed", "fraud", "search"])

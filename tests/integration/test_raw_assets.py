@@ -207,7 +207,7 @@ def test_copied_configs_read_public_dataset_layouts(name: str, tmp_path: Path) -
     """Shipped configs copied and pointed at MovieLens, Kaggle card-fraud and LETOR layouts."""
     (spec,) = load_use_cases([FIXTURE_CONFIGS / f"{name}.yaml"])
     # a few dozen rows: enough for every data stage, too few to train a model on
-    result = _run(spec, tmp_path, stages_to_skip=("models", "indices"))
+    result = _run(spec, tmp_path, stages_to_skip=("models", "indices", "funnel_evaluation"))
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks), [
