@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import dagster as dg
 import pandas as pd
 
+from configs.schema.usecase import UseCaseSpec
+
 PREVIEW_ROWS = 10
 
 
@@ -45,3 +47,8 @@ def table_metadata(
             metadata[f"label_rate/{name}"] = float(frame[column].astype(float).mean())
     metadata["preview"] = dg.MetadataValue.md(_markdown(frame.head(PREVIEW_ROWS)))
     return metadata
+
+
+def asset_identity(spec: UseCaseSpec, stage: str) -> dict:
+    """Group, owners and tags every asset of a use case carries (``stage`` names its step)."""
+    return {"group_name": spec.name, "owners": spec.owners, "tags": {**spec.tags, "stage": stage}}

@@ -14,7 +14,7 @@ from assets.features.views import (
     compute_attribute_table,
     feature_tables,
 )
-from assets.metadata import table_metadata
+from assets.metadata import asset_identity, table_metadata
 from assets.quality.checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from configs.schema.usecase import UseCaseSpec
@@ -47,9 +47,7 @@ def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsD
     @dg.asset(
         key=key,
         ins={"source": dg.AssetIn(key=_source_key(spec, table))},
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "features"},
+        **asset_identity(spec, "features"),
         kinds={"duckdb", "parquet"} if table.kind == "aggregates" else {"pandas", "parquet"},
         description=(
             f"{table.kind.capitalize()} of {', '.join(table.entities)} for feature view {table.view!r}"

@@ -15,6 +15,7 @@ import yaml
 
 from assets.features.assets import feature_table_key
 from assets.features.views import feature_tables
+from assets.metadata import asset_identity
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
@@ -111,9 +112,7 @@ def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         key=feature_store_key(spec),
         deps=list(upstream.values()),
         ins={"split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"]))},
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "features"},
+        **asset_identity(spec, "features"),
         kinds={"feast", online_store},
         description=(
             f"Feast repo of {spec.name!r}: {len(tables)} feature views, one feature service per "

@@ -12,6 +12,7 @@ import pandas as pd
 from assets.features.assets import feature_table_key
 from assets.funnel.evaluate import evaluate_funnel, funnel_models
 from assets.indexing.faiss_index import BuiltIndex
+from assets.metadata import asset_identity
 from assets.models.assets import model_key, registered_name
 from assets.models.train import model_input
 from assets.training.assets import training_set_key
@@ -44,9 +45,7 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             model_key(spec, ranking),
             dg.AssetKey([spec.name, "indices", retrieval]),
         ],
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "evaluation"},
+        **asset_identity(spec, "evaluation"),
         kinds={"faiss", "lightgbm"},
         description=(
             f"The funnel end to end on test requests: {retrieval!r} retrieves"

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from assets.indexing.faiss_index import build_index
+from assets.metadata import asset_identity
 from assets.models.assets import model_key
 from assets.models.retrieval import retrieval_keys
 from configs.schema.stages import IndexSpec
@@ -32,9 +33,7 @@ def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         ins={"embeddings": dg.AssetIn(key=model_key(spec, model))},
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "indexing"},
+        **asset_identity(spec, "indexing"),
         kinds={"faiss"},
         description=(
             f"FAISS index of the {item_entity} embeddings of {model!r}: {target.kind} (exact below"

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import table_metadata
+from assets.metadata import asset_identity, table_metadata
 from assets.models.plots import markdown_image
 from assets.models.retrieval import retrieval_keys, train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
@@ -177,9 +177,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         ins={"training_set": dg.AssetIn(key=training_set_key(spec, model))},
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "models"},
+        **asset_identity(spec, "models"),
         kinds={"lightgbm", "mlflow"},
         description=(
             f"{stage.problem} model {model!r} on labels {', '.join(stage.labels)}: trained on the"
@@ -270,9 +268,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         ins=ins,
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "models"},
+        **asset_identity(spec, "models"),
         kinds={"pytorch", "mlflow"},
         description=(
             f"Two-tower retriever {model!r}: user and {item_entity} towers over ids and content,"

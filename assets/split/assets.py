@@ -7,6 +7,7 @@ every model of a use case is trained and evaluated on the same boundaries.
 import dagster as dg
 import pandas as pd
 
+from assets.metadata import asset_identity
 from assets.split.plan import SPLITS, mature_rows, plan_split
 from assets.training.label_rows import maturity
 from configs.schema.usecase import UseCaseSpec
@@ -21,9 +22,7 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         ins={"raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"]))},
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "split"},
+        **asset_identity(spec, "split"),
         kinds={"pandas"},
         description=(
             f"{spec.split.method} train/validation/test split (gap {spec.split.gap})"

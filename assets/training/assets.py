@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.features.assets import feature_table_key
-from assets.metadata import table_metadata
+from assets.metadata import asset_identity, table_metadata
 from assets.quality.checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from assets.split.plan import SPLITS
@@ -74,9 +74,7 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         key=key,
         ins=ins,
         deps=list(tables.values()),
-        group_name=spec.name,
-        owners=spec.owners,
-        tags={**spec.tags, "stage": "training"},
+        **asset_identity(spec, "training"),
         kinds={"duckdb", "parquet"},
         description=(
             f"Point-in-time-correct training set of model {model!r} ({stage.problem}, labels "
