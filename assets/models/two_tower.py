@@ -36,7 +36,7 @@ import copy
 import math
 import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OOV = 0  # index of unknown/unseen ids and categories: its embedding is fixed at zero
+from assets.models.tower_inputs import (
+    OOV,
+    FeatureEncoder,
+    _content,
+    _index,
+    _is_sequence,
+)
 
 
 @dataclass(frozen=True)
@@ -70,142 +76,6 @@ class TwoTowerConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Feature encoding
-
-
-def _is_sequence(value: object) -> bool:
-    return isinstance(value, list | tuple | np.ndarray)
-
-
-def _is_list_column(series: pd.Series) -> bool:
-    first = series.dropna().head(1)
-    return len(first) > 0 and _is_sequence(first.iloc[0])
-
-
-def _kind(series: pd.Series) -> str | None:
-    """``numeric``, ``categorical``, ``sequence`` (lists) or None (timestamps: unused)."""
-    if pd.api.types.is_bool_dtype(series) or (
-        pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype)
-    ):
-        return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return None
-    if _is_list_column(series):
-        return "sequence"
-    return "categorical"
-
-
-def _signed_log(values: np.ndarray) -> np.ndarray:
-    """Compress heavy tails (counts, prices) before standardising."""
-    return np.sign(values) * np.log1p(np.abs(values))
-
-
-@dataclass
-class FeatureEncoder:
-    """How raw columns become tower inputs.
-
-    Numerics: signed log, standardised with training statistics, NaN -> 0 plus a missing flag
-    (so "unknown" is not confused with "average"). Categoricals: index into the training
-    vocabulary, unseen or missing -> OOV. Sequences (lists such as a user's recent item ids):
-    the first ``max_length`` entries indexed the same way, padded with OOV, mean-pooled by the
-    tower: a history summary that needs no id of the user.
-    """
-
-    numeric: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)
-    mean: list[float] = field(default_factory=list)
-    std: list[float] = field(default_factory=list)
-    vocab: dict[str, list[str]] = field(default_factory=dict)
-    sequence: list[str] = field(default_factory=list)
-    max_length: int = 20
-    dropped: list[str] = field(default_factory=list)
-
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: Sequence[str]) -> FeatureEncoder:
-        enc = cls()
-        for column in columns:
-            kind = _kind(frame[column])
-            if kind == "numeric":
-                values = _signed_log(frame[column].to_numpy(dtype=float, na_value=np.nan))
-                finite = values[np.isfinite(values)]
-                enc.numeric.append(column)
-                enc.mean.append(float(finite.mean()) if len(finite) else 0.0)
-                enc.std.append(float(finite.std()) if len(finite) > 1 else 1.0)
-            elif kind == "categorical":
-                values = frame[column].dropna().astype(str)
-                enc.categorical.append(column)
-                enc.vocab[column] = sorted(values.unique().tolist())
-            elif kind == "sequence":
-                values = frame[column].explode().dropna().astype(str)
-                enc.sequence.append(column)
-                enc.vocab[column] = sorted(values.unique().tolist())
-            else:
-                enc.dropped.append(column)
-        return enc
-
-    @property
-    def category_sizes(self) -> list[int]:
-        return [len(self.vocab[c]) for c in self.categorical]
-
-    @property
-    def sequence_sizes(self) -> list[int]:
-        return [len(self.vocab[c]) for c in self.sequence]
-
-    @property
-    def numeric_width(self) -> int:
-        return 2 * len(self.numeric)
-
-    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(numerics float32 [n, 2 * numeric], categories int64 [n, categorical],
-        sequences int64 [n, sequence, max_length])``."""
-        n = len(frame)
-        nums = np.zeros((n, self.numeric_width), dtype=np.float32)
-        for i, column in enumerate(self.numeric):
-            values = _signed_log(frame[column].to_numpy(dtype=float, na_value=np.nan))
-            missing = ~np.isfinite(values)
-            scaled = (values - self.mean[i]) / (self.std[i] or 1.0)
-            nums[:, 2 * i] = np.where(missing, 0.0, scaled)
-            nums[:, 2 * i + 1] = missing
-        cats = np.zeros((n, len(self.categorical)), dtype=np.int64)
-        for i, column in enumerate(self.categorical):
-            series = frame[column]
-            codes = pd.Index(self.vocab[column]).get_indexer(series.astype(str)) + 1
-            codes[series.isna().to_numpy()] = OOV
-            cats[:, i] = codes
-        seqs = np.zeros((n, len(self.sequence), self.max_length), dtype=np.int64)
-        for i, column in enumerate(self.sequence):
-            seqs[:, i] = self._sequence_codes(frame[column], column)
-        return nums, cats, seqs
-
-    def _sequence_codes(self, series: pd.Series, column: str) -> np.ndarray:
-        out = np.zeros((len(series), self.max_length), dtype=np.int64)
-        exploded = series.reset_index(drop=True).explode().dropna()
-        position = exploded.groupby(level=0).cumcount().to_numpy()
-        keep = position < self.max_length
-        codes = pd.Index(self.vocab[column]).get_indexer(exploded.astype(str).to_numpy()) + 1
-        out[exploded.index.to_numpy()[keep], position[keep]] = codes[keep]
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _index(vocab: pd.Index, values: pd.Series | np.ndarray) -> np.ndarray:
-    """Vocabulary position + 1; unseen ids -> OOV (0)."""
-    return (vocab.get_indexer(np.asarray(values)) + 1).astype(np.int64)
-
-
-def _content(items: pd.DataFrame, item_key: str, features: Sequence[str]) -> pd.DataFrame:
-    """The catalog's columns for ``features``, named as the features.
-
-    A feature ``<table>__<name>`` is read from column ``<table>__<name>`` or, failing that,
-    from the catalog's source column ``<name>``; features the catalog lacks are left out.
-    """
-    columns = {item_key: items[item_key].to_numpy()}
-    for feature in features:
-        source = feature if feature in items.columns else feature.rpartition("__")[2]
-        if source in items.columns and source != item_key:
-            columns[feature] = items[source].to_numpy()
-    return pd.DataFrame(columns)
 
 
 # ---------------------------------------------------------------------------------------------
