@@ -67,3 +67,10 @@ def ratings_config(tmp_path: Path) -> Path:
     """A MovieLens-shaped file-source use case: 6 ratings over 5 days."""
     write(tmp_path / "ratings.csv", RATINGS_CSV)
     return write(tmp_path / "movies.yaml", RATINGS_CONFIG)
+
+
+def assert_plain_strings(*frames) -> None:
+    """Object columns hold plain Python ``str`` (not numpy scalars, not None)."""
+    for frame in frames:
+        for column in frame.select_dtypes(include="object").columns:
+            assert {type(v) for v in frame[column]} == {str}, column

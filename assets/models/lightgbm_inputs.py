@@ -179,14 +179,19 @@ def _check_rows(train: pd.DataFrame, valid: pd.DataFrame) -> None:
         raise ValueError("the validation set is empty: early stopping and calibration need it")
 
 
-def _binary_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
-    """The label as 0/1 ints; both classes must be present for a classifier to learn anything."""
+def _label_values(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
+    """The label column as floats: present and never missing, or a ValueError naming it."""
     if label not in frame.columns:
         raise ValueError(f"label {label!r} is not a column of the {part} set")
     values = frame[label]
     if values.isna().any():
         raise ValueError(f"label {label!r} has {int(values.isna().sum())} missing values in {part}")
-    y = values.to_numpy(dtype=float)
+    return values.to_numpy(dtype=float)
+
+
+def _binary_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
+    """The label as 0/1 ints; both classes must be present for a classifier to learn anything."""
+    y = _label_values(frame, label, part)
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError(f"label {label!r} is not binary 0/1 in {part}")
     if len(np.unique(y)) < 2:

@@ -17,6 +17,7 @@ from assets.models.lightgbm_inputs import (
     Categories,
     _check_rows,
     _has,
+    _label_values,
     _merge,
     _train_booster,
     check_params,
@@ -44,12 +45,7 @@ class Ranker:
 
 
 def _graded_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
-    if label not in frame.columns:
-        raise ValueError(f"label {label!r} is not a column of the {part} set")
-    values = frame[label]
-    if values.isna().any():
-        raise ValueError(f"label {label!r} has {int(values.isna().sum())} missing values in {part}")
-    y = values.to_numpy(dtype=float)
+    y = _label_values(frame, label, part)
     if (y < 0).any() or (y != np.round(y)).any():
         raise ValueError(f"label {label!r} must be non-negative integers in {part}")
     return y.astype(int)

@@ -14,6 +14,7 @@ import pytest
 
 from assets.raw.synthetic.fraud import FraudWorld
 from configs.schema.source import FraudGeneratorParams
+from tests.conftest import assert_plain_strings
 
 START = date(2024, 5, 1)
 DAYS = 7
@@ -32,13 +33,6 @@ EVENT_DTYPES = {
     "is_fraud": "int8",
     "label_time": "datetime64[ns]",
 }
-
-
-def _assert_plain_strings(*frames: pd.DataFrame) -> None:
-    """Object columns hold plain Python ``str`` (not numpy scalars, not None)."""
-    for frame in frames:
-        for column in frame.select_dtypes(include="object").columns:
-            assert {type(v) for v in frame[column]} == {str}, column
 
 
 def _days(n: int = DAYS) -> list[date]:
@@ -76,35 +70,11 @@ def _past_hour_count(frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def test_same_seed_is_identical_and_other_seed_differs(world: FraudWorld) -> None:
-    again = FraudWorld(FraudGeneratorParams(), SEED, START, DAYS)
-    other = FraudWorld(FraudGeneratorParams(), SEED + 1, START, DAYS)
-    day = START + timedelta(days=3)
-    pd.testing.assert_frame_equal(world.events_for_day(day), again.events_for_day(day))
-    for name in world.entity_tables:
-        pd.testing.assert_frame_equal(world.entity_table(name), again.entity_table(name))
-        assert not world.entity_table(name).equals(other.entity_table(name))
-    assert not world.events_for_day(day).equals(other.events_for_day(day))
-
-
-def test_days_do_not_depend_on_generation_order(world: FraudWorld) -> None:
-    fresh = FraudWorld(FraudGeneratorParams(), SEED, START, DAYS)
-    backwards = {day: fresh.events_for_day(day) for day in reversed(_days())}
-    for day in _days():
-        pd.testing.assert_frame_equal(backwards[day], world.events_for_day(day))
-
-
-def test_days_outside_the_range_are_rejected(world: FraudWorld) -> None:
-    for day in (START - timedelta(days=1), START + timedelta(days=DAYS)):
-        with pytest.raises(ValueError, match="outside the generated range"):
-            world.events_for_day(day)
-
-
 def test_columns_dtypes_and_consistency(world: FraudWorld, events: pd.DataFrame) -> None:
     frame = world.events_for_day(START)
     assert frame.dtypes.astype(str).to_dict() == EVENT_DTYPES
     cards, merchants = world.entity_table("cards"), world.entity_table("merchants")
-    _assert_plain_strings(frame, cards, merchants)
+    assert_plain_strings(frame, cards, merchants)
     assert list(cards.columns) == ["card_id", "home_country", "card_type", "issued_at"]
     assert cards.issued_at.dtype == "datetime64[ns]"
     assert set(cards.card_type) == {"credit", "debit", "prepaid"}

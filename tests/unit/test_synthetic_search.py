@@ -16,6 +16,7 @@ import pytest
 
 from assets.raw.synthetic.search import SearchWorld
 from configs.schema.source import SearchGeneratorParams
+from tests.conftest import assert_plain_strings
 
 START = date(2024, 7, 1)
 DAYS = 4
@@ -29,13 +30,6 @@ EVENT_DTYPES = {
     "relevance": "int8",
     "clicked": "int8",
 }
-
-
-def _assert_plain_strings(*frames: pd.DataFrame) -> None:
-    """Object columns hold plain Python ``str`` (not numpy scalars, not None)."""
-    for frame in frames:
-        for column in frame.select_dtypes(include="object").columns:
-            assert {type(v) for v in frame[column]} == {str}, column
 
 
 def _days(n: int = DAYS) -> list[date]:
@@ -99,34 +93,10 @@ def _mean_ndcg(frame: pd.DataFrame, score: np.ndarray, k: int = 10) -> float:
     return float(np.mean(actual[keep] / ideal[keep]))
 
 
-def test_same_seed_is_identical_and_other_seed_differs(world: SearchWorld) -> None:
-    again = SearchWorld(SearchGeneratorParams(), SEED, START, DAYS)
-    other = SearchWorld(SearchGeneratorParams(), SEED + 1, START, DAYS)
-    day = START + timedelta(days=1)
-    pd.testing.assert_frame_equal(world.events_for_day(day), again.events_for_day(day))
-    for name in world.entity_tables:
-        pd.testing.assert_frame_equal(world.entity_table(name), again.entity_table(name))
-        assert not world.entity_table(name).equals(other.entity_table(name))
-    assert not world.events_for_day(day).equals(other.events_for_day(day))
-
-
-def test_days_do_not_depend_on_generation_order(world: SearchWorld) -> None:
-    fresh = SearchWorld(SearchGeneratorParams(), SEED, START, DAYS)
-    backwards = {day: fresh.events_for_day(day) for day in reversed(_days())}
-    for day in _days():
-        pd.testing.assert_frame_equal(backwards[day], world.events_for_day(day))
-
-
-def test_days_outside_the_range_are_rejected(world: SearchWorld) -> None:
-    for day in (START - timedelta(days=1), START + timedelta(days=DAYS)):
-        with pytest.raises(ValueError, match="outside the generated range"):
-            world.events_for_day(day)
-
-
 def test_columns_dtypes_and_entities(world: SearchWorld, events: pd.DataFrame) -> None:
     assert world.events_for_day(START).dtypes.astype(str).to_dict() == EVENT_DTYPES
     queries, documents = world.entity_table("queries"), world.entity_table("documents")
-    _assert_plain_strings(world.events_for_day(START), queries, documents)
+    assert_plain_strings(world.events_for_day(START), queries, documents)
     assert queries.dtypes.astype(str).to_dict() == {
         "query_id": "int64",
         "query_text": "object",
