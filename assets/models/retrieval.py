@@ -67,12 +67,6 @@ def _tower_features(spec: UseCaseSpec, model: str, item_entity: str, frame: pd.D
     return user + [c for c in seconds if c not in user and c not in item], item
 
 
-def _catalog(spec: UseCaseSpec, item_entity: str, catalog: pd.DataFrame | None, frame, key):
-    if catalog is not None:
-        return catalog
-    return frame[[key]].drop_duplicates().reset_index(drop=True)
-
-
 def train_retrieval(
     spec: UseCaseSpec, model: str, frame: pd.DataFrame, catalog: pd.DataFrame | None
 ) -> TrainedRetrieval:
@@ -87,7 +81,8 @@ def train_retrieval(
         if (part[label] > 0).sum() == 0:
             raise ValueError(f"{spec.name}: model.{model}: no positive {label!r} rows in {name}")
     user_features, item_features = _tower_features(spec, model, item_entity, frame)
-    items = _catalog(spec, item_entity, catalog, frame, item_key)
+    # the catalog table, or (no entity table) every item the training set mentions
+    items = catalog if catalog is not None else frame[[item_key]].drop_duplicates()
     config = TwoTowerConfig(
         embedding_dim=stage.embedding_dim,
         epochs=stage.epochs,
