@@ -1,5 +1,6 @@
 """Tabular models and their yardsticks: LightGBM learners, offline metrics and named baselines.
 
-Plain functions and picklable model objects, no Dagster: the training assets call them, log the
-models to MLflow, and the serving layer loads the same objects.
+Plain functions, no Dagster: the training assets call them and log the models to MLflow. The
+model objects themselves live in ``serving.models``, so a service unpickles them without
+importing anything from ``assets``.
 """

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from configs.schema.stages import DecisionBandsSpec
+from serving.models.decision_bands import DecisionBands
 
 # --------------------------------------------------------------------------- decision bands
-
-
-@dataclass
-class DecisionBands:
-    """Approve below one threshold, decline at or above another, review in between."""
-
-    approve_below: float
-    decline_at_or_above: float
-    summary: dict[str, Any]
-
-    def apply_bands(self, p: np.ndarray | pd.Series) -> np.ndarray:
-        """``"approve"`` / ``"review"`` / ``"decline"`` for each probability."""
-        p = np.asarray(p, dtype=float)
-        out = np.full(p.shape, "review", dtype=object)
-        out[p < self.approve_below] = "approve"
-        out[p >= self.decline_at_or_above] = "decline"
-        return out
 
 
 def _decline_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:

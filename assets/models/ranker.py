@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
@@ -14,34 +13,17 @@ from assets.models.lightgbm_inputs import (
     _COMMON_DEFAULTS,
     _MAX_EXPONENTIAL_LABEL,
     _RANKER_DEFAULTS,
-    Categories,
     _check_rows,
     _has,
     _label_values,
     _merge,
     _train_booster,
     check_params,
-    prepare_features,
 )
+from serving.models.features import prepare_features
+from serving.models.ranker import Ranker
 
 # --------------------------------------------------------------------------- ranker
-
-
-@dataclass
-class Ranker:
-    """A LightGBM LambdaRank model; ``predict`` scores rows, higher ranks first within a group."""
-
-    booster: lgb.Booster
-    feature_columns: list[str]
-    categories: Categories
-    label: str
-    group: str
-    best_iteration: int
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        x = prepare_features(frame, self.feature_columns, self.categories)[0]
-        return self.booster.predict(x, num_iteration=self.best_iteration)
 
 
 def _graded_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:

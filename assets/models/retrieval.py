@@ -19,10 +19,11 @@ import pandas as pd
 from assets.models.evaluation import compare
 from assets.models.plots import cutoff_plot
 from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline, popularity_scores
-from assets.models.two_tower import TwoTowerConfig, TwoTowerModel, train_two_tower
+from assets.models.two_tower import train_two_tower
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, model_tables
 from configs.schema.usecase import UseCaseSpec
+from serving.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 
 @dataclass

@@ -2,20 +2,20 @@
 a two-head expected-value model, and the approve / review / decline bands of a calibrated score.
 
 Every model is a plain picklable object exposing ``feature_columns`` and a ``predict``-style method
-on a DataFrame, which is all ``mlflow.pyfunc`` needs to wrap it. Each learner has its own module;
-``lightgbm_inputs`` holds what they share (the feature matrix, parameter checks, labels).
+on a DataFrame, which is all ``mlflow.pyfunc`` needs to wrap it. Each learner's training has its own module
+here and its served model a module in ``serving.models``.
 """
 
-from assets.models.classifier import CalibratedClassifier, Calibrator, train_classifier
-from assets.models.decision_bands import DecisionBands, band_summary, decision_bands
-from assets.models.expected_value import ExpectedValueModel, train_expected_value
-from assets.models.lightgbm_inputs import (
-    Categories,
-    check_params,
-    lightgbm_parameter_names,
-    prepare_features,
-)
-from assets.models.ranker import Ranker, train_ranker
+from assets.models.classifier import train_classifier
+from assets.models.decision_bands import band_summary, decision_bands
+from assets.models.expected_value import train_expected_value
+from assets.models.lightgbm_inputs import check_params, lightgbm_parameter_names
+from assets.models.ranker import train_ranker
+from serving.models.classifier import CalibratedClassifier, Calibrator
+from serving.models.decision_bands import DecisionBands
+from serving.models.expected_value import ExpectedValueModel
+from serving.models.features import Categories, prepare_features
+from serving.models.ranker import Ranker
 
 __all__ = [
     "CalibratedClassifier",

@@ -109,7 +109,7 @@ def _classification(spec, model, frame, features, params):
     extra: dict[str, Any] = {}
     if stage.decision_bands is not None:
         bands = decision_bands(valid[label], fitted.predict_proba(valid), stage.decision_bands)
-        extra["bands"] = bands
+        extra["bands"] = fitted.bands = bands  # served with the model
         extra["bands_on_test"] = band_summary(
             test[label].to_numpy(), scores, bands, stage.decision_bands
         )

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline
-from assets.models.two_tower import TwoTowerConfig, TwoTowerModel, train_two_tower
+from assets.models.two_tower import train_two_tower
+from serving.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 torch.set_num_threads(2)
 

@@ -1,0 +1,99 @@
+"""The LightGBM feature matrix, shared by training and serving.
+
+Features reach LightGBM through ``prepare_features`` only, so training and serving see exactly
+the same matrix: numbers as float, strings as a ``category`` whose levels are fixed from the
+training split (a level first seen later is missing, never a new code that would collide with
+a trained one), and last-N id lists dropped (LightGBM cannot split on a list).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+SPLIT = "split"
+TRAIN = "train"
+Categories = dict[str, list[str]]
+
+# ``AggregateSpec.feature_names`` names last-N id lists ``<column>_last<n>_<window>``: recognised
+# by name too, so a list column that happens to be all-null is still dropped, not made a category.
+_LIST_NAME = re.compile(r"_last\d+_[^_]+$")
+
+
+def _is_list_column(name: str, series: pd.Series) -> bool:
+    """Last-N id lists (arrays in the parquet): recognised by their values or their name."""
+    if _LIST_NAME.search(name) and series.dtype == object:
+        return True
+    if series.dtype != object:
+        return False
+    values = series.dropna()
+    return len(values) > 0 and isinstance(values.iloc[0], list | tuple | np.ndarray)
+
+
+def _is_string_column(series: pd.Series) -> bool:
+    return (
+        series.dtype == object
+        or isinstance(series.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(series.dtype)
+    )
+
+
+def _training_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows category levels are learned from: the train split when the frame carries one."""
+    if SPLIT in frame.columns:
+        return frame[frame[SPLIT].astype(str) == TRAIN]
+    return frame
+
+
+def _fit_categories(frame: pd.DataFrame, columns: Iterable[str]) -> Categories:
+    rows = _training_rows(frame)
+    return {col: sorted(rows[col].dropna().astype(str).unique().tolist()) for col in columns}
+
+
+def _as_category(series: pd.Series, levels: list[str]) -> pd.Series:
+    text = series.astype(object).where(series.notna(), None)
+    text = text.map(lambda value: None if value is None else str(value))
+    return pd.Series(pd.Categorical(text, categories=levels), index=series.index, name=series.name)
+
+
+def _as_float(name: str, series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        raise ValueError(f"feature {name!r} is a timestamp; convert it to seconds first")
+    try:
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"feature {name!r} is not numeric ({series.dtype}): {err}") from err
+    infinite = int(np.isinf(values).sum())
+    if infinite:
+        raise ValueError(f"feature {name!r} has {infinite} infinite values")
+    return pd.Series(values, index=series.index, name=name)
+
+
+def prepare_features(
+    frame: pd.DataFrame, feature_columns: list[str], categories: Categories | None = None
+) -> tuple[pd.DataFrame, Categories]:
+    """The model matrix of ``frame``: floats and fixed-level categories, list columns dropped.
+
+    With ``categories=None`` the string columns' levels are learned from the train split (all rows
+    when there is no ``split`` column) and returned; pass them back for every later frame so codes
+    never shift between training and serving. Missing values stay NaN, which LightGBM routes
+    natively; an infinite value is an error because it is almost always a division bug upstream.
+    """
+    missing = [col for col in feature_columns if col not in frame.columns]
+    if missing:
+        raise ValueError(f"features missing from the frame: {', '.join(missing)}")
+    if categories is None:
+        used = [col for col in feature_columns if not _is_list_column(col, frame[col])]
+        categories = _fit_categories(frame, [c for c in used if _is_string_column(frame[c])])
+    else:
+        used = [c for c in feature_columns if c in categories or not _is_list_column(c, frame[c])]
+    columns = {
+        col: _as_category(frame[col], categories[col])
+        if col in categories
+        else _as_float(col, frame[col])
+        for col in used
+    }
+    return pd.DataFrame(columns, index=frame.index), categories

@@ -1,0 +1,29 @@
+"""A LightGBM LambdaRank model as served; training lives in ``assets.models.ranker``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from serving.models.features import Categories, prepare_features
+
+
+@dataclass
+class Ranker:
+    """A LightGBM LambdaRank model; ``predict`` scores rows, higher ranks first within a group."""
+
+    booster: lgb.Booster
+    feature_columns: list[str]
+    categories: Categories
+    label: str
+    group: str
+    best_iteration: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        x = prepare_features(frame, self.feature_columns, self.categories)[0]
+        return self.booster.predict(x, num_iteration=self.best_iteration)
