@@ -17,6 +17,7 @@ import gc
 import resource
 import tempfile
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -49,6 +50,8 @@ VOLUME = (
     "n_queries",
     "n_documents",
 )
+# The retrieved entity's count, which ``catalog_scale`` multiplies on top of ``scale``.
+CATALOG = ("n_items", "n_documents")
 
 
 @dataclass(frozen=True)
@@ -68,21 +71,25 @@ class Result:
     baseline: float
 
 
-def scaled_spec(spec: UseCaseSpec, scale: float, days: int | None) -> UseCaseSpec:
+def scaled_spec(
+    spec: UseCaseSpec, scale: float, days: int | None, catalog_scale: float = 1.0
+) -> UseCaseSpec:
     """The spec with its synthetic volume multiplied by ``scale`` (and ``days`` if given).
 
     Entity counts grow with the event volume, as in ``bench/generate.py``, so per-entity
     histories (what the windowed features see) stay as dense as at the configured size.
+    ``catalog_scale`` multiplies the item and document counts once more (a large catalog without
+    the events a proportional world would have; ``bench/faiss_trained.py`` uses it).
     """
     source = spec.source
     if not isinstance(source, SyntheticSource):
         raise ValueError(f"{spec.name}: the benchmark needs a synthetic source")
     params = source.params
-    update = {
-        name: max(1, round(getattr(params, name) * scale))
-        for name in VOLUME
-        if hasattr(params, name)
-    }
+    update = {}
+    for name in VOLUME:
+        if hasattr(params, name):
+            factor = scale * catalog_scale if name in CATALOG else scale
+            update[name] = max(1, round(getattr(params, name) * factor))
     source = source.model_copy(
         update={
             "params": params.model_copy(update=update),
@@ -178,16 +185,17 @@ def train_one(
     )
 
 
-def run_use_case(spec: UseCaseSpec) -> list[Result]:
-    """Generate, featurize, split, then build and train each model in turn.
+def training_sets(
+    spec: UseCaseSpec, models: Collection[str] | None = None
+) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame | None]]:
+    """Generate, featurize and split, then yield ``(model, training set, catalog)`` in turn.
 
-    A model's training set is freed before the next one is built, so peak memory is the events,
-    one training set and one model, not all of them.
+    Only ``models`` (all by default) get a training set. Drop each one before taking the next,
+    so peak memory is the events, one training set and one model, not all of them.
     """
     started = time.perf_counter()
     world, events = generate(spec)
     generated = time.perf_counter()
-    results = []
     with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as tmp:
         paths = write_feature_tables(spec, world, events, Path(tmp))
         featured = time.perf_counter()
@@ -198,6 +206,8 @@ def run_use_case(spec: UseCaseSpec) -> list[Result]:
             flush=True,
         )
         for model in spec.model:
+            if models is not None and model not in models:
+                continue
             items = catalog(spec, world, model)
             built_at = time.perf_counter()
             training = build_training_set(spec, model, events, plan, paths, items)
@@ -208,11 +218,19 @@ def run_use_case(spec: UseCaseSpec) -> list[Result]:
                 f"{time.perf_counter() - built_at:.1f} s",
                 flush=True,
             )
-            results.append(train_one(spec, model, frame, items))
+            yield model, frame, items
             del frame, items
             gc.collect()
     del world, events
     gc.collect()
+
+
+def run_use_case(spec: UseCaseSpec) -> list[Result]:
+    """Train each model of ``spec`` once on its training set."""
+    results = []
+    for model, frame, items in training_sets(spec):
+        results.append(train_one(spec, model, frame, items))
+        del frame, items  # before the next training set is built
     return results
 
 

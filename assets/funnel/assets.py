@@ -11,7 +11,6 @@ import pandas as pd
 
 from assets.features.assets import feature_table_key
 from assets.funnel.evaluate import evaluate_funnel, funnel_models
-from assets.indexing.faiss_index import BuiltIndex
 from assets.metadata import asset_identity
 from assets.models.assets import model_key, registered_name
 from assets.models.train import model_input
@@ -21,6 +20,7 @@ from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_registry import MLflowResource
+from serving.ann_index import BuiltIndex
 
 CHECK = "beats_popular_list"
 

@@ -15,26 +15,20 @@ played no part in the choice, and the latter is what ``BuiltIndex.recall_at_k`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
 from configs.schema.stages import IndexSpec
+from serving.ann_index import BuiltIndex, _apply_params, _as_vectors
 
 log = logging.getLogger(__name__)
-
-INDEX_FILE = "index.faiss"
-IDS_FILE = "ids.npy"
-META_FILE = "index.json"
 
 MIN_POINTS_PER_LIST = 39  # below this FAISS k-means warns and centroids are noise
 TRAIN_POINTS_PER_LIST = 50  # k-means sample per list: stable centroids, bounded training time
@@ -119,89 +113,6 @@ def choose_kind(n: int, spec: IndexSpec) -> str:
 
 
 # ---------------------------------------------------------------- the index
-
-
-@dataclass
-class BuiltIndex:
-    """A searchable index plus what was chosen at build time and how well it did.
-
-    ``index`` is the outer FAISS index: an ``IndexIDMap2`` returning the item ids when they are
-    integers, or the bare index returning positions into ``ids`` when they are strings (FAISS
-    ids are int64 only).
-    """
-
-    index: faiss.Index
-    ids: np.ndarray
-    kind: str
-    params: dict[str, Any]
-    recall_at_k: float
-    build_seconds: float
-    k: int
-    _inner: faiss.Index | None = field(default=None, repr=False)
-
-    @property
-    def n(self) -> int:
-        return int(self.index.ntotal)
-
-    @property
-    def dim(self) -> int:
-        return int(self.index.d)
-
-    @property
-    def string_ids(self) -> bool:
-        return not np.issubdtype(self.ids.dtype, np.integer)
-
-    def search(self, queries: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item ids and inner-product scores per query, best first.
-
-        Slots with no result are ``-1`` for integer ids and ``""`` for string ids.
-        """
-        scores, labels = self.index.search(_as_vectors(queries), k or self.k)
-        if not self.string_ids:
-            return labels, scores
-        found = self.ids[np.where(labels >= 0, labels, 0)]
-        return np.where(labels >= 0, found, ""), scores
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the FAISS index, the ids and a small JSON of the build choices to ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(folder / INDEX_FILE))
-        np.save(folder / IDS_FILE, self.ids, allow_pickle=False)
-        meta = {**self.metadata(), "k": self.k}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> BuiltIndex:
-        """Read an index written by ``save``, with its tuned search parameter re-applied."""
-        folder = Path(folder)
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        index = faiss.read_index(str(folder / INDEX_FILE))
-        ids = np.load(folder / IDS_FILE, allow_pickle=False)
-        inner = _unwrap(index)
-        _apply_params(inner, meta["kind"], meta["params"])
-        return cls(
-            index=index,
-            ids=ids,
-            kind=meta["kind"],
-            params=meta["params"],
-            recall_at_k=meta["recall_at_k"],
-            build_seconds=meta["build_seconds"],
-            k=meta["k"],
-            _inner=inner,
-        )
-
-    def metadata(self) -> dict[str, Any]:
-        """Plain values for Dagster asset metadata: what was built and how well it searches."""
-        return {
-            "kind": self.kind,
-            "n": self.n,
-            "dim": self.dim,
-            "params": dict(self.params),
-            "recall_at_k": round(self.recall_at_k, 4),
-            "build_seconds": round(self.build_seconds, 3),
-        }
 
 
 # ---------------------------------------------------------------- building
@@ -364,21 +275,6 @@ def smallest_passing(passes: Callable[[int], bool], low: int, high: int) -> int 
     return hi
 
 
-def _apply_params(inner: faiss.Index, kind: str, params: dict[str, Any]) -> None:
-    if kind == "ivf":
-        faiss.extract_index_ivf(inner).nprobe = int(params["nprobe"])
-    elif kind == "hnsw":
-        faiss.downcast_index(inner).hnsw.efSearch = int(params["efSearch"])
-
-
-def _unwrap(index: faiss.Index) -> faiss.Index:
-    """The index inside an ``IndexIDMap2`` (where search parameters live), else the index."""
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
-        return faiss.downcast_index(index.index)
-    return index
-
-
 def _positions(inner: faiss.Index, queries: np.ndarray, k: int) -> np.ndarray:
     """Search the inner index, whose labels are positions in the order vectors were added."""
     return inner.search(queries, k)[1]
@@ -408,13 +304,6 @@ def _exact_neighbors(vectors: np.ndarray, query_sets: list[np.ndarray], k: int) 
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
     return [flat.search(queries, k)[1] for queries in query_sets]
-
-
-def _as_vectors(vectors: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(vectors, dtype=np.float32)
-    if array.ndim != 2:
-        raise ValueError(f"vectors must be 2-D, got shape {array.shape}")
-    return array
 
 
 def _as_ids(ids: np.ndarray) -> np.ndarray:

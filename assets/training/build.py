@@ -22,6 +22,7 @@ from assets.training.model_views import label_columns, model_tables, passthrough
 from assets.training.negatives import SAMPLED, sample_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from configs.schema.usecase import UseCaseSpec
+from serving.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
 
 SPLIT = "split"
 
@@ -54,17 +55,6 @@ def _feature_tables(spec: UseCaseSpec, model: str, paths: dict[str, str]) -> lis
     ]
 
 
-def _seconds_since(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Replace ``<table>__last_event_at_<w>`` timestamps with seconds before the as-of time."""
-    renamed = {}
-    for column in columns:
-        table, _, feature = column.partition("__")
-        name = f"{table}__seconds_since_last_{feature.removeprefix('last_event_at_')}"
-        stamps = pd.to_datetime(frame[column]).astype("datetime64[us]")
-        renamed[name] = (frame[AS_OF] - stamps).dt.total_seconds()
-    return frame.drop(columns=columns).assign(**renamed)
-
-
 def join_features(
     spec: UseCaseSpec, model: str, frame: pd.DataFrame, table_paths: dict[str, str]
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -77,15 +67,9 @@ def join_features(
         else frame.copy()  # request-time (passthrough) features only, e.g. LETOR
     )
     features = [name for table in tables for name in table.output_names(True)]
-    stamps = [
-        f"{table.name}__{name}"
-        for table in model_tables(spec, model)
-        for name, dtype in table.features
-        if dtype == "timestamp"
-    ]
-    if stamps:
-        joined = _seconds_since(joined, stamps)
-        features = [c for c in joined.columns if c in set(features) or "__seconds_since_" in c]
+    if any(LAST_EVENT_AT in c for c in features):
+        joined = seconds_since_last(joined, joined[AS_OF])
+        features = [c for c in joined.columns if c in set(features) or SECONDS_SINCE in c]
     return joined, features
 
 

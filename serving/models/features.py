@@ -97,3 +97,31 @@ def prepare_features(
         for col in used
     }
     return pd.DataFrame(columns, index=frame.index), categories
+
+
+LAST_EVENT_AT = "__last_event_at_"
+SECONDS_SINCE = "__seconds_since_last_"
+
+
+def seconds_since_last(frame: pd.DataFrame, as_of: pd.Series | pd.Timestamp) -> pd.DataFrame:
+    """Replace every ``<table>__last_event_at_<w>`` timestamp with seconds before ``as_of``.
+
+    A ``time_since_last`` aggregate is stored as the moment of the last event, since only the
+    reader knows "now": the training set's row time, or the request's time when serving. Both
+    go through here, so the model sees the same quantity in both places.
+    """
+    stamps = [c for c in frame.columns if LAST_EVENT_AT in c]
+    if not stamps:
+        return frame
+    renamed = {}
+    for column in stamps:
+        name = column.replace(LAST_EVENT_AT, SECONDS_SINCE, 1)
+        moments = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
+        reference = pd.to_datetime(as_of, utc=True)
+        reference = (
+            reference.dt.tz_localize(None)
+            if isinstance(reference, pd.Series)
+            else reference.tz_localize(None)
+        )
+        renamed[name] = (reference - moments.astype("datetime64[us]")).dt.total_seconds()
+    return frame.drop(columns=stamps).assign(**renamed)

@@ -121,8 +121,8 @@ def test_bad_learner_param_fails_clearly_and_registers_nothing(tmp_path: Path) -
 def test_feed_retriever_index_and_funnel(
     tmp_path: Path,
 ) -> None:
-    from assets.indexing.faiss_index import BuiltIndex
     from configs import CONFIG_DIR
+    from serving.ann_index import BuiltIndex
 
     (spec,) = load_use_cases([CONFIG_DIR / "feed.yaml"])
     source = spec.source.model_copy(update={"days": 7})  # full-size world, one week

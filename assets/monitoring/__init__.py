@@ -1,0 +1,1 @@
+"""The monitoring stage: drift of features, label rate and volume (the ``monitoring`` section)."""
