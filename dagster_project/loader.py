@@ -23,6 +23,8 @@ from assets.indexing.assets import index_assets
 from assets.models.assets import model_assets
 from assets.raw.assets import raw_assets
 from assets.raw.source_checks import file_source_problems
+from assets.serving.bento_assets import bento_asset
+from assets.serving.bundle_assets import serving_bundle_asset
 from assets.split.assets import split_plan_asset
 from assets.training.assets import training_set_assets
 from configs import CONFIG_DIR
@@ -66,6 +68,8 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         *model_assets(spec),
         *index_assets(spec),
         *([funnel] if (funnel := funnel_asset(spec)) is not None else []),
+        *([bundle] if (bundle := serving_bundle_asset(spec)) is not None else []),
+        *([bento] if (bento := bento_asset(spec)) is not None else []),
     ]
 
 

@@ -376,6 +376,11 @@ class MLflowResource(dg.ConfigurableResource):
                 return None
             raise
 
+    def latest_version(self, name: str) -> str | None:
+        """The highest registered version of ``name`` (the last training run's), or None."""
+        versions = self.client().search_model_versions(f"name = '{name}'")
+        return str(max(int(v.version) for v in versions)) if versions else None
+
     def load_model(self, name: str, alias_or_version: str | int) -> mlflow.pyfunc.PyFuncModel:
         """The pyfunc model of ``name`` at a version number or an alias."""
         with self._using():

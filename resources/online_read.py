@@ -474,12 +474,17 @@ class OnlineReader:
         )
         return ViewCache(rows=rows, mutable=mutable)
 
-    def read(self, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:
+    def read(
+        self, service: str, entity_rows: pd.DataFrame, views: Collection[str] | None = None
+    ) -> pd.DataFrame:
         """The join-key columns of ``entity_rows`` (in its order; see ``ServicePlan.echoed``)
         followed by every feature of ``service`` as ``<view>__<feature>``; one output row per
-        input row."""
+        input row. ``views`` reads only those views of the service (then only their join keys
+        are needed), e.g. a user's views before any candidate item is known."""
         plan = self.plan(service)
-        missing = plan.join_keys.difference(entity_rows.columns)
+        chosen = [v for v in plan.views if views is None or v.view.name in views]
+        needed = {k for view in chosen for k in view.join_keys}
+        missing = needed.difference(entity_rows.columns)
         if missing:
             raise KeyError(f"entity_rows lacks join keys {sorted(missing)} of {service!r}")
         columns: dict[str, list[Any]] = {
@@ -487,7 +492,7 @@ class OnlineReader:
         }
         n_rows = len(entity_rows)
         data: dict[str, list[Any] | np.ndarray] = dict(columns)
-        for view in plan.views:
+        for view in chosen:
             if self.is_cached(view.view.name):
                 features = _cached_columns(view, self.view_cache(view), columns)
             else:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from assets.features.assets import feature_table_key
-from assets.funnel.evaluate import evaluate_funnel, funnel_models
+from assets.funnel.evaluate import evaluate_funnel
 from assets.metadata import asset_identity
 from assets.models.assets import model_key, registered_name
 from assets.models.train import model_input
@@ -21,6 +21,7 @@ from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_registry import MLflowResource
 from serving.ann_index import BuiltIndex
+from serving.funnel import funnel_models
 
 CHECK = "beats_popular_list"
 

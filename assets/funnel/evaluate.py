@@ -17,24 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from assets.models.retrieval import retrieval_keys
 from assets.training.build import SPLIT, join_features
 from assets.training.label_rows import AS_OF
 from assets.training.model_views import label_columns
 from configs.schema.usecase import UseCaseSpec
+from serving.funnel import category_column, funnel_models, retrieval_keys
 from serving.postprocess import cap_per_category, filter_seen
 
-RANKERS = ("learning_to_rank", "multi_task")
 MAX_REQUESTS = 2000  # a seeded sample keeps the evaluation to seconds at any data size
-
-
-def funnel_models(spec: UseCaseSpec) -> tuple[str, str] | None:
-    """(retrieval model, ranking model) of a use case with both stages, else None."""
-    retrievers = [m for m, s in spec.model.items() if s.problem == "two_tower"]
-    rankers = [m for m, s in spec.model.items() if s.problem in RANKERS]
-    if not retrievers or not rankers or spec.events.group is None or spec.serving is None:
-        return None
-    return retrievers[0], rankers[0]
 
 
 @dataclass
@@ -103,7 +93,7 @@ def evaluate_funnel(
     candidates[item_key] = candidates[item_key].astype(test[item_key].dtype)
     joined, _ = join_features(spec, ranking_model, candidates, table_paths)
     joined["score"] = rank(joined)
-    category = next((c for c in joined.columns if c.endswith("__category")), None)
+    category = category_column(joined.columns)
 
     k = serving.k
     model_rows, popular_rows, candidate_recall, finals = [], [], [], []

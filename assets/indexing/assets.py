@@ -17,10 +17,10 @@ import pandas as pd
 from assets.indexing.faiss_index import build_index
 from assets.metadata import asset_identity
 from assets.models.assets import model_key
-from assets.models.retrieval import retrieval_keys
 from configs.schema.stages import IndexSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
+from serving.funnel import retrieval_keys
 
 RECALL_CHECK = "index_recall"
 

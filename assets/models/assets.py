@@ -17,12 +17,13 @@ import pandas as pd
 
 from assets.metadata import asset_identity, table_metadata
 from assets.models.plots import markdown_image
-from assets.models.retrieval import retrieval_keys, train_retrieval
+from assets.models.retrieval import train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
 from assets.training.assets import training_set_key
 from configs.schema.usecase import UseCaseSpec
 from resources.mlflow_registry import MLflowResource
+from serving.funnel import retrieval_keys
 
 GATE_CHECK = "promotion_gate"
 BASELINE_CHECK = "beats_baseline"

@@ -23,6 +23,7 @@ from assets.models.two_tower import train_two_tower
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, model_tables
 from configs.schema.usecase import UseCaseSpec
+from serving.funnel import retrieval_keys
 from serving.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 
@@ -42,20 +43,6 @@ class TrainedRetrieval:
     evaluate: Any
     higher_is_better: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def retrieval_keys(spec: UseCaseSpec, model: str) -> tuple[str, str, str]:
-    """(user key, item key, item entity name) of a two-tower model."""
-    stage = spec.model[model]
-    in_events = [(n, e) for n, e in spec.entities.items() if e.key in spec.events.columns]
-    if stage.negatives is not None:
-        item_entity = stage.negatives.entity
-    else:
-        item_entity = in_events[-1][0]
-    users = [e.key for n, e in in_events if n != item_entity]
-    if not users:
-        raise ValueError(f"{spec.name}: model.{model}: two_tower needs a user and an item entity")
-    return users[0], spec.entities[item_entity].key, item_entity
 
 
 def _tower_features(spec: UseCaseSpec, model: str, item_entity: str, frame: pd.DataFrame):

@@ -66,6 +66,9 @@ class CalibratedClassifier:
     params: dict[str, Any] = field(default_factory=dict)
     # approve / review / decline thresholds, set when the YAML asks for decision bands
     bands: DecisionBands | None = None
+    # LightGBM threads per predict call; 0 = its default (all cores). Services set 1: on one row
+    # the thread start-up costs more than the trees.
+    predict_threads: int = 0
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         return prepare_features(frame, self.feature_columns, self.categories)[0]
@@ -73,7 +76,12 @@ class CalibratedClassifier:
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw log-odds of the trees (class-weighted, so not a calibrated quantity)."""
         x = self.matrix(frame)
-        return self.booster.predict(x, num_iteration=self.best_iteration, raw_score=True)
+        return self.booster.predict(
+            x,
+            num_iteration=self.best_iteration,
+            raw_score=True,
+            num_threads=self.predict_threads,
+        )
 
     def predict_raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """The uncalibrated probability LightGBM itself reports, kept for comparison."""

@@ -125,3 +125,25 @@ def seconds_since_last(frame: pd.DataFrame, as_of: pd.Series | pd.Timestamp) -> 
         )
         renamed[name] = (reference - moments.astype("datetime64[us]")).dt.total_seconds()
     return frame.drop(columns=stamps).assign(**renamed)
+
+
+def feature_array(
+    frame: pd.DataFrame, feature_columns: list[str], categories: Categories
+) -> np.ndarray:
+    """The model matrix as one float64 array: what LightGBM (and Triton's FIL) reads natively.
+
+    Equal to ``prepare_features`` as LightGBM sees it -- a category is its code in the fixed
+    training levels (the code ``pandas`` gives it), missing or unseen is NaN -- but built column
+    by column without an intermediate frame, which is most of the cost of scoring one row.
+    """
+    out = np.empty((len(frame), len(feature_columns)), dtype=np.float64)
+    for j, column in enumerate(feature_columns):
+        series = frame[column]
+        if column in categories:
+            text = [None if v is None or v != v else str(v) for v in series.tolist()]
+            codes = pd.Categorical(text, categories=categories[column]).codes.astype(np.float64)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
+        else:
+            out[:, j] = _as_float(column, series).to_numpy()
+    return out

@@ -23,7 +23,10 @@ class Ranker:
     group: str
     best_iteration: int
     params: dict[str, Any] = field(default_factory=dict)
+    predict_threads: int = 0  # LightGBM threads per call; 0 = its default (all cores)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         x = prepare_features(frame, self.feature_columns, self.categories)[0]
-        return self.booster.predict(x, num_iteration=self.best_iteration)
+        return self.booster.predict(
+            x, num_iteration=self.best_iteration, num_threads=self.predict_threads
+        )

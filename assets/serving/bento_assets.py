@@ -1,0 +1,138 @@
+"""Asset factory for ``<use case>/bento``: ``bentoml build`` of the use case's service.
+
+The build context is assembled under ``<home>/serving/<use case>/build``: the ``serving`` package,
+the schema (``configs``), the online reader (``resources/online_read.py``) and the serving
+bundle, so the Bento runs with no access to this repository, the registry or Dagster. The Bento
+is named ``playbook-<use case>``, lives in the BentoML store under ``<home>/bentoml``
+(``BENTOML_HOME``) and is labelled with every model version it packs, per experiment arm. The
+build runs the real ``bentoml build`` CLI in a subprocess, with package versions pinned to the
+ones installed here and no lock step (no network).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+import configs
+import resources
+import serving
+from assets.metadata import asset_identity
+from assets.serving.bundle_assets import serving_bundle_key
+from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
+from serving.bundle import load_bundle
+from serving.service import BUNDLE_ENV, SERVICES
+
+# What the service imports at run time, pinned to this environment's versions.
+RUNTIME_PACKAGES = (
+    "bentoml",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "pydantic",
+    "pyyaml",
+    "scikit-learn",
+    "lightgbm",
+    "torch",
+    "faiss-cpu",
+    "feast",
+)
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+def bentoml_home(home: HomeResource) -> Path:
+    return Path(str(home.folder("bentoml")))
+
+
+def _pinned() -> list[str]:
+    return [f"{name}=={metadata.version(name)}" for name in RUNTIME_PACKAGES]
+
+
+def _build_context(target: Path, bundle: Path) -> None:
+    """Copy the service's code and the bundle into a fresh build folder."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    shutil.copytree(Path(serving.__file__).parent, target / "serving", ignore=_IGNORE)
+    shutil.copytree(Path(configs.__file__).parent, target / "configs", ignore=_IGNORE)
+    (target / "resources").mkdir()
+    for name in ("__init__.py", "online_read.py"):
+        shutil.copy2(Path(resources.__file__).parent / name, target / "resources" / name)
+    shutil.copytree(bundle, target / "bundle")
+
+
+def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
+    if spec.serving is None or not spec.model:
+        return None
+    service = SERVICES[spec.serving.endpoint]
+
+    @dg.asset(
+        key=dg.AssetKey([spec.name, "bento"]),
+        deps=[serving_bundle_key(spec)],
+        **asset_identity(spec, "serving"),
+        kinds={"bentoml"},
+        description=(
+            f"Deployable Bento 'playbook-{spec.name}' of {service.inner.__name__}"
+            f" (POST /{spec.serving.endpoint}, /health), labelled with the model versions it packs."
+        ),
+    )
+    def bento(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
+        base = Path(str(home.folder("serving", spec.name)))
+        bundle = load_bundle(base / "bundle")
+        build = base / "build"
+        _build_context(build, bundle.path)
+        labels = {"use_case": spec.name, "endpoint": spec.serving.endpoint}
+        labels.update(bundle.manifest.tag_labels())
+        bentofile = {
+            "service": f"serving.service:{service.inner.__name__}",
+            "name": f"playbook-{spec.name}",
+            "description": spec.description or f"Playbook service of {spec.name}",
+            "labels": labels,
+            "include": [
+                "serving/**/*.py",
+                "configs/**/*.py",
+                "resources/*.py",
+                "bundle/**",
+            ],
+            "python": {"packages": _pinned(), "lock_packages": False},
+            "envs": [{"name": BUNDLE_ENV, "value": "bundle"}],
+        }
+        (build / "bentofile.yaml").write_text(yaml.safe_dump(bentofile), encoding="utf-8")
+        env = {
+            **os.environ,
+            "BENTOML_HOME": str(bentoml_home(home)),
+            "BENTOML_DO_NOT_TRACK": "True",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "bentoml", "build", str(build), "--output", "tag"],
+            cwd=build,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise dg.Failure(
+                f"bentoml build failed for {spec.name} (exit {result.returncode})",
+                metadata={"stderr": dg.MetadataValue.text(result.stderr[-4000:])},
+            )
+        tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+        context.log.info(f"built Bento {tag}")
+        return dg.MaterializeResult(
+            metadata={
+                "tag": tag,
+                "bentoml_home": dg.MetadataValue.path(str(bentoml_home(home))),
+                "labels": dg.MetadataValue.json(labels),
+                "serve": f"BENTOML_HOME={bentoml_home(home)} bentoml serve {tag}",
+                "containerize": f"BENTOML_HOME={bentoml_home(home)} bentoml containerize {tag}",
+                "packages": dg.MetadataValue.json(_pinned()),
+            }
+        )
+
+    return bento

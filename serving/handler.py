@@ -1,0 +1,87 @@
+"""What every endpoint handler shares: experiment arms, online features, the request log, health.
+
+A handler is a plain object (no BentoML, no Dagster) built from a loaded bundle; the BentoML
+service, the bare-FastAPI benchmark app and the tests all call the same ``handle`` method, so what
+is measured and tested is what is served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from serving.bundle import Bundle
+from serving.online_features import OnlineFeatures
+from serving.request_log import RequestLog
+from serving.routing import Arm, assign
+
+
+class Handler:
+    """Base of the endpoint handlers; subclasses implement :meth:`serve`."""
+
+    endpoint = ""
+
+    def __init__(
+        self, bundle: Bundle, log: RequestLog | None = None, cached_keys: tuple[str, ...] = ()
+    ) -> None:
+        self.bundle = bundle
+        self.spec = bundle.spec
+        self.arms = bundle.manifest.arm_objects()
+        self.salt = bundle.manifest.salt
+        self.log = log
+        self.features = OnlineFeatures(bundle.feature_repo, cached_keys)
+        self.counters = {"requests": 0, "cold_start": 0, "feature_misses": 0}
+        for model in bundle.models.values():
+            for part in (model, *vars(model).values()):
+                if hasattr(part, "predict_threads"):
+                    part.predict_threads = 1  # one row or a few hundred: threads cost more
+
+    def arm_for(self, unit: Hashable) -> Arm:
+        """The unit's experiment arm (the only arm when there is no experiment)."""
+        return assign(self.salt, unit, self.arms) if len(self.arms) > 1 else self.arms[0]
+
+    def model(self, arm: Arm, name: str) -> Any:
+        return self.bundle.model(name, arm.versions[name])
+
+    def serve(self, payload: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(response, log extras with ``unit``, ``arm``, ``features``, ``scores``, ``misses``)."""
+        raise NotImplementedError
+
+    def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Serve one request and log it; :class:`serving.requests.RequestError` on bad input."""
+        started = time.perf_counter()
+        response, extras = self.serve(payload)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.counters["requests"] += 1
+        self.counters["cold_start"] += int(bool(response.get("cold_start")))
+        self.counters["feature_misses"] += extras["misses"]
+        if self.log is not None:
+            self.log.write(
+                endpoint=self.endpoint,
+                unit=extras["unit"],
+                arm=response.get("arm"),
+                model_versions=response.get("model_versions", {}),
+                features=extras["features"],
+                scores=extras["scores"],
+                response=response,
+                feature_misses=extras["misses"],
+                latency_ms=latency_ms,
+            )
+        return response
+
+    def health(self) -> dict[str, Any]:
+        """Loaded versions per arm and the serving counters."""
+        manifest = self.bundle.manifest
+        return {
+            "status": "ok",
+            "use_case": manifest.use_case,
+            "endpoint": self.endpoint,
+            "bundle_created_at": manifest.created_at,
+            "arms": [
+                {"name": a.name, "weight": a.weight, "versions": a.versions} for a in self.arms
+            ],
+            "registered_models": manifest.registered,
+            "feature_store": self.features.available,
+            "counters": dict(self.counters),
+        }

@@ -1,0 +1,81 @@
+"""Request-time features: Feast's online store through the fast reader, as the models expect them.
+
+Three things happen between the store and a model: ``time_since_last`` aggregates (stored as the
+moment of the last event) become seconds before the request, exactly as the training set's
+point-in-time join makes them seconds before the label row; a view with no row for a key (an
+unknown user, a brand-new item) is a *miss*, which leaves that view's features null — the value
+the models were trained on for "no history" — and is counted; and item-side views, read for
+hundreds of candidates per request, are answered from the reader's in-process cache (reloaded
+after every materialization) unless ``PLAYBOOK_LIVE_ITEM_VIEWS`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Collection
+from pathlib import Path
+
+import pandas as pd
+from feast import FeatureStore
+
+from resources.online_read import OnlineReader, plan_service
+from serving.models.features import seconds_since_last
+
+LIVE_ITEM_VIEWS_ENV = "PLAYBOOK_LIVE_ITEM_VIEWS"
+
+
+class OnlineFeatures:
+    """Online reads for one use case's feature services, with miss counting."""
+
+    def __init__(self, repo: Path | None, cached_keys: Collection[str] = ()) -> None:
+        """``cached_keys``: views keyed only by these join keys (the candidate items) are cached."""
+        self.available = repo is not None and (Path(repo) / "feature_store.yaml").exists()
+        self._reader: OnlineReader | None = None
+        self._lock = threading.Lock()
+        self.misses = 0
+        self.reads = 0
+        if self.available:
+            store = FeatureStore(repo_path=str(repo))
+            cached: set[str] = set()
+            if cached_keys and not os.environ.get(LIVE_ITEM_VIEWS_ENV):
+                for service in store.list_feature_services():
+                    for plan in plan_service(store, service.name).views:
+                        if set(plan.join_keys) <= set(cached_keys):
+                            cached.add(plan.view.name)
+            self._reader = OnlineReader(store, cached_views=cached)
+
+    def views_keyed_by(self, service: str, keys: Collection[str]) -> list[str]:
+        """The views of ``service`` whose join keys are all among ``keys``."""
+        if self._reader is None:
+            return []
+        plan = self._reader.plan(service)
+        return [v.view.name for v in plan.views if set(v.join_keys) <= set(keys)]
+
+    def read(
+        self,
+        service: str,
+        rows: pd.DataFrame,
+        as_of: pd.Timestamp,
+        views: Collection[str] | None = None,
+    ) -> tuple[pd.DataFrame, int]:
+        """``rows`` with the service's features as of ``as_of``, and the number of misses.
+
+        A miss is one (row, view) pair with no stored values. Without a feature store (a
+        bundle built for a use case with no feature views) the rows come back unchanged.
+        """
+        if self._reader is None:
+            return rows.copy(), 0
+        with self._lock:  # the SQLite connection of Feast's online store is not thread-safe
+            frame = self._reader.read(service, rows, views)
+            plan = self._reader.plan(service)
+        misses = 0
+        for view in plan.views:
+            if views is not None and view.view.name not in views:
+                continue
+            columns = list(view.columns)
+            if columns:
+                misses += int(frame[columns].isna().all(axis=1).sum())
+        self.reads += len(rows)
+        self.misses += misses
+        return seconds_since_last(frame, as_of), misses
