@@ -23,6 +23,7 @@ from bentoml.exceptions import UnprocessableEntity
 from serving.bundle import load_bundle
 from serving.funnel import FunnelHandler
 from serving.handler import Handler
+from serving.json_body import JSONObjectBody
 from serving.request_log import RequestLog
 from serving.requests import RequestError
 from serving.scoring import ScoreHandler
@@ -116,3 +117,5 @@ class ScoreService:
 
 
 SERVICES = {"recommend": RecommendService, "search": SearchService, "score": ScoreService}
+for _endpoint, _service in SERVICES.items():
+    _service.add_asgi_middleware(JSONObjectBody, paths=(f"/{_endpoint}",))

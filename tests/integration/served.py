@@ -1,0 +1,89 @@
+"""Small use cases materialized once per test session up to their Bento, and services on ports.
+
+Several test modules need a trained, bundled use case; each is built once under a folder shared
+by the xdist workers (a file lock makes the second worker wait for the first), and a service is
+a real ``bentoml serve`` subprocess on a free 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from filelock import FileLock
+
+from configs import CONFIG_DIR
+from dagster_project.loader import load_use_cases
+from tests.integration.test_raw_assets import _run, _small
+
+DAYS = {"fraud": 21, "feed": 14, "search": 14}
+
+
+def materialized_home(factory: pytest.TempPathFactory, use_case: str) -> Path:
+    """A home with ``use_case`` (small world) materialized through its ``bento`` asset."""
+    root = factory.getbasetemp().parent  # shared by every xdist worker of this session
+    home = root / f"served-{use_case}"
+    with FileLock(str(root / f"served-{use_case}.lock")):
+        if not (home / "done").exists():
+            (spec,) = load_use_cases([CONFIG_DIR / f"{use_case}.yaml"])
+            spec = _small(spec, days=DAYS[use_case])
+            result = _run(spec, home, stages_to_skip=("funnel_evaluation",))
+            assert result.success
+            (home / "done").touch()
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bento_tag(home: Path, use_case: str) -> str:
+    return f"playbook-{use_case}:latest"
+
+
+@contextmanager
+def bento_server(home: Path, use_case: str, log: Path, timeout: float = 90) -> Iterator[str]:
+    """``bentoml serve`` of the use case's built Bento; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PLAYBOOK_REQUEST_LOG": str(log),
+    }
+    command = [sys.executable, "-m", "bentoml", "serve", bento_tag(home, use_case)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    output = log.with_suffix(".out")
+    with open(output, "w") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited: {output.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service not ready in {timeout}s: {output.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
