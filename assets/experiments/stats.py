@@ -19,9 +19,12 @@ In the order a reader should trust the result:
    ``theta = cov(y, x) / var(x)`` pooled over all arms. Assignment is independent of ``x``, so
    the difference stays unbiased while its variance shrinks by the squared correlation; the
    adjusted outcome is compared with Welch's test and the reduction achieved is reported.
-4. **A verdict** that refuses to name a winner before each arm has its planned units (looking
-   early and often inflates false positives), reports ``srm`` for a broken split and otherwise
-   ``treatment_wins`` / ``control_wins`` / ``no_significant_difference``.
+4. **A verdict**, first match wins: ``srm`` for a broken split (worth knowing at once, at any
+   size); ``insufficient_sample`` before both arms have their planned units (looking early and
+   often inflates false positives); then ``treatment_wins`` / ``control_wins`` when the p-value
+   is below the per-comparison alpha, else ``no_significant_difference``. The z test's p-value
+   (pooled variance) and the Wald interval (unpooled) can disagree at the margin; the verdict
+   follows the p-value.
 
 Degenerate inputs give defined answers, never NaN verdicts: an arm with fewer than 2 units is
 ``insufficient_sample``; an outcome constant within both arms has a zero standard error, so the
@@ -113,6 +116,8 @@ def proportion_test(
     successes: int, n: int, successes_control: int, n_control: int, alpha: float = 0.05
 ) -> Difference:
     """Two-proportion z test (pooled under the null) and the Wald interval of the difference."""
+    if min(n, n_control) < MIN_UNITS:
+        raise ValueError(f"each arm needs at least {MIN_UNITS} units, got {n} and {n_control}")
     diff = successes / n - successes_control / n_control
     pooled = (successes + successes_control) / (n + n_control)
     if pooled in (0.0, 1.0):
@@ -128,6 +133,10 @@ def welch_test(
     treatment: np.ndarray, control: np.ndarray, alpha: float = 0.05, test: str = "welch"
 ) -> Difference:
     """Welch's t test (unequal variances) and its interval for ``mean(treatment) - mean(control)``."""
+    if min(len(treatment), len(control)) < MIN_UNITS:
+        raise ValueError(
+            f"each arm needs at least {MIN_UNITS} units, got {len(treatment)} and {len(control)}"
+        )
     diff = float(np.mean(treatment) - np.mean(control))
     if np.ptp(treatment) == 0 and np.ptp(control) == 0:
         return _exact(test, diff)
@@ -200,11 +209,15 @@ class ArmComparison:
     p_value: float | None = None
 
 
-FRAME_COLUMNS = (
-    "arm", "control", "n", "n_control", "planned_n", "planned_n_control", "mean", "mean_control",
-    "diff", "ci_low", "ci_high", "relative_lift", "relative_ci_low", "relative_ci_high",
-    "p_value", "alpha", "test", "cuped", "variance_reduction", "verdict",
+STATISTIC_COLUMNS = (
+    "mean", "mean_control", "diff", "ci_low", "ci_high", "relative_lift", "relative_ci_low",
+    "relative_ci_high", "p_value",
 )  # fmt: skip
+FRAME_COLUMNS = (
+    ("arm", "control", "n", "n_control", "planned_n", "planned_n_control")
+    + STATISTIC_COLUMNS
+    + ("alpha", "test", "cuped", "variance_reduction", "verdict")
+)
 
 
 @dataclass(frozen=True)
@@ -223,8 +236,11 @@ class ExperimentAnalysis:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per comparison (None as NaN), for tables, metadata and the CLI."""
-        rows = [asdict(c) for c in self.comparisons]
-        return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+        frame = pd.DataFrame([asdict(c) for c in self.comparisons], columns=list(FRAME_COLUMNS))
+        for column in ("planned_n", "planned_n_control"):
+            frame[column] = frame[column].astype("Int64")
+        frame[list(STATISTIC_COLUMNS)] = frame[list(STATISTIC_COLUMNS)].astype(float)
+        return frame
 
 
 def _units_table(
@@ -315,7 +331,7 @@ def _verdict(
         return "srm"
     if not enough:
         return "insufficient_sample"
-    if difference.p_value >= alpha or difference.diff == 0:
+    if not difference.p_value < alpha or difference.diff == 0:
         return "no_significant_difference"
     better = difference.diff > 0 if higher_is_better else difference.diff < 0
     return "treatment_wins" if better else "control_wins"
