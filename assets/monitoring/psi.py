@@ -29,11 +29,15 @@ Binning, and why:
   ``q * ln(q / epsilon)``: finite, and large, as it should be when mass appears where the
   reference had none.
 
-Small windows: with no drift, ``n * PSI`` is roughly chi-squared with ``bins - 1`` degrees of
-freedom, so PSI averages about ``(bins - 1) / n``: 0.1 at n = 100 with 11 bins, the warn level on
-noise alone, and 0.01 at n = 1000, where PSI >= 0.1 almost never happens by chance. Windows with
-fewer than ``min_window_rows`` rows get status ``insufficient``: their PSI is reported for
-information, never judged.
+Small windows: with no drift, ``n * PSI`` is roughly chi-squared with (occupied bins - 1) degrees
+of freedom, so PSI averages about ``9 / n`` with 10 bins: 0.09 at n = 100, the warn level on noise
+alone (39% of undrifted 100-row windows reach 0.1 in the tests), and 0.009 at n = 1000, where none
+of 200 did. Windows with fewer than ``min_window_rows`` rows get status ``insufficient``: their
+PSI is reported for information, never judged.
+
+Speed: cut points come from a sample and bins are counted by one comparison pass per cut point,
+so 10M rows x 50 float32 features fit in about 2.5 s and a window of that size takes 1.7 s on two
+shared cores (``bench/psi.py``).
 
 Bad input:
 
@@ -268,7 +272,7 @@ class DriftReference:
             )
         if len(reference) == 0:
             raise ValueError("reference has no rows: PSI needs a sample to fit bins on")
-        names = [str(c) for c in reference.columns] if columns is None else list(columns)
+        names = list(reference.columns) if columns is None else list(columns)
         missing = [c for c in names if c not in reference.columns]
         if missing:
             raise ValueError(
@@ -388,7 +392,10 @@ def _numeric_array(values: pd.Series) -> np.ndarray | None:
         dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
         array = values.to_numpy()
-        return array.astype(np.float32) if dtype == np.float16 else array
+        if dtype == np.float16:
+            return array.astype(np.float32)
+        # a column of a row-major 2-D block is strided: one copy beats ~10 strided passes
+        return np.ascontiguousarray(array)
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -450,9 +457,9 @@ def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Rows per bin ``[e_i-1, e_i)`` and then nulls: one comparison pass per cut point.
 
     Counting ``x >= e`` per cut point and differencing gives the counts of
-    ``np.bincount(np.searchsorted(edges, x, side="right"))`` in a tenth of the time (10 bins,
-    10M float32 rows: 40 ms against 0.6 s; the binary search branches on every row, a comparison
-    streams). NaN compares false, so nulls fall out of every ``>=`` count.
+    ``np.bincount(np.searchsorted(edges, x, side="right"))`` about 9x faster (``bench/psi.py``,
+    10 columns of 10M float32 rows: 0.24 s against 2.1 s): the binary search branches on every
+    row, a comparison streams. NaN compares false, so nulls fall out of every ``>=`` count.
     """
     nulls = int(np.count_nonzero(np.isnan(values))) if values.dtype.kind == "f" else 0
     above = [np.count_nonzero(values >= e) for e in _comparable_edges(edges, values.dtype)]

@@ -225,7 +225,9 @@ def test_all_null_and_constant_reference_columns_are_reported_not_judged() -> No
     frame = pd.DataFrame({"empty": [np.nan] * 2000, "const": [3.0] * 2000, "label": ["a"] * 2000})
     reference = DriftReference.fit(frame)
     assert reference.features["const"].labels == ["< 3", "== 3", "> 3", "(null)"]
-    window = pd.DataFrame({"empty": np.arange(2000.0), "const": [4.0] * 2000, "label": ["b"] * 2000})
+    window = pd.DataFrame(
+        {"empty": np.arange(2000.0), "const": [4.0] * 2000, "label": ["b"] * 2000}
+    )
     table = reference.psi_table(window).set_index("feature")
     assert table.loc["empty", "status"] == "empty_reference"
     assert table.loc["const", "status"] == "constant_reference"
