@@ -61,6 +61,7 @@ class Handler:
                 endpoint=self.endpoint,
                 unit=extras["unit"],
                 arm=response.get("arm"),
+                request=payload,
                 model_versions=response.get("model_versions", {}),
                 features=extras["features"],
                 scores=extras["scores"],

@@ -1,6 +1,7 @@
 """The request log: one SQLite row per served request, for monitoring and A/B analysis.
 
-Each row records when, which endpoint, the unit and its experiment arm, the model versions used,
+Each row records when, which endpoint, the unit and its experiment arm, the request as sent
+(ids such as ``transaction_id`` join it to labels that arrive later), the model versions used,
 the feature values the models saw, the scores and the answer, how many feature-store misses were
 filled with defaults, and the latency. Writes go through a queue to one background thread that
 commits in small batches, so a request never waits on the disk; :meth:`RequestLog.flush` waits
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     endpoint TEXT NOT NULL,
     unit TEXT,
     arm TEXT,
+    request TEXT NOT NULL,
     model_versions TEXT NOT NULL,
     features TEXT NOT NULL,
     scores TEXT NOT NULL,
@@ -39,8 +41,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 )
 """
 _INSERT = (
-    f"INSERT INTO {TABLE} (logged_at, endpoint, unit, arm, model_versions, features, scores,"
-    " response, feature_misses, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO {TABLE} (logged_at, endpoint, unit, arm, request, model_versions, features,"
+    " scores, response, feature_misses, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _STOP = object()
 
@@ -91,6 +93,7 @@ class RequestLog:
         endpoint: str,
         unit: Any,
         arm: str | None,
+        request: Any,
         model_versions: Mapping[str, str],
         features: Any,
         scores: Any,
@@ -105,6 +108,7 @@ class RequestLog:
                 endpoint,
                 None if unit is None else str(unit),
                 arm,
+                to_json(request),
                 to_json(model_versions),
                 to_json(features),
                 to_json(scores),
@@ -152,6 +156,6 @@ def read_request_log(path: str | Path) -> pd.DataFrame:
     """The whole log as a frame, JSON columns decoded."""
     with sqlite3.connect(Path(path)) as connection:
         frame = pd.read_sql_query(f"SELECT * FROM {TABLE} ORDER BY id", connection)
-    for column in ("model_versions", "features", "scores", "response"):
+    for column in ("request", "model_versions", "features", "scores", "response"):
         frame[column] = frame[column].map(json.loads)
     return frame

@@ -19,6 +19,7 @@ def test_rows_from_many_threads_are_all_logged(tmp_path: Path) -> None:
                 endpoint="score",
                 unit=worker * 100 + i,
                 arm="champion",
+                request={"transaction": {"transaction_id": worker * 100 + i}},
                 model_versions={"scorer": "3"},
                 features={"amount": np.float64(1.5), "missing": float("nan")},
                 scores={"probability": np.float32(0.25)},
@@ -39,4 +40,6 @@ def test_rows_from_many_threads_are_all_logged(tmp_path: Path) -> None:
     row = frame.iloc[0]
     assert row["features"] == {"amount": 1.5, "missing": None}
     assert row["scores"] == {"probability": 0.25}
+    ids = frame["request"].map(lambda r: r["transaction"]["transaction_id"])
+    assert sorted(ids) == sorted(int(u) for u in frame["unit"])
     assert row["model_versions"] == {"scorer": "3"} and row["feature_misses"] == 1
