@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables
-from assets.models.retrieval import retrieval_keys, train_retrieval
+from assets.models.retrieval import train_retrieval
 from assets.models.train import TABULAR, train_tabular
 from assets.raw.synthetic import SyntheticWorld, build_world
 from assets.split.plan import mature_rows, plan_split
@@ -35,6 +35,7 @@ from configs import CONFIG_DIR
 from configs.schema import load_specs
 from configs.schema.source import SyntheticSource
 from configs.schema.usecase import UseCaseSpec
+from serving.funnel import retrieval_keys
 
 USE_CASES = ("feed", "fraud", "search")  # the shipped configs/<name>.yaml
 

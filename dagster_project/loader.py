@@ -16,19 +16,25 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
+from assets.experiments.assets import experiment_assets
 from assets.features.assets import feature_assets
 from assets.features.store import feature_store_asset
 from assets.funnel.assets import funnel_asset
 from assets.indexing.assets import index_assets
 from assets.models.assets import model_assets
+from assets.monitoring.drift_assets import drift_report_asset
+from assets.monitoring.performance_assets import performance_assets
 from assets.raw.assets import raw_assets
 from assets.raw.source_checks import file_source_problems
 from assets.serving.bento_assets import bento_asset
 from assets.serving.bundle_assets import serving_bundle_asset
+from assets.serving.triton_assets import triton_repository_assets
 from assets.split.assets import split_plan_asset
 from assets.training.assets import training_set_assets
 from configs import CONFIG_DIR
 from configs.schema import UseCaseSpec, load_specs
+from dagster_project.schedules import retrain_job, retrain_schedule
+from dagster_project.sensors import drift_sensor, volume_sensor
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource, playbook_home
 from resources.mlflow_registry import MLflowResource
@@ -70,6 +76,10 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         *([funnel] if (funnel := funnel_asset(spec)) is not None else []),
         *([bundle] if (bundle := serving_bundle_asset(spec)) is not None else []),
         *([bento] if (bento := bento_asset(spec)) is not None else []),
+        *triton_repository_assets(spec),
+        *experiment_assets(spec),
+        *([drift] if (drift := drift_report_asset(spec)) is not None else []),
+        *performance_assets(spec),
     ]
 
 
@@ -91,4 +101,14 @@ def build_definitions(
     """Definitions for the given specs (default: every config) with storage under ``home``."""
     specs = load_use_cases() if specs is None else specs
     assets = [asset for spec in specs for asset in use_case_assets(spec)]
-    return dg.Definitions(assets=assets, resources=resources(playbook_home(home)))
+    jobs = {spec.name: retrain_job(spec) for spec in specs}
+    schedules = [s for spec in specs if (s := retrain_schedule(spec, jobs[spec.name])) is not None]
+    sensors = [drift_sensor(spec, jobs[spec.name]) for spec in specs]
+    sensors += [s for spec in specs if (s := volume_sensor(spec, jobs[spec.name])) is not None]
+    return dg.Definitions(
+        assets=assets,
+        jobs=list(jobs.values()),
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources(playbook_home(home)),
+    )

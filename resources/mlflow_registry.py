@@ -13,7 +13,10 @@ MLflow:
   finished run behind it;
 * aliases (``champion``, ``challenger``) rather than the deprecated stages;
 * the promotion gate: :func:`promotion_gate` is the pure decision, :meth:`MLflowResource.run_gate`
-  evaluates challenger and champion on the same data and moves ``champion`` only on a pass.
+  evaluates challenger and champion on the same data and moves ``champion`` only on a pass,
+  tagging the new champion with the version it replaced (``playbook.previous_champion``);
+* rollback: :meth:`MLflowResource.rollback` moves ``champion`` back to an earlier version and
+  records the event as tags on both versions and on the registered model, and as an MLflow run.
 
 MLflow's fluent logging (``log_model``, ``register_model``) reads a process-wide tracking URI, so
 those calls run inside :func:`_using`, which sets this resource's URIs under a lock and restores
@@ -71,6 +74,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_NAME = "model"
 GATE_TAG_PREFIX = "playbook.gate."
+PREVIOUS_CHAMPION_TAG = "playbook.previous_champion"
+ROLLED_BACK_TAG = "playbook.rolled_back"  # "true" on the version champion moved away from
+RESTORED_TAG = "playbook.restored"  # "true" on the version champion moved back to
+ROLLBACK_TAG_PREFIX = "playbook.rollback."  # reason, at, from, to (on both versions)
+LAST_ROLLBACK_TAG = "playbook.last_rollback"  # on the registered model
 REMOTE_SCHEMES = ("http://", "https://", "databricks")
 # Loggers that announce schema migrations at INFO on a fresh database.
 _MIGRATION_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store", "alembic")
@@ -89,6 +97,18 @@ class RegisteredVersion:
     run_id: str
     model_uri: str  # models:/<name>/<version>, loadable by mlflow.pyfunc.load_model
     run_url: str | None = None  # only for a tracking server with a UI
+
+
+@dataclass(frozen=True)
+class RollbackEvent:
+    """A rollback done by :meth:`MLflowResource.rollback`."""
+
+    name: str
+    from_version: str
+    to_version: str
+    reason: str
+    at: str  # ISO 8601, UTC
+    run_id: str | None  # the MLflow run recording it, when an experiment was given
 
 
 @dataclass(frozen=True)
@@ -421,8 +441,59 @@ class MLflowResource(dg.ConfigurableResource):
         verdict = replace(verdict, champion_version=champion)
         self._tag_verdict(name, challenger, verdict, higher_is_better, margin)
         if verdict.promote:
+            if champion is not None and champion != challenger:
+                self.client().set_model_version_tag(
+                    name, challenger, PREVIOUS_CHAMPION_TAG, champion
+                )
             self.set_alias(name, CHAMPION, challenger)
         return verdict
+
+    def rollback(
+        self, name: str, to_version: str | int, reason: str, experiment: str | None = None
+    ) -> RollbackEvent:
+        """Move ``champion`` of ``name`` back to ``to_version`` and record why.
+
+        The version losing the alias is tagged ``playbook.rolled_back=true``, the one getting it
+        ``playbook.restored=true``; both get ``playbook.rollback.{reason,at,from,to}``, the
+        registered model gets ``playbook.last_rollback`` (one line), and with ``experiment`` a
+        finished run named ``rollback`` holds the same as tags and params, so the event shows in
+        the MLflow UI beside the training runs. Raises ``ValueError`` when there is no champion
+        or it already is ``to_version``, and MLflow's error when the version does not exist.
+        """
+        target = str(to_version)
+        client = self.client()
+        client.get_model_version(name, target)  # fails clearly on an unknown version
+        current = self.version_by_alias(name, CHAMPION)
+        if current is None or current == target:
+            raise ValueError(
+                f"{name}: cannot roll back to version {target}: champion is {current or 'unset'}"
+            )
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        record = {"reason": reason, "at": at, "from": current, "to": target}
+        run_id = None
+        if experiment is not None:
+            run = client.create_run(
+                self.experiment_id(experiment),
+                run_name="rollback",
+                tags={
+                    "playbook.event": "rollback",
+                    "playbook.registered_name": name,
+                    **{ROLLBACK_TAG_PREFIX + k: v for k, v in record.items()},
+                },
+            )
+            run_id = run.info.run_id
+            for key in ("from", "to"):
+                client.log_param(run_id, f"{key}_version", record[key])
+            client.set_terminated(run_id)
+        self.set_alias(name, CHAMPION, target)
+        for version, flag in ((current, ROLLED_BACK_TAG), (target, RESTORED_TAG)):
+            client.set_model_version_tag(name, version, flag, "true")
+            for key, value in record.items():
+                client.set_model_version_tag(name, version, ROLLBACK_TAG_PREFIX + key, value)
+        client.set_registered_model_tag(
+            name, LAST_ROLLBACK_TAG, f"{at}: v{current} -> v{target}: {reason}"
+        )
+        return RollbackEvent(name, current, target, reason, at, run_id)
 
     def _tag_verdict(
         self, name: str, version: str, verdict: GateVerdict, higher_is_better: bool, margin: float

@@ -30,20 +30,41 @@ fail() {
 command -v "$PYTHON" >/dev/null 2>&1 || fail "$PYTHON not found (the backend stub is for 3.11)"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
   fail "$PYTHON is not Python 3.11 (the backend stub is built for 3.11)"
-command -v unzip >/dev/null 2>&1 || fail "unzip not found (apt-get install unzip)"
+# Only ever delete a folder this script made (an unfinished one has no stamp yet).
+if [ -d "$DIR" ] && [ -n "$(ls -A "$DIR")" ] && [ ! -d "$DIR/wheel" ] && [ ! -d "$DIR/pytriton" ]; then
+  fail "$DIR is not empty and is not a Triton install of this script; set PLAYBOOK_TRITON_DIR"
+fi
 
 echo "Installing Triton Inference Server (nvidia-pytriton==$PYTRITON_VERSION) into $DIR"
 rm -rf "$DIR"
 mkdir -p "$DIR"
 "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps \
   "nvidia-pytriton==$PYTRITON_VERSION" -d "$DIR/wheel"
-unzip -q "$DIR"/wheel/nvidia_pytriton-*.whl 'pytriton/tritonserver/*' 'nvidia_pytriton.libs/*' \
-  -d "$DIR"
+# The server, its backends and stubs, and the shared libraries they link (no unzip needed).
+"$PYTHON" - "$DIR" <<'PY'
+import pathlib, sys, zipfile
+
+folder = pathlib.Path(sys.argv[1])
+(wheel,) = (folder / "wheel").glob("nvidia_pytriton-*.whl")
+with zipfile.ZipFile(wheel) as archive:
+    wanted = ("pytriton/tritonserver/", "nvidia_pytriton.libs/")
+    archive.extractall(folder, [n for n in archive.namelist() if n.startswith(wanted)])
+PY
 rm -rf "$DIR/wheel"
 SERVER="$DIR/pytriton/tritonserver"
 # Without the stub beside the backend, loading fails with "triton_python_backend_stub is not found".
 cp "$SERVER/python_backend_stubs/3.11/triton_python_backend_stub" "$SERVER/backends/python/"
 chmod +x "$SERVER/bin/tritonserver" "$SERVER/backends/python/triton_python_backend_stub"
+# The stub embeds the system's libpython3.11 (Debian: libpython3.11); install it when missing.
+STUB="$SERVER/backends/python/triton_python_backend_stub"
+if LD_LIBRARY_PATH="$DIR/nvidia_pytriton.libs" ldd "$STUB" | grep -q "libpython3.11.*not found"; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+  { $SUDO apt-get install -y -q libpython3.11 >/dev/null 2>&1 ||
+    { $SUDO apt-get update -q >/dev/null 2>&1 &&
+      $SUDO apt-get install -y -q libpython3.11 >/dev/null 2>&1; }; } ||
+    fail "the Python backend stub needs libpython3.11.so.1.0 (apt-get install libpython3.11)"
+fi
 
 # The models' environment: the stub imports packages from the virtualenv active when the server
 # starts, and with numpy 2 every inference fails ("output tensor shape does not match").

@@ -23,6 +23,58 @@ def _check_duration(value: str) -> str:
 Duration = Annotated[str, AfterValidator(_check_duration)]
 
 
+class FeedDrift(StrictModel):
+    """A change in the feed world from day ``from_day`` on; earlier days stay exactly as before.
+
+    ``taste_shift`` is the share of users whose tastes move towards a few trending categories
+    (a quarter of them, drawn from the seed). The logging policy keeps recommending from the old
+    tastes, so which categories get clicked, and the click rate, change.
+    """
+
+    from_day: int = Field(
+        ge=0, description="First drifted day, counted from start_date (0 = the first day)."
+    )
+    taste_shift: float = Field(
+        gt=0, le=1, description="Share of users whose tastes move to trending categories."
+    )
+
+
+class FraudDrift(StrictModel):
+    """A change in the card-fraud world from day ``from_day`` on; earlier days stay as before.
+
+    Give at least one effect: ``amount_scale`` (every amount multiplied, e.g. inflation or a new
+    currency mix), ``channel_shift`` (legitimate point-of-sale rows moving online, or online rows
+    moving to the till when negative) or ``new_pattern`` (a share of fraud from cloned cards used
+    at everyday merchants in daytime, at the till, on the card's own device: fraud that looks like
+    the old legitimate traffic, so a model trained before the drift misses it).
+    """
+
+    from_day: int = Field(
+        ge=0, description="First drifted day, counted from start_date (0 = the first day)."
+    )
+    amount_scale: float = Field(
+        1.0, gt=0, le=100, description="Multiplier on every transaction amount (1 = unchanged)."
+    )
+    channel_shift: float = Field(
+        0.0,
+        ge=-1,
+        le=1,
+        description="Share of legitimate pos rows moved online (negative: online rows to pos).",
+    )
+    new_pattern: float = Field(
+        0.0, ge=0, le=1, description="Share of fraud rows from the new cloned-card pattern."
+    )
+
+    @model_validator(mode="after")
+    def _has_effect(self) -> FraudDrift:
+        if self.amount_scale == 1.0 and self.channel_shift == 0.0 and self.new_pattern == 0.0:
+            raise ValueError(
+                "drift changes nothing: set amount_scale (!= 1), channel_shift (!= 0) "
+                "or new_pattern (> 0)"
+            )
+        return self
+
+
 class FeedGeneratorParams(StrictModel):
     """Sizes and behaviour of the synthetic feed (see ``assets.raw.synthetic.feed``)."""
 
@@ -38,6 +90,9 @@ class FeedGeneratorParams(StrictModel):
     new_item_fraction: float = Field(0.3, ge=0, le=0.95, description="Items added after day 0.")
     position_bias: float = Field(
         1.0, ge=0, le=5, description="eta in P(examine|pos)=(1/(1+pos))^eta."
+    )
+    drift: FeedDrift | None = Field(
+        None, description="Change the world from a given day on (monitoring tests); off if unset."
     )
 
 
@@ -60,6 +115,9 @@ class FraudGeneratorParams(StrictModel):
         ge=0,
         le=120,
         description="Days after which a legitimate transaction counts as labelled.",
+    )
+    drift: FraudDrift | None = Field(
+        None, description="Change the world from a given day on (monitoring tests); off if unset."
     )
 
 
@@ -90,6 +148,16 @@ class SyntheticSource(StrictModel):
     start_date: date = Field(description="First day of events (first daily partition).")
     days: int = Field(14, ge=1, le=3650, description="Number of daily partitions.")
     params: GeneratorParams
+
+    @model_validator(mode="after")
+    def _drift_inside_range(self) -> SyntheticSource:
+        drift = getattr(self.params, "drift", None)
+        if drift is not None and drift.from_day >= self.days:
+            raise ValueError(
+                f"params.drift.from_day ({drift.from_day}) must be < days ({self.days}): "
+                "day indexes count from start_date, so no generated day would drift"
+            )
+        return self
 
 
 class LabelRule(StrictModel):

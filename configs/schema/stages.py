@@ -246,6 +246,9 @@ class MonitoringSpec(StrictModel):
     retrain_cron: str | None = Field(
         None, description="Cron for scheduled retraining, e.g. '0 3 * * 1'."
     )
+    retrain_after_rows: int | None = Field(
+        None, ge=1, description="Retrain once this many new raw-log rows arrived since the last."
+    )
 
     @field_validator("retrain_cron")
     @classmethod

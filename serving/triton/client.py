@@ -19,7 +19,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from serving.models.classifier import CalibratedClassifier
-from serving.triton.lightgbm_export import OUTPUT, TreeModel, feature_array
+from serving.triton.lightgbm_export import INPUT, OUTPUT, TreeModel, feature_array
 
 
 class TritonError(RuntimeError):
@@ -71,6 +71,7 @@ class TritonClient:
         return sorted(m["name"] for m in index if m.get("state") == "READY")
 
     def max_batch_size(self, model: str) -> int:
+        """The model's ``max_batch_size`` from the server's config (cached): the chunk size."""
         if model not in self._max_batch:
             try:
                 config = self._client.get_model_config(model)
@@ -99,10 +100,12 @@ class TritonClient:
         if len(rows) != 1:
             raise TritonError(f"{model}: inputs have different row counts {sorted(rows)}")
         (n,) = rows
+        if n == 0:
+            raise TritonError(f"{model}: no rows to infer")
         size = batch_size or self.max_batch_size(model) or n
         pending = [
             self._send(model, {k: v[start : start + size] for k, v in inputs.items()}, outputs)
-            for start in range(0, max(n, 1), size)
+            for start in range(0, n, size)
         ]
         parts = []
         for request in pending:
@@ -129,9 +132,11 @@ class TritonClient:
         except InferenceServerException as error:
             raise TritonError(f"{model}: request refused: {error.message()}") from None
 
-    def margins(self, model: str, served: TreeModel, frame: pd.DataFrame) -> np.ndarray:
+    def margins(
+        self, model: str, served: TreeModel, frame: pd.DataFrame, batch_size: int | None = None
+    ) -> np.ndarray:
         """A LightGBM model's raw margins for ``frame`` (encoded as the served model does)."""
-        out = self.infer(model, {"input__0": feature_array(served, frame)}, [OUTPUT])
+        out = self.infer(model, {INPUT: feature_array(served, frame)}, [OUTPUT], batch_size)
         return out[OUTPUT].reshape(-1).astype(np.float64)
 
 

@@ -11,7 +11,9 @@ Layout (one folder per served model, Triton's standard repository)::
 
 Both variants serve the same files with the same tensor names, so a client does not know which
 it talks to; the CPU one runs where no GPU (and no ONNX Runtime or FIL backend) is available, as
-on a developer machine or CI with the Triton wheel from PyPI.
+on a developer machine or CI with the Triton wheel from PyPI. Its ``model.py`` runs in Triton's
+Python stub with the packages of the virtualenv active when the server starts: numpy<2,
+onnxruntime and lightgbm (``scripts/install_triton.sh`` makes one).
 
 Model names are the MLflow registered name (``fraud.scorer``) plus the part for models served as
 several Triton models: ``feed.retrieval.user`` / ``.item`` (the towers), ``feed.ranking.click`` /

@@ -141,3 +141,22 @@ def test_feed_service_recommends_with_arms_cold_start_and_caps(
     ]
     for cats in categories:
         assert max(pd.Series(cats).value_counts(), default=0) <= cap
+
+
+def test_search_service_ranks_documents_for_known_and_unknown_queries(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    home = materialized_home(tmp_path_factory, "search")
+    queries = _events(home, "search")["query_id"].drop_duplicates().head(20).tolist()
+    with bento_server(home, "search", tmp_path / "requests.sqlite") as url:
+        for query in queries:
+            answer = _post(url, "search", {"query": int(query), "k": 5})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            docs = [d["doc_id"] for d in body["items"]]
+            assert 0 < len(docs) <= 5 and len(set(docs)) == len(docs)
+            assert set(body["model_versions"]) == {"retrieval", "ranking"}
+        cold = _post(url, "search", {"query": 10**9}).json()
+        assert cold["cold_start"] is True and len(cold["items"]) == 10
+        response = _post(url, "search", {"query": "cheap flights"})
+        assert response.status_code == 422 and "query" in _error(response)

@@ -36,6 +36,16 @@ Labels: with ``z`` the user-item affinity ``u.v`` standardised over random pairs
 ``b_click`` and ``b_buy`` are solved at build time on a pilot of logged slates so the overall CTR
 is about 6% and the purchase rate given a click about 10% whatever the sizes (unless a steep
 ``position_bias`` on a long slate leaves too little examination for 6%: attraction is capped).
+
+Drift (``params.drift``, off by default) changes only days with index ``>= from_day``; earlier
+days are the same rows with or without it. At build time, from a random stream of its own, a
+quarter of the categories (at least one) become trending and a ``taste_shift`` share of users get
+a new category mixture ``Dirichlet(2.0 on trending, 0.1 elsewhere)``: their latent swaps the old
+mixture's centroid sum for the new one (country offset and noise kept). On drifted days clicks and
+purchases follow the new tastes while the logging policy stays as it was (a stale recommender:
+the same slates in the same order), so clicks move towards trending categories and the click
+rate changes. Calibration and all earlier days ignore the drift.
+
 Learnable signal: user/item ids (collaborative), category/brand/price (content, cold start),
 country/age (user cold start), device, and position (bias to be corrected, not exploited).
 """
@@ -107,6 +117,9 @@ class FeedWorld(SyntheticWorld):
         self._build_items(self.world_rng(1))
         self._build_users(self.world_rng(2))
         self._calibrate(self.world_rng(3))
+        self._drifted_user_vectors: np.ndarray | None = None
+        if self.params.drift is not None:
+            self._build_drift(self.world_rng(4))
 
     def _build_items(self, rng: np.random.Generator) -> None:
         """Item latents from category, brand and noise; price, popularity, arrival."""
@@ -185,12 +198,38 @@ class FeedWorld(SyntheticWorld):
             },
         )
 
-    def _affinity_raw(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items])
+    def _build_drift(self, rng: np.random.Generator) -> None:
+        """Trending categories and the drifted tastes of a ``taste_shift`` share of users."""
+        p, drift = self.params, self.params.drift
+        n_trending = max(1, round(p.n_categories / 4))
+        self.trending_categories = np.sort(rng.choice(p.n_categories, n_trending, replace=False))
+        alpha = np.full(p.n_categories, 0.1)
+        alpha[self.trending_categories] = 2.0
+        new_mixture = rng.dirichlet(alpha, size=p.n_users)
+        self.drifted_users = np.zeros(p.n_users, bool)
+        self.drifted_users[rng.permutation(p.n_users)[: round(drift.taste_shift * p.n_users)]] = (
+            True
+        )
+        mixture = np.where(self.drifted_users[:, None], new_mixture, self.user_mixture)
+        self._drifted_user_vectors = (
+            self.user_vectors + (mixture - self.user_mixture) @ self.centroids
+        )
 
-    def affinity(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Hidden standardised user-item affinity ``z`` (mean 0, sd 1 over random pairs)."""
-        return (self._affinity_raw(users, items) - self._affinity_mean) / self._affinity_std
+    def _affinity_raw(
+        self, users: np.ndarray, items: np.ndarray, user_vectors: np.ndarray | None = None
+    ) -> np.ndarray:
+        vectors = self.user_vectors if user_vectors is None else user_vectors
+        return np.einsum("ij,ij->i", vectors[users], self.item_vectors[items])
+
+    def affinity(
+        self, users: np.ndarray, items: np.ndarray, user_vectors: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Hidden standardised user-item affinity ``z`` (mean 0, sd 1 over random pairs).
+
+        ``user_vectors`` replaces the users' tastes (drifted days); the standardisation stays.
+        """
+        raw = self._affinity_raw(users, items, user_vectors)
+        return (raw - self._affinity_mean) / self._affinity_std
 
     def _calibrate(self, rng: np.random.Generator) -> None:
         """Solve the click and purchase intercepts on a pilot of logged slates."""
@@ -275,6 +314,10 @@ class FeedWorld(SyntheticWorld):
             )
         )
         rows = self._build_slates(context.rng(1), times)
+        drift = self.params.drift
+        if drift is not None and context.index >= drift.from_day:
+            # the policy (slates and their order) is stale; the users' responses follow new tastes
+            rows["affinity"] = self.affinity(rows["user"], rows["item"], self._drifted_user_vectors)
         click_logit, buy_logit = self._logits(rows)
         exam = examination_probability(rows["position"], self.params.position_bias)
         attract, buy = sigmoid(click_logit), sigmoid(buy_logit)

@@ -26,6 +26,16 @@ so the fraud share matches ``fraud_rate`` up to binomial noise.
   high-risk merchants within two hours, from abroad 60% of the time, amounts
   ``typical * mcc_multiplier * LogNormal(log 4, 0.5)``.
 
+Drift (``params.drift``, off by default) changes only days with index ``>= from_day``; earlier
+days are the same rows with or without it, and it draws from extra random streams so that it
+changes nothing else. ``amount_scale`` multiplies every amount (rounded to cents, >= 0.50).
+``channel_shift`` moves that share of legitimate pos rows online (negative: domestic online rows to
+pos). ``new_pattern`` is the share of fraud rows (the fraud rate is unchanged) from cloned cards
+(``hidden_kind`` 3): small bursts of ``1 + Poisson(1)`` pos transactions in daytime at everyday
+(not high-risk) merchants in the card's home country, on the card's own device, amounts
+``typical * mcc_multiplier * LogNormal(log 1.5, 0.4)``. It looks like legitimate traffic, so a
+model trained before the drift loses recall.
+
 ``country`` is where the transaction happened (the cardholder's or fraudster's location).
 Labels: ``is_fraud`` is 1 for ring and takeover rows. ``label_time`` is when the label is known:
 ``event_time + LogNormal`` chargeback delay with mean ``chargeback_delay_mean_days`` for fraud,
@@ -52,7 +62,7 @@ from assets.raw.synthetic.base import (
     as_datetime64,
     sample_times_in_day,
 )
-from configs.schema.source import FraudGeneratorParams
+from configs.schema.source import FraudDrift, FraudGeneratorParams
 
 COUNTRIES = np.array(
     ["US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "BR", "MX", "IN", "TR"], dtype=object
@@ -83,6 +93,8 @@ CHANNELS = np.array(["online", "pos"], dtype=object)
 # Fraud bursts start by hour 20 so that even the longest burst ends inside the day.
 _RING_START_PROFILE = np.array([9, 10, 10, 9, 8, 5, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4.0])
 _ATO_START_PROFILE = np.array([4, 4, 4, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3.0])
+# Cloned-card bursts (drift's new pattern) start in daytime by hour 20 and last under three hours.
+_CLONE_START_PROFILE = DAYTIME_PROFILE[:21]
 _NEW_DEVICE_BASE = 10**12
 _CHARGEBACK_SIGMA = 0.6
 _MINUTE = 60 * 10**9
@@ -165,6 +177,10 @@ class FraudWorld(SyntheticWorld):
         self._any_merchant = PrefixSampler(popularity)
         risky = _MCC_RISKY[self.merchant_mcc]
         self._risky_merchants = PrefixSampler(risky.astype(float) if risky.any() else np.ones(n))
+        # Everyday (not high-risk) merchants, for drift's cloned-card pattern; no random draws.
+        everyday = popularity * ~risky if not risky.all() else popularity
+        self._everyday_local = PrefixSampler(everyday, None, self.merchant_country, n_countries)
+        self._everyday_any = PrefixSampler(everyday)
         self._set_table(
             "merchants",
             {
@@ -277,19 +293,76 @@ class FraudWorld(SyntheticWorld):
             "kind": np.full(n, 2, np.int8),
         }
 
+    def _cloned(
+        self, rng: np.random.Generator, context: DayContext, n: int
+    ) -> dict[str, np.ndarray]:
+        """``n`` cloned-card rows (drift): daytime pos bursts at home, everyday mccs, own device."""
+        burst_size = _burst_sizes(rng, n, 1, 1.0)
+        start = sample_times_in_day(rng, len(burst_size), context.start_ns, _CLONE_START_PROFILE)
+        burst_card = self._any_card.sample(rng, start)
+        burst = np.repeat(np.arange(len(burst_size)), burst_size)
+        card = burst_card[burst]
+        country = self.card_home[card]
+        merchant = self._everyday_local.sample(rng, None, groups=country)
+        missing = merchant < 0
+        merchant[missing] = self._everyday_any.sample(rng, None, size=int(missing.sum()))
+        return {
+            "card": card,
+            "merchant": merchant,
+            "time": start[burst] + rng.integers(0, 180 * _MINUTE, size=n),
+            "amount": self._amount(rng, card, merchant, np.log(1.5), 0.4),
+            "device": 4 * card + rng.integers(0, self.card_n_devices[card]),
+            "country": country,
+            "online": np.zeros(n, bool),
+            "kind": np.full(n, 3, np.int8),
+        }
+
+    def _drift(self, context: DayContext) -> FraudDrift | None:
+        """The drift in force on this day, if any."""
+        drift = self.params.drift
+        return drift if drift is not None and context.index >= drift.from_day else None
+
     def _simulate_day(self, context: DayContext) -> dict[str, np.ndarray]:
-        p = self.params
+        p, drift = self.params, self._drift(context)
+        new_share = drift.new_pattern if drift is not None else 0.0
+        old_fraud_rate = p.fraud_rate * (1 - new_share)
         counts = context.rng(0)
-        n_ring = int(counts.binomial(p.transactions_per_day, p.fraud_rate * p.ring_share))
-        n_ato = int(counts.binomial(p.transactions_per_day, p.fraud_rate * (1 - p.ring_share)))
-        n_legit = max(p.transactions_per_day - n_ring - n_ato, 0)
+        n_ring = int(counts.binomial(p.transactions_per_day, old_fraud_rate * p.ring_share))
+        n_ato = int(counts.binomial(p.transactions_per_day, old_fraud_rate * (1 - p.ring_share)))
+        n_new = (
+            int(context.rng(5).binomial(p.transactions_per_day, p.fraud_rate * new_share))
+            if new_share > 0
+            else 0
+        )
+        n_legit = max(p.transactions_per_day - n_ring - n_ato - n_new, 0)
         parts = [self._legit(context.rng(1), context, n_legit)]
         if n_ring:
             parts.append(self._rings(context.rng(2), context, n_ring))
         if n_ato:
             parts.append(self._takeovers(context.rng(3), context, n_ato))
+        if n_new:
+            parts.append(self._cloned(context.rng(6), context, n_new))
         rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        if drift is not None:
+            self._shift(rows, drift, context.rng(7))
         return self._columns(rows, context)
+
+    def _shift(
+        self, rows: dict[str, np.ndarray], drift: FraudDrift, rng: np.random.Generator
+    ) -> None:
+        """Apply drift's channel shift and amount scale to the day's rows, in place."""
+        n = len(rows["card"])
+        if drift.channel_shift != 0:
+            legit, online = rows["kind"] == 0, rows["online"]
+            moved = legit & (rng.random(n) < abs(drift.channel_shift))
+            if drift.channel_shift > 0:
+                rows["online"] = online | moved
+            else:
+                # cross-border purchases stay online: only domestic online rows move to the till
+                domestic = self.merchant_country[rows["merchant"]] == rows["country"]
+                rows["online"] = online & ~(moved & domestic)
+        if drift.amount_scale != 1:
+            rows["amount"] = np.maximum(np.round(rows["amount"] * drift.amount_scale, 2), 0.5)
 
     def _columns(self, rows: dict[str, np.ndarray], context: DayContext) -> dict[str, np.ndarray]:
         """Public and hidden columns from the raw row arrays, including label times."""

@@ -1,0 +1,101 @@
+"""Drift of a use case's data: which columns are watched, and PSI tables over them.
+
+Two views, both through :class:`assets.monitoring.psi.DriftReference` (bins fixed on the
+reference, the YAML's ``monitoring`` thresholds and minimum window):
+
+* **Event drift** -- the raw log's own columns, new days against earlier ones. Cheap (no model,
+  no features), so the drift sensor runs it on every new raw partition. Watched: numeric and
+  categorical events columns that describe the event; ids, keys, group and unique columns,
+  timestamps, labels and label-arrival times are not distributions a model sees.
+* **Model drift** -- every feature of a model and its score, the training split (the reference
+  the model learned from) against the most recent rows of its training set.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from assets.monitoring.psi import DriftReference
+from configs.schema.usecase import UseCaseSpec
+
+SCORE = "score"
+ALERT = "alert"
+
+
+@dataclass
+class Drift:
+    """A PSI table with what produced it, so a report can break any feature down by bin."""
+
+    table: pd.DataFrame
+    reference: DriftReference | None
+    window: pd.DataFrame
+
+    def breakdown(self, feature: str) -> pd.DataFrame:
+        """Reference and window share and PSI term per bin of ``feature``."""
+        return self.reference.features[feature].breakdown(self.window[feature])
+
+
+def watched_event_columns(spec: UseCaseSpec) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) events columns whose distribution drift is watched."""
+    keys = {entity.key for entity in spec.entities.values()}
+    skip = keys | {spec.events.timestamp, spec.events.group}
+    for label in spec.labels.values():
+        skip |= {label.column, label.available_at}
+    numeric, categorical = [], []
+    for name, column in spec.events.columns.items():
+        if name in skip or column.unique or name.endswith("_id") or column.dtype == "timestamp":
+            continue
+        (categorical if column.dtype in ("string", "bool") else numeric).append(name)
+    return numeric, categorical
+
+
+def _thresholds(spec: UseCaseSpec) -> dict[str, float | int]:
+    monitoring = spec.monitoring
+    return {
+        "min_window_rows": monitoring.min_window_rows,
+        "psi_warn": monitoring.psi_warn,
+        "psi_alert": monitoring.psi_alert,
+    }
+
+
+def event_drift(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> Drift:
+    """PSI of every watched events column, ``window`` against ``reference``."""
+    numeric, categorical = watched_event_columns(spec)
+    columns = [c for c in numeric + categorical if c in reference.columns]
+    if not columns or reference.empty:
+        return Drift(pd.DataFrame(columns=["source", "feature", "psi", "status"]), None, window)
+    fitted = DriftReference.fit(
+        reference, columns, categorical=[c for c in categorical if c in columns]
+    )
+    table = fitted.psi_table(window, **_thresholds(spec))
+    return Drift(table.assign(source="events"), fitted, window)
+
+
+def model_drift(
+    spec: UseCaseSpec,
+    model: str,
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    features: list[str],
+    score: Callable[[pd.DataFrame], np.ndarray] | None,
+) -> Drift:
+    """PSI of a model's features and (with ``score``) of its score, window vs reference."""
+    columns = [c for c in features if c in reference.columns and _scalar(reference[c])]
+    scored = score is not None and len(reference) and len(window)
+    if scored:
+        reference = reference.assign(**{SCORE: score(reference)})
+        window = window.assign(**{SCORE: score(window)})
+        columns.append(SCORE)
+    reference, window = reference[columns], window[columns]
+    categorical = [c for c in columns if not pd.api.types.is_numeric_dtype(reference[c])]
+    fitted = DriftReference.fit(reference, columns, categorical=categorical)
+    table = fitted.psi_table(window, **_thresholds(spec)).assign(source=f"model:{model}")
+    return Drift(table, fitted, window)
+
+
+def _scalar(series: pd.Series) -> bool:
+    """Not a list column (last-N ids): PSI needs one value per row."""
+    values = series.dropna()
+    return not (len(values) and isinstance(values.iloc[0], list | tuple | np.ndarray))

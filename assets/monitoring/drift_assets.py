@@ -1,0 +1,136 @@
+"""Asset factory for ``<use case>/drift_report``: PSI of the raw log and of every model.
+
+Events: the training split's period of the raw log (the split plan's train window) is the
+reference, the most recent days holding at least ``monitoring.min_window_rows`` rows the window.
+Models: each tabular model's features and its champion's score, the training split against the
+test split (the newest labelled rows). One table with a row per (source, feature), plots of the
+features that warn or alert, and a warning check that fails on any alert.
+"""
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+from assets.metadata import asset_identity, table_metadata
+from assets.models.assets import model_key, registered_name
+from assets.models.plots import markdown_image
+from assets.monitoring.drift import ALERT, Drift, event_drift, model_drift
+from assets.monitoring.plots import bin_shares_plot
+from assets.training.assets import training_set_key
+from assets.training.build import SPLIT
+from configs.schema.usecase import UseCaseSpec
+from resources.mlflow_registry import MLflowResource
+
+ALERT_CHECK = "no_drift_alert"
+MAX_PLOTS = 6
+TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
+
+
+def drift_report_key(spec: UseCaseSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "drift_report"])
+
+
+def recent_window(events: pd.DataFrame, timestamp: str, min_rows: int) -> pd.DataFrame:
+    """The newest whole days of ``events`` that together hold at least ``min_rows`` rows."""
+    days = events[timestamp].dt.floor("D")
+    per_day = days.value_counts().sort_index(ascending=False)
+    needed = int((per_day.cumsum() < min_rows).sum()) + 1
+    first = per_day.index[min(needed, len(per_day)) - 1]
+    return events[days >= first]
+
+
+def _train_period(events: pd.DataFrame, timestamp: str, plan: pd.DataFrame) -> pd.DataFrame:
+    train = plan[plan["split"] == "train"].iloc[0]
+    start, end = pd.Timestamp(train["window_start"]), pd.Timestamp(train["window_end"])
+    return events[(events[timestamp] >= start) & (events[timestamp] < end)]
+
+
+def _plots(drifts: list[Drift]) -> str:
+    images = []
+    for drift in drifts:
+        worst = drift.table[drift.table["status"].isin(["warn", "alert"])]
+        for row in worst.sort_values("psi", ascending=False).itertuples():
+            if len(images) == MAX_PLOTS:
+                break
+            title = f"{row.source} {row.feature}: PSI {row.psi:.3f} ({row.status})"
+            images.append(
+                markdown_image(bin_shares_plot(drift.breakdown(row.feature), title), title)
+            )
+    return "\n\n".join(images) or "No feature warns."
+
+
+def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
+    if spec.events.timestamp is None:
+        return None
+    tabular = [m for m, s in spec.model.items() if s.problem in TABULAR]
+    key = drift_report_key(spec)
+    ins = {
+        "raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"])),
+        "split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"])),
+    }
+    ins.update({f"set_{m}": dg.AssetIn(key=training_set_key(spec, m)) for m in tabular})
+    monitoring = spec.monitoring
+
+    @dg.asset(
+        key=key,
+        ins=ins,
+        deps=[model_key(spec, m) for m in tabular],
+        **asset_identity(spec, "monitoring"),
+        kinds={"pandas"},
+        description=(
+            "PSI of the raw log's columns (recent days vs the training period) and of every"
+            " model's features and champion score (test vs train split); warn at"
+            f" {monitoring.psi_warn}, alert at {monitoring.psi_alert}, windows of at least"
+            f" {monitoring.min_window_rows} rows."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(ALERT_CHECK, asset=key, description="No PSI at the alert level.")
+        ],
+    )
+    def drift_report(context: dg.AssetExecutionContext, mlflow: MLflowResource, **inputs):
+        events, timestamp = inputs["raw_events"], spec.events.timestamp
+        window = recent_window(events, timestamp, monitoring.min_window_rows)
+        drifts = [event_drift(spec, _train_period(events, timestamp, inputs["split_plan"]), window)]
+        for model in tabular:
+            frame = inputs[f"set_{model}"]
+            name = registered_name(spec, model)
+            champion = (
+                mlflow.load_model(name, "champion").unwrap_python_model().model
+                if mlflow.version_by_alias(name, "champion")
+                else None
+            )
+            features = list(champion.feature_columns) if champion is not None else []
+            drifts.append(
+                model_drift(
+                    spec,
+                    model,
+                    frame[frame[SPLIT] == "train"],
+                    frame[frame[SPLIT] == "test"],
+                    features,
+                    champion.predict if champion is not None else None,
+                )
+            )
+        table = pd.concat([d.table for d in drifts], ignore_index=True)
+        table = table[["source", *[c for c in table.columns if c != "source"]]]
+        alerted = [f"{r.source}:{r.feature}" for r in table[table["status"] == ALERT].itertuples()]
+        worst = table["psi"].max(skipna=True)
+        context.log.info(f"drift: {len(alerted)} alerts, max PSI {worst:.3f}")
+        yield dg.Output(
+            table,
+            metadata={
+                **table_metadata(table.round(4)),
+                "window_rows": len(window),
+                "max_psi": float(worst) if not math.isnan(worst) else 0.0,
+                "alerts": ", ".join(alerted) or "none",
+                "plots": dg.MetadataValue.md(_plots(drifts)),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=ALERT_CHECK,
+            passed=not alerted,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"alerts": ", ".join(alerted) or "none"},
+        )
+
+    return drift_report

@@ -1,0 +1,148 @@
+"""Asset factory for ``<use case>/triton_repository``: the champions as a Triton model repository.
+
+Every model of the use case is loaded from MLflow at its ``champion`` alias and exported: the
+two-tower towers to ONNX (checked against PyTorch with ONNX Runtime; the asset fails past 1e-4),
+LightGBM boosters to LightGBM text for the FIL backend (raw margins; checked against the served
+booster). Both repository variants are written (``serving.triton.repository``):
+
+* ``<home>/triton/<use case>/gpu``: ONNX Runtime and FIL backends on GPU instances;
+* ``<home>/triton/<use case>/cpu``: the same files under the Python backend on CPU instances;
+
+with ``manifest.json`` beside them. The folder is built under a staging name and swapped in only
+once complete and checked, so a failed build keeps the previous repository and a server polling
+the folder never sees half of one. Nothing is downloaded: only the registry and local files.
+"""
+
+import shutil
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from assets.metadata import asset_identity
+from assets.models.assets import model_key, registered_name
+from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
+from resources.mlflow_registry import CHAMPION, MLflowResource
+from serving.triton.config import CONFIG_FILE
+from serving.triton.onnx_export import PARITY_TOLERANCE, ParityError
+from serving.triton.repository import ExportedModel, export_model, write_repository
+
+
+def triton_repository_key(spec: UseCaseSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "triton_repository"])
+
+
+def _champions(spec: UseCaseSpec, mlflow: MLflowResource) -> dict[str, tuple[str, object]]:
+    """``{registered name: (champion version, served model object)}`` for every model."""
+    out = {}
+    for model in spec.model:
+        name = registered_name(spec, model)
+        version = mlflow.version_by_alias(name, CHAMPION)
+        if version is None:
+            raise dg.Failure(
+                f"{spec.name}: model {model!r} ({name}) has no {CHAMPION!r} version in the"
+                " registry; materialize its model asset first"
+            )
+        out[name] = (version, mlflow.load_model(name, version).unwrap_python_model().model)
+    return out
+
+
+def _export(champions: dict[str, tuple[str, object]]) -> list[ExportedModel]:
+    exported = []
+    for name, (version, served) in champions.items():
+        try:
+            exported += export_model(name, version, served)
+        except (ParityError, ValueError, TypeError) as error:
+            raise dg.Failure(f"{name} version {version}: export failed: {error}") from None
+    return exported
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace ``final`` by ``staging`` with two renames; the old folder is removed after."""
+    old = final.with_name(f".{final.name}.old.{uuid.uuid4().hex}")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _models_table(models: list[ExportedModel]) -> str:
+    rows = [
+        {
+            "triton model": m.name,
+            "source": f"{m.source} v{m.version}",
+            "format": m.format,
+            "inputs": ", ".join(f"{s.name} {s.dtype}{list(s.dims)}" for s in m.inputs),
+            "outputs": ", ".join(f"{s.name} {s.dtype}{list(s.dims)}" for s in m.outputs),
+            "parity max |diff|": f"{m.parity_max_abs_diff:.2e}",
+        }
+        for m in models
+    ]
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def _formats(spec: UseCaseSpec) -> set[str]:
+    """The export formats the use case's models need (the asset's kinds in the UI)."""
+    problems = {stage.problem for stage in spec.model.values()}
+    return {"onnx" if problem == "two_tower" else "lightgbm" for problem in problems}
+
+
+def triton_repository_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
+    key = triton_repository_key(spec)
+
+    @dg.asset(
+        key=key,
+        deps=[model_key(spec, m) for m in spec.model],
+        **asset_identity(spec, "serving"),
+        kinds={"triton", *_formats(spec)},
+        description=(
+            f"Triton model repository of the {spec.name} champions: towers as ONNX (parity with"
+            f" PyTorch <= {PARITY_TOLERANCE:g}), LightGBM as FIL text serving raw margins; a GPU"
+            " variant (ONNX Runtime, FIL) and a CPU variant (Python backend, same files)."
+        ),
+    )
+    def triton_repository(
+        context: dg.AssetExecutionContext, mlflow: MLflowResource, home: HomeResource
+    ) -> dg.MaterializeResult:
+        champions = _champions(spec, mlflow)
+        models = _export(champions)
+        folder = home.folder("triton")
+        if folder.protocol not in ("", "file", "local"):
+            raise dg.Failure(f"the Triton repository is written to a local home, not {folder}")
+        root = Path(folder.path)
+        staging = root / f".{spec.name}.{uuid.uuid4().hex}"
+        try:
+            write_repository(models, staging)
+        except Exception:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        final = root / spec.name
+        _swap_in(staging, final)
+        context.log.info(f"{len(models)} Triton models written to {final}")
+        onnx = [m.parity_max_abs_diff for m in models if m.format == "onnx"]
+        config = (final / "gpu" / models[0].name / CONFIG_FILE).read_text(encoding="utf-8")
+        return dg.MaterializeResult(
+            metadata={
+                "models": dg.MetadataValue.md(_models_table(models)),
+                "versions": dg.MetadataValue.json(
+                    {name: version for name, (version, _) in champions.items()}
+                ),
+                "triton_models": len(models),
+                "onnx_parity_max_abs_diff": float(max(onnx, default=0.0)),
+                "path": dg.MetadataValue.path(str(final)),
+                "gpu_repository": dg.MetadataValue.path(str(final / "gpu")),
+                "cpu_repository": dg.MetadataValue.path(str(final / "cpu")),
+                "config_sample": dg.MetadataValue.md(
+                    f"`{models[0].name}/config.pbtxt` (gpu)\n\n```\n{config}```"
+                ),
+            }
+        )
+
+    return triton_repository
+
+
+def triton_repository_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
+    """One ``<use case>/triton_repository`` asset for a use case with models, else none."""
+    return [triton_repository_asset(spec)] if spec.model else []

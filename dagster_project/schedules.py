@@ -1,0 +1,50 @@
+"""Retraining jobs and schedules, one per use case, from the YAML's ``monitoring`` section.
+
+The retraining job re-materializes everything of the use case downstream of the raw logs --
+split, features, Feast, training sets, models behind the registry gate, indices, the serving
+bundle and the Bento -- so a scheduled (or sensor-requested) run ends in a gated promotion and a
+new deployable artifact. Raw partitions are left to their own ingestion. Schedules start
+stopped: turning one on is a deployment decision, made in the UI or with ``dagster schedule``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from configs.schema.usecase import UseCaseSpec
+
+RAW_STAGE = "raw"
+# what ``dg.define_asset_job`` returns; its class is not part of Dagster's public API
+AssetJob = Any
+
+
+def retrain_job_name(spec: UseCaseSpec) -> str:
+    return f"{spec.name}_retrain"
+
+
+def retrain_job(spec: UseCaseSpec) -> AssetJob:
+    """Every asset of the use case except the raw logs, in one run."""
+    return dg.define_asset_job(
+        retrain_job_name(spec),
+        selection=dg.AssetSelection.groups(spec.name) - dg.AssetSelection.tag("stage", RAW_STAGE),
+        description=f"Retrain {spec.name}: features to the registry gate and the serving bundle.",
+        tags={"playbook/use_case": spec.name},
+    )
+
+
+def retrain_schedule(spec: UseCaseSpec, job: AssetJob) -> dg.ScheduleDefinition | None:
+    """The ``monitoring.retrain_cron`` schedule of ``job`` (UTC), or None without a cron."""
+    cron = spec.monitoring.retrain_cron
+    if cron is None:
+        return None
+    return dg.ScheduleDefinition(
+        name=f"{spec.name}_retrain_schedule",
+        cron_schedule=cron,
+        job=job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        tags={"playbook/use_case": spec.name, "playbook/reason": "scheduled retrain"},
+        description=f"Scheduled retraining of {spec.name} ({cron}, UTC).",
+    )
