@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 test: lint
 	scripts/install_redis.sh
+	scripts/install_triton.sh
 	$(BIN)/python -m pytest -n 2 tests
 
 schema: $(STAMP)

@@ -481,16 +481,25 @@ class OnlineReader:
         followed by every feature of ``service`` as ``<view>__<feature>``; one output row per
         input row. ``views`` reads only those views of the service (then only their join keys
         are needed), e.g. a user's views before any candidate item is known."""
+        columns = {c: entity_rows[c].tolist() for c in entity_rows.columns}
+        return pd.DataFrame(self.read_columns(service, columns, views), copy=False)
+
+    def read_columns(
+        self,
+        service: str,
+        entity_rows: dict[str, list[Any]],
+        views: Collection[str] | None = None,
+    ) -> dict[str, list[Any] | np.ndarray]:
+        """:meth:`read` as ``{column: values}`` from ``{join key: values}``, with no frame in
+        between: what a service scoring one request needs, at a fraction of the cost."""
         plan = self.plan(service)
         chosen = [v for v in plan.views if views is None or v.view.name in views]
         needed = {k for view in chosen for k in view.join_keys}
-        missing = needed.difference(entity_rows.columns)
+        missing = needed.difference(entity_rows)
         if missing:
             raise KeyError(f"entity_rows lacks join keys {sorted(missing)} of {service!r}")
-        columns: dict[str, list[Any]] = {
-            c: entity_rows[c].tolist() for c in entity_rows.columns if c in plan.echoed
-        }
-        n_rows = len(entity_rows)
+        columns = {c: list(v) for c, v in entity_rows.items() if c in plan.echoed}
+        n_rows = len(next(iter(entity_rows.values()))) if entity_rows else 0
         data: dict[str, list[Any] | np.ndarray] = dict(columns)
         for view in chosen:
             if self.is_cached(view.view.name):
@@ -501,7 +510,7 @@ class OnlineReader:
                 features = _feature_columns(view, rows, inverse)
             for name, values in zip(view.columns, features, strict=True):
                 data[name] = values
-        return pd.DataFrame(data, copy=False)
+        return data
 
     def close(self) -> None:
         """Release the store's connections (SQLite file handle, Redis pool)."""

@@ -91,6 +91,8 @@ class FunnelHandler(Handler):
         self.user_key, self.item_key, item_entity = retrieval_keys(spec, self.retrieval)
         self.user_dtype = next(e.dtype for e in spec.entities.values() if e.key == self.user_key)
         super().__init__(bundle, log, cached_keys=(self.item_key,))
+        # one query per request: OpenMP's thread start-up costs more than the search itself
+        faiss.omp_set_num_threads(1)
         self.endpoint = spec.serving.endpoint
         self.unit_field = "user_id" if self.endpoint == "recommend" else "query"
         self.user_views = self.features.views_keyed_by(self.retrieval, {self.user_key})

@@ -20,7 +20,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from resources.online_read import OnlineReader, plan_service
-from serving.models.features import seconds_since_last
+from serving.models.features import seconds_since_last, seconds_since_last_row
 
 LIVE_ITEM_VIEWS_ENV = "PLAYBOOK_LIVE_ITEM_VIEWS"
 
@@ -79,3 +79,23 @@ class OnlineFeatures:
         self.reads += len(rows)
         self.misses += misses
         return seconds_since_last(frame, as_of), misses
+
+    def read_row(
+        self, service: str, keys: dict[str, object], as_of: pd.Timestamp
+    ) -> tuple[dict[str, object], int]:
+        """One entity row's features as ``{column: value}``: :meth:`read` without a frame,
+        for single-row endpoints where pandas would cost more than the store read."""
+        if self._reader is None:
+            return dict(keys), 0
+        with self._lock:
+            data = self._reader.read_columns(service, {k: [v] for k, v in keys.items()})
+            plan = self._reader.plan(service)
+        row = {name: values[0] for name, values in data.items()}
+        misses = sum(
+            1
+            for view in plan.views
+            if view.columns and all(row[c] is None or row[c] != row[c] for c in view.columns)
+        )
+        self.reads += 1
+        self.misses += misses
+        return seconds_since_last_row(row, as_of), misses

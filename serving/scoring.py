@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from serving.bundle import Bundle
 from serving.handler import Handler
@@ -58,15 +57,14 @@ class ScoreHandler(Handler):
         unit = transaction.get(self.unit) if self.unit else None
         arm = self.arm_for(unit)
         model = self.model(arm, self.scorer)
-        frame, misses = self.features.read(self.scorer, pd.DataFrame([keys]), as_of)
+        row, misses = self.features.read_row(self.scorer, keys, as_of)
         for column in self.request_columns:
-            frame[column] = [transaction.get(column)]
+            row[column] = transaction.get(column)
         for column in model.feature_columns:
-            if column not in frame.columns:
-                frame[column] = [None]
+            row.setdefault(column, None)
         columns = list(model.feature_columns)
         try:
-            matrix = feature_array(frame, columns, model.categories)
+            matrix = feature_array(row, columns, model.categories)
         except ValueError as error:  # e.g. a text where a number belongs
             raise RequestError("transaction", str(error)) from error
         margin = model.booster.predict(
@@ -80,7 +78,7 @@ class ScoreHandler(Handler):
         reasons = [
             {
                 "feature": columns[i],
-                "value": _plain(frame[columns[i]].iloc[0]),
+                "value": _plain(row[columns[i]]),
                 "contribution": float(contributions[i]),
             }
             for i in top
@@ -96,7 +94,7 @@ class ScoreHandler(Handler):
         }
         extras = {
             "unit": unit,
-            "features": frame[list(model.feature_columns)].iloc[0].to_dict(),
+            "features": {c: row[c] for c in columns},
             "scores": {"probability": probability, "margin": float(margin[0])},
             "misses": misses,
         }

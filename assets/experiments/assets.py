@@ -26,7 +26,7 @@ from assets.metadata import asset_identity
 from assets.serving.bundle_assets import serving_bundle_key
 from configs.schema.stages import ExperimentSpec
 from configs.schema.usecase import UseCaseSpec
-from resources.home import HomeResource
+from resources.home import HomeResource, playbook_home
 from serving.request_log import read_request_log
 
 SRM_CHECK = "sample_ratio"
@@ -40,8 +40,8 @@ def experiment_analysis_key(spec: UseCaseSpec) -> dg.AssetKey:
 
 
 def request_log_file(home: HomeResource, spec: UseCaseSpec) -> Path:
-    """Where the use case's services write their request log."""
-    return Path(str(home.folder("serving", spec.name))) / LOG_FILE
+    """Where the use case's services write their request log (not created here)."""
+    return Path(str(playbook_home(home.path) / "serving" / spec.name / LOG_FILE))
 
 
 def _read_log(path: Path) -> pd.DataFrame | None:
@@ -84,7 +84,7 @@ def plan_from_units(
     return None, "no pre-period or control outcomes to estimate a baseline from"
 
 
-def _unplanned(analysis: ExperimentAnalysis) -> ExperimentAnalysis:
+def hold_verdicts(analysis: ExperimentAnalysis) -> ExperimentAnalysis:
     """Without a plan the units needed are unknown, so no arm may be called a winner yet."""
     comparisons = [
         c if c.verdict == "srm" else replace(c, verdict="insufficient_sample")
@@ -243,7 +243,7 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             covariate_column="covariate" if has_covariate else None,
         )
         if plan is None:
-            analysis = _unplanned(analysis)
+            analysis = hold_verdicts(analysis)
         frame = analysis.to_frame()
         srm = analysis.srm
         yield dg.Output(

@@ -17,7 +17,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from serving.models.decision_bands import DecisionBands
-from serving.models.features import Categories, prepare_features
+from serving.models.features import Categories, feature_array, prepare_features
 
 Calibration = Literal["sigmoid", "isotonic"]
 
@@ -75,7 +75,7 @@ class CalibratedClassifier:
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw log-odds of the trees (class-weighted, so not a calibrated quantity)."""
-        x = self.matrix(frame)
+        x = feature_array(frame, self.feature_columns, self.categories)
         return self.booster.predict(
             x,
             num_iteration=self.best_iteration,

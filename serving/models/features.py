@@ -9,7 +9,8 @@ a trained one), and last-N id lists dropped (LightGBM cannot split on a list).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -127,8 +128,27 @@ def seconds_since_last(frame: pd.DataFrame, as_of: pd.Series | pd.Timestamp) -> 
     return frame.drop(columns=stamps).assign(**renamed)
 
 
+def seconds_since_last_row(row: dict[str, Any], as_of: pd.Timestamp) -> dict[str, Any]:
+    """:func:`seconds_since_last` for one row held as a dict (a single-row request)."""
+    out = {}
+    reference = pd.Timestamp(as_of)
+    reference = reference.tz_convert(None) if reference.tzinfo else reference
+    for column, value in row.items():
+        if LAST_EVENT_AT not in column:
+            out[column] = value
+            continue
+        name = column.replace(LAST_EVENT_AT, SECONDS_SINCE, 1)
+        if value is None or value != value:
+            out[name] = np.nan
+        else:
+            moment = pd.Timestamp(value)
+            moment = moment.tz_convert(None) if moment.tzinfo else moment
+            out[name] = (reference - moment).total_seconds()
+    return out
+
+
 def feature_array(
-    frame: pd.DataFrame, feature_columns: list[str], categories: Categories
+    frame: pd.DataFrame | Mapping[str, Any], feature_columns: list[str], categories: Categories
 ) -> np.ndarray:
     """The model matrix as one float64 array: what LightGBM (and Triton's FIL) reads natively.
 
@@ -136,14 +156,40 @@ def feature_array(
     training levels (the code ``pandas`` gives it), missing or unseen is NaN -- but built column
     by column without an intermediate frame, which is most of the cost of scoring one row.
     """
-    out = np.empty((len(frame), len(feature_columns)), dtype=np.float64)
-    for j, column in enumerate(feature_columns):
-        series = frame[column]
+    columns = [frame[column] for column in feature_columns]
+    rows = len(_listed(columns[0])) if columns else 0
+    out = np.empty((rows, len(feature_columns)), dtype=np.float64)
+    for j, (column, values) in enumerate(zip(feature_columns, columns, strict=True)):
         if column in categories:
-            text = [None if v is None or v != v else str(v) for v in series.tolist()]
-            codes = pd.Categorical(text, categories=categories[column]).codes.astype(np.float64)
-            codes[codes < 0] = np.nan
-            out[:, j] = codes
+            codes = {level: float(i) for i, level in enumerate(categories[column])}
+            out[:, j] = [
+                np.nan if _missing(v) else codes.get(str(v), np.nan) for v in _listed(values)
+            ]
+        elif isinstance(values, pd.Series):
+            out[:, j] = _as_float(column, values).to_numpy()
         else:
-            out[:, j] = _as_float(column, series).to_numpy()
+            out[:, j] = _numbers(column, _listed(values))
     return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value != value
+
+
+def _listed(values: Any) -> list[Any]:
+    """A column as a list: a Series, an array, a list, or one scalar (a one-row mapping)."""
+    if hasattr(values, "tolist"):
+        listed = values.tolist()
+        return listed if isinstance(listed, list) else [listed]
+    return list(values) if isinstance(values, list | tuple) else [values]
+
+
+def _numbers(name: str, values: list[Any]) -> np.ndarray:
+    """Floats with None as NaN; the same errors as ``_as_float`` for text and infinities."""
+    try:
+        array = np.array([np.nan if _missing(v) else v for v in values], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"feature {name!r} is not numeric: {err}") from err
+    if np.isinf(array).any():
+        raise ValueError(f"feature {name!r} has {int(np.isinf(array).sum())} infinite values")
+    return array

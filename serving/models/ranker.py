@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from serving.models.features import Categories, prepare_features
+from serving.models.features import Categories, feature_array
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Ranker:
     predict_threads: int = 0  # LightGBM threads per call; 0 = its default (all cores)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        x = prepare_features(frame, self.feature_columns, self.categories)[0]
+        x = feature_array(frame, self.feature_columns, self.categories)
         return self.booster.predict(
             x, num_iteration=self.best_iteration, num_threads=self.predict_threads
         )

@@ -200,7 +200,8 @@ def write_variant(models: Sequence[ExportedModel], folder: Path, variant: Varian
         if variant == "cpu":
             shutil.copyfile(PYTHON_MODEL, version / "model.py")
         header = (
-            f"{model.name}: {model.source} version {model.version} ({model.format}, {variant})\n"
+            f"{model.name}: MLflow {model.source} version {model.version}, {model.format},"
+            f" {variant} variant\n"
             "Written by serving.triton.repository; rebuilt with the repository, do not edit."
         )
         text = config_text(build(model), header)

@@ -35,7 +35,8 @@ def materialized_home(factory: pytest.TempPathFactory, use_case: str) -> Path:
         if not (home / "done").exists():
             (spec,) = load_use_cases([CONFIG_DIR / f"{use_case}.yaml"])
             spec = _small(spec, days=DAYS[use_case])
-            result = _run(spec, home, stages_to_skip=("funnel_evaluation",))
+            skip = ("funnel_evaluation", "triton_repository", "drift_report", "performance")
+            result = _run(spec, home, stages_to_skip=(*skip, "experiment_analysis"))
             assert result.success
             (home / "done").touch()
     return home

@@ -112,8 +112,15 @@ def test_worse_champion_on_delayed_labels_is_rolled_back(
     name = registered_name(spec, "scorer")
     registry = MLflowResource(home=str(home))
     assert registry.version_by_alias(name, "champion") == "1"
-    transactions = _transactions(home)
     started = time.perf_counter()
+    # nothing served yet: an empty table and a passing check, not a failure
+    empty = _materialize(spec, home, [performance_key(spec, "scorer")])
+    (event,) = empty.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 0
+    assert "no logged 'score' predictions" in event.materialization.metadata["note"].value
+    assert [c.passed for c in empty.get_asset_check_evaluations()] == [True]
+
+    transactions = _transactions(home)
     _serve(home, transactions)  # version 1
 
     # v2: a crippled learner through the real gate, loosened for this run only

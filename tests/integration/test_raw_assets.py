@@ -51,8 +51,14 @@ def _run(
     stages_to_skip: tuple[str, ...] = (),
     **kwargs,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the selected asset (default: all) over every partition in one run."""
+    """Materialize the selected asset (default: all) over every partition in one run.
+
+    ``stages_to_skip`` names second path parts (``models``, ``funnel_evaluation``...); what
+    depends on a skipped asset is skipped too, since it would have nothing to read.
+    """
     assets = use_case_assets(spec)
+    skipped = [k for a in assets for k in a.keys if k.path[1] in stages_to_skip]
+    below = dg.AssetSelection.assets(*skipped).downstream().resolve(assets) if skipped else set()
     partitioned = [a.partitions_def for a in assets if a.partitions_def is not None]
     tags = {}
     if partitioned:
@@ -62,7 +68,7 @@ def _run(
         k
         for a in assets
         for k in a.keys
-        if (select is None or k.path[-1] == select) and k.path[1] not in stages_to_skip
+        if (select is None or k.path[-1] == select) and k not in below
     ]
     return dg.materialize(
         assets,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.experiments.assets import plan_from_units
+from assets.experiments.assets import hold_verdicts, plan_from_units
 from assets.experiments.stats import analyze_experiment
 from assets.experiments.units import experiment_units
 from configs.schema.stages import ExperimentSpec
@@ -192,3 +192,12 @@ def test_plan_falls_back_to_the_control_arm_without_a_pre_period(outcome: str) -
     assert plan.metric == ("continuous" if outcome == "rate" else "proportion")
     none, why = plan_from_units(EXPERIMENT, units.iloc[:1], outcome)
     assert none is None and "no pre-period" in why
+
+
+def test_without_a_plan_no_winner_is_named() -> None:
+    units = pd.DataFrame(
+        {"arm": ["control"] * 50 + ["treatment"] * 50, "outcome": [0.0] * 50 + [1.0] * 50}
+    )
+    analysis = analyze_experiment(units, WEIGHTS, planned_n=None)
+    assert analysis.verdicts == {"treatment": "treatment_wins"}
+    assert hold_verdicts(analysis).verdicts == {"treatment": "insufficient_sample"}
