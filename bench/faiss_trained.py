@@ -8,7 +8,8 @@ and one query at a time, recall@k against exact search) with the same ``IndexSpe
 tuning. Queries are query-tower vectors of real users, one per warm user (a user the served path
 ranks with the model): test-split users are the bench queries and training-split users tune the
 index, so no query both tunes and measures it. A last row tunes on item vectors instead, as the
-index asset does, which has no user queries.
+index asset does, which has no user queries. ``--cache`` keeps the vectors and queries, so a
+second run measures the indexes without training again.
 
 Below ``IndexSpec.exact_below`` items ``auto`` is exact search, so IVF is then asked for by name.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -61,15 +63,41 @@ def embed(spec, model: str, frame: pd.DataFrame, items, args: argparse.Namespace
         "queries": user_queries(tower, frame[frame[SPLIT] == "test"], args.queries, 2),
         "tuning": user_queries(tower, frame[frame[SPLIT] == "train"], 2_000, 3),
     }
+    primary = trained.primary
     print(
-        f"  {model}: trained in {time.perf_counter() - started:.1f} s "
-        f"({trained.primary} {trained.metrics[trained.primary]:.4f}); catalog "
-        f"{len(vectors):,} x {vectors.shape[1]}, {warm.mean():.1%} with a learned id, "
-        f"{len(np.unique(vectors.round(4), axis=0)):,} distinct; "
-        f"{len(data['queries']):,} test-user queries, {len(data['tuning']):,} tuning",
+        f"  {model}: trained in {time.perf_counter() - started:.1f} s ({primary} "
+        f"{trained.metrics[primary]:.4f}, popularity {trained.baseline_metrics[primary]:.4f}); "
+        f"{warm.mean():.1%} of the catalog with a learned id",
         flush=True,
     )
     return data
+
+
+def cache_path(spec, model: str, args: argparse.Namespace) -> Path | None:
+    """Where ``--cache`` keeps a model's vectors and queries, named by the world's size."""
+    if args.cache is None:
+        return None
+    size = f"s{args.scale:g}-c{args.catalog_scale:g}-d{spec.source.days}"
+    return args.cache / f"{spec.name}-{model}-{size}.npz"
+
+
+def embeddings(spec, args: argparse.Namespace) -> Iterator[tuple[str, dict]]:
+    """``(model, vectors and queries)`` per two-tower model: read from ``--cache``, or trained."""
+    towers = [m for m, stage in spec.model.items() if stage.problem == "two_tower"]
+    paths = {m: cache_path(spec, m, args) for m in towers}
+    missing = [m for m in towers if paths[m] is None or not paths[m].exists()]
+    for model in towers:
+        if model not in missing:
+            print(f"{spec.name} {model}: embeddings from {paths[model]}", flush=True)
+            with np.load(paths[model]) as saved:
+                yield model, dict(saved)
+    for model, frame, items in training_sets(spec, missing) if missing else ():
+        data = embed(spec, model, frame, items, args)
+        del frame, items
+        if paths[model] is not None:
+            paths[model].parent.mkdir(parents=True, exist_ok=True)
+            np.savez(paths[model], **data)
+        yield model, data
 
 
 def bench(data: dict, args: argparse.Namespace) -> list[dict]:
@@ -97,16 +125,19 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95, help="IndexSpec.target_recall.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-hnsw", action="store_true", help="Skip HNSW (slow to build).")
+    parser.add_argument("--cache", type=Path, help="Folder keeping the embeddings between runs.")
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
     names = USE_CASES if args.use_case == "all" else (args.use_case,)
     for name in names:
         (spec,) = load_specs([CONFIG_DIR / f"{name}.yaml"])
         spec = scaled_spec(spec, args.scale, args.days, args.catalog_scale)
-        towers = [m for m, stage in spec.model.items() if stage.problem == "two_tower"]
-        for model, frame, items in training_sets(spec, towers):
-            data = embed(spec, model, frame, items, args)
-            del frame, items
+        for model, data in embeddings(spec, args):
+            vectors = data["vectors"]
+            print(f"  catalog {len(vectors):,} x {vectors.shape[1]}, "
+                  f"{len(np.unique(vectors.round(4), axis=0)):,} distinct; "
+                  f"{len(data['queries']):,} test-user queries, "
+                  f"{len(data['tuning']):,} tuning", flush=True)  # fmt: skip
             rows = bench(data, args)
             print(
                 f"\n{name} {model}: scale={args.scale:g} catalog-scale={args.catalog_scale:g} "

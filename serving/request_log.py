@@ -12,6 +12,7 @@ service writes.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 TABLE = "requests"
+log = logging.getLogger(__name__)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,6 +47,15 @@ _INSERT = (
     " scores, response, feature_misses, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _STOP = object()
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a log written by an older version up to this schema (new columns read as null)."""
+    have = {row[1] for row in connection.execute(f"PRAGMA table_info({TABLE})")}
+    for line in _SCHEMA.splitlines():
+        parts = line.strip().rstrip(",").split()
+        if len(parts) >= 2 and parts[1] in ("TEXT", "REAL", "INTEGER") and parts[0] not in have:
+            connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {parts[0]} {parts[1]}")
 
 
 def _plain(value: Any) -> Any:
@@ -78,6 +89,7 @@ class RequestLog:
         self._batch = batch
         with self._connect() as connection:
             connection.execute(_SCHEMA)
+            _add_missing_columns(connection)
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -141,8 +153,11 @@ class RequestLog:
                         break
                 rows = [i for i in items if isinstance(i, tuple)]
                 if rows:
-                    connection.executemany(_INSERT, rows)
-                    connection.commit()
+                    try:
+                        connection.executemany(_INSERT, rows)
+                        connection.commit()
+                    except sqlite3.Error:  # keep serving; the rows are lost, and said so
+                        log.exception("request log %s: %d rows not written", self.path, len(rows))
                 for item in items:
                     if isinstance(item, threading.Event):
                         item.set()
@@ -157,5 +172,5 @@ def read_request_log(path: str | Path) -> pd.DataFrame:
     with sqlite3.connect(Path(path)) as connection:
         frame = pd.read_sql_query(f"SELECT * FROM {TABLE} ORDER BY id", connection)
     for column in ("request", "model_versions", "features", "scores", "response"):
-        frame[column] = frame[column].map(json.loads)
+        frame[column] = frame[column].map(lambda text: None if text is None else json.loads(text))
     return frame

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from assets.monitoring.psi import DriftReference
+from assets.monitoring.psi import DriftReference, Shift, label_rate_shift, volume_shift
 from configs.schema.usecase import UseCaseSpec
 
 SCORE = "score"
@@ -93,6 +93,41 @@ def model_drift(
     fitted = DriftReference.fit(reference, columns, categorical=categorical)
     table = fitted.psi_table(window, **_thresholds(spec)).assign(source=f"model:{model}")
     return Drift(table, fitted, window)
+
+
+def shifts(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
+    """Rows per day and each binary label's rate, window beside reference.
+
+    A delayed label counts only where it had arrived by the end of the data (its
+    ``available_at``), so a window of fresh events is not read as "no fraud". A label with no
+    known value on one side is left out rather than reported as a change.
+    """
+    timestamp = spec.events.timestamp
+    found: list[Shift] = [
+        volume_shift(
+            len(reference), _days(reference, timestamp), len(window), _days(window, timestamp)
+        )
+    ]
+    end = max(reference[timestamp].max(), window[timestamp].max())
+    for name, label in spec.labels.items():
+        if label.kind == "graded" or label.column not in reference.columns:
+            continue
+        sides = []
+        for frame in (reference, window):
+            values = frame[label.column].astype("Float64")
+            if label.available_at:
+                values = values.where(frame[label.available_at] <= end)
+            sides.append(values)
+        try:
+            found.append(label_rate_shift(*sides, metric=f"label_rate:{name}"))
+        except ValueError:
+            continue
+    return pd.DataFrame([vars(shift) for shift in found])
+
+
+def _days(frame: pd.DataFrame, timestamp: str) -> float:
+    """Calendar days the rows span (at least one)."""
+    return max(1.0, float(frame[timestamp].dt.floor("D").nunique())) if len(frame) else 1.0
 
 
 def _scalar(series: pd.Series) -> bool:

@@ -3,7 +3,8 @@
 Events: the training split's period of the raw log (the split plan's train window) is the
 reference, the most recent days holding at least ``monitoring.min_window_rows`` rows the window.
 Models: each tabular model's features and its champion's score, the training split against the
-test split (the newest labelled rows). One table with a row per (source, feature), plots of the
+test split (the newest labelled rows). Beside them, rows per day and each binary label's rate
+(where already known), window against reference. One table with a row per (source, feature), plots of the
 features that warn or alert, and a warning check that fails on any alert.
 """
 
@@ -15,7 +16,7 @@ import pandas as pd
 from assets.metadata import asset_identity, table_metadata
 from assets.models.assets import model_key, registered_name
 from assets.models.plots import markdown_image
-from assets.monitoring.drift import ALERT, Drift, event_drift, model_drift
+from assets.monitoring.drift import ALERT, Drift, event_drift, model_drift, shifts
 from assets.monitoring.plots import bin_shares_plot
 from assets.training.assets import training_set_key
 from assets.training.build import SPLIT
@@ -91,7 +92,9 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     def drift_report(context: dg.AssetExecutionContext, mlflow: MLflowResource, **inputs):
         events, timestamp = inputs["raw_events"], spec.events.timestamp
         window = recent_window(events, timestamp, monitoring.min_window_rows)
-        drifts = [event_drift(spec, _train_period(events, timestamp, inputs["split_plan"]), window)]
+        reference = _train_period(events, timestamp, inputs["split_plan"])
+        drifts = [event_drift(spec, reference, window)]
+        changes = shifts(spec, reference, window)
         for model in tabular:
             frame = inputs[f"set_{model}"]
             name = registered_name(spec, model)
@@ -123,6 +126,12 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
                 "window_rows": len(window),
                 "max_psi": float(worst) if not math.isnan(worst) else 0.0,
                 "alerts": ", ".join(alerted) or "none",
+                "shifts": dg.MetadataValue.md(changes.round(4).to_markdown(index=False)),
+                **{
+                    f"shift/{row.metric}": float(row.relative_change)
+                    for row in changes.itertuples()
+                    if pd.notna(row.relative_change)
+                },
                 "plots": dg.MetadataValue.md(_plots(drifts)),
             },
         )

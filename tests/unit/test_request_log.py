@@ -43,3 +43,37 @@ def test_rows_from_many_threads_are_all_logged(tmp_path: Path) -> None:
     ids = frame["request"].map(lambda r: r["transaction"]["transaction_id"])
     assert sorted(ids) == sorted(int(u) for u in frame["unit"])
     assert row["model_versions"] == {"scorer": "3"} and row["feature_misses"] == 1
+
+
+def test_a_log_from_an_older_schema_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, logged_at REAL NOT NULL,"
+            " endpoint TEXT NOT NULL, unit TEXT, arm TEXT, model_versions TEXT NOT NULL,"
+            " features TEXT NOT NULL, scores TEXT NOT NULL, response TEXT NOT NULL,"
+            " feature_misses INTEGER NOT NULL, latency_ms REAL NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO requests (logged_at, endpoint, model_versions, features, scores,"
+            " response, feature_misses, latency_ms) VALUES (1, 'score', '{}', '{}', '{}', '{}', 0, 1)"
+        )
+    log = RequestLog(path)
+    log.write(
+        endpoint="score",
+        unit=1,
+        arm="champion",
+        request={"transaction": {"card_id": 1}},
+        model_versions={},
+        features={},
+        scores={},
+        response={},
+        feature_misses=0,
+        latency_ms=1.0,
+    )
+    log.flush()
+    log.close()
+    frame = read_request_log(path)
+    assert len(frame) == 2 and frame["request"].tolist() == [None, {"transaction": {"card_id": 1}}]
