@@ -170,7 +170,7 @@ def bentoml_server(home: Path, use_case: str, logs: Path) -> Iterator[str]:
         return
     print(f"[{use_case}] no built Bento: serving serving.service from the bundle", flush=True)
     port = free_port()
-    service = SERVICES[ENDPOINTS[use_case]].__name__
+    service = SERVICES[ENDPOINTS[use_case]].inner.__name__
     command = [sys.executable, "-m", "bentoml", "serve", f"serving.service:{service}"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     env = _env(home, use_case, logs / "bentoml.sqlite")

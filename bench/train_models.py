@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterator
@@ -24,18 +25,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables
-from assets.models.retrieval import train_retrieval
-from assets.models.train import TABULAR, train_tabular
-from assets.raw.synthetic import SyntheticWorld, build_world
-from assets.split.plan import mature_rows, plan_split
-from assets.training.build import SPLIT, build_training_set
-from assets.training.label_rows import maturity
-from configs import CONFIG_DIR
-from configs.schema import load_specs
-from configs.schema.source import SyntheticSource
-from configs.schema.usecase import UseCaseSpec
-from serving.funnel import retrieval_keys
+# The repository first: run as ``python bench/train_models.py``, Python puts bench/ first, and
+# bench/serving.py would shadow the ``serving`` package the models import.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables  # noqa: E402
+from assets.models.retrieval import train_retrieval  # noqa: E402
+from assets.models.train import TABULAR, train_tabular  # noqa: E402
+from assets.raw.synthetic import SyntheticWorld, build_world  # noqa: E402
+from assets.split.plan import mature_rows, plan_split  # noqa: E402
+from assets.training.build import SPLIT, build_training_set  # noqa: E402
+from assets.training.label_rows import maturity  # noqa: E402
+from configs import CONFIG_DIR  # noqa: E402
+from configs.schema import load_specs  # noqa: E402
+from configs.schema.source import SyntheticSource  # noqa: E402
+from configs.schema.usecase import UseCaseSpec  # noqa: E402
+from serving.funnel import retrieval_keys  # noqa: E402
 
 USE_CASES = ("feed", "fraud", "search")  # the shipped configs/<name>.yaml
 
