@@ -7,8 +7,8 @@ What is tracked: classifier endpoints only (``serving.endpoint: score`` with a
 ``binary_classification`` model, e.g. fraud). Each logged request of that endpoint is one
 prediction: the model version that served it, its score (``scores.probability``) and its
 decision (``response.decision``). A ranking endpoint (feed ``/recommend``, search) logs a slate,
-not one prediction per labelled event; :func:`classifier_target` returns None for those use
-cases and no performance asset is built for them.
+not one prediction per labelled event: ``session_clicks`` turns its served items into
+predictions labelled by clicks within the session, in the frame shape used here.
 
 The join, as of a moment ``as_of``:
 

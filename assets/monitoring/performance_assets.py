@@ -12,8 +12,9 @@ gate) on the use case's primary metric with the model's ``promotion_margin``; wh
 and logs a ``rollback`` run, and the check fails with the event in its metadata. The serving
 bundle takes the champion at its next build (the retrain job, or materializing it).
 
-Only classifier endpoints are tracked (fraud ``/score``); other use cases get no asset (see
-``performance.classifier_target``).
+Classifier endpoints (fraud ``/score``) are judged on their delayed label; ranking endpoints
+(feed ``/recommend``, ``/search``) on whether each served item was clicked within the session
+(``session_clicks``), where AUC among served items is the metric the rollback rule compares.
 """
 
 from io import BytesIO
@@ -37,6 +38,12 @@ from assets.monitoring.performance import (
     version_summary,
 )
 from assets.monitoring.rollback import MIN_LABELLED, MIN_POSITIVES, rollback_decision
+from assets.monitoring.session_clicks import (
+    SessionTarget,
+    join_session_clicks,
+    logged_slates,
+    session_target,
+)
 from assets.serving.bundle_assets import serving_bundle_key
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource, playbook_home
@@ -101,7 +108,7 @@ def _check(passed: bool, **metadata) -> dg.AssetCheckResult:
 def _rollback(
     context: dg.AssetExecutionContext,
     spec: UseCaseSpec,
-    target: ClassifierTarget,
+    target: ClassifierTarget | SessionTarget,
     summary: pd.DataFrame,
     mlflow: MLflowResource,
 ) -> dg.AssetCheckResult:
@@ -153,11 +160,19 @@ def _rollback(
 
 def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     """The delayed-label performance asset of the served classifier, or none (see module)."""
-    target = classifier_target(spec)
+    target = classifier_target(spec) or session_target(spec)
     if target is None:
         return []
+    session = isinstance(target, SessionTarget)
+    predictions_of = (
+        (lambda log: logged_slates(log, target))
+        if session
+        else (lambda log: logged_predictions(log, target))
+    )
+    join = join_session_clicks if session else join_labels
     key = performance_key(spec, target.model)
     metric = rollback_metric(spec)
+    known = target.known if session else target.available_at or "event time + maturity"
 
     @dg.asset(
         key=key,
@@ -168,7 +183,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         description=(
             f"Precision, recall, AUC and PR-AUC of each served version of {target.model!r} per"
             f" day, on the {target.label!r} labels that have arrived"
-            f" ({target.available_at or 'event time + maturity'}); a rollback of a champion"
+            f" ({known}); a rollback of a champion"
             f" whose {metric} falls below its predecessor's by more than the promotion margin."
         ),
         check_specs=[
@@ -190,7 +205,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     ):
         path = playbook_home(home.path) / "serving" / spec.name / REQUEST_LOG
         log = read_request_log(str(path)) if path.exists() else pd.DataFrame()
-        predictions = logged_predictions(log, target)
+        predictions = predictions_of(log)
         if predictions.empty:
             note = f"no logged {target.endpoint!r} predictions in {path}"
             context.log.info(note)
@@ -199,7 +214,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             yield _check(True, rolled_back=False, reason=note)
             return
         as_of = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        joined = join_labels(predictions, raw_events, target, as_of)
+        joined = join(predictions, raw_events, target, as_of)
         table = performance_table(joined)
         summary = version_summary(joined)
         metadata = {

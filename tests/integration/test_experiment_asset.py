@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 
 from assets.experiments.assets import SRM_CHECK
+from assets.monitoring.performance_assets import performance_key
 from configs import CONFIG_DIR
 from dagster_project.loader import load_use_cases
 from serving.request_log import read_request_log
 from serving.service import REQUEST_LOG_ENV, build_handler
 from tests.integration.served import DAYS, materialized_home
+from tests.integration.test_performance_rollback import _materialize as _materialize_keys
 from tests.integration.test_raw_assets import _run, _small
 
 pytestmark = pytest.mark.integration
@@ -95,6 +97,14 @@ def test_experiment_analysis_of_served_requests(
     assert "lift CI" in metadata["comparison"].value
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == SRM_CHECK and check.passed
+
+    # the same log, judged by clicks within each request's session (delayed-label tracking)
+    key = performance_key(_spec(), "ranking")
+    performance = _materialize_keys(_spec(), home, [key])
+    table = performance.asset_value(key)
+    served = sum(len(r["items"]) for r in read_request_log(log_path)["response"])
+    assert table["predictions"].sum() == table["labelled"].sum() == served
+    assert set(table["version"]) == {"1"} and (table["pending"] == 0).all()
 
 
 def test_experiment_analysis_without_a_log_is_no_data(
