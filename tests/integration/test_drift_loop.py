@@ -27,8 +27,14 @@ DAYS, NEW_DAYS = 21, 4
 SKIP = ("funnel_evaluation", "bento", "triton_repository", "drift_report", "performance")
 
 
-def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, home: Path, cursor: str | None):
-    sensor = defs.resolve_sensor_def("fraud_drift_sensor")
+def _tick(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    home: Path,
+    cursor: str | None,
+    name: str = "fraud_drift_sensor",
+):
+    sensor = defs.resolve_sensor_def(name)
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"home": HomeResource(path=str(home))}
     )
@@ -41,6 +47,9 @@ def test_drift_triggers_one_retrain_that_goes_through_the_gate(
 ) -> None:
     (shipped,) = load_use_cases([CONFIG_DIR / "fraud.yaml"])
     before = _small(shipped, days=DAYS)
+    # and a retrain after every 1,000 new raw rows, whatever they look like
+    monitoring = before.monitoring.model_copy(update={"retrain_after_rows": 1000})
+    before = before.model_copy(update={"monitoring": monitoring}).with_path(before.path)
     instance = dg.DagsterInstance.ephemeral()
     assert _run(before, tmp_path, instance=instance, stages_to_skip=SKIP).success
 
@@ -61,6 +70,8 @@ def test_drift_triggers_one_retrain_that_goes_through_the_gate(
     assert "reference" in result.skip_message
     result, cursor = _tick(defs, instance, tmp_path, cursor)
     assert result.skip_message == "no new raw partitions"
+    volume, volume_cursor = _tick(defs, instance, tmp_path, None, "fraud_new_data_sensor")
+    assert "starting point" in volume.skip_message
 
     # turn drift on: the same world, amounts x4 from the first new day on
     params = before.source.params
@@ -78,6 +89,11 @@ def test_drift_triggers_one_retrain_that_goes_through_the_gate(
     assert "amount" in request.tags["playbook/drifted_features"]
     again, _ = _tick(defs, instance, tmp_path, cursor)
     assert not again.run_requests  # the same drift never triggers twice
+    volume, volume_cursor = _tick(defs, instance, tmp_path, volume_cursor, "fraud_new_data_sensor")
+    (more,) = volume.run_requests
+    assert more.tags["playbook/reason"] == "new data" and int(more.tags["playbook/new_rows"]) > 1000
+    volume, _ = _tick(defs, instance, tmp_path, volume_cursor, "fraud_new_data_sensor")
+    assert not volume.run_requests  # counted rows start again from zero
 
     job = defs.resolve_job_def("fraud_retrain")
     run = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
