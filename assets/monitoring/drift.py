@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from assets.monitoring.psi import DriftReference, Shift, label_rate_shift, volume_shift
+from assets.monitoring.psi import DriftReference
+from assets.monitoring.shifts import Shift, label_rate_shift, volume_shift
 from configs.schema.usecase import UseCaseSpec
 
 SCORE = "score"

@@ -12,11 +12,10 @@ from assets.monitoring.psi import (
     DriftReference,
     DriftStatus,
     fit_feature,
-    label_rate_shift,
     psi,
     psi_terms,
-    volume_shift,
 )
+from assets.monitoring.shifts import label_rate_shift, volume_shift
 
 
 def _terms(p: list[float], q: list[float]) -> float:
