@@ -7,8 +7,8 @@ reference, the YAML's ``monitoring`` thresholds and minimum window):
   no features), so the drift sensor runs it on every new raw partition. Watched: numeric and
   categorical events columns that describe the event; ids, keys, group and unique columns,
   timestamps, labels and label-arrival times are not distributions a model sees.
-* **Model drift** -- every feature of a model and its score, the training split (the reference
-  the model learned from) against the most recent rows of its training set.
+* **Model drift** -- every feature of a model and its score, the newest rows the model learned
+  from (its validation split) against the most recent rows of its training set (test split).
 """
 
 from collections.abc import Callable

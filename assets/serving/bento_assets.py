@@ -1,6 +1,6 @@
 """Asset factory for ``<use case>/bento``: ``bentoml build`` of the use case's service.
 
-The build context is assembled under ``<home>/serving/<use case>/build``: the ``serving`` package,
+The build context is assembled in a temporary folder: the ``serving`` package,
 the schema (``configs``), the online reader (``resources/online_read.py``) and the serving
 bundle, so the Bento runs with no access to this repository, the registry or Dagster. The Bento
 is named ``playbook-<use case>``, lives in the BentoML store under ``<home>/bentoml``
@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from assets.metadata import asset_identity
 from assets.serving.bundle_assets import serving_bundle_key
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-from serving.bundle import load_bundle
+from serving.bundle import Bundle, load_bundle
 from serving.service import BUNDLE_ENV, SERVICES
 
 # What the service imports at run time, pinned to this environment's versions.
@@ -67,10 +68,43 @@ def _build_context(target: Path, bundle: Path) -> None:
     shutil.copytree(bundle, target / "bundle")
 
 
+def _bentofile(spec: UseCaseSpec, service_class: str, bundle: Bundle) -> dict:
+    labels = {"use_case": spec.name, "endpoint": spec.serving.endpoint}
+    labels.update(bundle.manifest.tag_labels())
+    return {
+        "service": f"serving.service:{service_class}",
+        "name": f"playbook-{spec.name}",
+        "description": spec.description or f"Playbook service of {spec.name}",
+        "labels": labels,
+        "include": ["serving/**/*.py", "configs/**/*.py", "resources/*.py", "bundle/**"],
+        "python": {"packages": _pinned(), "lock_packages": False},
+        "envs": [{"name": BUNDLE_ENV, "value": "bundle"}],
+    }
+
+
+def _bentoml_build(spec: UseCaseSpec, build: Path, store: Path) -> str:
+    """Run the ``bentoml build`` CLI on ``build`` into the store at ``store``; the new tag."""
+    env = {**os.environ, "BENTOML_HOME": str(store), "BENTOML_DO_NOT_TRACK": "True"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", str(build), "--output", "tag"],
+        cwd=build,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise dg.Failure(
+            f"bentoml build failed for {spec.name} (exit {result.returncode})",
+            metadata={"stderr": dg.MetadataValue.text(result.stderr[-4000:])},
+        )
+    return result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+
+
 def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if spec.serving is None or not spec.model:
         return None
-    service = SERVICES[spec.serving.endpoint]
+    service = SERVICES[spec.serving.endpoint].inner.__name__
 
     @dg.asset(
         key=dg.AssetKey([spec.name, "bento"]),
@@ -78,59 +112,29 @@ def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         **asset_identity(spec, "serving"),
         kinds={"bentoml"},
         description=(
-            f"Deployable Bento 'playbook-{spec.name}' of {service.inner.__name__}"
+            f"Deployable Bento 'playbook-{spec.name}' of {service}"
             f" (POST /{spec.serving.endpoint}, /health), labelled with the model versions it packs."
         ),
     )
     def bento(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
-        base = Path(str(home.folder("serving", spec.name)))
-        bundle = load_bundle(base / "bundle")
-        build = base / "build"
-        _build_context(build, bundle.path)
-        labels = {"use_case": spec.name, "endpoint": spec.serving.endpoint}
-        labels.update(bundle.manifest.tag_labels())
-        bentofile = {
-            "service": f"serving.service:{service.inner.__name__}",
-            "name": f"playbook-{spec.name}",
-            "description": spec.description or f"Playbook service of {spec.name}",
-            "labels": labels,
-            "include": [
-                "serving/**/*.py",
-                "configs/**/*.py",
-                "resources/*.py",
-                "bundle/**",
-            ],
-            "python": {"packages": _pinned(), "lock_packages": False},
-            "envs": [{"name": BUNDLE_ENV, "value": "bundle"}],
-        }
-        (build / "bentofile.yaml").write_text(yaml.safe_dump(bentofile), encoding="utf-8")
-        env = {
-            **os.environ,
-            "BENTOML_HOME": str(bentoml_home(home)),
-            "BENTOML_DO_NOT_TRACK": "True",
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "bentoml", "build", str(build), "--output", "tag"],
-            cwd=build,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise dg.Failure(
-                f"bentoml build failed for {spec.name} (exit {result.returncode})",
-                metadata={"stderr": dg.MetadataValue.text(result.stderr[-4000:])},
-            )
-        tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+        bundle = load_bundle(Path(str(home.folder("serving", spec.name))) / "bundle")
+        bentofile = _bentofile(spec, service, bundle)
+        store = bentoml_home(home)
+        # BentoML refuses a build context under a hidden folder (the default home is
+        # ./.playbook), so the context is assembled in a temporary folder
+        with tempfile.TemporaryDirectory(prefix=f"playbook-bento-{spec.name}-") as scratch:
+            build = Path(scratch) / "build"
+            _build_context(build, bundle.path)
+            (build / "bentofile.yaml").write_text(yaml.safe_dump(bentofile), encoding="utf-8")
+            tag = _bentoml_build(spec, build, store)
         context.log.info(f"built Bento {tag}")
         return dg.MaterializeResult(
             metadata={
                 "tag": tag,
-                "bentoml_home": dg.MetadataValue.path(str(bentoml_home(home))),
-                "labels": dg.MetadataValue.json(labels),
-                "serve": f"BENTOML_HOME={bentoml_home(home)} bentoml serve {tag}",
-                "containerize": f"BENTOML_HOME={bentoml_home(home)} bentoml containerize {tag}",
+                "bentoml_home": dg.MetadataValue.path(str(store)),
+                "labels": dg.MetadataValue.json(bentofile["labels"]),
+                "serve": f"BENTOML_HOME={store} bentoml serve {tag}",
+                "containerize": f"BENTOML_HOME={store} bentoml containerize {tag}",
                 "packages": dg.MetadataValue.json(_pinned()),
             }
         )

@@ -30,7 +30,8 @@ DAYS = {"fraud": 21, "feed": 14, "search": 14}
 def materialized_home(factory: pytest.TempPathFactory, use_case: str) -> Path:
     """A home with ``use_case`` (small world) materialized through its ``bento`` asset."""
     root = factory.getbasetemp().parent  # shared by every xdist worker of this session
-    home = root / f"served-{use_case}"
+    # a hidden folder, as the default home ./.playbook is: BentoML refuses some hidden paths
+    home = root / f".served-{use_case}"
     with FileLock(str(root / f"served-{use_case}.lock")):
         if not (home / "done").exists():
             (spec,) = load_use_cases([CONFIG_DIR / f"{use_case}.yaml"])
