@@ -1,8 +1,9 @@
 """Asset factory for ``<use case>/indices/<model>``: the FAISS index over a retriever's items.
 
 The index type follows the catalog size and the YAML's recall target (``model.<m>.index``); its
-recall@k against exact search is measured at build time, stored as metadata and enforced by a
-blocking asset check, so serving never loads an index that misses its target. The index, its id
+search parameter is tuned, and its recall@k against exact search measured, at build time on
+query-tower vectors of the training users (what serving searches with); the recall is stored as
+metadata and enforced by a blocking asset check, so serving never loads an index that misses it. The index, its id
 map and the build choices are written to ``<home>/indices/<use case>/<model>`` (a fresh folder
 per run, swapped in only once complete, so a failed build keeps the previous index).
 """
@@ -16,13 +17,32 @@ import pandas as pd
 
 from assets.indexing.faiss_index import build_index
 from assets.metadata import asset_identity
-from assets.models.assets import model_key
+from assets.models.assets import model_key, registered_name
+from assets.training.assets import training_set_key
+from assets.training.build import SPLIT
 from configs.schema.stages import IndexSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
+from resources.mlflow_registry import MLflowResource
 from serving.funnel import retrieval_keys
 
 RECALL_CHECK = "index_recall"
+
+
+def _user_queries(
+    spec: UseCaseSpec, model: str, training_set: pd.DataFrame, mlflow: MLflowResource
+) -> np.ndarray | None:
+    """Query-tower vectors of the training split's warm users, from the version that made the
+    embeddings (the latest registered): recall is tuned and measured on what will be searched.
+    Item vectors are a poor stand-in: on the feed's trained embeddings an IVF setting tuned on
+    them reached recall@10 0.88 on user queries against a 0.95 target (bench/faiss_trained.py)."""
+    name = registered_name(spec, model)
+    version = mlflow.latest_version(name)
+    if version is None:
+        return None
+    retriever = mlflow.load_model(name, version).unwrap_python_model().model
+    vectors = retriever.user_vectors(training_set[training_set[SPLIT] == "train"])
+    return np.stack(list(vectors.values())).astype("float32") if vectors else None
 
 
 def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
@@ -32,7 +52,10 @@ def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        ins={"embeddings": dg.AssetIn(key=model_key(spec, model))},
+        ins={
+            "embeddings": dg.AssetIn(key=model_key(spec, model)),
+            "training_set": dg.AssetIn(key=training_set_key(spec, model)),
+        },
         **asset_identity(spec, "indexing"),
         kinds={"faiss"},
         description=(
@@ -49,9 +72,15 @@ def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             )
         ],
     )
-    def faiss_index(embeddings: pd.DataFrame, home: HomeResource):
+    def faiss_index(
+        embeddings: pd.DataFrame,
+        training_set: pd.DataFrame,
+        home: HomeResource,
+        mlflow: MLflowResource,
+    ):
         vectors = np.stack(embeddings["embedding"].to_numpy()).astype("float32")
-        built = build_index(embeddings[item_key].to_numpy(), vectors, target)
+        queries = _user_queries(spec, model, training_set, mlflow)
+        built = build_index(embeddings[item_key].to_numpy(), vectors, target, queries)
         folder = home.folder("indices", spec.name)
         staging = folder / f".{model}.{uuid.uuid4().hex}"
         built.save(str(staging))
