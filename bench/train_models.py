@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-# The repository first: run as ``python bench/train_models.py``, Python puts bench/ first, and
-# bench/serving.py would shadow the ``serving`` package the models import.
+# The repository first: run as ``python bench/train_models.py``, Python puts bench/ first, where a
+# module named like one of the project's packages would shadow it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables  # noqa: E402

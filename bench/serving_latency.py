@@ -4,7 +4,7 @@ For each use case, the same serving bundle is answered three ways in one invocat
 
 * ``in-process``: ``handler.handle(payload)`` called sequentially (per-call latency; the RPS is
   one over the mean);
-* ``fastapi``: ``bench/serving_app.py``, a bare FastAPI app on uvicorn (one worker, one async
+* ``fastapi``: ``bench/fastapi_app.py``, a bare FastAPI app on uvicorn (one worker, one async
   route calling the same handler), started as a subprocess on a free port;
 * ``bentoml``: ``bentoml serve`` of the use case's built Bento (one worker, the default), or
   ``bentoml serve serving.service:<Class>`` with ``PLAYBOOK_BUNDLE`` when no Bento was built.
@@ -22,8 +22,8 @@ A use case is reused from ``--home`` when ``<home>/serving/<uc>/bundle`` (or
 ``<home>/<uc>/serving/<uc>/bundle``) exists; otherwise its small test world is materialized into
 ``<home>/<uc>`` through the ``bento`` asset (``--items`` sets the feed catalog size).
 
-    python bench/serving.py --use-case fraud --use-case feed --home /tmp/bench-serving
-    python bench/serving.py --use-case all --home /tmp/bench-serving --items 100000 --profile 300
+    python bench/serving_latency.py --use-case fraud --use-case feed --home /tmp/bench-serving
+    python bench/serving_latency.py --use-case all --home /tmp/bench-serving --items 100000 --profile 300
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ DEFAULT_REQUESTS = {"fraud": 1000, "feed": 300, "search": 500}
 P99_GOAL_MS = {"fraud": 8.0, "feed": 50.0}  # at GOAL_CLIENTS
 GOAL_CLIENTS = 8
 RPS_GOAL_CLIENTS, RPS_GOAL_RATIO = 32, 0.5
-APP = Path(__file__).with_name("serving_app.py")
+APP = Path(__file__).with_name("fastapi_app.py")
 
 
 # -- the world --------------------------------------------------------------------------------

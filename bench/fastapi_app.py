@@ -1,11 +1,11 @@
-"""A bare FastAPI app around the same handler BentoML serves: the baseline of ``bench/serving.py``.
+"""A bare FastAPI app around the same handler BentoML serves: the baseline of ``bench/serving_latency.py``.
 
 One async route per endpoint (``/score``, ``/recommend`` or ``/search``, from the bundle's
 manifest) that calls ``handler.handle`` on the JSON body, answering 422 with the error's body on a
 ``RequestError``, plus ``/readyz``. Loads the bundle named by ``PLAYBOOK_BUNDLE`` and logs requests
 to ``PLAYBOOK_REQUEST_LOG`` exactly as the BentoML services do.
 
-    PLAYBOOK_BUNDLE=<home>/serving/fraud/bundle python bench/serving_app.py --port 8000
+    PLAYBOOK_BUNDLE=<home>/serving/fraud/bundle python bench/fastapi_app.py --port 8000
 """
 
 from __future__ import annotations
