@@ -34,7 +34,6 @@ import cProfile
 import io
 import os
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -51,7 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from configs import CONFIG_DIR  # noqa: E402
 from dagster_project.loader import load_use_cases  # noqa: E402
 from serving.service import BUNDLE_ENV, REQUEST_LOG_ENV, SERVICES, build_handler  # noqa: E402
-from tests.integration.served import DAYS, bento_server, free_port  # noqa: E402
+from tests.integration.served import (  # noqa: E402
+    DAYS,
+    bento_server,
+    free_port,
+    subprocess_server,
+)
 from tests.integration.test_raw_assets import _run, _small  # noqa: E402
 
 USE_CASES = ("fraud", "feed", "search")
@@ -113,35 +117,6 @@ def request_bodies(home: Path, use_case: str, n: int = 256, seed: int = 0) -> li
 # -- targets ----------------------------------------------------------------------------------
 
 
-@contextmanager
-def subprocess_server(
-    command: list[str], env: dict[str, str], url: str, output: Path, timeout: float = 180
-) -> Iterator[str]:
-    """Run ``command`` until ``<url>/readyz`` answers 200; yields ``url``; stops it after."""
-    with open(output, "w") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited: {output.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready in {timeout}s: {output.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 def _env(home: Path, use_case: str, log: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -158,7 +133,7 @@ def fastapi_server(home: Path, use_case: str, logs: Path) -> Iterator[str]:
     command = [sys.executable, str(APP), "--port", str(port)]
     env = _env(home, use_case, logs / "fastapi.sqlite")
     url = f"http://127.0.0.1:{port}"
-    with subprocess_server(command, env, url, logs / "fastapi.out") as served:
+    with subprocess_server(command, env, url, logs / "fastapi.out", 180) as served:
         yield served
 
 
@@ -175,7 +150,7 @@ def bentoml_server(home: Path, use_case: str, logs: Path) -> Iterator[str]:
     command += ["--host", "127.0.0.1", "--port", str(port)]
     env = _env(home, use_case, logs / "bentoml.sqlite")
     url = f"http://127.0.0.1:{port}"
-    with subprocess_server(command, env, url, logs / "bentoml.out") as served:
+    with subprocess_server(command, env, url, logs / "bentoml.out", 180) as served:
         yield served
 
 

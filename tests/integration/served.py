@@ -54,6 +54,35 @@ def bento_tag(home: Path, use_case: str) -> str:
 
 
 @contextmanager
+def subprocess_server(
+    command: list[str], env: dict[str, str], url: str, output: Path, timeout: float = 90
+) -> Iterator[str]:
+    """Run ``command`` until ``<url>/readyz`` answers 200; yields ``url``; stops it after."""
+    with open(output, "w") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[:4]} exited: {output.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready in {timeout}s: {output.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
 def bento_server(home: Path, use_case: str, log: Path, timeout: float = 90) -> Iterator[str]:
     """``bentoml serve`` of the use case's built Bento; yields its base URL."""
     port = free_port()
@@ -65,27 +94,6 @@ def bento_server(home: Path, use_case: str, log: Path, timeout: float = 90) -> I
     }
     command = [sys.executable, "-m", "bentoml", "serve", bento_tag(home, use_case)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    output = log.with_suffix(".out")
-    with open(output, "w") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited: {output.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service not ready in {timeout}s: {output.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with subprocess_server(command, env, url, log.with_suffix(".out"), timeout) as served:
+        yield served
