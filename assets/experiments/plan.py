@@ -189,9 +189,8 @@ class ExperimentPlan:
     sets it when the plan was solved from a fixed number of units.
     """
 
-    metric: MetricKind
     baseline: float
-    sd: float | None
+    sd: float | None  # None: a proportion metric; else a continuous one with this sd
     mde: float
     alpha: float
     comparison_alpha: float
@@ -210,9 +209,18 @@ class ExperimentPlan:
         """Units over all arms."""
         return sum(self.units.values())
 
+    @property
+    def metric(self) -> MetricKind:
+        return "proportion" if self.sd is None else "continuous"
+
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output."""
-        return {**asdict(self), "control": self.control, "total": self.total}
+        return {
+            "metric": self.metric,
+            **asdict(self),
+            "control": self.control,
+            "total": self.total,
+        }
 
 
 def plan_sample_size(
@@ -247,18 +255,7 @@ def plan_sample_size(
         for arm in treatments
     )
     units = {arm: math.ceil(total * share - 1e-9) for arm, share in shares.items()}
-    return ExperimentPlan(
-        "proportion" if sd is None else "continuous",
-        baseline,
-        sd,
-        mde,
-        alpha,
-        per_test_alpha,
-        power,
-        shares,
-        units,
-        effect,
-    )
+    return ExperimentPlan(baseline, sd, mde, alpha, per_test_alpha, power, shares, units, effect)
 
 
 def split_units(total: int, weights: Mapping[str, float]) -> dict[str, int]:
@@ -299,18 +296,7 @@ def plan_mde(
         for arm in treatments
     )
     mde = lift_for_effect_size(baseline, effect, sd)
-    return ExperimentPlan(
-        "proportion" if sd is None else "continuous",
-        baseline,
-        sd,
-        mde,
-        alpha,
-        per_test_alpha,
-        power,
-        shares,
-        units,
-        effect,
-    )
+    return ExperimentPlan(baseline, sd, mde, alpha, per_test_alpha, power, shares, units, effect)
 
 
 def plan_experiment(
