@@ -16,10 +16,11 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from resources.online_read import OnlineReader, plan_service
+from resources.online_read import OnlineReader, ServicePlan, plan_service
 from serving.models.features import seconds_since_last, seconds_since_last_row
 
 LIVE_ITEM_VIEWS_ENV = "PLAYBOOK_LIVE_ITEM_VIEWS"
@@ -66,19 +67,14 @@ class OnlineFeatures:
         """
         if self._reader is None:
             return rows.copy(), 0
+        keys = {c: rows[c].tolist() for c in rows.columns}
         with self._lock:  # the SQLite connection of Feast's online store is not thread-safe
-            frame = self._reader.read(service, rows, views)
+            data = self._reader.read_columns(service, keys, views)
             plan = self._reader.plan(service)
-        misses = 0
-        for view in plan.views:
-            if views is not None and view.view.name not in views:
-                continue
-            columns = list(view.columns)
-            if columns:
-                misses += int(frame[columns].isna().all(axis=1).sum())
+        misses = _misses(plan, data, len(rows), views)
         self.reads += len(rows)
         self.misses += misses
-        return seconds_since_last(frame, as_of), misses
+        return seconds_since_last(pd.DataFrame(data, copy=False), as_of), misses
 
     def read_row(
         self, service: str, keys: dict[str, object], as_of: pd.Timestamp
@@ -91,11 +87,36 @@ class OnlineFeatures:
             data = self._reader.read_columns(service, {k: [v] for k, v in keys.items()})
             plan = self._reader.plan(service)
         row = {name: values[0] for name, values in data.items()}
-        misses = sum(
-            1
-            for view in plan.views
-            if view.columns and all(row[c] is None or row[c] != row[c] for c in view.columns)
-        )
+        misses = _misses(plan, data, 1)
         self.reads += 1
         self.misses += misses
         return seconds_since_last_row(row, as_of), misses
+
+
+def _nulls(values: list[object] | np.ndarray) -> np.ndarray:
+    """Per value: null (None or NaN)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return np.isnan(values)
+    return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
+
+
+def _misses(
+    plan: ServicePlan,
+    data: dict[str, list[object] | np.ndarray],
+    n_rows: int,
+    views: Collection[str] | None = None,
+) -> int:
+    """(row, view) pairs with no stored value: every feature of the view null on that row.
+
+    Counted on the reader's columns, before any frame exists: ``frame.isna().all(axis=1)``
+    over hundreds of candidate rows cost a fifth of a feed request.
+    """
+    misses = 0
+    for view in plan.views:
+        if not view.columns or (views is not None and view.view.name not in views):
+            continue
+        missing = np.ones(n_rows, dtype=bool)
+        for column in view.columns:
+            missing &= _nulls(data[column])
+        misses += int(missing.sum())
+    return misses

@@ -67,13 +67,13 @@ class ScoreHandler(Handler):
             matrix = feature_array(row, columns, model.categories)
         except ValueError as error:  # e.g. a text where a number belongs
             raise RequestError("transaction", str(error)) from error
-        margin = model.booster.predict(
-            matrix, num_iteration=model.best_iteration, raw_score=True, num_threads=1
-        )
-        probability = float(model.calibrator.transform(np.asarray(margin))[0])
-        contributions = model.booster.predict(
+        # one pass over the trees: SHAP contributions plus the expected value (the last column)
+        # add up to the raw margin, so the margin needs no second predict call
+        explained = model.booster.predict(
             matrix, num_iteration=model.best_iteration, pred_contrib=True, num_threads=1
-        )[0][:-1]  # the last column is the expected value (bias)
+        )[0]
+        contributions, margin = explained[:-1], np.array([explained.sum()])
+        probability = float(model.calibrator.transform(margin)[0])
         top = np.argsort(-np.abs(contributions), kind="stable")[:TOP_CONTRIBUTIONS]
         reasons = [
             {

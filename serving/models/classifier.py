@@ -13,6 +13,7 @@ from typing import Any, Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -49,7 +50,10 @@ class Calibrator:
 
     def transform(self, margin: np.ndarray) -> np.ndarray:
         if isinstance(self.model, LogisticRegression):
-            return self.model.predict_proba(margin.reshape(-1, 1))[:, 1]
+            # Platt's two parameters applied directly: the same numbers as ``predict_proba``
+            # without scikit-learn's input validation, which cost more than the trees per request
+            slope, intercept = float(self.model.coef_[0, 0]), float(self.model.intercept_[0])
+            return expit(slope * np.asarray(margin, dtype=float) + intercept)
         return self.model.predict(margin)
 
 
@@ -73,9 +77,14 @@ class CalibratedClassifier:
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         return prepare_features(frame, self.feature_columns, self.categories)[0]
 
-    def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw log-odds of the trees (class-weighted, so not a calibrated quantity)."""
-        x = feature_array(frame, self.feature_columns, self.categories)
+    def features(self, frame: pd.DataFrame) -> np.ndarray:
+        """The matrix the trees read (see :func:`feature_array`)."""
+        return feature_array(frame, self.feature_columns, self.categories)
+
+    def margin(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Raw log-odds of the trees (class-weighted, so not a calibrated quantity); ``frame``
+        may be the :meth:`features` matrix already built."""
+        x = frame if isinstance(frame, np.ndarray) else self.features(frame)
         return self.booster.predict(
             x,
             num_iteration=self.best_iteration,
@@ -87,8 +96,8 @@ class CalibratedClassifier:
         """The uncalibrated probability LightGBM itself reports, kept for comparison."""
         return 1.0 / (1.0 + np.exp(-self.margin(frame)))
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of the positive class, one per row."""
+    def predict_proba(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Calibrated probability of the positive class, one per row (a frame or its matrix)."""
         return self.calibrator.transform(self.margin(frame))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:

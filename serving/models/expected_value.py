@@ -35,8 +35,14 @@ class ExpectedValueModel:
 
     def heads(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row p_click, p_purchase_given_click, p_purchase, value and expected_value."""
-        p_click = self.click_model.predict_proba(frame)
-        p_given = self.purchase_model.predict_proba(frame)
+        click, purchase = self.click_model, self.purchase_model
+        x = click.features(frame)
+        same = (click.feature_columns, click.categories) == (
+            purchase.feature_columns,
+            purchase.categories,
+        )  # trained on one feature set: build the matrix once for both heads
+        p_click = click.predict_proba(x)
+        p_given = purchase.predict_proba(x if same else frame)
         value = self.value(frame)
         return pd.DataFrame(
             {

@@ -39,6 +39,24 @@ def _kind(series: pd.Series) -> str | None:
     return "categorical"
 
 
+def lookup_index(owner: object, name: str, values: Sequence[Any]) -> pd.Index:
+    """``pd.Index(values)``, built once per ``owner`` and ``name`` while ``values`` is the same list.
+
+    Building the index and its hash table over a 100K-id vocabulary costs milliseconds, which
+    dominated embedding one user per request; the cache lives in the owner's ``__dict__`` (not a
+    dataclass field, so neither ``asdict`` nor a pickle carries it) and is keyed by identity, so
+    a reassigned vocabulary is never served from a stale index.
+    """
+    cache = owner.__dict__.setdefault(_LOOKUPS, {})
+    held = cache.get(name)
+    if held is None or held[0] is not values:
+        held = cache[name] = (values, pd.Index(values))
+    return held[1]
+
+
+_LOOKUPS = "_lookup_indexes"
+
+
 def _signed_log(values: np.ndarray) -> np.ndarray:
     """Compress heavy tails (counts, prices) before standardising."""
     return np.sign(values) * np.log1p(np.abs(values))
@@ -113,7 +131,8 @@ class FeatureEncoder:
         cats = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for i, column in enumerate(self.categorical):
             series = frame[column]
-            codes = pd.Index(self.vocab[column]).get_indexer(series.astype(str)) + 1
+            vocab = lookup_index(self, column, self.vocab[column])
+            codes = vocab.get_indexer(series.astype(str)) + 1
             codes[series.isna().to_numpy()] = OOV
             cats[:, i] = codes
         seqs = np.zeros((n, len(self.sequence), self.max_length), dtype=np.int64)
@@ -126,12 +145,16 @@ class FeatureEncoder:
         exploded = series.reset_index(drop=True).explode().dropna()
         position = exploded.groupby(level=0).cumcount().to_numpy()
         keep = position < self.max_length
-        codes = pd.Index(self.vocab[column]).get_indexer(exploded.astype(str).to_numpy()) + 1
+        vocab = lookup_index(self, column, self.vocab[column])
+        codes = vocab.get_indexer(exploded.astype(str).to_numpy()) + 1
         out[exploded.index.to_numpy()[keep], position[keep]] = codes[keep]
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != _LOOKUPS}
 
 
 def _index(vocab: pd.Index, values: pd.Series | np.ndarray) -> np.ndarray:

@@ -43,7 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from serving.models.tower_inputs import OOV, FeatureEncoder, _content, _index, _is_sequence
+from serving.models.tower_inputs import (
+    OOV,
+    FeatureEncoder,
+    _content,
+    _index,
+    _is_sequence,
+    lookup_index,
+)
 
 
 @dataclass(frozen=True)
@@ -194,11 +201,11 @@ class TwoTowerModel:
         return [self.user_key, *encoder.numeric, *encoder.categorical, *encoder.sequence]
 
     def _user_side(self, frame: pd.DataFrame) -> _Side:
-        ids = _index(pd.Index(self.user_ids), frame[self.user_key])
+        ids = _index(lookup_index(self, "users", self.user_ids), frame[self.user_key])
         return _Side.build(ids, self.user_encoder.transform(frame), self.device)
 
     def _item_side(self, content: pd.DataFrame) -> _Side:
-        ids = _index(pd.Index(self.item_ids), content[self.item_key])
+        ids = _index(lookup_index(self, "items", self.item_ids), content[self.item_key])
         return _Side.build(ids, self.item_encoder.transform(content), self.device)
 
     @torch.no_grad()
@@ -279,7 +286,8 @@ class TwoTowerModel:
 
         The rest are cold: their tower input carries no behaviour, so they get popularity.
         """
-        warm = pd.Index(self.user_ids).get_indexer(user_rows[self.user_key].to_numpy()) >= 0
+        users = lookup_index(self, "users", self.user_ids)
+        warm = users.get_indexer(user_rows[self.user_key].to_numpy()) >= 0
         for column in self.user_encoder.sequence:
             if column in user_rows.columns:
                 lengths = user_rows[column].map(lambda v: len(v) if _is_sequence(v) else 0)

@@ -135,6 +135,10 @@ def test_calibration_lowers_ece(fraud, classifier):
     calibrated = expected_calibration_error(test["is_fraud"], classifier.predict_proba(test))
     assert calibrated < raw / 2
     assert calibrated < 0.03
+    # the closed-form Platt transform served per request equals scikit-learn's predict_proba
+    margin = classifier.margin(test)
+    sklearn = classifier.calibrator.model.predict_proba(margin.reshape(-1, 1))[:, 1]
+    np.testing.assert_allclose(classifier.predict_proba(test), sklearn, rtol=1e-12)
 
 
 def test_isotonic_calibration_and_pickle(fraud, classifier):
