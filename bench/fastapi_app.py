@@ -1,33 +1,63 @@
 """A bare FastAPI app around the same handler BentoML serves: the baseline of ``bench/serving_latency.py``.
 
 One async route per endpoint (``/score``, ``/recommend`` or ``/search``, from the bundle's
-manifest) that calls ``handler.handle`` on the JSON body, answering 422 with the error's body on a
-``RequestError``, plus ``/readyz``. Loads the bundle named by ``PLAYBOOK_BUNDLE`` and logs requests
+manifest) that answers the JSON body through the same :class:`serving.batching.MicroBatcher` and
+the same pre-serialized JSON response as the BentoML services, answering 422 with the error's
+body on a ``RequestError``, plus ``/readyz``: the two servers differ only in the framework. Loads the bundle named by ``PLAYBOOK_BUNDLE`` and logs requests
 to ``PLAYBOOK_REQUEST_LOG`` exactly as the BentoML services do.
 
+uvicorn always gets the app as the import string ``fastapi_app:make_app`` (``factory=True``, with
+this folder as ``app_dir``), the form it needs for ``--workers`` N > 1, so one worker and several
+take the same code path; each worker process builds its own app and handler, and prints
+``fastapi_app: worker <pid> serving`` once it serves (the benchmark waits for all N). The heavy
+imports are inside :func:`make_app`: a worker is spawned by re-importing this file, and uvicorn's
+supervisor kills a worker that has not answered its health check within
+``timeout_worker_healthcheck`` seconds of starting, which a slow import of the serving package on
+a busy 2-core machine overran (a worker killed and restarted mid-benchmark).
+
     PLAYBOOK_BUNDLE=<home>/serving/fraud/bundle python bench/fastapi_app.py --port 8000
+    PLAYBOOK_BUNDLE=<home>/serving/fraud/bundle python bench/fastapi_app.py --port 8000 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.requests import RequestError  # noqa: E402
-from serving.service import build_handler, bundle_path  # noqa: E402
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+HEALTHCHECK_TIMEOUT_S = 60
 
 
 def make_app() -> FastAPI:
+    from fastapi import Body, FastAPI
+    from fastapi.responses import JSONResponse, Response
+
+    from serving.batching import MicroBatcher
+    from serving.request_log import to_json
+    from serving.requests import RequestError
+    from serving.service import build_handler, bundle_path
+
     handler = build_handler(bundle_path())
+    batcher = MicroBatcher(handler.handle_many)
     endpoint = handler.bundle.manifest.endpoint
-    app = FastAPI()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        print(f"fastapi_app: worker {os.getpid()} serving", flush=True)
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
@@ -36,9 +66,10 @@ def make_app() -> FastAPI:
     @app.post(f"/{endpoint}")
     async def answer(payload: dict[str, Any] = Body(...)) -> Any:  # noqa: B008
         try:
-            return handler.handle(payload)
+            answer = await batcher(payload)
         except RequestError as error:
             return JSONResponse(status_code=422, content=error.body())
+        return Response(to_json(answer), media_type="application/json")
 
     return app
 
@@ -47,8 +78,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
-    uvicorn.run(make_app(), host=args.host, port=args.port, workers=1, log_level="warning")
+    uvicorn.run(
+        "fastapi_app:make_app",
+        factory=True,
+        app_dir=str(Path(__file__).resolve().parent),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

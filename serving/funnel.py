@@ -10,7 +10,8 @@ evaluation (``assets.funnel.evaluate``), which imports the helpers below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faiss
@@ -19,10 +20,11 @@ import pandas as pd
 
 from configs.schema.usecase import UseCaseSpec
 from serving.bundle import Bundle
-from serving.handler import Handler
+from serving.handler import Handler, Served
 from serving.postprocess import cap_per_category, filter_seen
 from serving.request_log import RequestLog
-from serving.requests import entity_value, mapping, moment, no_extra, top_k
+from serving.requests import RequestError, entity_value, mapping, moment, no_extra, top_k
+from serving.routing import Arm
 
 RANKERS = ("learning_to_rank", "multi_task")
 
@@ -110,77 +112,167 @@ class FunnelHandler(Handler):
             order = np.argsort(-model.popularity, kind="stable")
             self.popular[version] = np.asarray(model.catalog_ids)[order]
 
-    def _parse(self, payload: Mapping[str, Any]) -> tuple[Any, int, dict, pd.Timestamp]:
+    def _parse(self, payload: Mapping[str, Any]) -> _Request:
         payload = mapping("body", payload, required=True)
         unit_field = self.unit_field if self.unit_field in payload else self.user_key
         no_extra(payload, {self.unit_field, self.user_key, "k", "context", "as_of"})
         unit = entity_value(unit_field, payload.get(unit_field), self.user_dtype)
-        k = top_k(payload.get("k"), self.spec.serving.k)
-        return (
-            unit,
-            k,
-            mapping("context", payload.get("context")),
-            moment("as_of", payload.get("as_of")),
+        return _Request(
+            unit=unit,
+            k=top_k(payload.get("k"), self.spec.serving.k),
+            context=mapping("context", payload.get("context")),
+            as_of=moment("as_of", payload.get("as_of")),
+            arm=self.arm_for(unit),
         )
 
-    def serve(self, payload: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        unit, k, context, as_of = self._parse(payload)
-        serving = self.spec.serving
-        arm = self.arm_for(unit)
-        retriever = self.model(arm, self.retrieval)
-        ranker = self.model(arm, self.ranking)
-        version = arm.versions[self.retrieval]
-
+    def serve_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[Served | RequestError]:
+        """The funnel for a batch: one user read, one query-tower call and one FAISS search per
+        retriever version, one candidate read and one ranker call per ranker version."""
+        results: list[Served | RequestError] = []
+        parsed: dict[int, _Request] = {}
+        for position, payload in enumerate(payloads):
+            try:
+                parsed[position] = self._parse(payload)
+                results.append(RequestError("body", "not served"))  # replaced below
+            except RequestError as error:
+                results.append(error)
+        if not parsed:
+            return results
+        requests = list(parsed.values())
         user, user_misses = self.features.read(
-            self.retrieval, pd.DataFrame({self.user_key: [unit]}), as_of, views=self.user_views
+            self.retrieval,
+            pd.DataFrame({self.user_key: [r.unit for r in requests]}),
+            pd.Series([r.as_of for r in requests]),
+            views=self.user_views,
         )
-        for column in retriever.user_columns:
-            if column not in user.columns:
-                user[column] = None  # a feature the store lacks reads as missing
-        cold = not bool(retriever.is_warm(user)[0])
-        if cold:
-            pool = self.popular[version][: serving.candidates]
-        else:
-            found, _ = self.searchers[version].search(
-                retriever.user_embeddings(user), serving.candidates
-            )
-            pool = found[0][found[0] != -1]
-        pool = filter_seen(pool.tolist(), history_items(user))
+        self._retrieve(requests, user)
+        candidates, item_misses, owners = self._rank(requests)
+        served = self._answers(requests, user, candidates, owners, user_misses, item_misses)
+        for position, answer in zip(parsed, served, strict=True):
+            results[position] = answer
+        return results
 
-        rows = pd.DataFrame({self.user_key: [unit] * len(pool), self.item_key: pool})
-        if pool:
-            rows[self.item_key] = rows[self.item_key].astype(np.asarray(pool).dtype)
-        candidates, item_misses = self.features.read(self.ranking, rows, as_of)
-        for column, value in context.items():
-            if column in self.context_columns:
-                candidates[column] = value
-        scores = ranker.predict(candidates) if len(candidates) else np.zeros(0)
-        order = np.argsort(-scores, kind="stable")
-        ranked = candidates.iloc[order]
-        category = category_column(ranked.columns)
-        cats = ranked[category].tolist() if category else [None] * len(ranked)
-        final = cap_per_category(ranked[self.item_key].tolist(), cats, k, serving.max_per_category)
-        by_item = dict(zip(ranked[self.item_key].tolist(), scores[order].tolist(), strict=True))
-        items = [{self.item_key: _plain(i), "score": float(by_item[i])} for i in final]
-        response = {
-            "items": items,
-            "arm": arm.name,
-            "model_versions": dict(arm.versions),
-            "cold_start": cold,
-            "candidates": len(pool),
-            "feature_misses": user_misses + item_misses,
-        }
-        shown = ranked[ranked[self.item_key].isin(final)]
-        extras = {
-            "unit": unit,
-            "features": {
-                "user": user.iloc[0].to_dict(),
-                "items": shown.drop(columns=[self.user_key]).to_dict("records"),
-            },
-            "scores": [item["score"] for item in items],
-            "misses": user_misses + item_misses,
-        }
-        return response, extras
+    def _retrieve(self, requests: list[_Request], user: pd.DataFrame) -> None:
+        """Each request's candidate pool: the index's nearest items to its query-tower vector
+        (the popular items when the unit is cold), less what the unit has already seen."""
+        candidates = self.spec.serving.candidates
+        versions = [r.arm.versions[self.retrieval] for r in requests]
+        for version in dict.fromkeys(versions):
+            retriever = self.bundle.model(self.retrieval, version)
+            chosen = [i for i, v in enumerate(versions) if v == version]
+            rows = user.iloc[chosen].reset_index(drop=True)
+            for column in retriever.user_columns:
+                if column not in rows.columns:
+                    rows[column] = None  # a feature the store lacks reads as missing
+            warm = retriever.is_warm(rows)
+            found = np.zeros((0, 0), dtype=np.int64)
+            if warm.any():
+                vectors = retriever.user_embeddings(rows[warm].reset_index(drop=True))
+                found, _ = self.searchers[version].search(vectors, candidates)
+            nearest = iter(found)
+            for row, (i, is_warm) in enumerate(zip(chosen, warm, strict=True)):
+                request = requests[i]
+                request.cold = not bool(is_warm)
+                if request.cold:
+                    pool = self.popular[version][:candidates]
+                else:
+                    hits = next(nearest)
+                    pool = hits[hits != -1]
+                request.pool = filter_seen(pool.tolist(), history_items(rows.iloc[[row]]))
+
+    def _rank(self, requests: list[_Request]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Every request's candidates in one frame with their features and ``score`` column,
+        the misses per row, and which request owns each row."""
+        sizes = [len(r.pool) for r in requests]
+        owners = np.repeat(np.arange(len(requests)), sizes)
+        items = [item for r in requests for item in r.pool]
+        rows = pd.DataFrame(
+            {self.user_key: [requests[o].unit for o in owners], self.item_key: items}
+        )
+        if items:
+            rows[self.item_key] = rows[self.item_key].astype(np.asarray(items).dtype)
+        as_of = pd.Series([requests[o].as_of for o in owners], dtype=object)
+        candidates, misses = self.features.read(self.ranking, rows, pd.to_datetime(as_of))
+        asked = [c for r in requests for c in r.context if c in self.context_columns]
+        for column in dict.fromkeys(asked):
+            candidates[column] = [requests[o].context.get(column) for o in owners]
+        scores = np.zeros(len(candidates))
+        versions = np.array([requests[o].arm.versions[self.ranking] for o in owners], dtype=object)
+        for version in dict.fromkeys(versions.tolist()):
+            chosen = versions == version
+            ranker = self.bundle.model(self.ranking, version)
+            scores[chosen] = ranker.predict(candidates[chosen].reset_index(drop=True))
+        candidates["__score"] = scores
+        return candidates, misses, owners
+
+    def _answers(
+        self,
+        requests: list[_Request],
+        user: pd.DataFrame,
+        candidates: pd.DataFrame,
+        owners: np.ndarray,
+        user_misses: np.ndarray,
+        item_misses: np.ndarray,
+    ) -> list[Served]:
+        """Per request: its candidates by score, the category cap and ``k``; response and log."""
+        serving = self.spec.serving
+        category = category_column(candidates.columns)
+        item_values = candidates[self.item_key].tolist()
+        categories = candidates[category].tolist() if category else [None] * len(candidates)
+        scores = candidates["__score"].to_numpy()
+        starts = np.concatenate([[0], np.cumsum([len(r.pool) for r in requests])])
+        finals, shown = [], []
+        for i, request in enumerate(requests):
+            start, end = starts[i], starts[i + 1]
+            order = start + np.argsort(-scores[start:end], kind="stable")
+            final = cap_per_category(
+                [item_values[j] for j in order],
+                [categories[j] for j in order],
+                request.k,
+                serving.max_per_category,
+            )
+            row_of = {item_values[j]: j for j in range(start, end)}
+            finals.append([row_of[item] for item in final])
+            shown.extend(finals[-1])
+        logged = candidates.drop(columns=[self.user_key, "__score"]).iloc[shown]
+        logged_rows = iter(logged.to_dict("records"))
+        users = user.to_dict("records")
+        out: list[Served] = []
+        for i, request in enumerate(requests):
+            rows = finals[i]
+            misses = int(user_misses[i] + item_misses[owners == i].sum())
+            items = [
+                {self.item_key: _plain(item_values[j]), "score": float(scores[j])} for j in rows
+            ]
+            response = {
+                "items": items,
+                "arm": request.arm.name,
+                "model_versions": dict(request.arm.versions),
+                "cold_start": request.cold,
+                "candidates": len(request.pool),
+                "feature_misses": misses,
+            }
+            extras = {
+                "unit": request.unit,
+                "features": {"user": users[i], "items": [next(logged_rows) for _ in rows]},
+                "scores": [item["score"] for item in items],
+                "misses": misses,
+            }
+            out.append((response, extras))
+        return out
+
+
+@dataclass
+class _Request:
+    """One parsed request, and its candidate pool once retrieved."""
+
+    unit: Any
+    k: int
+    context: dict[str, Any]
+    as_of: pd.Timestamp
+    arm: Arm
+    cold: bool = False
+    pool: list[Any] = field(default_factory=list)
 
 
 def _plain(value: Any) -> Any:

@@ -9,16 +9,19 @@ score most (LightGBM's ``pred_contrib``: per-feature SHAP values in log-odds), f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from serving.bundle import Bundle
-from serving.handler import Handler
+from serving.handler import Handler, Served
 from serving.models.features import feature_array
 from serving.request_log import RequestLog
 from serving.requests import RequestError, entity_value, mapping, moment
+from serving.routing import Arm
 
 TOP_CONTRIBUTIONS = 5
 
@@ -42,7 +45,7 @@ class ScoreHandler(Handler):
         self.request_columns = [c for c in spec.events.columns if c in sample.feature_columns]
         self.unit = spec.experiment.unit if spec.experiment else next(iter(self.keys), None)
 
-    def serve(self, payload: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _parse(self, payload: Mapping[str, Any]) -> Request:
         body = mapping("body", payload, required=True)
         unknown = sorted(set(body) - {"transaction"})
         if unknown:
@@ -55,25 +58,73 @@ class ScoreHandler(Handler):
         timestamp = self.spec.events.timestamp
         as_of = moment(f"transaction.{timestamp}", transaction.get(timestamp))
         unit = transaction.get(self.unit) if self.unit else None
-        arm = self.arm_for(unit)
-        model = self.model(arm, self.scorer)
-        row, misses = self.features.read_row(self.scorer, keys, as_of)
-        for column in self.request_columns:
-            row[column] = transaction.get(column)
-        for column in model.feature_columns:
-            row.setdefault(column, None)
+        return Request(transaction, keys, as_of, unit, self.arm_for(unit))
+
+    def serve_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[Served | RequestError]:
+        """One feature-store read for the batch and one pass over the trees per model version."""
+        results: list[Served | RequestError] = []
+        requests: dict[int, Request] = {}
+        for position, payload in enumerate(payloads):
+            try:
+                requests[position] = self._parse(payload)
+                results.append(RequestError("body", "not served"))  # replaced below
+            except RequestError as error:
+                results.append(error)
+        if not requests:
+            return results
+        keys = {key: [r.keys[key] for r in requests.values()] for key in self.keys}
+        as_of = [r.as_of for r in requests.values()]
+        rows, misses = self.features.read_rows(self.scorer, keys, as_of)
+        for position, row, missed in zip(requests, rows, misses, strict=True):
+            request = requests[position]
+            request.row, request.misses = row, missed
+            for column in self.request_columns:
+                row[column] = request.transaction.get(column)
+        versions = {p: r.arm.versions[self.scorer] for p, r in requests.items()}
+        for version in dict.fromkeys(versions.values()):
+            model = self.bundle.model(self.scorer, version)
+            chosen = [p for p, v in versions.items() if v == version]
+            for position, outcome in zip(
+                chosen, self._explain(model, [requests[p].row for p in chosen]), strict=True
+            ):
+                results[position] = (
+                    outcome
+                    if isinstance(outcome, RequestError)
+                    else self._answer(model, requests[position], *outcome)
+                )
+        return results
+
+    def _explain(
+        self, model: Any, rows: list[dict[str, Any]]
+    ) -> list[tuple[np.ndarray, float] | RequestError]:
+        """Per row (SHAP contributions, raw margin), or the error of a row that is not numbers.
+
+        One ``pred_contrib`` pass: the contributions plus the expected value (the last column)
+        add up to the raw margin, so the margin needs no second call over the trees.
+        """
         columns = list(model.feature_columns)
+        for row in rows:
+            for column in columns:
+                row.setdefault(column, None)
         try:
-            matrix = feature_array(row, columns, model.categories)
-        except ValueError as error:  # e.g. a text where a number belongs
-            raise RequestError("transaction", str(error)) from error
-        # one pass over the trees: SHAP contributions plus the expected value (the last column)
-        # add up to the raw margin, so the margin needs no second predict call
+            matrix = feature_array(
+                {c: [r[c] for r in rows] for c in columns}, columns, model.categories
+            )
+        except ValueError as error:  # e.g. a text where a number belongs: find which rows
+            if len(rows) == 1:
+                return [RequestError("transaction", str(error))]
+            return [self._explain(model, [row])[0] for row in rows]
         explained = model.booster.predict(
             matrix, num_iteration=model.best_iteration, pred_contrib=True, num_threads=1
-        )[0]
-        contributions, margin = explained[:-1], np.array([explained.sum()])
-        probability = float(model.calibrator.transform(margin)[0])
+        )
+        return [(values[:-1], float(values.sum())) for values in explained]
+
+    def _answer(
+        self, model: Any, request: Request, contributions: np.ndarray, margin: float
+    ) -> Served:
+        columns = list(model.feature_columns)
+        row = request.row
+        probability = float(model.calibrator.transform(np.array([margin]))[0])
         top = np.argsort(-np.abs(contributions), kind="stable")[:TOP_CONTRIBUTIONS]
         reasons = [
             {
@@ -84,21 +135,35 @@ class ScoreHandler(Handler):
             for i in top
         ]
         decision = str(model.bands.apply_bands([probability])[0]) if model.bands else None
+        arm = request.arm
         response = {
             "probability": probability,
             "decision": decision,
             "top_features": reasons,
             "arm": arm.name,
             "model_versions": {self.scorer: arm.versions[self.scorer]},
-            "feature_misses": misses,
+            "feature_misses": request.misses,
         }
         extras = {
-            "unit": unit,
+            "unit": request.unit,
             "features": {c: row[c] for c in columns},
-            "scores": {"probability": probability, "margin": float(margin[0])},
-            "misses": misses,
+            "scores": {"probability": probability, "margin": margin},
+            "misses": request.misses,
         }
         return response, extras
+
+
+@dataclass
+class Request:
+    """One parsed ``/score`` request, and its features once read."""
+
+    transaction: dict[str, Any]
+    keys: dict[str, Any]
+    as_of: pd.Timestamp
+    unit: Any
+    arm: Arm
+    row: dict[str, Any] = field(default_factory=dict)
+    misses: int = 0
 
 
 def _plain(value: Any) -> Any:

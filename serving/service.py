@@ -2,27 +2,30 @@
 
 Each class loads the serving bundle (``PLAYBOOK_BUNDLE``, default ``./bundle``, which is where the
 ``bento`` asset puts it inside a Bento) and delegates every request to the endpoint's plain
-handler (``serving.funnel`` or ``serving.scoring``), so the same code runs under BentoML, under
-the bare-FastAPI benchmark and in tests. The API methods take their fields untyped and the
+handler (``serving.funnel`` or ``serving.scoring``) through a :class:`MicroBatcher`, which
+answers concurrent requests in one batch, so the same code runs under BentoML, under the
+bare-FastAPI benchmark and in tests. The API methods take their fields untyped and the
 handler validates them, so a bad request is HTTP 422 naming the field rather than BentoML's
 generic 400 or a 500 from a model; ``/health`` reports the loaded versions and counters.
 
 Run one with ``bentoml serve serving.service:RecommendService`` (see the README), or serve a
-built Bento by its tag. Deployment knobs are BentoML *arguments* (:class:`ServeArguments`), read
-when the module is imported: ``bentoml serve playbook-feed:latest --arg workers=2``.
+built Bento by its tag. Deployment knobs are environment variables (:class:`ServeSettings`),
+read when the module is imported: ``PLAYBOOK_WORKERS=2 bentoml serve playbook-feed:latest``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.exceptions import UnprocessableEntity
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
+from serving.batching import MicroBatcher
 from serving.bundle import load_bundle
 from serving.funnel import FunnelHandler
 from serving.handler import Handler
@@ -36,26 +39,52 @@ REQUEST_LOG_ENV = "PLAYBOOK_REQUEST_LOG"
 HOME_ENV = "PLAYBOOK_HOME"
 
 
-class ServeArguments(BaseModel):
-    """``bentoml serve ... --arg name=value``: how the service runs on the machine at hand."""
+WORKERS_ENV = "PLAYBOOK_WORKERS"
+ACCESS_LOG_ENV = "PLAYBOOK_ACCESS_LOG"
 
-    workers: int | Literal["cpu_count"] = Field(
+
+class ServeSettings(BaseModel):
+    """How the service runs on the machine at hand, from the environment of ``bentoml serve``.
+
+    Environment variables, like ``PLAYBOOK_BUNDLE``, because they reach a built Bento and its
+    container alike (``docker run -e PLAYBOOK_WORKERS=4``); BentoML's ``--arg`` does not: serving
+    a built Bento replaces them with the arguments it was built with.
+    """
+
+    workers: Annotated[int, Field(ge=1)] | Literal["cpu_count"] = Field(
         1,
-        description="Worker processes, each with its own copy of the bundle. Python serves one"
-        " request at a time per process, so a CPU-bound service wants about one per core.",
+        description=f"{WORKERS_ENV}: worker processes, each with its own copy of the bundle."
+        " Python serves one request at a time per process, so a CPU-bound service wants about"
+        " one per core ('cpu_count').",
     )
     access_log: bool = Field(
         False,
-        description="BentoML's per-request access log. Off by default: the request log already"
-        " records every request, with far more, and a log line per request costs CPU.",
+        description=f"{ACCESS_LOG_ENV}: BentoML's per-request access log. Off by default: the"
+        " request log already records every request, with far more, and a log line per"
+        " request costs CPU.",
     )
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServeSettings:
+        """The settings the environment sets; ValueError naming the variable when one is bad."""
+        given = {field: env[name] for field, (name, _) in _VARIABLES.items() if env.get(name)}
+        try:
+            return cls(**given)
+        except ValidationError as error:
+            field = str(error.errors()[0]["loc"][0])
+            name, expected = _VARIABLES[field]
+            raise ValueError(f"{name}={given[field]!r}: expected {expected}") from None
 
-ARGUMENTS = bentoml.use_arguments(ServeArguments)
+
+_VARIABLES = {  # field: (environment variable, what it takes)
+    "workers": (WORKERS_ENV, "a whole number of at least 1, or 'cpu_count'"),
+    "access_log": (ACCESS_LOG_ENV, "true or false"),
+}
+SETTINGS = ServeSettings.from_env()
 _CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 30},
-    "workers": ARGUMENTS.workers,
-    "logging": {"access": {"enabled": ARGUMENTS.access_log}},
+    "workers": SETTINGS.workers,
+    "logging": {"access": {"enabled": SETTINGS.access_log}},
 }
 
 
@@ -74,78 +103,70 @@ def request_log_path(use_case: str) -> Path:
 
 
 def build_handler(bundle_folder: str | Path, log: bool = True) -> Handler:
-    """The handler of a bundle's endpoint, logging to :func:`request_log_path` when ``log``."""
+    """The ready handler of a bundle's endpoint (caches loaded, GC frozen: see
+    :meth:`Handler.ready`), logging to :func:`request_log_path` when ``log``."""
     bundle = load_bundle(bundle_folder)
     request_log = RequestLog(request_log_path(bundle.spec.name)) if log else None
-    if bundle.manifest.endpoint == "score":
-        return ScoreHandler(bundle, request_log)
-    return FunnelHandler(bundle, request_log)
+    handler_class = ScoreHandler if bundle.manifest.endpoint == "score" else FunnelHandler
+    handler = handler_class(bundle, request_log)
+    handler.ready()
+    return handler
 
 
-def _answer(handler: Handler, payload: dict[str, Any]) -> Any:
-    """The handler's answer as a ready JSON response.
+async def _answer(batcher: MicroBatcher, payload: dict[str, Any]) -> Any:
+    """The handler's answer, batched with concurrent requests, as a ready JSON response.
 
     Handing BentoML a ``Response`` skips its output model, which builds a JSON schema of
     ``dict[str, Any]`` for every answer (about a tenth of a fraud request's CPU); NaN becomes
     null, as pydantic would write it.
     """
     try:
-        answer = handler.handle({k: v for k, v in payload.items() if v is not None})
+        answer = await batcher({k: v for k, v in payload.items() if v is not None})
     except RequestError as error:
         raise UnprocessableEntity(str(error)) from None
     return Response(to_json(answer), media_type="application/json")
 
 
-@bentoml.service(name="playbook-recommend", **_CONFIG)
-class RecommendService:
-    """``POST /recommend {user_id, k, context}``: the feed funnel."""
+class _Endpoint:
+    """What the three services share: the handler, its batcher and ``/health``."""
 
     def __init__(self) -> None:
         self.handler = build_handler(bundle_path())
+        self.batcher = MicroBatcher(self.handler.handle_many)
+
+    @bentoml.api
+    async def health(self) -> dict[str, Any]:
+        return {**self.handler.health(), "batching": self.batcher.stats()}
+
+
+@bentoml.service(name="playbook-recommend", **_CONFIG)
+class RecommendService(_Endpoint):
+    """``POST /recommend {user_id, k, context}``: the feed funnel."""
 
     @bentoml.api
     async def recommend(
         self, user_id: Any = None, k: Any = None, context: Any = None, as_of: Any = None
     ) -> dict[str, Any]:
-        return _answer(
-            self.handler, {"user_id": user_id, "k": k, "context": context, "as_of": as_of}
-        )
-
-    @bentoml.api
-    async def health(self) -> dict[str, Any]:
-        return self.handler.health()
+        payload = {"user_id": user_id, "k": k, "context": context, "as_of": as_of}
+        return await _answer(self.batcher, payload)
 
 
 @bentoml.service(name="playbook-search", **_CONFIG)
-class SearchService:
+class SearchService(_Endpoint):
     """``POST /search {query, k}``: retrieval then learning-to-rank."""
-
-    def __init__(self) -> None:
-        self.handler = build_handler(bundle_path())
 
     @bentoml.api
     async def search(self, query: Any = None, k: Any = None, as_of: Any = None) -> dict[str, Any]:
-        return _answer(self.handler, {"query": query, "k": k, "as_of": as_of})
-
-    @bentoml.api
-    async def health(self) -> dict[str, Any]:
-        return self.handler.health()
+        return await _answer(self.batcher, {"query": query, "k": k, "as_of": as_of})
 
 
 @bentoml.service(name="playbook-score", **_CONFIG)
-class ScoreService:
+class ScoreService(_Endpoint):
     """``POST /score {transaction}``: calibrated probability, decision band and reasons."""
-
-    def __init__(self) -> None:
-        self.handler = build_handler(bundle_path())
 
     @bentoml.api
     async def score(self, transaction: Any = None) -> dict[str, Any]:
-        return _answer(self.handler, {"transaction": transaction})
-
-    @bentoml.api
-    async def health(self) -> dict[str, Any]:
-        return self.handler.health()
+        return await _answer(self.batcher, {"transaction": transaction})
 
 
 SERVICES = {"recommend": RecommendService, "search": SearchService, "score": ScoreService}

@@ -8,11 +8,12 @@ a real ``bentoml serve`` subprocess on a free 127.0.0.1 port.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,17 +84,40 @@ def subprocess_server(
 
 
 @contextmanager
-def bento_server(home: Path, use_case: str, log: Path, timeout: float = 90) -> Iterator[str]:
-    """``bentoml serve`` of the use case's built Bento; yields its base URL."""
+def bento_server(
+    home: Path,
+    use_case: str,
+    log: Path,
+    timeout: float = 90,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """``bentoml serve`` of the use case's built Bento; yields its base URL. ``settings`` are
+    extra environment variables (``{"PLAYBOOK_WORKERS": "2"}``); the server's output goes to
+    ``log.with_suffix(".out")``."""
     port = free_port()
     env = {
         **os.environ,
         "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
         "PLAYBOOK_REQUEST_LOG": str(log),
+        **(settings or {}),
     }
     command = [sys.executable, "-m", "bentoml", "serve", bento_tag(home, use_case)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     with subprocess_server(command, env, url, log.with_suffix(".out"), timeout) as served:
         yield served
+
+
+BENTO_WORKER_STARTED = re.compile(r"\[entry_service:[^\]]*:(\d+)\] Service \S+ initialized")
+
+
+def started_workers(output: Path, pattern: re.Pattern, expected: int, timeout: float = 120) -> int:
+    """How many workers logged their start to ``output`` (``pattern`` captures a worker id),
+    waiting up to ``timeout`` for ``expected``: ``/readyz`` answers once the first one serves."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = set(pattern.findall(output.read_text(errors="replace")))
+        if len(seen) >= expected or time.monotonic() > deadline:
+            return len(seen)
+        time.sleep(0.5)

@@ -7,6 +7,7 @@ cold-start path, the experiment arms and the request log.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,13 @@ import pytest
 
 from serving.bundle import load_bundle
 from serving.request_log import read_request_log
-from tests.integration.served import bento_server, materialized_home
+from serving.service import WORKERS_ENV
+from tests.integration.served import (
+    BENTO_WORKER_STARTED,
+    bento_server,
+    materialized_home,
+    started_workers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +129,15 @@ def test_feed_service_recommends_with_arms_cold_start_and_caps(
         assert len(again["items"]) <= bundle.spec.serving.k
         cold = _post(url, "recommend", {"user_id": 10**9, "k": 5}).json()
         assert cold["cold_start"] is True and len(cold["items"]) == 5
+        # concurrent requests are answered in batches, each exactly as it is answered alone
+        bodies = [{"user_id": int(u), "k": 10, "as_of": "2026-11-20T12:00:00Z"} for u in users]
+        alone = [_post(url, "recommend", body).json() for body in bodies]
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            together = list(pool.map(lambda body: _post(url, "recommend", body).json(), bodies))
+        assert together == alone
+        batching = _post(url, "health", {}).json()["batching"]
+        assert batching["requests"] == 3 * len(users) + 2
+        assert batching["batches"] < batching["requests"]  # some went together
         for body, field in (
             ({"k": 5}, "user_id"),
             ({"user_id": "abc"}, "user_id"),
@@ -133,7 +149,7 @@ def test_feed_service_recommends_with_arms_cold_start_and_caps(
             assert response.status_code == 422, response.text
             assert field in _error(response)
     logged = read_request_log(log)
-    assert len(logged) == len(users) + 2
+    assert len(logged) == 3 * len(users) + 2
     assert set(logged["arm"]) <= {"control", "treatment"}
     categories = [
         [row.get("item_popularity_attributes__category") for row in f["items"]]
@@ -148,7 +164,10 @@ def test_search_service_ranks_documents_for_known_and_unknown_queries(
 ) -> None:
     home = materialized_home(tmp_path_factory, "search")
     queries = _events(home, "search")["query_id"].drop_duplicates().head(20).tolist()
-    with bento_server(home, "search", tmp_path / "requests.sqlite") as url:
+    log = tmp_path / "requests.sqlite"
+    with bento_server(home, "search", log, settings={WORKERS_ENV: "2"}) as url:
+        # the setting reached the built Bento: two workers, each with its bundle
+        assert started_workers(log.with_suffix(".out"), BENTO_WORKER_STARTED, 2) == 2
         for query in queries:
             answer = _post(url, "search", {"query": int(query), "k": 5})
             assert answer.status_code == 200, answer.text
