@@ -43,13 +43,14 @@ def make_app() -> FastAPI:
     from fastapi import Body, FastAPI
     from fastapi.responses import JSONResponse, Response
 
-    from serving.batching import MicroBatcher
+    from serving.batching import ArrivalGate, Arrivals, MicroBatcher
     from serving.request_log import to_json
     from serving.requests import RequestError
     from serving.service import build_handler, bundle_path
 
     handler = build_handler(bundle_path())
-    batcher = MicroBatcher(handler.handle_many)
+    arrivals = Arrivals()
+    batcher = MicroBatcher(handler.handle_many, arrivals=arrivals)
     endpoint = handler.bundle.manifest.endpoint
 
     @asynccontextmanager
@@ -58,6 +59,7 @@ def make_app() -> FastAPI:
         yield
 
     app = FastAPI(lifespan=lifespan)
+    app.add_middleware(ArrivalGate, arrivals=arrivals, paths=(f"/{endpoint}",))
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:

@@ -181,7 +181,7 @@ class FunnelHandler(Handler):
                 request.pool = filter_seen(pool.tolist(), history_items(rows.iloc[[row]]))
 
     def _rank(self, requests: list[_Request]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """Every request's candidates in one frame with their features and ``score`` column,
+        """Every request's candidates in one frame with their features and ``__score`` column,
         the misses per row, and which request owns each row."""
         sizes = [len(r.pool) for r in requests]
         owners = np.repeat(np.arange(len(requests)), sizes)

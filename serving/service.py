@@ -25,7 +25,7 @@ from bentoml.exceptions import UnprocessableEntity
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
-from serving.batching import MicroBatcher
+from serving.batching import ArrivalGate, Arrivals, MicroBatcher
 from serving.bundle import load_bundle
 from serving.funnel import FunnelHandler
 from serving.handler import Handler
@@ -81,6 +81,8 @@ _VARIABLES = {  # field: (environment variable, what it takes)
     "access_log": (ACCESS_LOG_ENV, "true or false"),
 }
 SETTINGS = ServeSettings.from_env()
+# requests on their way to this worker process's batcher (see serving.batching.Arrivals)
+ARRIVALS = Arrivals()
 _CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 30},
     "workers": SETTINGS.workers,
@@ -132,7 +134,7 @@ class _Endpoint:
 
     def __init__(self) -> None:
         self.handler = build_handler(bundle_path())
-        self.batcher = MicroBatcher(self.handler.handle_many)
+        self.batcher = MicroBatcher(self.handler.handle_many, arrivals=ARRIVALS)
 
     @bentoml.api
     async def health(self) -> dict[str, Any]:
@@ -171,4 +173,7 @@ class ScoreService(_Endpoint):
 
 SERVICES = {"recommend": RecommendService, "search": SearchService, "score": ScoreService}
 for _endpoint, _service in SERVICES.items():
+    # the first added is the outermost of ours: a request counts as arriving before its body
+    # is even read
+    _service.add_asgi_middleware(ArrivalGate, arrivals=ARRIVALS, paths=(f"/{_endpoint}",))
     _service.add_asgi_middleware(JSONObjectBody, paths=(f"/{_endpoint}",))

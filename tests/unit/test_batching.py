@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from serving.batching import MicroBatcher
+from serving.batching import Arrivals, MicroBatcher
 from serving.requests import RequestError
 
 
@@ -87,3 +88,69 @@ def test_requests_arriving_during_a_batch_wait_for_the_next_one() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(Doubler(), max_batch=0)
+
+
+class Slow(Doubler):
+    """A batch that takes ``seconds`` (blocking the loop, as a real batch does)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, payloads: Sequence[Mapping[str, Any]]) -> list[Any]:
+        time.sleep(self.seconds)
+        return super().__call__(payloads)
+
+
+def _clients(batcher: MicroBatcher, arrivals: Arrivals | None, delays: list[float]) -> list[Any]:
+    """Requests through the door (when there is one) after ``delays`` seconds."""
+
+    async def client(x: int, delay: float) -> Any:
+        await asyncio.sleep(delay)
+        if arrivals is None:
+            return await batcher({"x": x})
+        with arrivals.door():
+            return await batcher({"x": x})
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(client(x, d) for x, d in enumerate(delays)))
+
+    return asyncio.run(run())
+
+
+def test_a_batch_waits_briefly_for_the_clients_that_keep_the_worker_busy() -> None:
+    arrivals = Arrivals()
+    handle = Slow(0.04)
+    batcher = MicroBatcher(handle, arrivals=arrivals, max_wait_s=0.02)
+    assert _clients(batcher, arrivals, [0, 0, 0]) == [{"y": 0}, {"y": 2}, {"y": 4}]
+    # three clients were inside at once: the next batch waits (at most 40 ms / 8) for the
+    # two whose requests are half a millisecond behind the first
+    assert _clients(batcher, arrivals, [0, 0.0005, 0.0005]) == [{"y": 0}, {"y": 2}, {"y": 4}]
+    assert handle.batches == [3, 3]
+    assert arrivals.inside == 0 and arrivals.approaching == 0
+    # without the door's count the first request goes alone and the others follow together
+    alone = Slow(0.04)
+    plain = MicroBatcher(alone, max_wait_s=0.02)
+    _clients(plain, None, [0, 0, 0])
+    _clients(plain, None, [0, 0.0005, 0.0005])
+    assert alone.batches == [3, 1, 2]
+
+
+def test_a_lone_client_is_never_waited_for() -> None:
+    arrivals = Arrivals()
+    handle = Slow(0.02)
+    batcher = MicroBatcher(handle, arrivals=arrivals, max_wait_s=0.5)
+    started = time.perf_counter()
+    for _ in range(5):
+        assert _clients(batcher, arrivals, [0]) == [{"y": 0}]
+    assert handle.batches == [1] * 5
+    assert time.perf_counter() - started < 5 * 0.02 + 0.2  # no half-second waits
+
+
+def test_the_door_counts_requests_that_never_reach_the_batcher() -> None:
+    arrivals = Arrivals()
+    with arrivals.door():
+        assert (arrivals.inside, arrivals.approaching) == (1, 1)
+    assert (arrivals.inside, arrivals.approaching) == (0, 0)  # a 422 before the batcher
+    arrivals.arrived()  # outside any door: nothing to count
+    assert arrivals.approaching == 0
