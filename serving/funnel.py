@@ -10,7 +10,7 @@ evaluation (``assets.funnel.evaluate``), which imports the helpers below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ class FunnelHandler(Handler):
             order = np.argsort(-model.popularity, kind="stable")
             self.popular[version] = np.asarray(model.catalog_ids)[order]
 
-    def _parse(self, payload: Mapping[str, Any]) -> _Request:
+    def parse(self, payload: Mapping[str, Any]) -> _Request:
         payload = mapping("body", payload, required=True)
         unit_field = self.unit_field if self.unit_field in payload else self.user_key
         no_extra(payload, {self.unit_field, self.user_key, "k", "context", "as_of"})
@@ -125,20 +125,9 @@ class FunnelHandler(Handler):
             arm=self.arm_for(unit),
         )
 
-    def serve_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[Served | RequestError]:
+    def serve_parsed(self, requests: list[_Request]) -> list[Served | RequestError]:
         """The funnel for a batch: one user read, one query-tower call and one FAISS search per
         retriever version, one candidate read and one ranker call per ranker version."""
-        results: list[Served | RequestError] = []
-        parsed: dict[int, _Request] = {}
-        for position, payload in enumerate(payloads):
-            try:
-                parsed[position] = self._parse(payload)
-                results.append(RequestError("body", "not served"))  # replaced below
-            except RequestError as error:
-                results.append(error)
-        if not parsed:
-            return results
-        requests = list(parsed.values())
         user, user_misses = self.features.read(
             self.retrieval,
             pd.DataFrame({self.user_key: [r.unit for r in requests]}),
@@ -147,10 +136,7 @@ class FunnelHandler(Handler):
         )
         self._retrieve(requests, user)
         candidates, item_misses, owners = self._rank(requests)
-        served = self._answers(requests, user, candidates, owners, user_misses, item_misses)
-        for position, answer in zip(parsed, served, strict=True):
-            results[position] = answer
-        return results
+        return self._answers(requests, user, candidates, owners, user_misses, item_misses)
 
     def _retrieve(self, requests: list[_Request], user: pd.DataFrame) -> None:
         """Each request's candidate pool: the index's nearest items to its query-tower vector

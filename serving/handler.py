@@ -23,7 +23,7 @@ Served = tuple[dict[str, Any], dict[str, Any]]
 
 
 class Handler:
-    """Base of the endpoint handlers; subclasses implement :meth:`serve`."""
+    """Base of the endpoint handlers; subclasses implement :meth:`parse` and :meth:`serve_parsed`."""
 
     endpoint = ""
 
@@ -64,15 +64,32 @@ class Handler:
     def model(self, arm: Arm, name: str) -> Any:
         return self.bundle.model(name, arm.versions[name])
 
-    def serve_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[Served | RequestError]:
-        """Per payload, in order: (response, log extras with ``unit``, ``features``, ``scores``,
-        ``misses``), or the :class:`RequestError` of a bad one, which leaves the others served.
+    def parse(self, payload: Mapping[str, Any]) -> Any:
+        """One request body as the subclass's request object; RequestError names what is wrong."""
+        raise NotImplementedError
 
-        Subclasses answer a batch with one feature read and one model call per model version,
+    def serve_parsed(self, requests: list[Any]) -> list[Served | RequestError]:
+        """Per parsed request, in order: (response, log extras with ``unit``, ``features``,
+        ``scores``, ``misses``), or the RequestError of one that cannot be served.
+
+        Subclasses answer the batch with one feature read and one model call per model version,
         which is what makes serving concurrent requests together (:mod:`serving.batching`)
         cheaper than one at a time.
         """
         raise NotImplementedError
+
+    def serve_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[Served | RequestError]:
+        """:meth:`serve_parsed` of the payloads that parse; a bad one's entry is its error,
+        and leaves the others served."""
+        errors: dict[int, RequestError] = {}
+        parsed = []
+        for position, payload in enumerate(payloads):
+            try:
+                parsed.append(self.parse(payload))
+            except RequestError as error:
+                errors[position] = error
+        served = iter(self.serve_parsed(parsed) if parsed else [])
+        return [errors[p] if p in errors else next(served) for p in range(len(payloads))]
 
     def handle_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[dict | RequestError]:
         """Serve a batch and log each request; a bad request's entry is its error."""

@@ -38,14 +38,14 @@ class OnlineFeatures:
         self.reads = 0
         if self.available:
             store = FeatureStore(repo_path=str(repo))
+            self._services = [service.name for service in store.list_feature_services()]
             cached: set[str] = set()
             if cached_keys and not os.environ.get(LIVE_ITEM_VIEWS_ENV):
-                for service in store.list_feature_services():
-                    for plan in plan_service(store, service.name).views:
+                for service in self._services:
+                    for plan in plan_service(store, service).views:
                         if set(plan.join_keys) <= set(cached_keys):
                             cached.add(plan.view.name)
             self._reader = OnlineReader(store, cached_views=cached)
-            self._services = [service.name for service in store.list_feature_services()]
 
     def warm(self) -> None:
         """Plan every feature service and load the cached views now, not on the first request
@@ -81,12 +81,7 @@ class OnlineFeatures:
         if self._reader is None:
             return rows.copy(), np.zeros(len(rows), dtype=int)
         keys = {c: rows[c].tolist() for c in rows.columns}
-        with self._lock:  # the SQLite connection of Feast's online store is not thread-safe
-            data = self._reader.read_columns(service, keys, views)
-            plan = self._reader.plan(service)
-        misses = _misses(plan, data, len(rows), views)
-        self.reads += len(rows)
-        self.misses += int(misses.sum())
+        data, misses = self._columns(service, keys, len(rows), views)
         return seconds_since_last(pd.DataFrame(data, copy=False), as_of), misses
 
     def read_rows(
@@ -98,14 +93,27 @@ class OnlineFeatures:
         n_rows = len(as_of)
         if self._reader is None:
             return [{k: v[i] for k, v in keys.items()} for i in range(n_rows)], [0] * n_rows
-        with self._lock:
-            data = self._reader.read_columns(service, keys)
-            plan = self._reader.plan(service)
+        data, misses = self._columns(service, keys, n_rows)
         rows = [{name: values[i] for name, values in data.items()} for i in range(n_rows)]
-        misses = _misses(plan, data, n_rows).tolist()
+        stamped = [seconds_since_last_row(r, t) for r, t in zip(rows, as_of, strict=True)]
+        return stamped, misses.tolist()
+
+    def _columns(
+        self,
+        service: str,
+        keys: dict[str, list[object]],
+        n_rows: int,
+        views: Collection[str] | None = None,
+    ) -> tuple[dict[str, list[object] | np.ndarray], np.ndarray]:
+        """The reader's columns and the misses per row, counted."""
+        assert self._reader is not None
+        with self._lock:  # the SQLite connection of Feast's online store is not thread-safe
+            data = self._reader.read_columns(service, keys, views)
+            plan = self._reader.plan(service)
+        misses = _misses(plan, data, n_rows, views)
         self.reads += n_rows
-        self.misses += sum(misses)
-        return [seconds_since_last_row(r, t) for r, t in zip(rows, as_of, strict=True)], misses
+        self.misses += int(misses.sum())
+        return data, misses
 
 
 def _nulls(values: list[object] | np.ndarray) -> np.ndarray:

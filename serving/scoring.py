@@ -9,7 +9,7 @@ score most (LightGBM's ``pred_contrib``: per-feature SHAP values in log-odds), f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ class ScoreHandler(Handler):
         self.request_columns = [c for c in spec.events.columns if c in sample.feature_columns]
         self.unit = spec.experiment.unit if spec.experiment else next(iter(self.keys), None)
 
-    def _parse(self, payload: Mapping[str, Any]) -> Request:
+    def parse(self, payload: Mapping[str, Any]) -> Request:
         body = mapping("body", payload, required=True)
         unknown = sorted(set(body) - {"transaction"})
         if unknown:
@@ -60,39 +60,27 @@ class ScoreHandler(Handler):
         unit = transaction.get(self.unit) if self.unit else None
         return Request(transaction, keys, as_of, unit, self.arm_for(unit))
 
-    def serve_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[Served | RequestError]:
+    def serve_parsed(self, requests: list[Request]) -> list[Served | RequestError]:
         """One feature-store read for the batch and one pass over the trees per model version."""
-        results: list[Served | RequestError] = []
-        requests: dict[int, Request] = {}
-        for position, payload in enumerate(payloads):
-            try:
-                requests[position] = self._parse(payload)
-                results.append(RequestError("body", "not served"))  # replaced below
-            except RequestError as error:
-                results.append(error)
-        if not requests:
-            return results
-        keys = {key: [r.keys[key] for r in requests.values()] for key in self.keys}
-        as_of = [r.as_of for r in requests.values()]
-        rows, misses = self.features.read_rows(self.scorer, keys, as_of)
-        for position, row, missed in zip(requests, rows, misses, strict=True):
-            request = requests[position]
+        keys = {key: [r.keys[key] for r in requests] for key in self.keys}
+        rows, misses = self.features.read_rows(self.scorer, keys, [r.as_of for r in requests])
+        for request, row, missed in zip(requests, rows, misses, strict=True):
             request.row, request.misses = row, missed
             for column in self.request_columns:
                 row[column] = request.transaction.get(column)
-        versions = {p: r.arm.versions[self.scorer] for p, r in requests.items()}
-        for version in dict.fromkeys(versions.values()):
+        results: dict[int, Served | RequestError] = {}
+        versions = [r.arm.versions[self.scorer] for r in requests]
+        for version in dict.fromkeys(versions):
             model = self.bundle.model(self.scorer, version)
-            chosen = [p for p, v in versions.items() if v == version]
-            for position, outcome in zip(
-                chosen, self._explain(model, [requests[p].row for p in chosen]), strict=True
-            ):
-                results[position] = (
+            chosen = [i for i, v in enumerate(versions) if v == version]
+            explained = self._explain(model, [requests[i].row for i in chosen])
+            for i, outcome in zip(chosen, explained, strict=True):
+                results[i] = (
                     outcome
                     if isinstance(outcome, RequestError)
-                    else self._answer(model, requests[position], *outcome)
+                    else self._answer(model, requests[i], *outcome)
                 )
-        return results
+        return [results[i] for i in range(len(requests))]
 
     def _explain(
         self, model: Any, rows: list[dict[str, Any]]
