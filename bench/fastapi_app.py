@@ -43,8 +43,8 @@ def make_app() -> FastAPI:
     from fastapi import Body, FastAPI
     from fastapi.responses import JSONResponse, Response
 
+    from runtime.request_log import to_json
     from serving.batching import ArrivalGate, Arrivals, MicroBatcher
-    from serving.request_log import to_json
     from serving.requests import RequestError
     from serving.service import build_handler, bundle_path
 

@@ -43,7 +43,7 @@ from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
 from configs.schema.source import SyntheticSource  # noqa: E402
 from configs.schema.usecase import UseCaseSpec  # noqa: E402
-from serving.funnel import retrieval_keys  # noqa: E402
+from runtime.funnel_roles import retrieval_keys  # noqa: E402
 
 USE_CASES = ("feed", "fraud", "search")  # the shipped configs/<name>.yaml
 

@@ -30,7 +30,7 @@ def export(args: argparse.Namespace) -> None:
     from bench.train_models import scaled_spec, training_sets
     from configs import CONFIG_DIR
     from configs.schema import load_specs
-    from serving.funnel import retrieval_keys
+    from runtime.funnel_roles import retrieval_keys
 
     (spec,) = load_specs([CONFIG_DIR / f"{args.use_case}.yaml"])
     spec = scaled_spec(spec, args.scale, None)
@@ -56,7 +56,7 @@ def train(args: argparse.Namespace) -> None:
     import torch
 
     from assets.models.two_tower import train_two_tower
-    from serving.models.two_tower import TwoTowerConfig
+    from runtime.models.two_tower import TwoTowerConfig
 
     data = Path(args.data)
     meta = json.loads((data / "meta.json").read_text())

@@ -153,7 +153,8 @@ def materialize(
     import dagster as dg
 
     from dagster_project.materialize import materialize_use_case
-    from resources.home import HOME_ENV, dagster_home, playbook_home
+    from resources.home import dagster_home, playbook_home
+    from runtime.layout import HOME_ENV
 
     specs = _resolve_targets(targets, every)
     resolved = playbook_home(home)
@@ -223,7 +224,7 @@ def report(target: str, home: str | None, as_json: bool) -> None:
 
     from dagster_project import report as reporting
     from resources.home import dagster_home, playbook_home
-    from resources.mlflow_registry import MLflowResource
+    from resources.mlflow_resource import MLflowResource
 
     (spec,) = _resolve_targets((target,), False)
     resolved = playbook_home(home)

@@ -16,28 +16,28 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from assets.experiments.assets import experiment_assets
-from assets.features.assets import feature_assets
-from assets.features.store import feature_store_asset
-from assets.funnel.assets import funnel_asset
-from assets.indexing.assets import index_assets
-from assets.models.assets import model_assets
+from assets.experiments.experiment_analysis_assets import experiment_assets
+from assets.features.feature_store_assets import feature_store_asset
+from assets.features.feature_table_assets import feature_assets
+from assets.funnel.funnel_evaluation_assets import funnel_asset
+from assets.indexing.index_assets import index_assets
+from assets.models.model_assets import model_assets
 from assets.monitoring.drift_assets import drift_report_asset
 from assets.monitoring.performance_assets import performance_assets
-from assets.raw.assets import raw_assets
+from assets.raw.raw_assets import raw_assets
 from assets.raw.source_checks import file_source_problems
 from assets.serving.bento_assets import bento_asset
 from assets.serving.bundle_assets import serving_bundle_asset
 from assets.serving.triton_assets import triton_repository_assets
-from assets.split.assets import split_plan_asset
-from assets.training.assets import training_set_assets
+from assets.split.split_plan_assets import split_plan_asset
+from assets.training.training_set_assets import training_set_assets
 from configs import CONFIG_DIR
 from configs.schema import UseCaseSpec, load_specs
 from dagster_project.schedules import retrain_job, retrain_schedule
 from dagster_project.sensors import drift_sensor, volume_sensor
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource, playbook_home
-from resources.mlflow_registry import MLflowResource
+from resources.mlflow_resource import MLflowResource
 from resources.parquet_io import ParquetIOManager
 
 CONFIGS_ENV = "PLAYBOOK_CONFIGS"

@@ -15,7 +15,8 @@ from typing import Any
 import dagster as dg
 
 from configs.schema.usecase import UseCaseSpec
-from resources.mlflow_registry import MLflowResource
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
 
 
 @dataclass
@@ -69,7 +70,7 @@ def model_reports(
     warnings.filterwarnings("ignore", module="mlflow")  # SQLAlchemy deprecations from its store
     client = registry.client()
     for model, stage in spec.model.items():
-        key = dg.AssetKey([spec.name, "models", model])
+        key = dg.AssetKey(layout.model_key(spec.name, model))
         event = instance.get_latest_materialization_event(key)
         report = ModelReport(model, stage.problem, event is not None)
         if event is not None and event.asset_materialization is not None:
@@ -85,7 +86,7 @@ def model_reports(
         except Exception:  # noqa: BLE001 - no registered model yet
             versions = []
         report.versions = sorted((str(v.version) for v in versions), key=int)
-        for alias in ("champion", "challenger"):
+        for alias in (layout.CHAMPION, layout.CHALLENGER):
             found = registry.version_by_alias(name, alias)
             if found is not None:
                 report.aliases[alias] = found

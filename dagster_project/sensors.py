@@ -24,13 +24,10 @@ from assets.monitoring.drift import event_drift
 from configs.schema.usecase import UseCaseSpec
 from dagster_project.schedules import AssetJob
 from resources.home import HomeResource
+from runtime import layout
 
 REFERENCE_DAYS = 28
 ALERT = "alert"
-
-
-def _raw_key(spec: UseCaseSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "raw_events"])
 
 
 def _partition_file(home: HomeResource, spec: UseCaseSpec, partition: str) -> Path:
@@ -45,7 +42,9 @@ def _read(home: HomeResource, spec: UseCaseSpec, partitions: list[str]) -> pd.Da
 def _new_partitions(
     context: dg.SensorEvaluationContext, spec: UseCaseSpec, seen: list[str]
 ) -> list[str]:
-    done = context.instance.get_materialized_partitions(_raw_key(spec))
+    done = context.instance.get_materialized_partitions(
+        dg.AssetKey(layout.raw_events_key(spec.name))
+    )
     return sorted(set(done) - set(seen))
 
 

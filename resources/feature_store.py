@@ -10,7 +10,7 @@ Feast stays the source of truth. Online reads have two paths over the same store
 
 * :meth:`FeatureStoreResource.online_features` is the serving path. Feast's SDK spends about
   0.1 ms of Python per entity row building and unpacking protobuf responses, several times the
-  cost of the read itself; the fast path (``resources.online_read``) calls the configured Feast
+  cost of the read itself; the fast path (``runtime.online_read``) calls the configured Feast
   ``OnlineStore.online_read`` directly with a plan resolved once per service, so it returns the
   same values several times faster.
 * views named in ``cached_views`` (``["*"]``: all) are served by that path from an in-process
@@ -39,7 +39,7 @@ from feast.types import Array, FeastType, Float64, Int64, String, UnixTimestamp
 from pydantic import PrivateAttr
 
 from resources.home import playbook_home
-from resources.online_read import OnlineReader, column_order
+from runtime.online_read import OnlineReader, column_order
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
     # Views whose online features are served from an in-process cache ("*": all); see
-    # resources.online_read.ViewCache. Costs memory: every online entity of the view.
+    # runtime.online_read.ViewCache. Costs memory: every online entity of the view.
     cached_views: list[str] = []
 
     _stores: dict[str, FeatureStore] = PrivateAttr(default_factory=dict)
@@ -326,7 +326,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         ``<view>__<feature>`` columns; the same frame as :meth:`sdk_online_features`, faster.
 
         Views in ``cached_views`` are answered from memory; the first read after a
-        materialization reloads them. See ``resources.online_read`` for why and how.
+        materialization reloads them. See ``runtime.online_read`` for why and how.
         """
         return self._reader(repo.project).read(service, entity_rows)
 

@@ -1,8 +1,9 @@
 """Where Playbook keeps its state: one home directory for artifacts and the Dagster instance.
 
-Resolution order: an explicit ``--home`` flag, then ``PLAYBOOK_HOME``, then ``./.playbook``. The
-Dagster instance lives in ``<home>/dagster`` so that ``dagster dev`` started with the same home
-shows every materialization the CLI made.
+Resolution order: an explicit ``--home`` flag, then ``PLAYBOOK_HOME``, then ``./.playbook``
+(:func:`runtime.layout.home_location`). What lives where inside it is
+:class:`runtime.layout.HomeLayout`. The Dagster instance lives in ``<home>/dagster`` so that
+``dagster dev`` started with the same home shows every materialization the CLI made.
 """
 
 from __future__ import annotations
@@ -13,22 +14,22 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-HOME_ENV = "PLAYBOOK_HOME"
-DEFAULT_HOME = ".playbook"
+from runtime.layout import HomeLayout, home_location
 
 
 def playbook_home(override: str | os.PathLike[str] | None = None) -> UPath:
     """The home directory as a UPath (local paths are made absolute; ``s3://...`` is kept)."""
-    raw = str(override) if override else os.environ.get(HOME_ENV, DEFAULT_HOME)
-    home = UPath(raw)
-    if home.protocol in ("", "file", "local"):
-        home = UPath(Path(raw).expanduser().resolve())
-    return home
+    return UPath(home_location(override))
+
+
+def home_layout(override: str | os.PathLike[str] | None = None) -> HomeLayout[UPath]:
+    """The layout of the home :func:`playbook_home` resolves to."""
+    return HomeLayout(playbook_home(override))
 
 
 def dagster_home(home: UPath) -> Path:
     """The Dagster instance folder inside a local home (created, telemetry off, on first use)."""
-    folder = Path(str(home)) / "dagster"
+    folder = Path(str(HomeLayout(home).dagster()))
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
     if not config.exists():
@@ -42,8 +43,18 @@ class HomeResource(dg.ConfigurableResource):
 
     path: str
 
+    @property
+    def layout(self) -> HomeLayout[UPath]:
+        """What lives where in this home."""
+        return home_layout(self.path)
+
     def folder(self, *parts: str) -> UPath:
         """``<home>/<parts...>``, created when local."""
         folder = playbook_home(self.path).joinpath(*parts)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def created(self, path: UPath) -> UPath:
+        """``path`` (a folder of :attr:`layout`), created."""
+        path.mkdir(parents=True, exist_ok=True)
+        return path

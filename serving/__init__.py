@@ -1,4 +1,5 @@
-"""Online serving: BentoML services, Triton export, post-processing and A/B routing.
+"""Online serving over the shared runtime: BentoML services, handlers, micro-batching, Triton.
 
-Never imports ``assets`` or ``dagster_project``: a service runs without Dagster.
+Builds on ``runtime`` (models, features, index, bundle) and never imports ``assets``,
+``resources``, ``dagster_project`` or Dagster: a service runs without them.
 """

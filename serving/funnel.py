@@ -5,7 +5,8 @@ returns ``serving.candidates`` items from the whole catalog (a cold unit -- unkn
 history -- gets the most popular items instead) -> items in the unit's recent history lists are
 dropped -> the ranking model scores the candidates on their online features -> the category cap
 (``serving.max_per_category``) and ``k`` make the answer. The same rules as the offline funnel
-evaluation (``assets.funnel.evaluate``), which imports the helpers below.
+evaluation (``assets.funnel.evaluate``): both take the roles of models and columns from
+``runtime.funnel_roles`` and the post-processing from ``runtime.postprocess``.
 """
 
 from __future__ import annotations
@@ -18,67 +19,14 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from configs.schema.usecase import UseCaseSpec
-from serving.bundle import Bundle
+from runtime.ann_index import ExactSearch
+from runtime.bundle import Bundle
+from runtime.funnel_roles import category_column, funnel_models, history_items, retrieval_keys
+from runtime.postprocess import cap_per_category, filter_seen
+from runtime.request_log import RequestLog
+from runtime.routing import Arm
 from serving.handler import Handler, Served
-from serving.postprocess import cap_per_category, filter_seen
-from serving.request_log import RequestLog
 from serving.requests import RequestError, entity_value, mapping, moment, no_extra, top_k
-from serving.routing import Arm
-
-RANKERS = ("learning_to_rank", "multi_task")
-
-
-def retrieval_keys(spec: UseCaseSpec, model: str) -> tuple[str, str, str]:
-    """(user key, item key, item entity name) of a two-tower model."""
-    stage = spec.model[model]
-    in_events = [(n, e) for n, e in spec.entities.items() if e.key in spec.events.columns]
-    if stage.negatives is not None:
-        item_entity = stage.negatives.entity
-    else:
-        item_entity = in_events[-1][0]
-    users = [e.key for n, e in in_events if n != item_entity]
-    if not users:
-        raise ValueError(f"{spec.name}: model.{model}: two_tower needs a user and an item entity")
-    return users[0], spec.entities[item_entity].key, item_entity
-
-
-def funnel_models(spec: UseCaseSpec) -> tuple[str, str] | None:
-    """(retrieval model, ranking model) of a use case with both stages, else None."""
-    retrievers = [m for m, s in spec.model.items() if s.problem == "two_tower"]
-    rankers = [m for m, s in spec.model.items() if s.problem in RANKERS]
-    if not retrievers or not rankers or spec.events.group is None or spec.serving is None:
-        return None
-    return retrievers[0], rankers[0]
-
-
-def category_column(columns: list[str] | pd.Index) -> str | None:
-    """The item category feature the diversity cap groups by (``<view>__category``)."""
-    return next((c for c in columns if str(c).endswith("__category")), None)
-
-
-def history_items(user_rows: pd.DataFrame) -> set:
-    """Every id in the unit's list features (its recent history): already seen, not re-served."""
-    seen: set = set()
-    for column in user_rows.columns:
-        for value in user_rows[column]:
-            if isinstance(value, list | tuple | np.ndarray):
-                seen.update(np.asarray(value).tolist())
-    return seen
-
-
-class _Exact:
-    """Exact inner-product search over a retriever's own catalog vectors (an arm whose retriever
-    version is not the one the FAISS index was built from)."""
-
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self.ids = np.asarray(ids)
-        self.index = faiss.IndexFlatIP(vectors.shape[1])
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, positions = self.index.search(np.ascontiguousarray(queries, np.float32), k)
-        return np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1), scores
 
 
 class FunnelHandler(Handler):
@@ -108,7 +56,7 @@ class FunnelHandler(Handler):
             if bundle.manifest.index_versions.get(name) == version:
                 self.searchers[version] = bundle.indices[name]
             else:
-                self.searchers[version] = _Exact(model.catalog_ids, model.catalog_vectors)
+                self.searchers[version] = ExactSearch(model.catalog_ids, model.catalog_vectors)
             order = np.argsort(-model.popularity, kind="stable")
             self.popular[version] = np.asarray(model.catalog_ids)[order]
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from serving.bundle import Bundle
-from serving.online_features import OnlineFeatures
-from serving.request_log import RequestLog
+from runtime.bundle import Bundle
+from runtime.online_features import OnlineFeatures
+from runtime.request_log import RequestLog
+from runtime.routing import Arm, assign
 from serving.requests import RequestError
-from serving.routing import Arm, assign
 
 # (response, log extras): what a handler gives for one request it served
 Served = tuple[dict[str, Any], dict[str, Any]]

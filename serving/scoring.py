@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.bundle import Bundle
+from runtime.bundle import Bundle
+from runtime.models.features import feature_array
+from runtime.request_log import RequestLog
+from runtime.routing import Arm
 from serving.handler import Handler, Served
-from serving.models.features import feature_array
-from serving.request_log import RequestLog
 from serving.requests import RequestError, entity_value, mapping, moment
-from serving.routing import Arm
 
 TOP_CONTRIBUTIONS = 5
 

@@ -25,18 +25,18 @@ from bentoml.exceptions import UnprocessableEntity
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
+from runtime.bundle import load_bundle
+from runtime.layout import HOME_ENV, REQUEST_LOG_FILE, HomeLayout, home_location
+from runtime.request_log import RequestLog, to_json
 from serving.batching import ArrivalGate, Arrivals, MicroBatcher
-from serving.bundle import load_bundle
 from serving.funnel import FunnelHandler
 from serving.handler import Handler
 from serving.json_body import JSONObjectBody
-from serving.request_log import RequestLog, to_json
 from serving.requests import RequestError
 from serving.scoring import ScoreHandler
 
 BUNDLE_ENV = "PLAYBOOK_BUNDLE"
 REQUEST_LOG_ENV = "PLAYBOOK_REQUEST_LOG"
-HOME_ENV = "PLAYBOOK_HOME"
 
 
 WORKERS_ENV = "PLAYBOOK_WORKERS"
@@ -100,8 +100,8 @@ def request_log_path(use_case: str) -> Path:
     if os.environ.get(REQUEST_LOG_ENV):
         return Path(os.environ[REQUEST_LOG_ENV])
     if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]) / "serving" / use_case / "request_log.sqlite"
-    return Path("request_log.sqlite").resolve()
+        return HomeLayout(Path(home_location())).request_log(use_case)
+    return Path(REQUEST_LOG_FILE).resolve()
 
 
 def build_handler(bundle_folder: str | Path, log: bool = True) -> Handler:

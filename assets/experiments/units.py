@@ -141,7 +141,7 @@ def experiment_units(
 ) -> ExperimentUnits:
     """The per-unit table of an experiment from its request log and its events.
 
-    ``requests`` is :func:`serving.request_log.read_request_log`'s frame (``logged_at``,
+    ``requests`` is :func:`runtime.request_log.read_request_log`'s frame (``logged_at``,
     ``unit``, ``arm``, ``request``); ``events`` holds ``unit_column``, ``timestamp_column`` and
     ``label_column``. Events with a null label are ignored. Raises ``ValueError`` on a missing
     column or an unknown ``outcome``.

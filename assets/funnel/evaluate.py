@@ -21,8 +21,8 @@ from assets.training.build import SPLIT, join_features
 from assets.training.label_rows import AS_OF
 from assets.training.model_views import label_columns
 from configs.schema.usecase import UseCaseSpec
-from serving.funnel import category_column, funnel_models, retrieval_keys
-from serving.postprocess import cap_per_category, filter_seen
+from runtime.funnel_roles import category_column, funnel_models, retrieval_keys
+from runtime.postprocess import cap_per_category, filter_seen
 
 MAX_REQUESTS = 2000  # a seeded sample keeps the evaluation to seconds at any data size
 

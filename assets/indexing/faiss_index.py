@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from configs.schema.stages import IndexSpec
-from serving.ann_index import BuiltIndex, _apply_params, _as_vectors
+from runtime.ann_index import BuiltIndex, apply_search_params, as_vectors
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def build_index(
     as many again, never seen by the tuning, measure the recall that is reported.
     """
     start = time.perf_counter()
-    ids, vectors = _as_ids(ids), _as_vectors(vectors)
+    ids, vectors = _as_ids(ids), as_vectors(vectors)
     if len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids but {len(vectors)} vectors")
     kind = choose_kind(len(vectors), spec)
@@ -159,7 +159,7 @@ def build_index(
         return _flat_index(ids, vectors, k, {"fallback_from": kind, "reason": reason}, start)
 
     params[name] = value
-    _apply_params(inner, kind, params)
+    apply_search_params(inner, kind, params)
     measured = recall_at_k(_positions(inner, held_q, k), exact_held)
     log.info("%s index: %s=%d, held-out recall@%d %.4f", kind, name, value, k, measured)
     return BuiltIndex(
@@ -246,7 +246,7 @@ def _tune(
 
     def passes(value: int) -> bool:
         if value not in tried:
-            _apply_params(inner, kind, {"nprobe": value, "efSearch": value})
+            apply_search_params(inner, kind, {"nprobe": value, "efSearch": value})
             tried[value] = _recall_lower_bound(_positions(inner, queries, k), exact) >= target
         return tried[value]
 
@@ -290,7 +290,7 @@ def _tuning_queries(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint tuning and held-out query sets, from ``queries`` or else from the vectors."""
-    pool = vectors if queries is None else _as_vectors(queries)
+    pool = vectors if queries is None else as_vectors(queries)
     if pool.shape[1] != vectors.shape[1]:
         raise ValueError(f"queries have dim {pool.shape[1]}, vectors {vectors.shape[1]}")
     take = min(len(pool), 2 * sample)

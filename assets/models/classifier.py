@@ -13,17 +13,17 @@ import lightgbm as lgb
 import pandas as pd
 
 from assets.models.lightgbm_inputs import (
-    _CLASSIFIER_DEFAULTS,
-    _COMMON_DEFAULTS,
-    _binary_label,
-    _check_rows,
-    _has,
-    _merge,
-    _train_booster,
+    CLASSIFIER_DEFAULTS,
+    COMMON_DEFAULTS,
+    binary_label,
     check_params,
+    check_rows,
+    has_param,
+    merge_params,
+    train_booster,
 )
-from serving.models.classifier import CalibratedClassifier, Calibration, Calibrator
-from serving.models.features import prepare_features
+from runtime.models.classifier import CalibratedClassifier, Calibration, Calibrator
+from runtime.models.features import prepare_features
 
 # --------------------------------------------------------------------------- classifier
 
@@ -45,17 +45,17 @@ def train_classifier(
     """
     params = dict(params or {})
     check_params(params)
-    _check_rows(train, valid)
-    y_train = _binary_label(train, label, "train")
-    y_valid = _binary_label(valid, label, "validation")
+    check_rows(train, valid)
+    y_train = binary_label(train, label, "train")
+    y_valid = binary_label(valid, label, "validation")
     x_train, categories = prepare_features(train, features)
     x_valid, _ = prepare_features(valid, list(x_train.columns), categories)
-    merged = _merge({**_COMMON_DEFAULTS, **_CLASSIFIER_DEFAULTS}, params)
-    if not (_has(params, "scale_pos_weight") or _has(params, "is_unbalance")):
+    merged = merge_params({**COMMON_DEFAULTS, **CLASSIFIER_DEFAULTS}, params)
+    if not (has_param(params, "scale_pos_weight") or has_param(params, "is_unbalance")):
         merged["scale_pos_weight"] = float((y_train == 0).sum() / (y_train == 1).sum())
     train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
     valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set)
-    booster = _train_booster(merged, train_set, valid_set)
+    booster = train_booster(merged, train_set, valid_set)
     best = booster.best_iteration or booster.current_iteration()
     margin = booster.predict(x_valid, num_iteration=best, raw_score=True)
     calibrator = Calibrator.fit(margin, y_valid, calibration)

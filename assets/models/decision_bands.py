@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from configs.schema.stages import DecisionBandsSpec
-from serving.models.decision_bands import DecisionBands
+from runtime.models.decision_bands import DecisionBands
 
 # --------------------------------------------------------------------------- decision bands
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from assets.models.classifier import train_classifier
-from serving.models.expected_value import ExpectedValueModel
+from runtime.models.expected_value import ExpectedValueModel
 
 # --------------------------------------------------------------------------- expected value
 

@@ -1,6 +1,6 @@
 """What every LightGBM learner here shares: parameter defaults and checks, label checks.
 
-The feature matrix itself is ``serving.models.features.prepare_features``, shared with the
+The feature matrix itself is ``runtime.models.features.prepare_features``, shared with the
 services so training and serving see exactly the same matrix. Parameters are
 checked by name against LightGBM's own list, since LightGBM only warns on unknown ones.
 """
@@ -17,7 +17,7 @@ import pandas as pd
 from lightgbm.basic import LightGBMError, _ConfigAliases
 
 # Defaults every learner starts from; a user parameter (or any alias of it) replaces the default.
-_COMMON_DEFAULTS: dict[str, Any] = {
+COMMON_DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05,
     "num_leaves": 31,
     "min_data_in_leaf": 20,
@@ -31,10 +31,10 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 }
 # AUC is blind to the score shift that ``scale_pos_weight`` causes, so it is the fair stopping
 # criterion for a model whose probabilities are calibrated afterwards anyway.
-_CLASSIFIER_DEFAULTS: dict[str, Any] = {"objective": "binary", "metric": "auc"}
-_RANKER_DEFAULTS: dict[str, Any] = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10]}
+CLASSIFIER_DEFAULTS: dict[str, Any] = {"objective": "binary", "metric": "auc"}
+RANKER_DEFAULTS: dict[str, Any] = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10]}
 # LightGBM's own default gains stop at label 30; beyond that 2**label - 1 stops being sensible.
-_MAX_EXPONENTIAL_LABEL = 30
+MAX_EXPONENTIAL_LABEL = 30
 
 
 # --------------------------------------------------------------------------- parameters
@@ -58,17 +58,17 @@ def check_params(params: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown LightGBM parameter(s): {', '.join(map(repr, unknown))}")
 
 
-def _has(params: Mapping[str, Any], name: str) -> bool:
+def has_param(params: Mapping[str, Any], name: str) -> bool:
     return bool(_ConfigAliases.get(name) & set(params))
 
 
-def _merge(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def merge_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """User parameters over defaults; a default is dropped when the user set any of its aliases."""
-    kept = {key: value for key, value in defaults.items() if not _has(params, key)}
+    kept = {key: value for key, value in defaults.items() if not has_param(params, key)}
     return {**kept, **params}
 
 
-def _train_booster(
+def train_booster(
     params: dict[str, Any], train_set: lgb.Dataset, valid_set: lgb.Dataset
 ) -> lgb.Booster:
     """``lgb.train`` with early stopping on the validation set; LightGBM errors as ValueError."""
@@ -81,14 +81,14 @@ def _train_booster(
 # --------------------------------------------------------------------------- labels
 
 
-def _check_rows(train: pd.DataFrame, valid: pd.DataFrame) -> None:
+def check_rows(train: pd.DataFrame, valid: pd.DataFrame) -> None:
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(valid) == 0:
         raise ValueError("the validation set is empty: early stopping and calibration need it")
 
 
-def _label_values(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
+def label_values(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
     """The label column as floats: present and never missing, or a ValueError naming it."""
     if label not in frame.columns:
         raise ValueError(f"label {label!r} is not a column of the {part} set")
@@ -98,9 +98,9 @@ def _label_values(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
     return values.to_numpy(dtype=float)
 
 
-def _binary_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
+def binary_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
     """The label as 0/1 ints; both classes must be present for a classifier to learn anything."""
-    y = _label_values(frame, label, part)
+    y = label_values(frame, label, part)
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError(f"label {label!r} is not binary 0/1 in {part}")
     if len(np.unique(y)) < 2:

@@ -10,24 +10,24 @@ import numpy as np
 import pandas as pd
 
 from assets.models.lightgbm_inputs import (
-    _COMMON_DEFAULTS,
-    _MAX_EXPONENTIAL_LABEL,
-    _RANKER_DEFAULTS,
-    _check_rows,
-    _has,
-    _label_values,
-    _merge,
-    _train_booster,
+    COMMON_DEFAULTS,
+    MAX_EXPONENTIAL_LABEL,
+    RANKER_DEFAULTS,
     check_params,
+    check_rows,
+    has_param,
+    label_values,
+    merge_params,
+    train_booster,
 )
-from serving.models.features import prepare_features
-from serving.models.ranker import Ranker
+from runtime.models.features import prepare_features
+from runtime.models.ranker import Ranker
 
 # --------------------------------------------------------------------------- ranker
 
 
 def _graded_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
-    y = _label_values(frame, label, part)
+    y = label_values(frame, label, part)
     if (y < 0).any() or (y != np.round(y)).any():
         raise ValueError(f"label {label!r} must be non-negative integers in {part}")
     return y.astype(int)
@@ -46,7 +46,7 @@ def _label_gain(max_label: int) -> list[float]:
     graded label set never depends on the default's length.
     """
     size = max(max_label + 1, 2)
-    if max_label <= _MAX_EXPONENTIAL_LABEL:
+    if max_label <= MAX_EXPONENTIAL_LABEL:
         return [float(2**g - 1) for g in range(size)]
     return [float(g) for g in range(size)]
 
@@ -65,7 +65,7 @@ def train_ranker(
     """
     params = dict(params or {})
     check_params(params)
-    _check_rows(train, valid)
+    check_rows(train, valid)
     train = train.sort_values(group, kind="stable") if group in train.columns else train
     valid = valid.sort_values(group, kind="stable") if group in valid.columns else valid
     y_train, y_valid = (
@@ -76,8 +76,8 @@ def train_ranker(
         raise ValueError(f"label {label!r} has no relevant rows in train")
     x_train, categories = prepare_features(train, features)
     x_valid, _ = prepare_features(valid, list(x_train.columns), categories)
-    merged = _merge({**_COMMON_DEFAULTS, **_RANKER_DEFAULTS}, params)
-    if not _has(params, "label_gain"):
+    merged = merge_params({**COMMON_DEFAULTS, **RANKER_DEFAULTS}, params)
+    if not has_param(params, "label_gain"):
         merged["label_gain"] = _label_gain(int(max(y_train.max(), y_valid.max())))
     train_set = lgb.Dataset(
         x_train, label=y_train, group=_group_sizes(train, group), free_raw_data=False
@@ -85,6 +85,6 @@ def train_ranker(
     valid_set = lgb.Dataset(
         x_valid, label=y_valid, group=_group_sizes(valid, group), reference=train_set
     )
-    booster = _train_booster(merged, train_set, valid_set)
+    booster = train_booster(merged, train_set, valid_set)
     best = booster.best_iteration or booster.current_iteration()
     return Ranker(booster, list(x_train.columns), categories, label, group, best, merged)

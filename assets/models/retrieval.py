@@ -23,8 +23,8 @@ from assets.models.two_tower import train_two_tower
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, model_tables
 from configs.schema.usecase import UseCaseSpec
-from serving.funnel import retrieval_keys
-from serving.models.two_tower import TwoTowerConfig, TwoTowerModel
+from runtime.funnel_roles import retrieval_keys
+from runtime.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 
 @dataclass

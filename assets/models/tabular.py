@@ -3,7 +3,7 @@ a two-head expected-value model, and the approve / review / decline bands of a c
 
 Every model is a plain picklable object exposing ``feature_columns`` and a ``predict``-style method
 on a DataFrame, which is all ``mlflow.pyfunc`` needs to wrap it. Each learner's training has its own module
-here and its served model a module in ``serving.models``.
+here and its served model a module in ``runtime.models``.
 """
 
 from assets.models.classifier import train_classifier
@@ -11,11 +11,11 @@ from assets.models.decision_bands import band_summary, decision_bands
 from assets.models.expected_value import train_expected_value
 from assets.models.lightgbm_inputs import check_params, lightgbm_parameter_names
 from assets.models.ranker import train_ranker
-from serving.models.classifier import CalibratedClassifier, Calibrator
-from serving.models.decision_bands import DecisionBands
-from serving.models.expected_value import ExpectedValueModel
-from serving.models.features import Categories, prepare_features
-from serving.models.ranker import Ranker
+from runtime.models.classifier import CalibratedClassifier, Calibrator
+from runtime.models.decision_bands import DecisionBands
+from runtime.models.expected_value import ExpectedValueModel
+from runtime.models.features import Categories, prepare_features
+from runtime.models.ranker import Ranker
 
 __all__ = [
     "CalibratedClassifier",

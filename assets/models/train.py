@@ -83,7 +83,7 @@ def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
+def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
     parts = {
         name: frame[frame[SPLIT] == name].reset_index(drop=True)
         for name in ("train", "validation", "test")
@@ -99,7 +99,7 @@ def _splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
 def _classification(spec, model, frame, features, params):
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
-    train, valid, test = _splits(spec, model, frame)
+    train, valid, test = model_splits(spec, model, frame)
     fitted = train_classifier(train, valid, features, label, params)
     scores = fitted.predict_proba(test)
     metrics = classification_metrics(test[label], scores)
@@ -126,7 +126,9 @@ def _classification(spec, model, frame, features, params):
     return fitted, metrics, baseline_metrics, primary, predictions, evaluate, extra
 
 
-def _ranked(spec, test: pd.DataFrame, scores: np.ndarray, label: str) -> dict[str, float]:
+def split_ranking_metrics(
+    spec, test: pd.DataFrame, scores: np.ndarray, label: str
+) -> dict[str, float]:
     frame = test.assign(**{SCORE: scores})
     return ranking_metrics(frame, spec.events.group, label, SCORE, tuple(spec.metrics.k))
 
@@ -144,7 +146,7 @@ def _gain_plot(spec, test, label, scores, baseline, baseline_name) -> dict[str, 
     return cutoff_plot(f"NDCG@k by {label}", curves, "ndcg@k")
 
 
-def _primary_ranking(spec) -> str:
+def primary_ranking_metric(spec) -> str:
     primary = spec.metrics.primary
     return (
         f"{primary}@{spec.metrics.k[0]}"
@@ -158,19 +160,21 @@ def _ranking(spec, model, frame, features, params):
     label = next(iter(label_columns(spec, model).values()))
     if spec.events.group is None:
         raise ValueError(f"{spec.name}: model.{model}: learning_to_rank needs events.group")
-    train, valid, test = _splits(spec, model, frame)
+    train, valid, test = model_splits(spec, model, frame)
     fitted = train_ranker(train, valid, features, label, spec.events.group, params)
     scores = fitted.predict(test)
-    metrics = _ranked(spec, test, scores, label)
+    metrics = split_ranking_metrics(spec, test, scores, label)
     item_key = _item_key(spec, model)
     baseline = baseline_scores(stage.baseline or "random", train, test, features, label, item_key)
-    baseline_metrics = _ranked(spec, test, baseline, label)
-    primary = _primary_ranking(spec)
+    baseline_metrics = split_ranking_metrics(spec, test, baseline, label)
+    primary = primary_ranking_metric(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
     plots = _gain_plot(spec, test, label, scores, baseline, stage.baseline or "random")
 
     def evaluate(candidate) -> float:
-        return _ranked(spec, test, candidate.predict(model_input(test, features)), label)[primary]
+        return split_ranking_metrics(
+            spec, test, candidate.predict(model_input(test, features)), label
+        )[primary]
 
     return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {"plots": plots}
 
@@ -198,7 +202,7 @@ def _expected_value(spec, model, frame, features, params):
             " the training set"
         )
     click, purchase = labels
-    train, valid, test = _splits(spec, model, frame)
+    train, valid, test = model_splits(spec, model, frame)
     fitted = train_expected_value(
         train, valid, features, click, purchase, stage.value_feature, params
     )
@@ -206,14 +210,14 @@ def _expected_value(spec, model, frame, features, params):
     test = test.assign(**{REVENUE: test[purchase] * value})
     scores = fitted.predict(test)
     heads = fitted.heads(test)
-    metrics = _ranked(spec, test, scores, REVENUE)
+    metrics = split_ranking_metrics(spec, test, scores, REVENUE)
     metrics["auc_click"] = classification_metrics(test[click], heads["p_click"])["auc"]
     metrics["ece_click"] = classification_metrics(test[click], heads["p_click"])["ece"]
     baseline = baseline_scores(
         stage.baseline or "random", train, test, features, click, _item_key(spec, model)
     )
-    baseline_metrics = _ranked(spec, test, baseline, REVENUE)
-    primary = _primary_ranking(spec)
+    baseline_metrics = split_ranking_metrics(spec, test, baseline, REVENUE)
+    primary = primary_ranking_metric(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(
         **{SCORE: scores, "p_click": heads["p_click"].to_numpy()}
     )
@@ -221,7 +225,9 @@ def _expected_value(spec, model, frame, features, params):
     plots = _gain_plot(spec, test, REVENUE, scores, baseline, stage.baseline or "random")
 
     def evaluate(candidate) -> float:
-        return _ranked(spec, test, candidate.predict(model_input(test, features)), REVENUE)[primary]
+        return split_ranking_metrics(
+            spec, test, candidate.predict(model_input(test, features)), REVENUE
+        )[primary]
 
     return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {"plots": plots}
 

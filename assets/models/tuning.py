@@ -17,7 +17,13 @@ import pandas as pd
 
 from assets.models.evaluation import classification_metrics, higher_is_better
 from assets.models.tabular import train_classifier, train_expected_value, train_ranker
-from assets.models.train import REVENUE, _primary_ranking, _ranked, _splits, feature_columns
+from assets.models.train import (
+    REVENUE,
+    feature_columns,
+    model_splits,
+    primary_ranking_metric,
+    split_ranking_metrics,
+)
 from assets.training.model_views import label_columns
 from configs.schema.stages import SearchRangeSpec
 from configs.schema.usecase import UseCaseSpec
@@ -48,17 +54,17 @@ def _validation_score(spec, model, train, valid, features, params) -> tuple[str,
         metrics = classification_metrics(valid[labels[0]], fitted.predict_proba(valid))
         metric = spec.metrics.primary if spec.metrics.primary in metrics else "pr_auc"
         return metric, metrics[metric]
-    metric = _primary_ranking(spec)
+    metric = primary_ranking_metric(spec)
     if stage.problem == "learning_to_rank":
         fitted = train_ranker(train, valid, features, labels[0], spec.events.group, params)
-        return metric, _ranked(spec, valid, fitted.predict(valid), labels[0])[metric]
+        return metric, split_ranking_metrics(spec, valid, fitted.predict(valid), labels[0])[metric]
     click, purchase = labels
     fitted = train_expected_value(
         train, valid, features, click, purchase, stage.value_feature, params
     )
     value = valid[stage.value_feature].astype(float).fillna(0.0)
     scored = valid.assign(**{REVENUE: valid[purchase] * value})
-    return metric, _ranked(spec, scored, fitted.predict(scored), REVENUE)[metric]
+    return metric, split_ranking_metrics(spec, scored, fitted.predict(scored), REVENUE)[metric]
 
 
 def tune(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> TuningResult:
@@ -66,7 +72,7 @@ def tune(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> TuningResult:
     stage = spec.model[model]
     tuning = stage.tuning
     features = feature_columns(spec, model, frame)
-    train, valid, _ = _splits(spec, model, frame)
+    train, valid, _ = model_splits(spec, model, frame)
     trials: list[dict] = []
     metric_name = {"name": ""}
 
@@ -81,7 +87,7 @@ def tune(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> TuningResult:
         return score
 
     # the direction needs the metric's name: score one trial's metric name from the spec
-    probe = "pr_auc" if stage.problem == "binary_classification" else _primary_ranking(spec)
+    probe = "pr_auc" if stage.problem == "binary_classification" else primary_ranking_metric(spec)
     if stage.problem == "binary_classification" and spec.metrics.primary in (
         "auc",
         "pr_auc",

@@ -1,4 +1,4 @@
-"""Training of the two-tower retrieval model (the model itself: ``serving.models.two_tower``).
+"""Training of the two-tower retrieval model (the model itself: ``runtime.models.two_tower``).
 
 * **Loss**: a sampled softmax over the positives of a batch (in-batch negatives), with the logQ
   correction of Yi et al. (RecSys 2019): each candidate's logit is reduced by the log of its
@@ -28,14 +28,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from serving.models.tower_inputs import FeatureEncoder, _content
-from serving.models.two_tower import (
+from runtime.models.tower_inputs import FeatureEncoder, content_frame
+from runtime.models.two_tower import (
+    TowerInputs,
     TwoTowerConfig,
     TwoTowerModel,
-    _embed,
-    _Net,
-    _Side,
+    TwoTowerNet,
     device_for,
+    embed,
 )
 
 
@@ -74,7 +74,7 @@ def _softmax_loss(
 class _Data:
     """A training frame encoded: user inputs per row, item-table row per row, labels."""
 
-    users: _Side
+    users: TowerInputs
     item_rows: torch.Tensor
     labels: torch.Tensor
 
@@ -90,7 +90,7 @@ def _encode_rows(
 ) -> _Data:
     rows = table_ids.get_indexer(frame[model.item_key].to_numpy())
     return _Data(
-        model._user_side(frame),
+        model.user_inputs(frame),
         torch.as_tensor(rows, device=model.device),
         torch.as_tensor(frame[label].to_numpy(dtype=np.float32), device=model.device),
     )
@@ -100,7 +100,7 @@ def _item_table(
     items: pd.DataFrame, frames: Sequence[pd.DataFrame], item_key: str, features: Sequence[str]
 ) -> pd.DataFrame:
     """Catalog content for every catalog item plus any training item missing from it."""
-    content = _content(items, item_key, features).drop_duplicates(item_key, keep="last")
+    content = content_frame(items, item_key, features).drop_duplicates(item_key, keep="last")
     seen = pd.concat([f[[item_key]] for f in frames]).drop_duplicates()
     extra = seen[~seen[item_key].isin(content[item_key])]
     return pd.concat([content, extra], ignore_index=True)
@@ -109,7 +109,7 @@ def _item_table(
 def _step(
     model: TwoTowerModel,
     data: _Data,
-    table: _Side,
+    table: TowerInputs,
     log_q: torch.Tensor | None,
     pos: torch.Tensor,
     neg: torch.Tensor,
@@ -117,8 +117,8 @@ def _step(
 ) -> torch.Tensor:
     config, net = model.config, model.net
     rows = torch.cat([pos, neg])
-    users = _embed(net.user, data.users.take(rows), dropout)
-    items = _embed(net.item, table.take(data.item_rows[rows]), dropout)
+    users = embed(net.user, data.users.take(rows), dropout)
+    items = embed(net.item, table.take(data.item_rows[rows]), dropout)
     n = len(pos)
     loss = _softmax_loss(users[:n], items[:n], data.item_rows[pos], log_q, config.temperature)
     if config.bce_weight > 0 and len(neg):
@@ -131,7 +131,7 @@ def _step(
 
 @torch.no_grad()
 def _valid_loss(
-    model: TwoTowerModel, data: _Data, table: _Side, log_q: torch.Tensor | None
+    model: TwoTowerModel, data: _Data, table: TowerInputs, log_q: torch.Tensor | None
 ) -> float:
     pos = data.positives()
     losses = []
@@ -171,12 +171,12 @@ def train_two_tower(
     item_encoder = FeatureEncoder.fit(table_frame, [c for c in item_features if c in table_frame])
     user_ids = pd.unique(positives[user_key]).tolist()
     item_ids = pd.unique(positives[item_key]).tolist()
-    net = _Net(len(user_ids), len(item_ids), user_encoder, item_encoder, config).to(device)
+    net = TwoTowerNet(len(user_ids), len(item_ids), user_encoder, item_encoder, config).to(device)
     model = TwoTowerModel(
         config, user_key, item_key, user_ids, item_ids, user_encoder, item_encoder, net
     )
     table_ids = pd.Index(table_frame[item_key])
-    table = model._item_side(table_frame)
+    table = model.item_inputs(table_frame)
     data = _encode_rows(model, train, table_ids, label)
     counts = np.bincount(data.item_rows[data.positives()].cpu().numpy(), minlength=len(table_ids))
     log_q = None
@@ -188,7 +188,7 @@ def train_two_tower(
     model.net.eval()
     catalog = table_frame[table_frame[item_key].isin(items[item_key])]
     model.catalog_ids = catalog[item_key].to_numpy()
-    model.catalog_vectors = model._vectors(net.item, model._item_side(catalog))
+    model.catalog_vectors = model._vectors(net.item, model.item_inputs(catalog))
     model.popularity = (
         positives[item_key].value_counts().reindex(model.catalog_ids, fill_value=0).to_numpy()
     ).astype(np.float32)
@@ -198,7 +198,7 @@ def train_two_tower(
 def _fit(
     model: TwoTowerModel,
     data: _Data,
-    table: _Side,
+    table: TowerInputs,
     log_q: torch.Tensor | None,
     valid: _Data | None,
     rng: np.random.Generator,

@@ -14,14 +14,13 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import asset_identity, table_metadata
-from assets.models.assets import model_key, registered_name
 from assets.models.plots import markdown_image
 from assets.monitoring.drift import ALERT, Drift, event_drift, model_drift, shifts
 from assets.monitoring.plots import bin_shares_plot
-from assets.training.assets import training_set_key
 from assets.training.build import SPLIT
 from configs.schema.usecase import UseCaseSpec
-from resources.mlflow_registry import MLflowResource
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
 
 ALERT_CHECK = "no_drift_alert"
 MAX_PLOTS = 6
@@ -30,10 +29,6 @@ TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
 # calibration). The train split starts at the start of the data, where windowed aggregates are
 # still filling up (a 7-day count is small on day 2), which would read as drift by itself.
 REFERENCE_SPLIT = "validation"
-
-
-def drift_report_key(spec: UseCaseSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "drift_report"])
 
 
 def recent_window(events: pd.DataFrame, timestamp: str, min_rows: int) -> pd.DataFrame:
@@ -69,18 +64,23 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if spec.events.timestamp is None:
         return None
     tabular = [m for m, s in spec.model.items() if s.problem in TABULAR]
-    key = drift_report_key(spec)
+    key = dg.AssetKey(layout.drift_report_key(spec.name))
     ins = {
-        "raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"])),
-        "split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"])),
+        "raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name))),
+        "split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name))),
     }
-    ins.update({f"set_{m}": dg.AssetIn(key=training_set_key(spec, m)) for m in tabular})
+    ins.update(
+        {
+            f"set_{m}": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, m)))
+            for m in tabular
+        }
+    )
     monitoring = spec.monitoring
 
     @dg.asset(
         key=key,
         ins=ins,
-        deps=[model_key(spec, m) for m in tabular],
+        deps=[dg.AssetKey(layout.model_key(spec.name, m)) for m in tabular],
         **asset_identity(spec, "monitoring"),
         kinds={"pandas"},
         description=(
@@ -101,10 +101,10 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         changes = shifts(spec, reference, window)
         for model in tabular:
             frame = inputs[f"set_{model}"]
-            name = registered_name(spec, model)
+            name = layout.registered_model_name(spec.name, model)
             champion = (
-                mlflow.load_model(name, "champion").unwrap_python_model().model
-                if mlflow.version_by_alias(name, "champion")
+                mlflow.load_model(name, layout.CHAMPION).unwrap_python_model().model
+                if mlflow.version_by_alias(name, layout.CHAMPION)
                 else None
             )
             features = list(champion.feature_columns) if champion is not None else []

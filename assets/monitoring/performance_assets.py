@@ -24,7 +24,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from assets.metadata import asset_identity, table_metadata
-from assets.models.assets import registered_name
 from assets.models.plots import markdown_image
 from assets.monitoring.performance import (
     METRICS,
@@ -44,19 +43,15 @@ from assets.monitoring.session_clicks import (
     logged_slates,
     session_target,
 )
-from assets.serving.bundle_assets import serving_bundle_key
 from configs.schema.usecase import UseCaseSpec
-from resources.home import HomeResource, playbook_home
-from resources.mlflow_registry import CHAMPION, PREVIOUS_CHAMPION_TAG, MLflowResource
-from serving.request_log import read_request_log
+from resources.home import HomeResource
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.promotion import PREVIOUS_CHAMPION_TAG
+from runtime.request_log import read_request_log
 
 ROLLBACK_CHECK = "rollback"
-REQUEST_LOG = "request_log.sqlite"
 DEFAULT_METRIC = "auc"
-
-
-def performance_key(spec: UseCaseSpec, model: str) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "performance", model])
 
 
 def rollback_metric(spec: UseCaseSpec) -> str:
@@ -113,8 +108,8 @@ def _rollback(
     mlflow: MLflowResource,
 ) -> dg.AssetCheckResult:
     """Apply the rollback rule to the registry's champion and the version it replaced."""
-    name = registered_name(spec, target.model)
-    champion = mlflow.version_by_alias(name, CHAMPION)
+    name = layout.registered_model_name(spec.name, target.model)
+    champion = mlflow.version_by_alias(name, layout.CHAMPION)
     previous = (
         mlflow.version_tags(name, champion).get(PREVIOUS_CHAMPION_TAG) or None if champion else None
     )
@@ -170,14 +165,14 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         else (lambda log: logged_predictions(log, target))
     )
     join = join_session_clicks if session else join_labels
-    key = performance_key(spec, target.model)
+    key = dg.AssetKey(layout.performance_key(spec.name, target.model))
     metric = rollback_metric(spec)
     known = target.known if session else target.available_at or "event time + maturity"
 
     @dg.asset(
         key=key,
-        ins={"raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"]))},
-        deps=[serving_bundle_key(spec)],
+        ins={"raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name)))},
+        deps=[dg.AssetKey(layout.serving_bundle_key(spec.name))],
         **asset_identity(spec, "monitoring"),
         kinds={"pandas", "mlflow"},
         description=(
@@ -203,7 +198,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         home: HomeResource,
         mlflow: MLflowResource,
     ):
-        path = playbook_home(home.path) / "serving" / spec.name / REQUEST_LOG
+        path = home.layout.request_log(spec.name)
         log = read_request_log(str(path)) if path.exists() else pd.DataFrame()
         predictions = predictions_of(log)
         if predictions.empty:

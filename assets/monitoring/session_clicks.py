@@ -21,7 +21,7 @@ from assets.monitoring.performance import (
     JoinedPredictions,
 )
 from configs.schema.usecase import UseCaseSpec
-from serving.funnel import funnel_models, retrieval_keys
+from runtime.funnel_roles import funnel_models, retrieval_keys
 
 SESSION = pd.Timedelta("30min")
 

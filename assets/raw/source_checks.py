@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from assets.raw.file_source import FileSourceError, check_mapping, peek_columns
-from configs.schema.checks import Problem
+from configs.schema.consistency import Problem
 from configs.schema.source import FileSource
 from configs.schema.usecase import UseCaseSpec
 

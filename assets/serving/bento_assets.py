@@ -1,7 +1,7 @@
 """Asset factory for ``<use case>/bento``: ``bentoml build`` of the use case's service.
 
 The build context is assembled in a temporary folder: the ``serving`` package,
-the schema (``configs``), the online reader (``resources/online_read.py``) and the serving
+the schema (``configs``), the online reader (``runtime/online_read.py``) and the serving
 bundle, so the Bento runs with no access to this repository, the registry or Dagster. The Bento
 is named ``playbook-<use case>``, lives in the BentoML store under ``<home>/bentoml``
 (``BENTOML_HOME``) and is labelled with every model version it packs, per experiment arm. The
@@ -24,10 +24,10 @@ import configs
 import resources
 import serving
 from assets.metadata import asset_identity
-from assets.serving.bundle_assets import serving_bundle_key
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-from serving.bundle import Bundle, load_bundle
+from runtime import layout
+from runtime.bundle import Bundle, load_bundle
 from serving.service import BUNDLE_ENV, SERVICES
 
 # What the service imports at run time, pinned to this environment's versions.
@@ -48,7 +48,7 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def bentoml_home(home: HomeResource) -> Path:
-    return Path(str(home.folder("bentoml")))
+    return Path(str(home.created(home.layout.bentoml())))
 
 
 def _pinned() -> list[str]:
@@ -107,8 +107,8 @@ def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     service = SERVICES[spec.serving.endpoint].inner.__name__
 
     @dg.asset(
-        key=dg.AssetKey([spec.name, "bento"]),
-        deps=[serving_bundle_key(spec)],
+        key=dg.AssetKey(layout.bento_key(spec.name)),
+        deps=[dg.AssetKey(layout.serving_bundle_key(spec.name))],
         **asset_identity(spec, "serving"),
         kinds={"bentoml"},
         description=(
@@ -117,7 +117,7 @@ def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         ),
     )
     def bento(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
-        bundle = load_bundle(Path(str(home.folder("serving", spec.name))) / "bundle")
+        bundle = load_bundle(Path(str(home.layout.bundle(spec.name))))
         bentofile = _bentofile(spec, service, bundle)
         store = bentoml_home(home)
         # BentoML refuses a build context under a hidden folder (the default home is

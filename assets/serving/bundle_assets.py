@@ -3,29 +3,24 @@
 For every experiment arm (just ``champion`` without an experiment) it resolves each model's
 registry alias to a version, takes those versions from MLflow, and writes them with the FAISS
 index, the validated spec and the Feast config into ``<home>/serving/<use case>/bundle``
-(``serving.bundle``). The folder is staged and swapped in only once complete and loadable, so a
-failed build keeps the previous bundle and a running service never sees half of one.
+(``runtime.bundle``). The folder is published with ``runtime.publish``: staged, loaded back, and
+swapped in only then, so a failed build keeps the previous bundle and a running service never
+sees half of one.
 """
 
-import shutil
-import uuid
+from pathlib import Path
 
 import dagster as dg
 
 from assets.metadata import asset_identity
-from assets.models.assets import model_key, registered_name
 from configs.schema.usecase import UseCaseSpec
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource
-from resources.mlflow_registry import MLflowResource
-from serving.bundle import load_bundle, write_bundle
-from serving.routing import Arm
-
-CHAMPION = "champion"
-
-
-def serving_bundle_key(spec: UseCaseSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "serving_bundle"])
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.bundle import load_bundle, write_bundle
+from runtime.publish import publishing
+from runtime.routing import Arm
 
 
 def _arms(spec: UseCaseSpec, mlflow: MLflowResource) -> list[Arm]:
@@ -34,18 +29,18 @@ def _arms(spec: UseCaseSpec, mlflow: MLflowResource) -> list[Arm]:
     wanted = (
         [(a.name, a.weight, a.model_alias) for a in spec.experiment.arms]
         if spec.experiment
-        else [(CHAMPION, 1.0, CHAMPION)]
+        else [(layout.CHAMPION, 1.0, layout.CHAMPION)]
     )
     arms = []
     for name, weight, alias in wanted:
         versions = {}
         for model in spec.model:
-            registered = registered_name(spec, model)
+            registered = layout.registered_model_name(spec.name, model)
             version = (
                 alias
                 if alias.isdigit()
                 else mlflow.version_by_alias(registered, alias)
-                or mlflow.version_by_alias(registered, CHAMPION)
+                or mlflow.version_by_alias(registered, layout.CHAMPION)
             )
             if version is None:
                 raise dg.Failure(
@@ -61,13 +56,13 @@ def serving_bundle_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if spec.serving is None or not spec.model:
         return None
     retrievers = [m for m, s in spec.model.items() if s.problem == "two_tower"]
-    deps = [model_key(spec, m) for m in spec.model]
-    deps += [dg.AssetKey([spec.name, "indices", m]) for m in retrievers]
+    deps = [dg.AssetKey(layout.model_key(spec.name, m)) for m in spec.model]
+    deps += [dg.AssetKey(layout.index_key(spec.name, m)) for m in retrievers]
     if spec.features:
-        deps.append(dg.AssetKey([spec.name, "feature_store"]))
+        deps.append(dg.AssetKey(layout.feature_store_key(spec.name)))
 
     @dg.asset(
-        key=serving_bundle_key(spec),
+        key=dg.AssetKey(layout.serving_bundle_key(spec.name)),
         deps=deps,
         **asset_identity(spec, "serving"),
         kinds={"bentoml", "mlflow"},
@@ -87,39 +82,31 @@ def serving_bundle_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         for arm in arms:
             for model, version in arm.versions.items():
                 if version not in models.setdefault(model, {}):
-                    loaded = mlflow.load_model(registered_name(spec, model), version)
+                    loaded = mlflow.load_model(
+                        layout.registered_model_name(spec.name, model), version
+                    )
                     models[model][version] = loaded.unwrap_python_model().model
         indices = {}
         for model in retrievers:
-            folder = home.folder("indices", spec.name) / model
-            version = mlflow.latest_version(registered_name(spec, model))
+            folder = home.layout.index(spec.name, model)
+            version = mlflow.latest_version(layout.registered_model_name(spec.name, model))
             if (folder / "index.json").exists() and version is not None:
                 indices[model] = (version, str(folder))  # built from the latest run's embeddings
         config = feature_store.repo_path(spec.name) / "feature_store.yaml"
-        base = home.folder("serving", spec.name)
-        staging = base / f".bundle-{uuid.uuid4().hex}"
-        try:
+        final = Path(str(home.layout.bundle(spec.name)))
+        # must load before it replaces the served one
+        with publishing(final, verify=load_bundle) as staging:
             manifest = write_bundle(
                 staging,
                 spec,
                 arms,
                 models,
-                {m: registered_name(spec, m) for m in spec.model},
+                {m: layout.registered_model_name(spec.name, m) for m in spec.model},
                 indices,
                 config if config.exists() else None,
                 salt=(spec.experiment.salt or spec.experiment.name) if spec.experiment else "",
                 unit=spec.experiment.unit if spec.experiment else None,
             )
-            load_bundle(staging)  # must load before it replaces the served one
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        final = base / "bundle"
-        retired = base / f".retired-{uuid.uuid4().hex}"
-        if final.exists():
-            final.rename(retired)
-        staging.rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
         context.log.info(f"serving bundle written to {final}")
         return dg.MaterializeResult(
             metadata={

@@ -8,41 +8,36 @@ booster). Both repository variants are written (``serving.triton.repository``):
 * ``<home>/triton/<use case>/gpu``: ONNX Runtime and FIL backends on GPU instances;
 * ``<home>/triton/<use case>/cpu``: the same files under the Python backend on CPU instances;
 
-with ``manifest.json`` beside them. The folder is built under a staging name and swapped in only
-once complete and checked, so a failed build keeps the previous repository and a server polling
+with ``manifest.json`` beside them. The folder is published with ``runtime.publish`` (staged,
+swapped in only once complete and checked), so a failed build keeps the previous repository and a server polling
 the folder never sees half of one. Nothing is downloaded: only the registry and local files.
 """
 
-import shutil
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import asset_identity
-from assets.models.assets import model_key, registered_name
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-from resources.mlflow_registry import CHAMPION, MLflowResource
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.publish import publishing
 from serving.triton.config import CONFIG_FILE
 from serving.triton.onnx_export import PARITY_TOLERANCE, ParityError
 from serving.triton.repository import ExportedModel, export_model, write_repository
-
-
-def triton_repository_key(spec: UseCaseSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "triton_repository"])
 
 
 def _champions(spec: UseCaseSpec, mlflow: MLflowResource) -> dict[str, tuple[str, object]]:
     """``{registered name: (champion version, served model object)}`` for every model."""
     out = {}
     for model in spec.model:
-        name = registered_name(spec, model)
-        version = mlflow.version_by_alias(name, CHAMPION)
+        name = layout.registered_model_name(spec.name, model)
+        version = mlflow.version_by_alias(name, layout.CHAMPION)
         if version is None:
             raise dg.Failure(
-                f"{spec.name}: model {model!r} ({name}) has no {CHAMPION!r} version in the"
+                f"{spec.name}: model {model!r} ({name}) has no {layout.CHAMPION!r} version in the"
                 " registry; materialize its model asset first"
             )
         out[name] = (version, mlflow.load_model(name, version).unwrap_python_model().model)
@@ -57,15 +52,6 @@ def _export(champions: dict[str, tuple[str, object]]) -> list[ExportedModel]:
         except (ParityError, ValueError, TypeError) as error:
             raise dg.Failure(f"{name} version {version}: export failed: {error}") from None
     return exported
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` with two renames; the old folder is removed after."""
-    old = final.with_name(f".{final.name}.old.{uuid.uuid4().hex}")
-    if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _models_table(models: list[ExportedModel]) -> str:
@@ -90,11 +76,11 @@ def _formats(spec: UseCaseSpec) -> set[str]:
 
 
 def triton_repository_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
-    key = triton_repository_key(spec)
+    key = dg.AssetKey(layout.triton_repository_key(spec.name))
 
     @dg.asset(
         key=key,
-        deps=[model_key(spec, m) for m in spec.model],
+        deps=[dg.AssetKey(layout.model_key(spec.name, m)) for m in spec.model],
         **asset_identity(spec, "serving"),
         kinds={"triton", *_formats(spec)},
         description=(
@@ -108,18 +94,12 @@ def triton_repository_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         champions = _champions(spec, mlflow)
         models = _export(champions)
-        folder = home.folder("triton")
+        folder = home.layout.triton(spec.name)
         if folder.protocol not in ("", "file", "local"):
             raise dg.Failure(f"the Triton repository is written to a local home, not {folder}")
-        root = Path(folder.path)
-        staging = root / f".{spec.name}.{uuid.uuid4().hex}"
-        try:
+        final = Path(folder.path)
+        with publishing(final) as staging:
             write_repository(models, staging)
-        except Exception:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        final = root / spec.name
-        _swap_in(staging, final)
         context.log.info(f"{len(models)} Triton models written to {final}")
         onnx = [m.parity_max_abs_diff for m in models if m.format == "onnx"]
         config = (final / "gpu" / models[0].name / CONFIG_FILE).read_text(encoding="utf-8")

@@ -22,7 +22,7 @@ from assets.training.model_views import label_columns, model_tables, passthrough
 from assets.training.negatives import SAMPLED, sample_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from configs.schema.usecase import UseCaseSpec
-from serving.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
+from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
 
 SPLIT = "split"
 

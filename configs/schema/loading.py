@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from configs.schema.checks import Loc, Problem, cross_check
+from configs.schema.consistency import Loc, Problem, cross_check
 from configs.schema.usecase import UseCaseSpec
 
 ExtraCheck = Callable[[UseCaseSpec], Iterable[Problem]]

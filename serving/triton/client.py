@@ -18,7 +18,7 @@ import pandas as pd
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from serving.models.classifier import CalibratedClassifier
+from runtime.models.classifier import CalibratedClassifier
 from serving.triton.lightgbm_export import INPUT, OUTPUT, TreeModel, feature_array
 
 

@@ -30,11 +30,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from serving.models.classifier import CalibratedClassifier
-from serving.models.expected_value import ExpectedValueModel
-from serving.models.features import Categories
-from serving.models.features import feature_array as feature_matrix
-from serving.models.ranker import Ranker
+from runtime.models.classifier import CalibratedClassifier
+from runtime.models.expected_value import ExpectedValueModel
+from runtime.models.features import Categories
+from runtime.models.features import feature_array as feature_matrix
+from runtime.models.ranker import Ranker
 from serving.triton.config import TensorSpec
 
 INPUT = "input__0"  # the names FIL requires; the CPU variant uses the same
@@ -85,7 +85,7 @@ def feature_names(model: TreeModel) -> list[str]:
 def feature_array(model: TreeModel, frame: pd.DataFrame) -> np.ndarray:
     """The float32 ``[rows, features]`` matrix FIL and the CPU variant read for ``frame``.
 
-    ``serving.models.features.feature_array`` is the matrix LightGBM reads from
+    ``runtime.models.features.feature_array`` is the matrix LightGBM reads from
     ``prepare_features`` (categories as their codes in the training levels, NaN when missing or
     unseen), in the booster's column order; here rounded to the float32 FIL computes in.
     """

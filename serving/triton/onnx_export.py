@@ -1,6 +1,6 @@
 """Two-tower towers as ONNX files, with a parity check against PyTorch.
 
-Each tower (``net.user``, ``net.item`` of a :class:`~serving.models.two_tower.TwoTowerModel`)
+Each tower (``net.user``, ``net.item`` of a :class:`~runtime.models.two_tower.TwoTowerModel`)
 becomes one ONNX graph with a dynamic batch axis. Inputs are the tensors the model's own encoders
 produce, so a client encodes requests exactly as training did:
 
@@ -15,10 +15,10 @@ tensor has at least one non-batch dimension, which ONNX Runtime, FIL and Python 
 batch without a ``reshape`` in the config. The output ``embedding`` is the unit vector, float32
 ``[batch, embedding_dim]``.
 
-Why the graph is traced from :class:`_ExportableTower` and not from ``_Tower`` itself: PyTorch's
+Why the graph is traced from :class:`_ExportableTower` and not from ``Tower`` itself: PyTorch's
 ONNX exporter cannot export ``EmbeddingBag`` with ``padding_idx``, which the history features
 use. The wrapper computes the same mean over non-padding entries with a gather and a masked sum
-on the *same* parameters; :func:`onnx_parity` runs ONNX Runtime against the original ``_Tower``
+on the *same* parameters; :func:`onnx_parity` runs ONNX Runtime against the original ``Tower``
 so any drift between the two fails the build (tolerance 1e-4).
 """
 
@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from serving.models.tower_inputs import FeatureEncoder, _content
-from serving.models.two_tower import TwoTowerModel, _Side, _Tower
+from runtime.models.tower_inputs import FeatureEncoder, content_frame
+from runtime.models.two_tower import Tower, TowerInputs, TwoTowerModel
 from serving.triton.config import TensorSpec
 
 EMBEDDING = "embedding"
@@ -62,7 +62,7 @@ class TowerSignature:
         return [spec.name for spec in self.inputs]
 
 
-def tower_signature(tower: _Tower, encoder: FeatureEncoder) -> TowerSignature:
+def tower_signature(tower: Tower, encoder: FeatureEncoder) -> TowerSignature:
     """Inputs present in this tower (zero-width ones left out) and its embedding output."""
     dim = tower.ids.embedding_dim
     inputs = [TensorSpec("ids", "int64", (1,))]
@@ -76,9 +76,9 @@ def tower_signature(tower: _Tower, encoder: FeatureEncoder) -> TowerSignature:
 
 
 class _ExportableTower(nn.Module):
-    """``_Tower.forward`` on the same parameters, in operations the ONNX exporter supports."""
+    """``Tower.forward`` on the same parameters, in operations the ONNX exporter supports."""
 
-    def __init__(self, tower: _Tower, input_names: list[str]) -> None:
+    def __init__(self, tower: Tower, input_names: list[str]) -> None:
         super().__init__()
         self.tower = tower
         self.input_names = input_names
@@ -109,7 +109,7 @@ def tower_encoder(model: TwoTowerModel, tower: str) -> FeatureEncoder:
     return model.user_encoder if tower == "user" else model.item_encoder
 
 
-def _cpu_tower(model: TwoTowerModel, tower: str) -> _Tower:
+def _cpu_tower(model: TwoTowerModel, tower: str) -> Tower:
     """A CPU copy in eval mode: export and parity never touch the serving model's device."""
     return copy.deepcopy(getattr(model.net, tower)).cpu().eval()
 
@@ -140,7 +140,7 @@ def export_tower(model: TwoTowerModel, tower: str) -> tuple[bytes, TowerSignatur
 
 
 def sample_tower_inputs(
-    signature: TowerSignature, tower: _Tower, rows: int = 256, seed: int = 0
+    signature: TowerSignature, tower: Tower, rows: int = 256, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Valid random inputs over the whole vocabulary, plus the edge rows serving will see.
 
@@ -174,8 +174,8 @@ def sample_tower_inputs(
     return out
 
 
-def torch_embeddings(tower: _Tower, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The original ``_Tower.forward`` on exported-signature inputs (absent ones as empty)."""
+def torch_embeddings(tower: Tower, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The original ``Tower.forward`` on exported-signature inputs (absent ones as empty)."""
     ids = torch.as_tensor(inputs["ids"][:, 0])
     n = len(ids)
     empty = {
@@ -229,7 +229,7 @@ def onnx_parity(
 # --------------------------------------------------------------------------- request encoding
 
 
-def _as_inputs(side: _Side, signature_names: list[str]) -> dict[str, np.ndarray]:
+def _as_inputs(side: TowerInputs, signature_names: list[str]) -> dict[str, np.ndarray]:
     arrays = {
         "ids": side.ids.cpu().numpy().astype(np.int64)[:, None],
         "nums": side.nums.cpu().numpy().astype(np.float32),
@@ -242,7 +242,7 @@ def _as_inputs(side: _Side, signature_names: list[str]) -> dict[str, np.ndarray]
 def user_tower_inputs(model: TwoTowerModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The query tower's tensors for request rows (user key + user features), as served."""
     names = tower_signature(model.net.user, model.user_encoder).input_names
-    return _as_inputs(model._user_side(frame), names)
+    return _as_inputs(model.user_inputs(frame), names)
 
 
 def item_tower_inputs(model: TwoTowerModel, items: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -252,8 +252,8 @@ def item_tower_inputs(model: TwoTowerModel, items: pd.DataFrame) -> dict[str, np
     by feature name or by their source name, and a missing one reads as missing values.
     """
     features = model.item_encoder.numeric + model.item_encoder.categorical
-    content = _content(items, model.item_key, features)
+    content = content_frame(items, model.item_key, features)
     for column in set(features) - set(content.columns):
         content[column] = None
     names = tower_signature(model.net.item, model.item_encoder).input_names
-    return _as_inputs(model._item_side(content), names)
+    return _as_inputs(model.item_inputs(content), names)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from serving.models.two_tower import TwoTowerModel
+from runtime.models.two_tower import TwoTowerModel
 from serving.triton.config import (
     CONFIG_FILE,
     ModelConfig,

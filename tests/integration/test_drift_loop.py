@@ -16,8 +16,8 @@ import pytest
 from configs import CONFIG_DIR
 from dagster_project.loader import build_definitions, load_use_cases
 from resources.home import HomeResource
-from resources.mlflow_registry import MLflowResource
-from serving.request_log import read_request_log
+from resources.mlflow_resource import MLflowResource
+from runtime.request_log import read_request_log
 from serving.service import build_handler
 from tests.integration.test_raw_assets import _run, _small
 

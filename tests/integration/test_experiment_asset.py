@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.experiments.assets import SRM_CHECK
+from assets.experiments.experiment_analysis_assets import SRM_CHECK
 from assets.monitoring.performance_assets import performance_key
 from configs import CONFIG_DIR
 from dagster_project.loader import load_use_cases
-from serving.request_log import read_request_log
+from runtime.request_log import read_request_log
 from serving.service import REQUEST_LOG_ENV, build_handler
 from tests.integration.served import DAYS, materialized_home
 from tests.integration.test_performance_rollback import _materialize as _materialize_keys

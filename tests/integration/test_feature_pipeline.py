@@ -21,6 +21,7 @@ from assets.features.views import feature_tables
 from assets.training.label_rows import AS_OF
 from assets.training.model_views import model_tables
 from dagster_project.loader import load_use_cases
+from runtime import layout
 from tests.integration.test_raw_assets import _run, _small
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def test_every_asset_and_check_succeeds(built) -> None:
     ]
     assert not failed
     keys = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert dg.AssetKey([spec.name, "feature_store"]) in keys
+    assert dg.AssetKey(layout.feature_store_key(spec.name)) in keys
     for model in spec.model:
         frame = _table(home, spec, "training_sets", model)
         assert len(frame) > 0 and set(frame.split.unique()) == {"train", "validation", "test"}

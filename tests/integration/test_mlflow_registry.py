@@ -15,14 +15,9 @@ import pandas as pd
 import pytest
 from mlflow.entities import RunStatus
 
-from resources.mlflow_registry import (
-    CHALLENGER,
-    CHAMPION,
-    GATE_TAG_PREFIX,
-    MLflowResource,
-    RegisteredVersion,
-    promotion_gate,
-)
+from resources.mlflow_resource import MLflowResource, RegisteredVersion
+from runtime.layout import CHALLENGER, CHAMPION
+from runtime.promotion import GATE_TAG_PREFIX, promotion_gate
 
 EXPERIMENT = "movies/ranker"
 FEATURES = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "n": [1, 2, 3, 4]})

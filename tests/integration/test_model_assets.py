@@ -16,7 +16,7 @@ import pytest
 
 from configs.schema.stages import SearchRangeSpec, TuningSpec
 from dagster_project.loader import load_use_cases
-from resources.mlflow_registry import MLflowResource
+from resources.mlflow_resource import MLflowResource
 from tests.integration.test_raw_assets import _run, _small
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_feed_retriever_index_and_funnel(
     tmp_path: Path,
 ) -> None:
     from configs import CONFIG_DIR
-    from serving.ann_index import BuiltIndex
+    from runtime.ann_index import BuiltIndex
 
     (spec,) = load_use_cases([CONFIG_DIR / "feed.yaml"])
     source = spec.source.model_copy(update={"days": 7})  # full-size world, one week

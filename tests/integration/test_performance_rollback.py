@@ -23,18 +23,17 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from assets.models.assets import model_key, registered_name
-from assets.monitoring.performance_assets import ROLLBACK_CHECK, performance_key
-from assets.serving.bundle_assets import serving_bundle_key
+from assets.monitoring.performance_assets import ROLLBACK_CHECK
 from configs import CONFIG_DIR
 from dagster_project.loader import load_use_cases, resources, use_case_assets
-from resources.mlflow_registry import (
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.promotion import (
     LAST_ROLLBACK_TAG,
     PREVIOUS_CHAMPION_TAG,
     RESTORED_TAG,
     ROLLBACK_TAG_PREFIX,
     ROLLED_BACK_TAG,
-    MLflowResource,
 )
 from serving.service import build_handler
 from tests.integration.served import DAYS, materialized_home
@@ -109,12 +108,12 @@ def test_worse_champion_on_delayed_labels_is_rolled_back(
     monkeypatch.delenv("PLAYBOOK_REQUEST_LOG", raising=False)
     (spec,) = load_use_cases([CONFIG_DIR / "fraud.yaml"])
     spec = _small(spec, days=DAYS["fraud"])
-    name = registered_name(spec, "scorer")
+    name = layout.registered_model_name(spec.name, "scorer")
     registry = MLflowResource(home=str(home))
     assert registry.version_by_alias(name, "champion") == "1"
     started = time.perf_counter()
     # nothing served yet: an empty table and a passing check, not a failure
-    empty = _materialize(spec, home, [performance_key(spec, "scorer")])
+    empty = _materialize(spec, home, [dg.AssetKey(layout.performance_key(spec.name, "scorer"))])
     (event,) = empty.get_asset_materialization_events()
     assert event.materialization.metadata["dagster/row_count"].value == 0
     assert "no logged 'score' predictions" in event.materialization.metadata["note"].value
@@ -126,13 +125,20 @@ def test_worse_champion_on_delayed_labels_is_rolled_back(
     # v2: a crippled learner through the real gate, loosened for this run only
     stage = spec.model["scorer"].model_copy(update={"params": WEAK, "promotion_margin": 1.0})
     weak = spec.model_copy(update={"model": {"scorer": stage}}).with_path(spec.path)
-    trained = _materialize(weak, home, [model_key(weak, "scorer"), serving_bundle_key(weak)])
+    trained = _materialize(
+        weak,
+        home,
+        [
+            dg.AssetKey(layout.model_key(weak.name, "scorer")),
+            dg.AssetKey(layout.serving_bundle_key(weak.name)),
+        ],
+    )
     assert trained.success
     assert registry.version_by_alias(name, "champion") == "2"
     assert registry.version_tags(name, "2")[PREVIOUS_CHAMPION_TAG] == "1"
     _serve(home, transactions)  # version 2, from the rebuilt bundle
 
-    result = _materialize(spec, home, [performance_key(spec, "scorer")])
+    result = _materialize(spec, home, [dg.AssetKey(layout.performance_key(spec.name, "scorer"))])
     assert result.success
     (event,) = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
@@ -170,7 +176,7 @@ def test_worse_champion_on_delayed_labels_is_rolled_back(
         registry.rollback(name, "1", "again")
 
     # run again: champion 1 has no previous champion, nothing more happens
-    again = _materialize(spec, home, [performance_key(spec, "scorer")])
+    again = _materialize(spec, home, [dg.AssetKey(layout.performance_key(spec.name, "scorer"))])
     (check,) = again.get_asset_check_evaluations()
     assert check.passed and "no previous champion" in check.metadata["reason"].value
     assert time.perf_counter() - started < 120

@@ -14,8 +14,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from serving.bundle import load_bundle
-from serving.request_log import read_request_log
+from runtime.bundle import load_bundle
+from runtime.request_log import read_request_log
 from serving.service import WORKERS_ENV
 from tests.integration.served import (
     BENTO_WORKER_STARTED,

@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.models.retrieval import retrieval_keys
-from assets.serving.triton_assets import triton_repository_key
 from configs import CONFIG_DIR
 from configs.schema import UseCaseSpec
 from dagster_project.loader import load_use_cases, use_case_assets
-from resources.mlflow_registry import MLflowResource
-from serving.models.classifier import CalibratedClassifier
-from serving.models.expected_value import ExpectedValueModel
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.funnel_roles import retrieval_keys
+from runtime.models.classifier import CalibratedClassifier
+from runtime.models.expected_value import ExpectedValueModel
 from serving.triton.client import TritonClient, calibrated
 from serving.triton.lightgbm_export import tree_heads
 from serving.triton.onnx_export import item_tower_inputs, user_tower_inputs
@@ -119,7 +119,11 @@ def _quick(spec: UseCaseSpec) -> UseCaseSpec:
 def _not_upstream(spec: UseCaseSpec) -> tuple[str, ...]:
     """Stages the Triton repository does not depend on (FAISS index, services, ...): skipped."""
     assets = use_case_assets(spec)
-    needed = dg.AssetSelection.assets(triton_repository_key(spec)).upstream().resolve(assets)
+    needed = (
+        dg.AssetSelection.assets(dg.AssetKey(layout.triton_repository_key(spec.name)))
+        .upstream()
+        .resolve(assets)
+    )
     every = {key.path[1] for asset in assets for key in asset.keys}
     return tuple(sorted(every - {key.path[1] for key in needed}))
 
@@ -197,7 +201,7 @@ def _materialize(spec: UseCaseSpec, home: Path, instance: dg.DagsterInstance) ->
     (event,) = [
         e
         for e in result.get_asset_materialization_events()
-        if e.asset_key == triton_repository_key(spec)
+        if e.asset_key == dg.AssetKey(layout.triton_repository_key(spec.name))
     ]
     metadata = event.materialization.metadata
     assert metadata["onnx_parity_max_abs_diff"].value <= 1e-4

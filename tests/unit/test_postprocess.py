@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.postprocess import cap_per_category, filter_seen
+from runtime.postprocess import cap_per_category, filter_seen
 
 
 def test_filter_seen_keeps_order() -> None:

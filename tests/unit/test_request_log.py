@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.request_log import RequestLog, read_request_log
+from runtime.request_log import RequestLog, read_request_log
 
 
 def test_rows_from_many_threads_are_all_logged(tmp_path: Path) -> None:

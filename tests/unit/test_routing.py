@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from scipy.stats import chisquare
 
-from serving.routing import Arm, assign, bucket
+from runtime.routing import Arm, assign, bucket
 
 ARMS = [Arm("control", 0.5, {"ranking": "1"}), Arm("treatment", 0.5, {"ranking": "2"})]
 

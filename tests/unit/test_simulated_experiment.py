@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.experiments.assets import hold_verdicts, plan_from_units
+from assets.experiments.experiment_analysis_assets import hold_verdicts, plan_from_units
 from assets.experiments.stats import analyze_experiment
 from assets.experiments.units import experiment_units
 from configs.schema.stages import ExperimentSpec
-from serving.request_log import RequestLog, read_request_log
-from serving.routing import Arm, assign
+from runtime.request_log import RequestLog, read_request_log
+from runtime.routing import Arm, assign
 
 EXPERIMENT = ExperimentSpec(
     name="ranker_v2",

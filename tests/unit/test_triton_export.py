@@ -26,8 +26,8 @@ from assets.serving import triton_assets
 from configs import CONFIG_DIR
 from dagster_project.loader import load_use_cases
 from resources.home import HomeResource
-from resources.mlflow_registry import MLflowResource
-from serving.models.two_tower import TwoTowerConfig, TwoTowerModel
+from resources.mlflow_resource import MLflowResource
+from runtime.models.two_tower import TwoTowerConfig, TwoTowerModel
 from serving.triton.client import calibrated
 from serving.triton.config import (
     ConfigError,

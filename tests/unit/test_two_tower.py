@@ -18,7 +18,7 @@ import torch
 
 from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline
 from assets.models.two_tower import train_two_tower
-from serving.models.two_tower import TwoTowerConfig, TwoTowerModel
+from runtime.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 torch.set_num_threads(2)
 

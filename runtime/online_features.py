@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from resources.online_read import OnlineReader, ServicePlan, plan_service
-from serving.models.features import seconds_since_last, seconds_since_last_row
+from runtime.models.features import seconds_since_last, seconds_since_last_row
+from runtime.online_read import OnlineReader, ServicePlan, plan_service
 
 LIVE_ITEM_VIEWS_ENV = "PLAYBOOK_LIVE_ITEM_VIEWS"
 

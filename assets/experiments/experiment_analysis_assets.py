@@ -23,25 +23,20 @@ from assets.experiments.plan import ExperimentPlan, plan_experiment
 from assets.experiments.stats import FRAME_COLUMNS, ExperimentAnalysis, analyze_experiment
 from assets.experiments.units import ExperimentUnits, Outcome, experiment_units
 from assets.metadata import asset_identity
-from assets.serving.bundle_assets import serving_bundle_key
 from configs.schema.stages import ExperimentSpec
 from configs.schema.usecase import UseCaseSpec
-from resources.home import HomeResource, playbook_home
-from serving.request_log import read_request_log
+from resources.home import HomeResource
+from runtime import layout
+from runtime.request_log import read_request_log
 
 SRM_CHECK = "sample_ratio"
 OUTCOME: Outcome = "rate"
-LOG_FILE = "request_log.sqlite"
 NO_DATA = "no_data"
-
-
-def experiment_analysis_key(spec: UseCaseSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "experiment_analysis"])
 
 
 def request_log_file(home: HomeResource, spec: UseCaseSpec) -> Path:
     """Where the use case's services write their request log (not created here)."""
-    return Path(str(playbook_home(home.path) / "serving" / spec.name / LOG_FILE))
+    return Path(str(home.layout.request_log(spec.name)))
 
 
 def _read_log(path: Path) -> pd.DataFrame | None:
@@ -173,15 +168,15 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             f"{spec.path}: experiment {experiment.name!r} needs events.timestamp to tell outcomes"
             " after a unit's first exposure from those before it"
         )
-    key = experiment_analysis_key(spec)
+    key = dg.AssetKey(layout.experiment_analysis_key(spec.name))
     label = spec.labels[experiment.metric].column
     arms = [arm.name for arm in experiment.arms]
     weights = {arm.name: arm.weight for arm in experiment.arms}
 
     @dg.asset(
         key=key,
-        ins={"raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"]))},
-        deps=[serving_bundle_key(spec)],
+        ins={"raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name)))},
+        deps=[dg.AssetKey(layout.serving_bundle_key(spec.name))],
         **asset_identity(spec, "monitoring"),
         kinds={"pandas", "sqlite", "scipy"},
         description=(

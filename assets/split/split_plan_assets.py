@@ -11,17 +11,18 @@ from assets.metadata import asset_identity
 from assets.split.plan import SPLITS, mature_rows, plan_split
 from assets.training.label_rows import maturity
 from configs.schema.usecase import UseCaseSpec
+from runtime import layout
 
 NON_EMPTY_CHECK = "splits_not_empty"
 
 
 def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
-    key = dg.AssetKey([spec.name, "split_plan"])
+    key = dg.AssetKey(layout.split_plan_key(spec.name))
     labels = {name: label.column for name, label in spec.labels.items()}
 
     @dg.asset(
         key=key,
-        ins={"raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"]))},
+        ins={"raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name)))},
         **asset_identity(spec, "split"),
         kinds={"pandas"},
         description=(

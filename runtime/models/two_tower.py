@@ -43,13 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from serving.models.tower_inputs import (
+from runtime.models.tower_inputs import (
     OOV,
     FeatureEncoder,
-    _content,
-    _index,
-    _is_sequence,
+    content_frame,
+    is_sequence,
     lookup_index,
+    positions_in,
 )
 
 
@@ -80,7 +80,7 @@ class TwoTowerConfig:
 # Network
 
 
-class _Tower(nn.Module):
+class Tower(nn.Module):
     """id embedding + embedded categoricals + numerics -> MLP -> unit vector."""
 
     def __init__(self, n_ids: int, encoder: FeatureEncoder, config: TwoTowerConfig) -> None:
@@ -111,7 +111,7 @@ class _Tower(nn.Module):
         return F.normalize(self.mlp(torch.cat(parts, dim=1)), dim=1)
 
 
-class _Net(nn.Module):
+class TwoTowerNet(nn.Module):
     def __init__(
         self,
         n_users: int,
@@ -121,13 +121,13 @@ class _Net(nn.Module):
         config: TwoTowerConfig,
     ) -> None:
         super().__init__()
-        self.user = _Tower(n_users, user_encoder, config)
-        self.item = _Tower(n_items, item_encoder, config)
+        self.user = Tower(n_users, user_encoder, config)
+        self.item = Tower(n_items, item_encoder, config)
         self.bias = nn.Parameter(torch.zeros(()))  # of the BCE term on explicit negatives
 
 
 @dataclass
-class _Side:
+class TowerInputs:
     """Encoded inputs of one tower, one row per example (or catalog item)."""
 
     ids: torch.Tensor
@@ -141,15 +141,15 @@ class _Side:
         ids: np.ndarray,
         encoded: tuple[np.ndarray, np.ndarray, np.ndarray],
         device: torch.device,
-    ) -> _Side:
+    ) -> TowerInputs:
         nums, cats, seqs = encoded
         return cls(*(torch.as_tensor(a, device=device) for a in (ids, cats, nums, seqs)))
 
-    def take(self, rows: torch.Tensor) -> _Side:
-        return _Side(self.ids[rows], self.cats[rows], self.nums[rows], self.seqs[rows])
+    def take(self, rows: torch.Tensor) -> TowerInputs:
+        return TowerInputs(self.ids[rows], self.cats[rows], self.nums[rows], self.seqs[rows])
 
 
-def _embed(tower: _Tower, side: _Side, id_dropout: float = 0.0) -> torch.Tensor:
+def embed(tower: Tower, side: TowerInputs, id_dropout: float = 0.0) -> torch.Tensor:
     ids = side.ids
     if id_dropout > 0:
         drop = torch.rand(ids.shape, device=ids.device) < id_dropout
@@ -173,7 +173,7 @@ class TwoTowerModel:
         item_ids: list,
         user_encoder: FeatureEncoder,
         item_encoder: FeatureEncoder,
-        net: _Net,
+        net: TwoTowerNet,
     ) -> None:
         self.config = config
         self.user_key = user_key
@@ -200,18 +200,18 @@ class TwoTowerModel:
         encoder = self.user_encoder
         return [self.user_key, *encoder.numeric, *encoder.categorical, *encoder.sequence]
 
-    def _user_side(self, frame: pd.DataFrame) -> _Side:
-        ids = _index(lookup_index(self, "users", self.user_ids), frame[self.user_key])
-        return _Side.build(ids, self.user_encoder.transform(frame), self.device)
+    def user_inputs(self, frame: pd.DataFrame) -> TowerInputs:
+        ids = positions_in(lookup_index(self, "users", self.user_ids), frame[self.user_key])
+        return TowerInputs.build(ids, self.user_encoder.transform(frame), self.device)
 
-    def _item_side(self, content: pd.DataFrame) -> _Side:
-        ids = _index(lookup_index(self, "items", self.item_ids), content[self.item_key])
-        return _Side.build(ids, self.item_encoder.transform(content), self.device)
+    def item_inputs(self, content: pd.DataFrame) -> TowerInputs:
+        ids = positions_in(lookup_index(self, "items", self.item_ids), content[self.item_key])
+        return TowerInputs.build(ids, self.item_encoder.transform(content), self.device)
 
     @torch.no_grad()
-    def _vectors(self, tower: _Tower, side: _Side, chunk: int = 65536) -> np.ndarray:
+    def _vectors(self, tower: Tower, side: TowerInputs, chunk: int = 65536) -> np.ndarray:
         out = [
-            _embed(tower, side.take(torch.arange(s, min(s + chunk, len(side.ids)))))
+            embed(tower, side.take(torch.arange(s, min(s + chunk, len(side.ids)))))
             for s in range(0, len(side.ids), chunk)
         ]
         if not out:
@@ -224,7 +224,7 @@ class TwoTowerModel:
 
     def user_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
         """One unit vector per row of ``frame`` (user key + user features), float32."""
-        return self._vectors(self.net.user, self._user_side(frame))
+        return self._vectors(self.net.user, self.user_inputs(frame))
 
     def user_vectors(self, frame: pd.DataFrame, warm_only: bool = True) -> dict[Hashable, Any]:
         """``{user: vector}`` from each user's last row; by default only warm users.
@@ -246,11 +246,11 @@ class TwoTowerModel:
         if items is None:
             return self.catalog_ids, self.catalog_vectors
         features = self.item_encoder.numeric + self.item_encoder.categorical
-        content = _content(items, self.item_key, features)
+        content = content_frame(items, self.item_key, features)
         for column in set(features) - set(content.columns):
             content[column] = None  # a missing content column reads as missing values
         return content[self.item_key].to_numpy(), self._vectors(
-            self.net.item, self._item_side(content)
+            self.net.item, self.item_inputs(content)
         )
 
     def recommend(
@@ -290,7 +290,7 @@ class TwoTowerModel:
         warm = users.get_indexer(user_rows[self.user_key].to_numpy()) >= 0
         for column in self.user_encoder.sequence:
             if column in user_rows.columns:
-                lengths = user_rows[column].map(lambda v: len(v) if _is_sequence(v) else 0)
+                lengths = user_rows[column].map(lambda v: len(v) if is_sequence(v) else 0)
                 warm |= lengths.to_numpy(dtype=int) > 0
         return warm
 
@@ -320,7 +320,7 @@ class TwoTowerModel:
         config = TwoTowerConfig(**state["config"])
         user_encoder = FeatureEncoder(**state["user_encoder"])
         item_encoder = FeatureEncoder(**state["item_encoder"])
-        net = _Net(
+        net = TwoTowerNet(
             len(state["user_ids"]), len(state["item_ids"]), user_encoder, item_encoder, config
         )
         net.load_state_dict(state["state_dict"])

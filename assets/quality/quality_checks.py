@@ -75,7 +75,7 @@ def quality_check_result(
         spec=spec.quality.model_copy(update={"label_rate": rates}),
         feature_columns=feature_columns,
         label_columns=label_columns,
-        docs_dir=str(home.folder("quality", *key.path)),
+        docs_dir=str(home.created(home.layout.quality(tuple(key.path)))),
         previous_row_count=previous_row_count(context, key),
     )
     failures = report.failures()

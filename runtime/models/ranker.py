@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from serving.models.features import Categories, feature_array
+from runtime.models.features import Categories, feature_array
 
 
 @dataclass

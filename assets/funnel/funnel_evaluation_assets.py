@@ -9,19 +9,17 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.features.assets import feature_table_key
 from assets.funnel.evaluate import evaluate_funnel
 from assets.metadata import asset_identity
-from assets.models.assets import model_key, registered_name
 from assets.models.train import model_input
-from assets.training.assets import training_set_key
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-from resources.mlflow_registry import MLflowResource
-from serving.ann_index import BuiltIndex
-from serving.funnel import funnel_models
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.ann_index import BuiltIndex
+from runtime.funnel_roles import funnel_models
 
 CHECK = "beats_popular_list"
 
@@ -31,20 +29,25 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if models is None:
         return None
     retrieval, ranking = models
-    key = dg.AssetKey([spec.name, "funnel_evaluation"])
-    tables = {t.name: feature_table_key(spec, t) for t in model_tables(spec, ranking)}
+    key = dg.AssetKey(layout.funnel_evaluation_key(spec.name))
+    tables = {
+        t.name: dg.AssetKey(layout.feature_table_key(spec.name, t.name))
+        for t in model_tables(spec, ranking)
+    }
     serving = spec.serving
 
     @dg.asset(
         key=key,
         ins={
-            "ranking_set": dg.AssetIn(key=training_set_key(spec, ranking)),
-            "retrieval_set": dg.AssetIn(key=training_set_key(spec, retrieval)),
+            "ranking_set": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, ranking))),
+            "retrieval_set": dg.AssetIn(
+                key=dg.AssetKey(layout.training_set_key(spec.name, retrieval))
+            ),
         },
         deps=[
-            model_key(spec, retrieval),
-            model_key(spec, ranking),
-            dg.AssetKey([spec.name, "indices", retrieval]),
+            dg.AssetKey(layout.model_key(spec.name, retrieval)),
+            dg.AssetKey(layout.model_key(spec.name, ranking)),
+            dg.AssetKey(layout.index_key(spec.name, retrieval)),
         ],
         **asset_identity(spec, "evaluation"),
         kinds={"faiss", "lightgbm"},
@@ -63,11 +66,15 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         mlflow: MLflowResource,
         home: HomeResource,
     ):
-        retriever = mlflow.load_model(registered_name(spec, retrieval), "champion")
+        retriever = mlflow.load_model(
+            layout.registered_model_name(spec.name, retrieval), layout.CHAMPION
+        )
         retriever = retriever.unwrap_python_model().model
-        ranker = mlflow.load_model(registered_name(spec, ranking), "champion")
+        ranker = mlflow.load_model(
+            layout.registered_model_name(spec.name, ranking), layout.CHAMPION
+        )
         features = ranker.metadata.get_input_schema().input_names()
-        index = BuiltIndex.load(str(home.folder("indices", spec.name) / retrieval))
+        index = BuiltIndex.load(str(home.layout.index(spec.name, retrieval)))
 
         def search(vectors: np.ndarray, k: int) -> np.ndarray:
             return index.search(vectors.astype("float32"), k)[0]

@@ -17,13 +17,13 @@ import pandas as pd
 OOV = 0  # index of unknown/unseen ids and categories: its embedding is fixed at zero
 
 
-def _is_sequence(value: object) -> bool:
+def is_sequence(value: object) -> bool:
     return isinstance(value, list | tuple | np.ndarray)
 
 
 def _is_list_column(series: pd.Series) -> bool:
     first = series.dropna().head(1)
-    return len(first) > 0 and _is_sequence(first.iloc[0])
+    return len(first) > 0 and is_sequence(first.iloc[0])
 
 
 def _kind(series: pd.Series) -> str | None:
@@ -157,12 +157,12 @@ class FeatureEncoder:
         return {k: v for k, v in self.__dict__.items() if k != _LOOKUPS}
 
 
-def _index(vocab: pd.Index, values: pd.Series | np.ndarray) -> np.ndarray:
+def positions_in(vocab: pd.Index, values: pd.Series | np.ndarray) -> np.ndarray:
     """Vocabulary position + 1; unseen ids -> OOV (0)."""
     return (vocab.get_indexer(np.asarray(values)) + 1).astype(np.int64)
 
 
-def _content(items: pd.DataFrame, item_key: str, features: Sequence[str]) -> pd.DataFrame:
+def content_frame(items: pd.DataFrame, item_key: str, features: Sequence[str]) -> pd.DataFrame:
     """The catalog's columns for ``features``, named as the features.
 
     A feature ``<table>__<name>`` is read from column ``<table>__<name>`` or, failing that,

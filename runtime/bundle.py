@@ -5,7 +5,7 @@ Written by the ``<use case>/serving_bundle`` asset from the registry, packed int
 
     manifest.json        use case, endpoint, model versions per experiment arm, files below
     spec.json            the validated use-case spec (the YAML as the pipeline read it)
-    models/<m>-v<n>.pkl  each served model version (objects from ``serving.models``)
+    models/<m>-v<n>.pkl  each served model version (objects from ``runtime.models``)
     indices/<m>/         the FAISS index of each retriever, with its id map
     feature_repo/        ``feature_store.yaml`` of the use case's Feast repo (the online store)
 
@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from configs.schema.usecase import UseCaseSpec
-from serving.ann_index import BuiltIndex
-from serving.routing import Arm
+from runtime import legacy
+from runtime.ann_index import BuiltIndex
+from runtime.routing import Arm
 
 MANIFEST = "manifest.json"
 SPEC = "spec.json"
@@ -147,6 +148,7 @@ def load_bundle(folder: str | Path) -> Bundle:
     manifest = Manifest(**json.loads(manifest_file.read_text(encoding="utf-8")))
     spec = UseCaseSpec.model_validate_json((root / SPEC).read_text(encoding="utf-8"))
     models = {}
+    legacy.install()  # bundles written before the runtime layer name serving.models
     for model, versions in manifest.models.items():
         for version, name in versions.items():
             with open(root / name, "rb") as handle:

@@ -13,7 +13,6 @@ import dagster as dg
 import pandas as pd
 import yaml
 
-from assets.features.assets import feature_table_key
 from assets.features.views import feature_tables
 from assets.metadata import asset_identity
 from assets.training.model_views import model_tables
@@ -27,10 +26,7 @@ from resources.feature_store import (
     FeatureStoreResource,
     FeatureViewDef,
 )
-
-
-def feature_store_key(spec: UseCaseSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "feature_store"])
+from runtime import layout
 
 
 def feature_repo_def(spec: UseCaseSpec, paths: dict[str, str]) -> FeatureRepoDef:
@@ -105,13 +101,15 @@ def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     tables = feature_tables(spec)
     if not tables:
         return None
-    upstream = {table.name: feature_table_key(spec, table) for table in tables}
+    upstream = {
+        table.name: dg.AssetKey(layout.feature_table_key(spec.name, table.name)) for table in tables
+    }
     online_store = spec.serving.online_store if spec.serving else "sqlite"
 
     @dg.asset(
-        key=feature_store_key(spec),
+        key=dg.AssetKey(layout.feature_store_key(spec.name)),
         deps=list(upstream.values()),
-        ins={"split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"]))},
+        ins={"split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name)))},
         **asset_identity(spec, "features"),
         kinds={"feast", online_store},
         description=(

@@ -15,20 +15,17 @@ from assets.features.views import (
     feature_tables,
 )
 from assets.metadata import asset_identity, table_metadata
-from assets.quality.checks import quality_check_result, quality_check_spec
+from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-
-
-def feature_table_key(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "features", table.name])
+from runtime import layout
 
 
 def _source_key(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetKey:
     if table.kind == "aggregates":
-        return dg.AssetKey([spec.name, "raw_events"])
-    return dg.AssetKey([spec.name, f"raw_{spec.entities[table.entities[0]].table}"])
+        return dg.AssetKey(layout.raw_events_key(spec.name))
+    return dg.AssetKey(layout.raw_table_key(spec.name, spec.entities[table.entities[0]].table))
 
 
 def _metadata(frame: pd.DataFrame, table: FeatureTableDef) -> dict:
@@ -42,7 +39,7 @@ def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsD
     """One feature table, computed from the events or an entity table."""
     view = spec.features[table.view]
     compute = compute_aggregate_table if table.kind == "aggregates" else compute_attribute_table
-    key = feature_table_key(spec, table)
+    key = dg.AssetKey(layout.feature_table_key(spec.name, table.name))
 
     @dg.asset(
         key=key,

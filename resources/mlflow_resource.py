@@ -12,7 +12,8 @@ MLflow:
   model version it registered, if any, is deleted, so the registry never holds a model without a
   finished run behind it;
 * aliases (``champion``, ``challenger``) rather than the deprecated stages;
-* the promotion gate: :func:`promotion_gate` is the pure decision, :meth:`MLflowResource.run_gate`
+* the promotion gate: :func:`runtime.promotion.promotion_gate` is the pure decision,
+  :meth:`MLflowResource.run_gate`
   evaluates challenger and champion on the same data and moves ``champion`` only on a pass,
   tagging the new champion with the version it replaced (``playbook.previous_champion``);
 * rollback: :meth:`MLflowResource.rollback` moves ``champion`` back to an earlier version and
@@ -27,65 +28,45 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
-import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# MLflow reads these when imported (telemetry) or when logging (progress bars, run URLs): set
-# them first. No network here, and emoji/progress lines drown a CLI summary. setdefault keeps a
-# user's explicit choice.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+import dagster as dg
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.telemetry import set_telemetry_client
+from pydantic import PrivateAttr
 
-import dagster as dg  # noqa: E402
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import RunStatus  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from mlflow.models.model import ModelInfo  # noqa: E402
-from mlflow.protos.databricks_pb2 import (  # noqa: E402
-    INVALID_PARAMETER_VALUE,
-    RESOURCE_DOES_NOT_EXIST,
-    ErrorCode,
+from resources import mlflow_logging
+from resources.home import playbook_home
+from runtime.layout import CHALLENGER, CHAMPION
+from runtime.promotion import (
+    GATE_TAG_PREFIX,
+    LAST_ROLLBACK_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    RESTORED_TAG,
+    ROLLBACK_TAG_PREFIX,
+    ROLLED_BACK_TAG,
+    GateVerdict,
+    RollbackEvent,
+    promotion_gate,
 )
-from mlflow.telemetry import set_telemetry_client  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
 
-from resources.home import playbook_home  # noqa: E402
-
-# mlflow may have been imported before this module set the switch: drop a started client.
+# mlflow may have been imported before resources/__init__ set the switch: drop a started client.
 set_telemetry_client()
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-MODEL_NAME = "model"
-GATE_TAG_PREFIX = "playbook.gate."
-PREVIOUS_CHAMPION_TAG = "playbook.previous_champion"
-ROLLED_BACK_TAG = "playbook.rolled_back"  # "true" on the version champion moved away from
-RESTORED_TAG = "playbook.restored"  # "true" on the version champion moved back to
-ROLLBACK_TAG_PREFIX = "playbook.rollback."  # reason, at, from, to (on both versions)
-LAST_ROLLBACK_TAG = "playbook.last_rollback"  # on the registered model
 REMOTE_SCHEMES = ("http://", "https://", "databricks")
-# Loggers that announce schema migrations at INFO on a fresh database.
-_MIGRATION_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store", "alembic")
-# Notices MLflow logs on every log_model call; nothing to act on here.
-_NOTICES = ("Passing a Python object as `python_model`", "Validating input example")
 _URI_LOCK = threading.RLock()
-_NOT_FOUND = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)}
 
 
 @dataclass(frozen=True)
@@ -97,102 +78,6 @@ class RegisteredVersion:
     run_id: str
     model_uri: str  # models:/<name>/<version>, loadable by mlflow.pyfunc.load_model
     run_url: str | None = None  # only for a tracking server with a UI
-
-
-@dataclass(frozen=True)
-class RollbackEvent:
-    """A rollback done by :meth:`MLflowResource.rollback`."""
-
-    name: str
-    from_version: str
-    to_version: str
-    reason: str
-    at: str  # ISO 8601, UTC
-    run_id: str | None  # the MLflow run recording it, when an experiment was given
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    """The promotion gate's decision.
-
-    ``delta`` is the challenger's improvement over the champion in the metric's own direction
-    (positive: better), ``None`` when there is no champion.
-    """
-
-    promote: bool
-    reason: str
-    delta: float | None
-    challenger_metric: float | None = None
-    champion_metric: float | None = None
-    champion_version: str | None = None
-
-
-def promotion_gate(
-    challenger_metric: float,
-    champion_metric: float | None,
-    higher_is_better: bool,
-    margin: float,
-) -> GateVerdict:
-    """Promote when there is no champion, or when the challenger is not worse by more than
-    ``margin`` (absolute, in metric units).
-
-    The margin absorbs evaluation noise: retraining on fresh data should replace a champion that
-    is equally good, and only a real regression should block it.
-    """
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    if champion_metric is None:
-        return GateVerdict(True, "no champion yet", None, challenger_metric, None)
-    delta = challenger_metric - champion_metric
-    if not higher_is_better:
-        delta = -delta
-    promote = delta >= -margin
-    if delta >= 0:
-        reason = (
-            f"challenger {challenger_metric:.6g} is not worse than champion {champion_metric:.6g}"
-        )
-    elif promote:
-        reason = (
-            f"challenger {challenger_metric:.6g} is worse than champion {champion_metric:.6g} "
-            f"by {-delta:.6g}, within margin {margin:.6g}"
-        )
-    else:
-        reason = (
-            f"challenger {challenger_metric:.6g} is worse than champion {champion_metric:.6g} "
-            f"by {-delta:.6g}, beyond margin {margin:.6g}"
-        )
-    return GateVerdict(promote, reason, delta, challenger_metric, champion_metric)
-
-
-class PredictWrapper(mlflow.pyfunc.PythonModel):
-    """Any object with ``predict(DataFrame)`` as a pyfunc model, so one loader serves every
-    model family (LightGBM, torch two-towers, baselines) the same way."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    # A DataFrame hint tells MLflow the signature comes from the logged one, not from hints.
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        return self.model.predict(model_input)
-
-
-def pip_requirements(model: Any) -> list[str]:
-    """Pinned requirements of a logged model, without MLflow's inference.
-
-    MLflow infers requirements by loading the model in a subprocess: seconds per run, and it
-    warns when it cannot resolve a package. The model needs MLflow, cloudpickle, pandas, numpy
-    and the distribution that ships its class, if any.
-    """
-    names = ["mlflow", "cloudpickle", "pandas", "numpy"]
-    top = type(model).__module__.split(".")[0]
-    names += metadata.packages_distributions().get(top, [])
-    pins = []
-    for name in dict.fromkeys(names):
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return pins
 
 
 class MLflowResource(dg.ConfigurableResource):
@@ -252,7 +137,7 @@ class MLflowResource(dg.ConfigurableResource):
         lines on stderr). MLflow caches stores per URI, so later clients reuse the engine.
         """
         start = time.perf_counter()
-        with _quiet(_MIGRATION_LOGGERS):
+        with mlflow_logging.quiet(mlflow_logging.MIGRATION_LOGGERS):
             client = MlflowClient(self.resolved_tracking_uri(), self.resolved_registry_uri())
             client.search_experiments(max_results=1)
             client.search_registered_models(max_results=1)
@@ -272,7 +157,7 @@ class MLflowResource(dg.ConfigurableResource):
                 client.restore_experiment(found.experiment_id)
             return found.experiment_id
         root = self.resolved_artifact_root()
-        location = (root / _safe(name)).as_uri() if root is not None else None
+        location = (root / mlflow_logging.safe_name(name)).as_uri() if root is not None else None
         return client.create_experiment(name, artifact_location=location)
 
     # -- logging -----------------------------------------------------------------------------
@@ -301,15 +186,15 @@ class MLflowResource(dg.ConfigurableResource):
         """
         experiment_id = self.experiment_id(experiment)
         client = self.client()
-        existed = _registered_model_exists(client, registered_name)
+        existed = mlflow_logging.registered_model_exists(client, registered_name)
         tags = {**lineage, "playbook.registered_name": registered_name}
         created: str | None = None
         with self._using():
             run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
             run_id = run.info.run_id
             try:
-                _log_run_data(client, run_id, params, metrics, artifacts)
-                info = _log_model(model, input_example)
+                mlflow_logging.log_run_data(client, run_id, params, metrics, artifacts)
+                info = mlflow_logging.log_model(model, input_example)
                 if not existed:
                     client.create_registered_model(registered_name)
                 version = client.create_model_version(
@@ -321,9 +206,9 @@ class MLflowResource(dg.ConfigurableResource):
                     model_id=info.model_id,
                 )
                 created = str(version.version)
-                _verify(f"models:/{registered_name}/{created}", input_example)
+                mlflow_logging.verify_model(f"models:/{registered_name}/{created}", input_example)
             except BaseException:
-                _discard(client, registered_name, created, existed)
+                mlflow_logging.discard_registration(client, registered_name, created, existed)
                 mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
                 raise
             mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
@@ -392,7 +277,7 @@ class MLflowResource(dg.ConfigurableResource):
         try:
             return str(self.client().get_model_version_by_alias(name, alias).version)
         except MlflowException as error:
-            if error.error_code in _NOT_FOUND:
+            if error.error_code in mlflow_logging.NOT_FOUND:
                 return None
             raise
 
@@ -404,7 +289,7 @@ class MLflowResource(dg.ConfigurableResource):
     def load_model(self, name: str, alias_or_version: str | int) -> mlflow.pyfunc.PyFuncModel:
         """The pyfunc model of ``name`` at a version number or an alias."""
         with self._using():
-            return mlflow.pyfunc.load_model(_model_uri(name, alias_or_version))
+            return mlflow.pyfunc.load_model(mlflow_logging.model_uri(name, alias_or_version))
 
     def version_tags(self, name: str, version: str | int) -> dict[str, str]:
         """The tags of one model version (lineage, run id, gate verdict)."""
@@ -510,141 +395,6 @@ class MLflowResource(dg.ConfigurableResource):
         }
         client = self.client()
         for key, value in values.items():
-            client.set_model_version_tag(name, version, GATE_TAG_PREFIX + key, _tag_text(value))
-
-
-def _tag_text(value: Any) -> str:
-    """Tag text: booleans as ``true``/``false`` (as MLflow's UI filters them), None as empty."""
-    if value is None:
-        return ""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _log_run_data(
-    client: MlflowClient,
-    run_id: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    artifacts: Mapping[str, str | os.PathLike[str]],
-) -> None:
-    """Params, metrics and plots in one batch each (one DB round trip, not one per value)."""
-    client.log_batch(
-        run_id,
-        metrics=[_metric(key, value) for key, value in metrics.items()],
-        params=[mlflow.entities.Param(key, str(value)) for key, value in params.items()],
-        synchronous=True,
-    )
-    if artifacts:
-        _log_plots(client, run_id, artifacts)
-
-
-def _metric(key: str, value: float) -> mlflow.entities.Metric:
-    return mlflow.entities.Metric(key, float(value), int(time.time() * 1000), 0)
-
-
-def _log_plots(
-    client: MlflowClient, run_id: str, artifacts: Mapping[str, str | os.PathLike[str]]
-) -> None:
-    """Plots under ``plots/<key><suffix>``: the key names the file, whatever the source was."""
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, source in artifacts.items():
-            path = Path(source)
-            if not path.is_file():
-                raise FileNotFoundError(f"artifact {key!r}: {path} is not a file")
-            shutil.copyfile(path, Path(tmp) / f"{_safe(key)}{path.suffix}")
-        client.log_artifacts(run_id, tmp, artifact_path="plots")
-
-
-def _log_model(model: Any, input_example: pd.DataFrame) -> ModelInfo:
-    """Log ``model`` as pyfunc in the active run with a signature.
-
-    The signature comes from the example and the model's own output on it, so serving rejects
-    frames with missing or mistyped columns instead of predicting garbage. MLflow's notices on
-    every call (cloudpickle caution, integer-column hint, "validating input example") are
-    dropped; its real warnings are kept.
-    """
-    output = model.predict(input_example)
-    with warnings.catch_warnings(), _dropping(logging.getLogger("mlflow.pyfunc"), _NOTICES):
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        return mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=PredictWrapper(model),
-            signature=infer_signature(input_example, output),
-            input_example=input_example,
-            pip_requirements=pip_requirements(model),
-        )
-
-
-def _verify(model_uri: str, input_example: pd.DataFrame) -> None:
-    """Load the registered version back and predict on the example.
-
-    Catches what logging cannot: a model that pickles but does not unpickle (e.g. it needs a
-    module or file missing at load time). Registered versions must be loadable by serving.
-    """
-    mlflow.pyfunc.load_model(model_uri).predict(input_example)
-
-
-def _discard(client: MlflowClient, name: str, version: str | None, existed: bool) -> None:
-    """Undo a registration; errors here are logged, the original one is what gets raised."""
-    try:
-        if version is not None:
-            client.delete_model_version(name, version)
-        if not existed and _registered_model_exists(client, name):
-            if not client.search_model_versions(f"name = '{name}'", max_results=1):
-                client.delete_registered_model(name)
-    except Exception:
-        logger.exception("could not undo the registration of %s version %s", name, version)
-
-
-def _registered_model_exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-    except MlflowException as error:
-        if error.error_code in _NOT_FOUND:
-            return False
-        raise
-    return True
-
-
-def _model_uri(name: str, alias_or_version: str | int) -> str:
-    ref = str(alias_or_version)
-    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
-
-
-def _safe(name: str) -> str:
-    """A file-name-safe version of an experiment or artifact name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
-
-
-class _DropMessages(logging.Filter):
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
-        super().__init__()
-        self.prefixes = prefixes
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
-
-
-@contextmanager
-def _dropping(log: logging.Logger, prefixes: tuple[str, ...]) -> Iterator[None]:
-    """Drop records of ``log`` whose message starts with one of ``prefixes``."""
-    dropper = _DropMessages(prefixes)
-    log.addFilter(dropper)
-    try:
-        yield
-    finally:
-        log.removeFilter(dropper)
-
-
-@contextmanager
-def _quiet(names: tuple[str, ...]) -> Iterator[None]:
-    """Raise these loggers to WARNING for the duration."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
-    try:
-        yield
-    finally:
-        for log, level in zip(loggers, levels, strict=True):
-            log.setLevel(level)
+            client.set_model_version_tag(
+                name, version, GATE_TAG_PREFIX + key, mlflow_logging.tag_text(value)
+            )

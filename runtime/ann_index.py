@@ -2,6 +2,8 @@
 
 Building and tuning happen in ``assets.indexing.faiss_index``; this is what the index asset writes
 and what a service (and the offline funnel) loads, so both search with the same parameters.
+:class:`ExactSearch` answers the same calls by brute force, for a retriever version that has no
+built index.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class BuiltIndex:
 
         Slots with no result are ``-1`` for integer ids and ``""`` for string ids.
         """
-        scores, labels = self.index.search(_as_vectors(queries), k or self.k)
+        scores, labels = self.index.search(as_vectors(queries), k or self.k)
         if not self.string_ids:
             return labels, scores
         found = self.ids[np.where(labels >= 0, labels, 0)]
@@ -78,7 +80,7 @@ class BuiltIndex:
         index = faiss.read_index(str(folder / INDEX_FILE))
         ids = np.load(folder / IDS_FILE, allow_pickle=False)
         inner = _unwrap(index)
-        _apply_params(inner, meta["kind"], meta["params"])
+        apply_search_params(inner, meta["kind"], meta["params"])
         return cls(
             index=index,
             ids=ids,
@@ -102,7 +104,8 @@ class BuiltIndex:
         }
 
 
-def _apply_params(inner: faiss.Index, kind: str, params: dict[str, Any]) -> None:
+def apply_search_params(inner: faiss.Index, kind: str, params: dict[str, Any]) -> None:
+    """Set the tuned search parameter (IVF ``nprobe``, HNSW ``efSearch``) on the inner index."""
     if kind == "ivf":
         faiss.extract_index_ivf(inner).nprobe = int(params["nprobe"])
     elif kind == "hnsw":
@@ -117,8 +120,23 @@ def _unwrap(index: faiss.Index) -> faiss.Index:
     return index
 
 
-def _as_vectors(vectors: np.ndarray) -> np.ndarray:
+def as_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Queries or items as FAISS takes them: contiguous 2-D float32."""
     array = np.ascontiguousarray(vectors, dtype=np.float32)
     if array.ndim != 2:
         raise ValueError(f"vectors must be 2-D, got shape {array.shape}")
     return array
+
+
+class ExactSearch:
+    """Exact inner-product search over a retriever's own catalog vectors (an arm whose retriever
+    version is not the one the FAISS index was built from)."""
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.ids = np.asarray(ids)
+        self.index = faiss.IndexFlatIP(vectors.shape[1])
+        self.index.add(as_vectors(vectors))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, positions = self.index.search(as_vectors(queries), k)
+        return np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1), scores

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from serving.models.classifier import CalibratedClassifier
+from runtime.models.classifier import CalibratedClassifier
 
 
 @dataclass

@@ -17,8 +17,8 @@ from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from serving.models.decision_bands import DecisionBands
-from serving.models.features import Categories, feature_array, prepare_features
+from runtime.models.decision_bands import DecisionBands
+from runtime.models.features import Categories, feature_array, prepare_features
 
 Calibration = Literal["sigmoid", "isotonic"]
 

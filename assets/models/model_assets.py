@@ -20,21 +20,13 @@ from assets.models.plots import markdown_image
 from assets.models.retrieval import train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
-from assets.training.assets import training_set_key
 from configs.schema.usecase import UseCaseSpec
-from resources.mlflow_registry import MLflowResource
-from serving.funnel import retrieval_keys
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.funnel_roles import retrieval_keys
 
 GATE_CHECK = "promotion_gate"
 BASELINE_CHECK = "beats_baseline"
-
-
-def model_key(spec: UseCaseSpec, model: str) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "models", model])
-
-
-def registered_name(spec: UseCaseSpec, model: str) -> str:
-    return f"{spec.name}.{model}"
 
 
 def _finite(metrics: dict) -> dict[str, float]:
@@ -49,7 +41,7 @@ def _mlflow_names(metrics: dict[str, float], prefix: str = "") -> dict[str, floa
 
 
 def _lineage(context: dg.AssetExecutionContext, spec: UseCaseSpec, model: str) -> dict[str, str]:
-    key = training_set_key(spec, model)
+    key = dg.AssetKey(layout.training_set_key(spec.name, model))
     event = context.instance.get_latest_materialization_event(key)
     return {
         "playbook.use_case": spec.name,
@@ -115,7 +107,7 @@ def register_and_gate(
     evaluate,
 ):
     """Log the run, register the version and run the gate; returns (version, verdict)."""
-    name = registered_name(spec, model)
+    name = layout.registered_model_name(spec.name, model)
     version = mlflow.log_training_run(
         experiment=f"playbook/{spec.name}",
         run_name=model,
@@ -172,19 +164,21 @@ def check_results(trained, version, verdict) -> list[dg.AssetCheckResult]:
 
 def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     """Train, evaluate, register and gate one tabular model of a use case."""
-    key = model_key(spec, model)
+    key = dg.AssetKey(layout.model_key(spec.name, model))
     stage = spec.model[model]
 
     @dg.asset(
         key=key,
-        ins={"training_set": dg.AssetIn(key=training_set_key(spec, model))},
+        ins={
+            "training_set": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, model)))
+        },
         **asset_identity(spec, "models"),
         kinds={"lightgbm", "mlflow"},
         description=(
             f"{stage.problem} model {model!r} on labels {', '.join(stage.labels)}: trained on the"
             f" train split, early-stopped and calibrated on validation, evaluated on test against"
             f" the {stage.baseline or 'random'} baseline, registered in MLflow as"
-            f" {registered_name(spec, model)!r} and promoted by the gate."
+            f" {layout.registered_model_name(spec.name, model)!r} and promoted by the gate."
         ),
         check_specs=_check_specs(key, "The primary metric beats the baseline's."),
     )
@@ -258,13 +252,13 @@ def _unwrap(candidate):
 
 def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     """Train, evaluate, register and gate one two-tower retriever; output its item embeddings."""
-    key = model_key(spec, model)
+    key = dg.AssetKey(layout.model_key(spec.name, model))
     stage = spec.model[model]
     _, item_key, item_entity = retrieval_keys(spec, model)
-    ins = {"training_set": dg.AssetIn(key=training_set_key(spec, model))}
+    ins = {"training_set": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, model)))}
     table = spec.entities[item_entity].table
     if table:
-        ins["catalog"] = dg.AssetIn(key=dg.AssetKey([spec.name, f"raw_{table}"]))
+        ins["catalog"] = dg.AssetIn(key=dg.AssetKey(layout.raw_table_key(spec.name, table)))
 
     @dg.asset(
         key=key,
@@ -275,7 +269,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             f"Two-tower retriever {model!r}: user and {item_entity} towers over ids and content,"
             " in-batch negatives with logQ correction plus sampled negatives; evaluated by full"
             " ranking of the catalog on future clicks against popularity; registered in MLflow"
-            f" as {registered_name(spec, model)!r} and promoted by the gate. Output: the"
+            f" as {layout.registered_model_name(spec.name, model)!r} and promoted by the gate. Output: the"
             f" {item_entity} embeddings."
         ),
         check_specs=_check_specs(key, "recall@k beats the popularity ranking."),

@@ -4,12 +4,12 @@ The index type follows the catalog size and the YAML's recall target (``model.<m
 search parameter is tuned, and its recall@k against exact search measured, at build time on
 query-tower vectors of the training users (what serving searches with); the recall is stored as
 metadata and enforced by a blocking asset check, so serving never loads an index that misses it. The index, its id
-map and the build choices are written to ``<home>/indices/<use case>/<model>`` (a fresh folder
-per run, swapped in only once complete, so a failed build keeps the previous index).
+map and the build choices are written to ``<home>/indices/<use case>/<model>`` (published with
+``runtime.publish``: staged, loaded back and only then swapped in, so a failed build keeps the
+previous index).
 """
 
-import shutil
-import uuid
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -17,14 +17,15 @@ import pandas as pd
 
 from assets.indexing.faiss_index import build_index
 from assets.metadata import asset_identity
-from assets.models.assets import model_key, registered_name
-from assets.training.assets import training_set_key
 from assets.training.build import SPLIT
 from configs.schema.stages import IndexSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-from resources.mlflow_registry import MLflowResource
-from serving.funnel import retrieval_keys
+from resources.mlflow_resource import MLflowResource
+from runtime import layout
+from runtime.ann_index import BuiltIndex
+from runtime.funnel_roles import retrieval_keys
+from runtime.publish import publishing
 
 RECALL_CHECK = "index_recall"
 
@@ -36,7 +37,7 @@ def _user_queries(
     embeddings (the latest registered): recall is tuned and measured on what will be searched.
     Item vectors are a poor stand-in: on the feed's trained embeddings an IVF setting tuned on
     them reached recall@10 0.88 on user queries against a 0.95 target (bench/faiss_trained.py)."""
-    name = registered_name(spec, model)
+    name = layout.registered_model_name(spec.name, model)
     version = mlflow.latest_version(name)
     if version is None:
         return None
@@ -46,15 +47,15 @@ def _user_queries(
 
 
 def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
-    key = dg.AssetKey([spec.name, "indices", model])
+    key = dg.AssetKey(layout.index_key(spec.name, model))
     target = spec.model[model].index or IndexSpec()
     _, item_key, item_entity = retrieval_keys(spec, model)
 
     @dg.asset(
         key=key,
         ins={
-            "embeddings": dg.AssetIn(key=model_key(spec, model)),
-            "training_set": dg.AssetIn(key=training_set_key(spec, model)),
+            "embeddings": dg.AssetIn(key=dg.AssetKey(layout.model_key(spec.name, model))),
+            "training_set": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, model))),
         },
         **asset_identity(spec, "indexing"),
         kinds={"faiss"},
@@ -81,13 +82,9 @@ def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         vectors = np.stack(embeddings["embedding"].to_numpy()).astype("float32")
         queries = _user_queries(spec, model, training_set, mlflow)
         built = build_index(embeddings[item_key].to_numpy(), vectors, target, queries)
-        folder = home.folder("indices", spec.name)
-        staging = folder / f".{model}.{uuid.uuid4().hex}"
-        built.save(str(staging))
-        final = folder / model
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+        final = Path(str(home.layout.index(spec.name, model)))
+        with publishing(final, verify=BuiltIndex.load) as staging:
+            built.save(staging)
         info = built.metadata()
         yield dg.MaterializeResult(
             metadata={

@@ -8,9 +8,8 @@ label rates, null rates of every feature, what was left out and why, and a previ
 import dagster as dg
 import pandas as pd
 
-from assets.features.assets import feature_table_key
 from assets.metadata import asset_identity, table_metadata
-from assets.quality.checks import quality_check_result, quality_check_spec
+from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from assets.split.plan import SPLITS
 from assets.training.build import SPLIT, TrainingSet, build_training_set
@@ -19,16 +18,13 @@ from assets.training.model_views import label_columns, model_tables
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
-
-
-def training_set_key(spec: UseCaseSpec, model: str) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "training_sets", model])
+from runtime import layout
 
 
 def _catalog_key(spec: UseCaseSpec, model: str) -> dg.AssetKey | None:
     negatives = spec.model[model].negatives
     table = spec.entities[negatives.entity].table if negatives else None
-    return dg.AssetKey([spec.name, f"raw_{table}"]) if table else None
+    return dg.AssetKey(layout.raw_table_key(spec.name, table)) if table else None
 
 
 def _split_table(result: TrainingSet, labels: dict[str, str]) -> pd.DataFrame:
@@ -59,16 +55,19 @@ def _metadata(spec: UseCaseSpec, model: str, result: TrainingSet) -> dict:
 
 def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     """The training set of one model of a use case."""
-    tables = {table.name: feature_table_key(spec, table) for table in model_tables(spec, model)}
+    tables = {
+        table.name: dg.AssetKey(layout.feature_table_key(spec.name, table.name))
+        for table in model_tables(spec, model)
+    }
     ins = {
-        "raw_events": dg.AssetIn(key=dg.AssetKey([spec.name, "raw_events"])),
-        "split_plan": dg.AssetIn(key=dg.AssetKey([spec.name, "split_plan"])),
+        "raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name))),
+        "split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name))),
     }
     catalog_key = _catalog_key(spec, model)
     if catalog_key is not None:
         ins["catalog"] = dg.AssetIn(key=catalog_key)
     stage = spec.model[model]
-    key = training_set_key(spec, model)
+    key = dg.AssetKey(layout.training_set_key(spec.name, model))
 
     @dg.asset(
         key=key,

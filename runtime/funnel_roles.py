@@ -1,0 +1,55 @@
+"""Which model and column plays which part in a use case's two-stage funnel.
+
+The served funnel (``serving.funnel``), the offline funnel evaluation, training and the index
+asset all ask the same questions of a spec -- which model retrieves and which ranks, which entity
+is the user and which the item, which column the category cap groups by -- and get their answers
+here, so the two sides cannot disagree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from configs.schema.usecase import UseCaseSpec
+from runtime.layout import FEATURE_SEPARATOR
+
+RANKERS = ("learning_to_rank", "multi_task")
+
+
+def retrieval_keys(spec: UseCaseSpec, model: str) -> tuple[str, str, str]:
+    """(user key, item key, item entity name) of a two-tower model."""
+    stage = spec.model[model]
+    in_events = [(n, e) for n, e in spec.entities.items() if e.key in spec.events.columns]
+    if stage.negatives is not None:
+        item_entity = stage.negatives.entity
+    else:
+        item_entity = in_events[-1][0]
+    users = [e.key for n, e in in_events if n != item_entity]
+    if not users:
+        raise ValueError(f"{spec.name}: model.{model}: two_tower needs a user and an item entity")
+    return users[0], spec.entities[item_entity].key, item_entity
+
+
+def funnel_models(spec: UseCaseSpec) -> tuple[str, str] | None:
+    """(retrieval model, ranking model) of a use case with both stages, else None."""
+    retrievers = [m for m, s in spec.model.items() if s.problem == "two_tower"]
+    rankers = [m for m, s in spec.model.items() if s.problem in RANKERS]
+    if not retrievers or not rankers or spec.events.group is None or spec.serving is None:
+        return None
+    return retrievers[0], rankers[0]
+
+
+def category_column(columns: list[str] | pd.Index) -> str | None:
+    """The item category feature the diversity cap groups by (``<view>__category``)."""
+    return next((c for c in columns if str(c).endswith(f"{FEATURE_SEPARATOR}category")), None)
+
+
+def history_items(user_rows: pd.DataFrame) -> set:
+    """Every id in the unit's list features (its recent history): already seen, not re-served."""
+    seen: set = set()
+    for column in user_rows.columns:
+        for value in user_rows[column]:
+            if isinstance(value, list | tuple | np.ndarray):
+                seen.update(np.asarray(value).tolist())
+    return seen
