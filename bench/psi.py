@@ -96,7 +96,7 @@ def peak_rss_gib() -> float:
 
 
 def run_playbook(reference: pd.DataFrame, window: pd.DataFrame) -> dict:
-    from assets.monitoring.psi import DriftReference
+    from assets.monitoring.drift_reference import DriftReference
 
     start = time.perf_counter()
     drift = DriftReference.fit(reference)

@@ -39,6 +39,7 @@ from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource, playbook_home
 from resources.mlflow_resource import MLflowResource
 from resources.parquet_io import ParquetIOManager
+from runtime.layout import HomeLayout
 
 CONFIGS_ENV = "PLAYBOOK_CONFIGS"
 REDIS_ENV = "PLAYBOOK_REDIS"  # host:port of the Redis online store, for use cases that pick it
@@ -84,12 +85,13 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
 
 
 def resources(home: UPath) -> dict[str, object]:
+    places = HomeLayout(home)
     return {
-        "io_manager": ParquetIOManager(base_path=str(home / "tables")),
+        "io_manager": ParquetIOManager(base_path=str(places.tables())),
         "home": HomeResource(path=str(home)),
         "mlflow": MLflowResource(home=str(home)),
         "feature_store": FeatureStoreResource(
-            root=str(home / "feast"),
+            root=str(places.feast()),
             redis_connection=os.environ.get(REDIS_ENV, "127.0.0.1:6379"),
         ),
     }

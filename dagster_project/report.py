@@ -80,7 +80,7 @@ def model_reports(
             report.gate = metadata["gate"].value
             report.version = metadata["model_version"].value
             report.gate_passed = _gate(instance, key)
-        name = f"{spec.name}.{model}"
+        name = layout.registered_model_name(spec.name, model)
         try:
             versions = client.search_model_versions(f"name='{name}'")
         except Exception:  # noqa: BLE001 - no registered model yet

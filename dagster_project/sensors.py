@@ -31,7 +31,7 @@ ALERT = "alert"
 
 
 def _partition_file(home: HomeResource, spec: UseCaseSpec, partition: str) -> Path:
-    return Path(str(home.folder("tables", spec.name, "raw_events"))) / f"{partition}.parquet"
+    return Path(str(home.layout.table_file(layout.raw_events_key(spec.name), partition)))
 
 
 def _read(home: HomeResource, spec: UseCaseSpec, partitions: list[str]) -> pd.DataFrame:

@@ -38,7 +38,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Array, FeastType, Float64, Int64, String, UnixTimestamp
 from pydantic import PrivateAttr
 
-from resources.home import playbook_home
+from resources.home import home_layout
 from runtime.online_read import OnlineReader, column_order
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
     # Views whose online features are served from an in-process cache ("*": all); see
-    # runtime.online_read.ViewCache. Costs memory: every online entity of the view.
+    # runtime.online_cache.ViewCache. Costs memory: every online entity of the view.
     cached_views: list[str] = []
 
     _stores: dict[str, FeatureStore] = PrivateAttr(default_factory=dict)
@@ -179,7 +179,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
     def repo_path(self, project: str) -> Path:
         """The Feast repo folder of ``project`` (created)."""
-        base = Path(self.root) if self.root else Path(str(playbook_home())) / "feast"
+        base = Path(self.root) if self.root else Path(str(home_layout().feast()))
         path = base.expanduser().resolve() / project
         path.mkdir(parents=True, exist_ok=True)
         return path

@@ -48,12 +48,6 @@ class HomeResource(dg.ConfigurableResource):
         """What lives where in this home."""
         return home_layout(self.path)
 
-    def folder(self, *parts: str) -> UPath:
-        """``<home>/<parts...>``, created when local."""
-        folder = playbook_home(self.path).joinpath(*parts)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
     def created(self, path: UPath) -> UPath:
         """``path`` (a folder of :attr:`layout`), created."""
         path.mkdir(parents=True, exist_ok=True)

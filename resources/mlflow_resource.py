@@ -47,7 +47,7 @@ from pydantic import PrivateAttr
 
 from resources import mlflow_logging
 from resources.home import playbook_home
-from runtime.layout import CHALLENGER, CHAMPION
+from runtime.layout import CHALLENGER, CHAMPION, HomeLayout
 from runtime.promotion import (
     GATE_TAG_PREFIX,
     LAST_ROLLBACK_TAG,
@@ -100,7 +100,7 @@ class MLflowResource(dg.ConfigurableResource):
         home = playbook_home(self.home)
         if home.protocol not in ("", "file", "local"):
             raise ValueError(f"home {home} is not local: set tracking_uri to an MLflow server")
-        return Path(str(home)) / "mlflow"
+        return Path(str(HomeLayout(home).mlflow()))
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI in use (the default SQLite file's folder is created)."""

@@ -19,7 +19,7 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from resources.home import playbook_home
+from resources.home import home_layout
 
 
 class PartitionedParquetIOManager(dg.UPathIOManager):
@@ -71,5 +71,5 @@ class ParquetIOManager(dg.ConfigurableIOManagerFactory):
     base_path: str | None = None
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PartitionedParquetIOManager:
-        base = UPath(self.base_path) if self.base_path else playbook_home() / "tables"
+        base = UPath(self.base_path) if self.base_path else home_layout().tables()
         return PartitionedParquetIOManager(base_path=base)

@@ -196,6 +196,12 @@ def is_feature_column(column: str) -> bool:
     return FEATURE_SEPARATOR in column
 
 
+# A ``time_since_last`` aggregate is stored as the moment of the last event; training sets and
+# online reads turn it into seconds before the label row or request, under a second name.
+LAST_EVENT_AT = "last_event_at_"
+SECONDS_SINCE_LAST = "seconds_since_last_"
+
+
 def attributes_view(table: str) -> str:
     """The feature view of an entity table's static attributes."""
     return f"{table}{ATTRIBUTES_SUFFIX}"

@@ -21,7 +21,8 @@ import pandas as pd
 from feast import FeatureStore
 
 from runtime.models.features import seconds_since_last, seconds_since_last_row
-from runtime.online_read import OnlineReader, ServicePlan, plan_service
+from runtime.online_plan import ServicePlan, plan_service
+from runtime.online_read import OnlineReader
 
 LIVE_ITEM_VIEWS_ENV = "PLAYBOOK_LIVE_ITEM_VIEWS"
 

@@ -6,31 +6,34 @@ asset builds one row per unit (:mod:`assets.experiments.units`: the unit's click
 since its first exposure, and before it as the CUPED covariate), sizes the test from the
 pre-period (:func:`assets.experiments.plan.plan_experiment`: the metric's mean and spread before
 exposure, the control arm's when no unit has a pre-period) and analyses it
-(:func:`assets.experiments.stats.analyze_experiment`). Its table has one row per treatment arm;
-its metadata shows the verdict, the split check, planned against actual units and the intervals.
-A missing or empty log is a "no data" result, not a failure. A WARN check ``sample_ratio`` fails
-when the units per arm do not match the planned split.
+(:func:`assets.experiments.analysis.analyze_experiment`); the plan, the verdicts and the tables
+are decided in :mod:`assets.experiments.readout`, this module only reads and writes. Its table has
+one row per treatment arm; its metadata shows the verdict, the split check, planned against
+actual units and the intervals. A missing or empty log is a "no data" result, not a failure. A
+WARN check ``sample_ratio`` fails when the units per arm do not match the planned split.
 """
 
-from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
-from assets.experiments.plan import ExperimentPlan, plan_experiment
-from assets.experiments.stats import FRAME_COLUMNS, ExperimentAnalysis, analyze_experiment
-from assets.experiments.units import ExperimentUnits, Outcome, experiment_units
+from assets.experiments.analysis import FRAME_COLUMNS
+from assets.experiments.readout import (
+    OUTCOME,
+    exclusions,
+    interval_table,
+    read_out,
+    split_table,
+)
+from assets.experiments.units import experiment_units
 from assets.metadata import asset_identity
-from configs.schema.stages import ExperimentSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
 from runtime.request_log import read_request_log
 
 SRM_CHECK = "sample_ratio"
-OUTCOME: Outcome = "rate"
 NO_DATA = "no_data"
 
 
@@ -47,100 +50,8 @@ def _read_log(path: Path) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
 
-def plan_from_units(
-    experiment: ExperimentSpec, units: pd.DataFrame, outcome: Outcome = OUTCOME
-) -> tuple[ExperimentPlan | None, str]:
-    """The sample-size plan and where its baseline came from (or why there is no plan).
-
-    The baseline is the metric's mean and standard deviation over the units' pre-periods (fixed
-    before the test, so peeking at the result cannot move it), else over the control arm.
-    """
-    control = experiment.arms[0].name
-    sources = (
-        ("pre-period", units["covariate"].dropna()),
-        (f"control arm {control!r}", units.loc[units["arm"] == control, "outcome"].dropna()),
-    )
-    for source, values in sources:
-        if len(values) < 2:
-            continue
-        mean, sd = float(values.mean()), float(values.std(ddof=1))
-        if outcome == "conversion":
-            if not 0 < mean < 1:
-                continue
-            sd_or_none = None
-        else:
-            if mean == 0 or not sd > 0:
-                continue
-            sd_or_none = sd
-        try:
-            return plan_experiment(experiment, mean, sd=sd_or_none), source
-        except ValueError as error:
-            return None, f"{source}: {error}"
-    return None, "no pre-period or control outcomes to estimate a baseline from"
-
-
-def hold_verdicts(analysis: ExperimentAnalysis) -> ExperimentAnalysis:
-    """Without a plan the units needed are unknown, so no arm may be called a winner yet."""
-    comparisons = [
-        c if c.verdict == "srm" else replace(c, verdict="insufficient_sample")
-        for c in analysis.comparisons
-    ]
-    return replace(analysis, comparisons=comparisons)
-
-
 def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_(empty)_")
-
-
-def _intervals(frame: pd.DataFrame) -> pd.DataFrame:
-    """The comparison as a reader wants it: arm, means, difference and lift with their CIs."""
-
-    def interval(low: float, high: float, percent: bool) -> str:
-        if pd.isna(low) or pd.isna(high):
-            return "-"
-        return f"[{low:+.2%}, {high:+.2%}]" if percent else f"[{low:+.4g}, {high:+.4g}]"
-
-    return pd.DataFrame(
-        {
-            "arm": frame["arm"],
-            "units": frame["n"].astype(str) + " / " + frame["planned_n"].astype(str),
-            "control units": frame["n_control"].astype(str)
-            + " / "
-            + frame["planned_n_control"].astype(str),
-            "mean": frame["mean"],
-            "control mean": frame["mean_control"],
-            "diff": frame["diff"],
-            "diff CI": [
-                interval(lo, hi, False)
-                for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)
-            ],
-            "lift": frame["relative_lift"].map(lambda v: "-" if pd.isna(v) else f"{v:+.2%}"),
-            "lift CI": [
-                interval(lo, hi, True)
-                for lo, hi in zip(frame["relative_ci_low"], frame["relative_ci_high"], strict=True)
-            ],
-            "p": frame["p_value"],
-            "test": frame["test"],
-            "verdict": frame["verdict"],
-        }
-    )
-
-
-def _verdict(verdicts: dict[str, str]) -> str:
-    """One line for the UI: the verdict of a two-arm test, ``arm: verdict`` pairs otherwise."""
-    if len(verdicts) == 1:
-        return next(iter(verdicts.values()))
-    return ", ".join(f"{arm}: {verdict}" for arm, verdict in verdicts.items())
-
-
-def _exclusions(units: ExperimentUnits) -> dict[str, int | str]:
-    return {
-        "excluded/mixed_arm_units": len(units.mixed_units),
-        "excluded/mixed_arm_examples": ", ".join(units.mixed_units[:10]) or "none",
-        "excluded/units_without_outcome": int(len(units.table) - len(units.analysable)),
-        "excluded/requests_in_other_arms": units.foreign_requests,
-        "excluded/requests_without_unit_or_arm": units.unassigned_requests,
-    }
 
 
 def _no_data(reason: str, extra: dict | None = None):
@@ -221,42 +132,30 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             "request_log": str(path),
             "outcome": f"{experiment.metric} ({label}) rate per {experiment.unit} since exposure",
             **{f"exposed/{a}": n for a, n in units.units_per_arm(arms).items()},
-            **_exclusions(units),
+            **exclusions(units),
         }
         if analysable.empty:
             yield from _no_data("no exposed unit has an event since its exposure yet", common)
             return
 
-        plan, baseline_source = plan_from_units(experiment, analysable)
-        has_covariate = bool(analysable["covariate"].notna().any())
-        analysis = analyze_experiment(
-            analysable,
-            weights,
-            planned_n=plan.units if plan else None,
-            alpha=experiment.alpha,
-            metric="binary" if OUTCOME == "conversion" else "continuous",
-            covariate_column="covariate" if has_covariate else None,
-        )
-        if plan is None:
-            analysis = hold_verdicts(analysis)
-        frame = analysis.to_frame()
-        srm = analysis.srm
+        readout = read_out(experiment, analysable, weights, OUTCOME)
+        srm = readout.analysis.srm
         yield dg.Output(
-            frame,
+            readout.frame,
             metadata={
-                "verdict": _verdict(analysis.verdicts),
-                **{f"verdict/{arm}": v for arm, v in analysis.verdicts.items()},
+                "verdict": readout.verdict,
+                **{f"verdict/{arm}": v for arm, v in readout.analysis.verdicts.items()},
                 "srm_p_value": srm.p_value,
                 "srm_flagged": srm.flagged,
                 **common,
                 **{f"units/{a}": n for a, n in units.units_per_arm(arms, True).items()},
-                **{f"planned_n/{a}": n for a, n in (plan.units if plan else {}).items()},
-                "plan_baseline": baseline_source,
-                **({"plan_baseline_mean": plan.baseline, "plan_mde": plan.mde} if plan else {}),
-                "cuped_theta": float(analysis.theta) if analysis.theta is not None else "off",
-                "variance_reduction": float(frame["variance_reduction"].max()),
-                "comparison": _markdown(_intervals(frame)),
-                "dagster/row_count": len(frame),
+                **{f"planned_n/{a}": n for a, n in readout.planned_units.items()},
+                "plan_baseline": readout.baseline_source,
+                **readout.plan_summary,
+                "cuped_theta": readout.cuped_theta,
+                "variance_reduction": readout.variance_reduction,
+                "comparison": _markdown(interval_table(readout.frame)),
+                "dagster/row_count": len(readout.frame),
             },
         )
         yield dg.AssetCheckResult(
@@ -266,16 +165,7 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             metadata={
                 "p_value": srm.p_value,
                 "statistic": srm.statistic,
-                "split": _markdown(
-                    pd.DataFrame(
-                        {
-                            "arm": list(srm.observed),
-                            "units": list(srm.observed.values()),
-                            "expected": np.round(list(srm.expected.values()), 1),
-                            "weight": [weights[a] for a in srm.observed],
-                        }
-                    )
-                ),
+                "split": _markdown(split_table(srm, weights)),
             },
         )
 

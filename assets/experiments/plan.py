@@ -10,7 +10,7 @@ the control (``0.05`` = +5 %), as in the ``experiment.minimum_detectable_effect`
 Unequal splits enter as ``ratio = treatment share / control share``. With more than two arms
 every treatment is compared with the control (the first arm); ``correction="bonferroni"`` divides
 alpha by the number of comparisons, so the chance of any false winner stays at most alpha, at the
-price of more units. The analysis in :mod:`assets.experiments.stats` uses the same correction.
+price of more units. The analysis in :mod:`assets.experiments.analysis` uses the same correction.
 """
 
 from __future__ import annotations

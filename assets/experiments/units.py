@@ -1,6 +1,6 @@
 """One row per experiment unit, built from the request log and the outcome events.
 
-:func:`assets.experiments.stats.analyze_experiment` needs one independent row per unit of
+:func:`assets.experiments.analysis.analyze_experiment` needs one independent row per unit of
 assignment (a user for the feed): its arm, its outcome and, for CUPED, the same metric before the
 test. This module builds that table:
 

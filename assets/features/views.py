@@ -22,6 +22,7 @@ from assets.features.aggregates import (
 from configs.schema.base import parse_duration
 from configs.schema.stages import FeatureViewSpec
 from configs.schema.usecase import UseCaseSpec
+from runtime import layout
 
 # Attributes do not go stale: a zero TTL means "never stale" to Feast and to our join alike.
 ATTRIBUTE_TTL = timedelta(0)
@@ -95,7 +96,7 @@ def _attribute_tables(spec: UseCaseSpec, name: str, view: FeatureViewSpec) -> li
         owners.setdefault(owner, []).append(column)
     tables = []
     for entity, columns in owners.items():
-        table_name = f"{name}_attributes" if len(owners) == 1 else f"{name}_{entity}_attributes"
+        table_name = layout.attributes_view(name if len(owners) == 1 else f"{name}_{entity}")
         entity_spec = spec.entities[entity]
         features = tuple((c, _ATTRIBUTE_DTYPES[entity_spec.columns[c].dtype]) for c in columns)
         tables.append(

@@ -9,14 +9,12 @@ The output is the test split with the model's scores, for reports and monitoring
 """
 
 import math
-import tempfile
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import asset_identity, table_metadata
-from assets.models.plots import markdown_image
+from assets.models.plots import markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
@@ -119,7 +117,7 @@ def register_and_gate(
         model=trained.model,
         input_example=input_example,
         lineage=_lineage(context, spec, model),
-        artifacts=_plot_files(trained.extra.get("plots", {})),
+        artifacts=plot_files(trained.extra.get("plots", {})),
         registered_name=name,
     )
     verdict = mlflow.run_gate(
@@ -232,17 +230,6 @@ def _request_example(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in lists:
         plain[column] = [[int(x) for x in v] if v is not None else [] for v in frame[column]]
     return plain[columns]
-
-
-def _plot_files(plots: dict[str, bytes]) -> dict[str, str]:
-    """The plots as PNG files for MLflow (a temporary folder: MLflow copies them)."""
-    folder = Path(tempfile.mkdtemp(prefix="playbook-plots-"))
-    files = {}
-    for name, png in plots.items():
-        path = folder / name
-        path.write_bytes(png)
-        files[Path(name).stem] = str(path)
-    return files
 
 
 def _unwrap(candidate):

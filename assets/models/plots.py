@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
+from pathlib import Path
 
 import matplotlib
 
@@ -62,3 +64,18 @@ def cutoff_plot(title: str, curves: dict[str, dict[int, float]], ylabel: str) ->
 def markdown_image(png: bytes, alt: str) -> str:
     """Markdown that shows ``png`` inline (a data URI), for Dagster metadata."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def plot_files(plots: dict[str, bytes]) -> dict[str, str]:
+    """The plots as PNG files, by name without suffix, for MLflow to log as artifacts.
+
+    A fresh temporary folder per call: MLflow copies the files into the run, so nothing here
+    needs to outlive the call, and two runs logging plots of the same name cannot collide.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="playbook-plots-"))
+    files = {}
+    for name, png in plots.items():
+        path = folder / name
+        path.write_bytes(png)
+        files[Path(name).stem] = str(path)
+    return files

@@ -23,7 +23,9 @@ from assets.models.two_tower import train_two_tower
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, model_tables
 from configs.schema.usecase import UseCaseSpec
+from runtime import layout
 from runtime.funnel_roles import retrieval_keys
+from runtime.models.features import SECONDS_SINCE
 from runtime.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 
@@ -48,10 +50,10 @@ class TrainedRetrieval:
 def _tower_features(spec: UseCaseSpec, model: str, item_entity: str, frame: pd.DataFrame):
     user, item = [], []
     for table in model_tables(spec, model):
-        names = [f"{table.name}__{f}" for f in table.feature_names]
+        names = [layout.feature_column(table.name, f) for f in table.feature_names]
         names = [n for n in names if n in frame.columns]
         (item if item_entity in table.entities else user).extend(names)
-    seconds = [c for c in frame.columns if "__seconds_since_" in c]
+    seconds = [c for c in frame.columns if SECONDS_SINCE in c]
     return user + [c for c in seconds if c not in user and c not in item], item
 
 

@@ -33,6 +33,7 @@ from assets.models.tabular import (
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
 from configs.schema.usecase import UseCaseSpec
+from runtime import layout
 
 SCORE = "score"
 REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
@@ -65,7 +66,7 @@ def _is_list(column: pd.Series) -> bool:
 
 def feature_columns(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> list[str]:
     """The model's tabular features: ``<table>__<feature>`` plus passthrough, lists left out."""
-    stored = [c for c in frame.columns if "__" in c]
+    stored = [c for c in frame.columns if layout.is_feature_column(c)]
     columns = stored + [c for c in passthrough_columns(spec, model) if c in frame.columns]
     return [c for c in columns if not _is_list(frame[c])]
 

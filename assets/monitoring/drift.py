@@ -1,7 +1,7 @@
 """Drift of a use case's data: which columns are watched, and PSI tables over them.
 
-Two views, both through :class:`assets.monitoring.psi.DriftReference` (bins fixed on the
-reference, the YAML's ``monitoring`` thresholds and minimum window):
+Two views, both through :class:`assets.monitoring.drift_reference.DriftReference` (bins fixed on
+the reference, the YAML's ``monitoring`` thresholds and minimum window):
 
 * **Event drift** -- the raw log's own columns, new days against earlier ones. Cheap (no model,
   no features), so the drift sensor runs it on every new raw partition. Watched: numeric and
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from assets.monitoring.psi import DriftReference
+from assets.monitoring.drift_reference import DriftReference
 from assets.monitoring.shifts import Shift, label_rate_shift, volume_shift
 from configs.schema.usecase import UseCaseSpec
 

@@ -14,16 +14,14 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import asset_identity, table_metadata
-from assets.models.plots import markdown_image
-from assets.monitoring.drift import ALERT, Drift, event_drift, model_drift, shifts
-from assets.monitoring.plots import bin_shares_plot
+from assets.monitoring.drift import ALERT, event_drift, model_drift, shifts
+from assets.monitoring.plots import drift_plots
 from assets.training.build import SPLIT
 from configs.schema.usecase import UseCaseSpec
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
 
 ALERT_CHECK = "no_drift_alert"
-MAX_PLOTS = 6
 TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
 # The model's reference rows: validation, the newest rows it learned from (early stopping,
 # calibration). The train split starts at the start of the data, where windowed aggregates are
@@ -44,20 +42,6 @@ def _train_period(events: pd.DataFrame, timestamp: str, plan: pd.DataFrame) -> p
     train = plan[plan["split"] == "train"].iloc[0]
     start, end = pd.Timestamp(train["window_start"]), pd.Timestamp(train["window_end"])
     return events[(events[timestamp] >= start) & (events[timestamp] < end)]
-
-
-def _plots(drifts: list[Drift]) -> str:
-    images = []
-    for drift in drifts:
-        worst = drift.table[drift.table["status"].isin(["warn", "alert"])]
-        for row in worst.sort_values("psi", ascending=False).itertuples():
-            if len(images) == MAX_PLOTS:
-                break
-            title = f"{row.source} {row.feature}: PSI {row.psi:.3f} ({row.status})"
-            images.append(
-                markdown_image(bin_shares_plot(drift.breakdown(row.feature), title), title)
-            )
-    return "\n\n".join(images) or "No feature warns."
 
 
 def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
@@ -136,7 +120,7 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
                     for row in changes.itertuples()
                     if pd.notna(row.relative_change)
                 },
-                "plots": dg.MetadataValue.md(_plots(drifts)),
+                "plots": dg.MetadataValue.md(drift_plots(drifts)),
             },
         )
         yield dg.AssetCheckResult(

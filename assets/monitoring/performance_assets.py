@@ -5,22 +5,21 @@ with the raw events' labels as known now (``assets.monitoring.performance``): on
 version and day of the prediction with counts, precision and recall of the served decision, AUC
 and PR-AUC. An absent or empty log gives an empty table, not a failure: nothing was served yet.
 
-The ``rollback`` check (warning) applies :func:`assets.monitoring.rollback.rollback_decision` to
-the champion and the version it replaced (``playbook.previous_champion``, tagged by the promotion
-gate) on the use case's primary metric with the model's ``promotion_margin``; when it says so,
-``MLflowResource.rollback`` moves ``champion`` back, tags both versions and the registered model
-and logs a ``rollback`` run, and the check fails with the event in its metadata. The serving
-bundle takes the champion at its next build (the retrain job, or materializing it).
+The ``rollback`` check (warning) hands the registry to :func:`assets.monitoring.rollback.
+check_rollback`, which applies the rollback rule to the champion and the version it replaced
+(``playbook.previous_champion``, tagged by the promotion gate) on the use case's primary metric
+with the model's ``promotion_margin``; when it says so, ``MLflowResource.rollback`` moves
+``champion`` back, tags both versions and the registered model and logs a ``rollback`` run, and
+the check fails with the event in its metadata. The serving bundle takes the champion at its
+next build (the retrain job, or materializing it). The plot is drawn by
+:mod:`assets.monitoring.plots`; this module only wires.
 
 Classifier endpoints (fraud ``/score``) are judged on their delayed label; ranking endpoints
 (feed ``/recommend``, ``/search``) on whether each served item was clicked within the session
 (``session_clicks``), where AUC among served items is the metric the rollback rule compares.
 """
 
-from io import BytesIO
-
 import dagster as dg
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from assets.metadata import asset_identity, table_metadata
@@ -28,15 +27,14 @@ from assets.models.plots import markdown_image
 from assets.monitoring.performance import (
     METRICS,
     TABLE_COLUMNS,
-    ClassifierTarget,
     classifier_target,
     join_labels,
     logged_predictions,
     performance_table,
-    summary_of,
     version_summary,
 )
-from assets.monitoring.rollback import MIN_LABELLED, MIN_POSITIVES, rollback_decision
+from assets.monitoring.plots import metric_by_day_plot
+from assets.monitoring.rollback import RollbackOutcome, check_rollback, rollback_metric
 from assets.monitoring.session_clicks import (
     SessionTarget,
     join_session_clicks,
@@ -47,34 +45,9 @@ from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
-from runtime.promotion import PREVIOUS_CHAMPION_TAG
 from runtime.request_log import read_request_log
 
 ROLLBACK_CHECK = "rollback"
-DEFAULT_METRIC = "auc"
-
-
-def rollback_metric(spec: UseCaseSpec) -> str:
-    """The use case's primary metric when it is one tracked on delayed labels, else AUC."""
-    primary = spec.metrics.primary if spec.metrics else None
-    return primary if primary in METRICS else DEFAULT_METRIC
-
-
-def _metric_plot(table: pd.DataFrame, metric: str) -> bytes:
-    """``metric`` per day, one line per model version."""
-    figure, axes = plt.subplots(figsize=(7, 3.2), dpi=90)
-    for version, rows in table.groupby("version", sort=False):
-        values = rows[metric].astype("float64")  # undefined (NA) -> a gap in the line
-        axes.plot(rows["day"], values, marker="o", label=f"v{version}")
-    axes.set_ylabel(f"{metric} (delayed labels)")
-    axes.set_xlabel("day of the prediction (UTC)")
-    axes.legend(fontsize=8)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -100,57 +73,17 @@ def _check(passed: bool, **metadata) -> dg.AssetCheckResult:
     )
 
 
-def _rollback(
-    context: dg.AssetExecutionContext,
-    spec: UseCaseSpec,
-    target: ClassifierTarget | SessionTarget,
-    summary: pd.DataFrame,
-    mlflow: MLflowResource,
+def _rollback_check(
+    context: dg.AssetExecutionContext, outcome: RollbackOutcome
 ) -> dg.AssetCheckResult:
-    """Apply the rollback rule to the registry's champion and the version it replaced."""
-    name = layout.registered_model_name(spec.name, target.model)
-    champion = mlflow.version_by_alias(name, layout.CHAMPION)
-    previous = (
-        mlflow.version_tags(name, champion).get(PREVIOUS_CHAMPION_TAG) or None if champion else None
-    )
-    metric = rollback_metric(spec)
-    margin = spec.model[target.model].promotion_margin
-    decision = rollback_decision(
-        champion,
-        summary_of(summary, champion),
-        previous,
-        summary_of(summary, previous),
-        metric,
-        margin,
-    )
-    details = {
-        "registered_model": name,
-        "metric": metric,
-        "margin": float(margin),
-        "min_labelled": MIN_LABELLED,
-        "min_positives": MIN_POSITIVES,
-        "champion_version": champion or "none",
-        "previous_champion": previous or "none",
-        "reason": decision.reason,
-    }
-    if not decision.roll_back:
-        return _check(True, rolled_back=False, **details)
-    event = mlflow.rollback(name, previous, decision.reason, experiment=f"playbook/{spec.name}")
-    context.log.warning(
-        f"{name}: champion rolled back v{event.from_version} -> v{event.to_version}"
-    )
-    return _check(
-        False,
-        rolled_back=True,
-        rolled_back_from=event.from_version,
-        rolled_back_to=event.to_version,
-        rolled_back_at=event.at,
-        mlflow_run_id=event.run_id or "",
-        champion_value=float(decision.champion_value),
-        previous_value=float(decision.previous_value),
-        champion_now=event.to_version,
-        **details,
-    )
+    """The check's result: passes unless ``champion`` was moved back (then a logged warning)."""
+    if outcome.event is not None:
+        event = outcome.event
+        context.log.warning(
+            f"{outcome.registered_model}: champion rolled back"
+            f" v{event.from_version} -> v{event.to_version}"
+        )
+    return _check(not outcome.rolled_back, **outcome.metadata())
 
 
 def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
@@ -224,10 +157,18 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             "by_version": dg.MetadataValue.md(_markdown(summary)),
             "by_version_and_day": dg.MetadataValue.md(_markdown(table)),
             "plot": dg.MetadataValue.md(
-                markdown_image(_metric_plot(table, metric), f"{metric} per day")
+                markdown_image(metric_by_day_plot(table, metric), f"{metric} per day")
             ),
         }
         yield dg.Output(table, metadata=metadata)
-        yield _rollback(context, spec, target, summary, mlflow)
+        outcome = check_rollback(
+            mlflow,
+            layout.registered_model_name(spec.name, target.model),
+            summary,
+            metric,
+            spec.model[target.model].promotion_margin,
+            experiment=f"playbook/{spec.name}",
+        )
+        yield _rollback_check(context, outcome)
 
     return [performance]

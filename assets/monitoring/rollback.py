@@ -15,14 +15,37 @@ The comparison is between the predictions each version served, so when the two s
 different times it also compares two periods: a population that got harder can look like a
 worse model. An experiment that serves both versions at once removes that doubt; the per-day
 table beside the check shows which days each version served.
+
+:func:`check_rollback` is the whole check without Dagster: it reads the champion and the version
+it replaced from the registry, applies the rule and, on a yes, asks the registry to move
+``champion`` back. The registry is anything with the three methods of :class:`RollbackRegistry`
+(``MLflowResource`` in the pipeline, a small fake in the tests).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import pandas as pd
+
+from assets.monitoring.performance import METRICS, summary_of
+from configs.schema.usecase import UseCaseSpec
+from runtime import layout
+from runtime.promotion import PREVIOUS_CHAMPION_TAG, RollbackEvent
 
 MIN_LABELLED = 200
 MIN_POSITIVES = 5
+DEFAULT_METRIC = "auc"
+
+
+def rollback_metric(spec: UseCaseSpec) -> str:
+    """The use case's primary metric when it is one tracked on delayed labels, else AUC.
+
+    The rule needs a metric the performance table has per version; a primary metric it cannot
+    compute on delayed labels (a ranking metric, say) falls back to AUC rather than to nothing.
+    """
+    primary = spec.metrics.primary if spec.metrics else None
+    return primary if primary in METRICS else DEFAULT_METRIC
 
 
 @dataclass(frozen=True)
@@ -117,3 +140,107 @@ def rollback_decision(
             margin,
         )
     return keep(f"{compared}: within margin {margin:.4g}", **values)
+
+
+class RollbackRegistry(Protocol):
+    """What the check needs of the model registry (``MLflowResource`` has these methods)."""
+
+    def version_by_alias(self, name: str, alias: str) -> str | None: ...
+
+    def version_tags(self, name: str, version: str) -> Mapping[str, str]: ...
+
+    def rollback(
+        self, name: str, to_version: str, reason: str, experiment: str | None = None
+    ) -> RollbackEvent: ...
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """What :func:`check_rollback` decided and, when it rolled back, the registry's record."""
+
+    registered_model: str
+    decision: RollbackDecision
+    min_labelled: int
+    min_positives: int
+    event: RollbackEvent | None = None
+
+    @property
+    def rolled_back(self) -> bool:
+        """Whether ``champion`` was moved back (the check fails then, as a warning)."""
+        return self.event is not None
+
+    def metadata(self) -> dict[str, str | float | int | bool]:
+        """The check's metadata: the rule's inputs and reason, plus the event on a rollback.
+
+        Kept here rather than in the asset so the keys the UI and the tests read are built,
+        and testable, in one place; the order is the one the Dagster UI lists them in.
+        """
+        decision = self.decision
+        details: dict[str, str | float | int | bool] = {
+            "registered_model": self.registered_model,
+            "metric": decision.metric,
+            "margin": float(decision.margin),
+            "min_labelled": self.min_labelled,
+            "min_positives": self.min_positives,
+            "champion_version": decision.champion_version or "none",
+            "previous_champion": decision.previous_version or "none",
+            "reason": decision.reason,
+        }
+        event = self.event
+        if event is None:
+            return {"rolled_back": False, **details}
+        return {
+            "rolled_back": True,
+            "rolled_back_from": event.from_version,
+            "rolled_back_to": event.to_version,
+            "rolled_back_at": event.at,
+            "mlflow_run_id": event.run_id or "",
+            "champion_value": float(decision.champion_value),  # type: ignore[arg-type]
+            "previous_value": float(decision.previous_value),  # type: ignore[arg-type]
+            "champion_now": event.to_version,
+            **details,
+        }
+
+
+def check_rollback(
+    registry: RollbackRegistry,
+    registered_model: str,
+    summary: pd.DataFrame,
+    metric: str,
+    margin: float,
+    experiment: str | None = None,
+    min_labelled: int = MIN_LABELLED,
+    min_positives: int = MIN_POSITIVES,
+) -> RollbackOutcome:
+    """Apply the rule to the registry's champion and the version it replaced; roll back on a yes.
+
+    ``summary`` is :func:`assets.monitoring.performance.version_summary` of the served
+    predictions. The previous champion is the one the promotion gate recorded on the champion
+    (``playbook.previous_champion``): the registry, not the log, knows which version was
+    replaced. On a rollback the registry also logs a ``rollback`` run in ``experiment``.
+    """
+    champion = registry.version_by_alias(registered_model, layout.CHAMPION)
+    previous = (
+        registry.version_tags(registered_model, champion).get(PREVIOUS_CHAMPION_TAG) or None
+        if champion
+        else None
+    )
+    decision = rollback_decision(
+        champion,
+        summary_of(summary, champion),
+        previous,
+        summary_of(summary, previous),
+        metric,
+        margin,
+        min_labelled=min_labelled,
+        min_positives=min_positives,
+    )
+    event = None
+    if decision.roll_back:
+        event = registry.rollback(
+            registered_model,
+            previous,  # type: ignore[arg-type]  # a yes always names the previous champion
+            decision.reason,
+            experiment=experiment,
+        )
+    return RollbackOutcome(registered_model, decision, min_labelled, min_positives, event)

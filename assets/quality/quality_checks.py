@@ -11,7 +11,9 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from assets.quality.suites import QualityReport, TableRole, run_quality
+from assets.quality.outcomes import QualityReport
+from assets.quality.suites import TableRole
+from assets.quality.validation import run_quality
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 

@@ -1,65 +1,37 @@
-"""Great Expectations suites for feature tables and training sets, as plain functions.
+"""Great Expectations suites for feature tables and training sets: the rules, as expectations.
 
 The rules come from the use case's ``quality`` section (:class:`QualitySpec`); this module turns
-them into a GE 1.x ``ExpectationSuite``, validates a pandas frame against it in an ephemeral
-context and writes the HTML data docs of the run. Dagster asset checks wrap :func:`run_quality`,
-so the rules are testable without a Dagster instance.
+them into a GE 1.x ``ExpectationSuite`` and nothing more, so what is asked of a table can be read
+(and tested) apart from running it: :func:`assets.quality.validation.run_quality` validates a frame
+against the suite, and :mod:`assets.quality.outcomes` reports the results. Each expectation
+carries its playbook check name and readable bound in ``meta``.
 
-Great Expectations is imported lazily: importing it costs seconds, and Dagster imports this
-module whenever it loads the code location, not only when a check runs.
-
-GE must stay offline and quiet inside a pipeline run:
-
-- GE 1.24 ships no analytics client (no posthog, nothing reads ``GX_ANALYTICS_ENABLED``) and its
-  PyPI version checker is not called anywhere; the env var is still set (if unset) before the
-  import, so a future pin that brings analytics back starts with it off. The context's
-  ``analytics_enabled`` variable is set to False as well.
-- The validator draws a tqdm "Calculating Metrics" bar on stderr unless the context's
-  ``progress_bars`` variable turns it off, which :func:`_ephemeral_context` does.
-- The ephemeral context comes with a ``local_site`` writing docs to a temporary directory; it is
-  replaced by one site under ``docs_dir``.
+Great Expectations is imported lazily (:func:`assets.quality.gx_context.import_gx`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
-import numpy as np
 import pandas as pd
 
+from assets.quality.gx_context import import_gx
 from configs.schema.stages import QualitySpec
 
 if TYPE_CHECKING:
     import great_expectations as gx
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
-        ExpectationValidationResult,
-    )
-    from great_expectations.data_context import AbstractDataContext
     from great_expectations.expectations import Expectation
 
 logger = logging.getLogger(__name__)
 
-DOCS_SITE = "playbook"
-DATASOURCE = "playbook"
-SAMPLE_SIZE = 10
 # Keys of an expectation's ``meta`` that carry the playbook check name and its readable bound, so
 # a result can be reported without re-deriving what was asked.
 META_CHECK = "playbook_check"
 META_EXPECTED = "playbook_expected"
-
-# get_context() installs the new context as GE's process-wide "project"; validation reads its
-# stores through that global, so two runs on two threads must not interleave.
-_GX_LOCK = threading.Lock()
 
 
 class TableRole(StrEnum):
@@ -69,50 +41,9 @@ class TableRole(StrEnum):
     TRAINING_SET = "training_set"
 
 
-@dataclass(frozen=True)
-class ExpectationOutcome:
-    """One expectation's result, JSON-able, for asset-check metadata and logs.
-
-    ``name`` is the playbook check (``min_rows``, ``row_count_change``, ``column_exists``,
-    ``not_null``, ``label_not_null``, ``range``, ``label_rate``); ``observed`` is the row count,
-    null fraction, out-of-range count or mean that was measured (or GE's error message when the
-    expectation could not be evaluated); ``unexpected_sample`` holds a few offending values (for
-    null checks, the index labels of null rows).
-    """
-
-    name: str
-    column: str | None
-    success: bool
-    observed: Any
-    expected: str
-    unexpected_sample: list
-
-
-@dataclass(frozen=True)
-class QualityReport:
-    """The result of one suite run; ``docs_path`` is the HTML page of this validation."""
-
-    suite: str
-    success: bool
-    outcomes: list[ExpectationOutcome]
-    docs_path: str | None
-
-    def failures(self) -> list[ExpectationOutcome]:
-        """The outcomes that failed, the part an asset check reports first."""
-        return [outcome for outcome in self.outcomes if not outcome.success]
-
-
-def _gx() -> Any:
-    """Import Great Expectations on first use, with analytics off before the import reads env."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations
-
-    return great_expectations
-
-
 def _expectations() -> Any:
     """The GE expectation classes module (imported lazily, see the module docstring)."""
-    _gx()
+    import_gx()
     import great_expectations.expectations as gxe
 
     return gxe
@@ -276,9 +207,10 @@ def build_suite(
 
     ``frame_columns`` are the columns the table has, so that checks on absent columns become one
     clear ``column_exists`` failure. ``numeric_columns`` (None = all) limits range checks to
-    columns whose values can be compared; :func:`run_quality` derives it from the dtypes.
+    columns whose values can be compared; :func:`assets.quality.validation.run_quality` derives
+    it from the dtypes.
     """
-    gx_module = _gx()
+    gx_module = import_gx()
     present = set(frame_columns)
     expectations = [
         *_row_count_expectations(spec, previous_row_count),
@@ -297,205 +229,3 @@ def numeric_columns_of(frame: pd.DataFrame) -> list[str]:
         for column, dtype in frame.dtypes.items()
         if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
     ]
-
-
-def _ephemeral_context(docs_dir: Path) -> AbstractDataContext:
-    """An in-memory GE context, silent, whose only data docs site is ``docs_dir``."""
-    gx_module = _gx()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx_module.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.variables.analytics_enabled = False
-    for site in list(context.list_data_docs_sites()):
-        context.delete_data_docs_site(site)
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    context.add_data_docs_site(
-        DOCS_SITE,
-        {
-            "class_name": "SiteBuilder",
-            "show_how_to_buttons": False,
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir),
-            },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
-    return context
-
-
-def _validate(
-    context: AbstractDataContext, suite: gx.ExpectationSuite, frame: pd.DataFrame
-) -> ExpectationSuiteValidationResult:
-    """Run the suite on the whole frame through a ValidationDefinition (results are stored)."""
-    gx_module = _gx()
-    asset = context.data_sources.add_pandas(DATASOURCE).add_dataframe_asset(suite.name)
-    batch = asset.add_batch_definition_whole_dataframe("whole")
-    suite = context.suites.add(suite)
-    definition = context.validation_definitions.add(
-        gx_module.ValidationDefinition(name=suite.name, data=batch, suite=suite)
-    )
-    return definition.run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
-    )
-
-
-def _build_docs(context: AbstractDataContext) -> str | None:
-    """Write the data docs and return this validation's page (else the index), or None.
-
-    Docs are a convenience: a rendering error is logged and must not hide the quality result.
-    """
-    try:
-        index = context.build_data_docs(site_names=[DOCS_SITE]).get(DOCS_SITE)
-        keys = context.validation_results_store.list_keys()
-        urls = (
-            context.get_docs_sites_urls(resource_identifier=keys[-1], site_name=DOCS_SITE)
-            if keys
-            else []
-        )
-    except Exception:  # GE renderers raise anything; the quality result matters more
-        logger.warning("quality: building data docs failed", exc_info=True)
-        return None
-    for url in [*(entry.get("site_url") for entry in urls), index]:
-        path = _url_to_path(url)
-        if path is not None and Path(path).is_file():
-            return path
-    return None
-
-
-def _url_to_path(url: str | None) -> str | None:
-    """A local path from GE's ``file://`` site URL."""
-    if not url:
-        return None
-    parsed = urlparse(url)
-    return unquote(parsed.path) if parsed.scheme in ("file", "") else None
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types from numpy/pandas values: NaN/NaT -> None, arrays -> lists."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, pd.Timestamp | pd.Timedelta):
-        return None if pd.isna(value) else value.isoformat()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
-
-
-def _error_message(result: ExpectationValidationResult) -> str | None:
-    """GE's message when an expectation could not be evaluated (flat or per-metric info)."""
-    info = result.exception_info or {}
-    if info.get("raised_exception"):
-        return str(info.get("exception_message"))
-    for nested in info.values():
-        if isinstance(nested, dict) and nested.get("raised_exception"):
-            return str(nested.get("exception_message"))
-    return None
-
-
-def _observed(check: str, column: str | None, result: dict, present: set[str]) -> Any:
-    """The measured value a check is judged on, in the unit its ``expected`` text uses."""
-    if check == "column_exists":
-        return column in present
-    if check in ("not_null", "label_not_null"):
-        total = result.get("element_count") or 0
-        return round(result.get("unexpected_count", 0) / total, 6) if total else 0.0
-    if check == "range":
-        return result.get("unexpected_count")
-    return _jsonable(result.get("observed_value"))
-
-
-def _outcome(result: ExpectationValidationResult, present: set[str]) -> ExpectationOutcome:
-    """One GE result as an :class:`ExpectationOutcome`."""
-    config = result.expectation_config
-    meta = config.meta or {}
-    check = meta.get(META_CHECK, config.type)
-    column = config.kwargs.get("column")
-    error = _error_message(result)
-    details = result.result or {}
-    return ExpectationOutcome(
-        name=check,
-        column=column,
-        success=bool(result.success) and error is None,
-        observed=error if error is not None else _observed(check, column, details, present),
-        expected=meta.get(META_EXPECTED, ""),
-        unexpected_sample=_sample(check, details),
-    )
-
-
-def _sample(check: str, details: dict) -> list:
-    """A few offending values; for null checks, where every value is null, their row labels."""
-    key = "partial_unexpected_list"
-    if check in ("not_null", "label_not_null"):
-        key = "partial_unexpected_index_list"
-    return _jsonable(list(details.get(key) or []))[:SAMPLE_SIZE]
-
-
-_ORDER = ("min_rows", "row_count_change", "column_exists", "not_null", "range")
-
-
-def _sort_key(outcome: ExpectationOutcome) -> tuple[int, str]:
-    """Suite order (row counts, columns, ranges, labels); GE returns results in graph order."""
-    rank = _ORDER.index(outcome.name) if outcome.name in _ORDER else len(_ORDER)
-    return rank, outcome.column or ""
-
-
-def run_quality(
-    frame: pd.DataFrame,
-    *,
-    suite_name: str,
-    role: TableRole,
-    spec: QualitySpec,
-    feature_columns: Sequence[str],
-    label_columns: Sequence[str] = (),
-    docs_dir: str | Path,
-    previous_row_count: int | None = None,
-) -> QualityReport:
-    """Validate ``frame`` against the suite for its role and write the run's data docs.
-
-    Never raises for bad data: every violation is a failed outcome. The GE context is in-memory
-    and thrown away, so nothing but the docs under ``docs_dir`` outlives the call.
-    """
-    present = {str(column) for column in frame.columns}
-    suite = build_suite(
-        suite_name,
-        list(present),
-        role,
-        spec,
-        feature_columns,
-        label_columns,
-        previous_row_count,
-        numeric_columns=numeric_columns_of(frame),
-    )
-    with _GX_LOCK:
-        context = _ephemeral_context(Path(docs_dir))
-        validation = _validate(context, suite, frame)
-        docs_path = _build_docs(context)
-    outcomes = sorted((_outcome(r, present) for r in validation.results), key=_sort_key)
-    return QualityReport(
-        suite=suite_name,
-        success=all(outcome.success for outcome in outcomes),
-        outcomes=outcomes,
-        docs_path=docs_path,
-    )
-
-
-def outcomes_by_check(report: QualityReport) -> Mapping[str, list[ExpectationOutcome]]:
-    """Outcomes grouped by check name, e.g. to emit one Dagster asset check per rule."""
-    grouped: dict[str, list[ExpectationOutcome]] = {}
-    for outcome in report.outcomes:
-        grouped.setdefault(outcome.name, []).append(outcome)
-    return grouped

@@ -1,9 +1,8 @@
 """Asset factory for ``<use case>/bento``: ``bentoml build`` of the use case's service.
 
-The build context is assembled in a temporary folder: the ``serving`` package,
-the schema (``configs``), the online reader (``runtime/online_read.py``) and the serving
-bundle, so the Bento runs with no access to this repository, the registry or Dagster. The Bento
-is named ``playbook-<use case>``, lives in the BentoML store under ``<home>/bentoml``
+The build context is assembled in a temporary folder: the ``serving``, ``runtime`` and
+``configs`` packages, whole, and the serving bundle, so the Bento runs with no access to this
+repository, the registry or Dagster. The Bento is named ``playbook-<use case>``, lives in the BentoML store under ``<home>/bentoml``
 (``BENTOML_HOME``) and is labelled with every model version it packs, per experiment arm. The
 build runs the real ``bentoml build`` CLI in a subprocess, with package versions pinned to the
 ones installed here and no lock step (no network).
@@ -21,7 +20,7 @@ import dagster as dg
 import yaml
 
 import configs
-import resources
+import runtime
 import serving
 from assets.metadata import asset_identity
 from configs.schema.usecase import UseCaseSpec
@@ -44,6 +43,8 @@ RUNTIME_PACKAGES = (
     "faiss-cpu",
     "feast",
 )
+# The packages a service imports, packed whole: the service, the shared runtime, the schema.
+SERVED_PACKAGES = (serving, runtime, configs)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
@@ -56,15 +57,12 @@ def _pinned() -> list[str]:
 
 
 def _build_context(target: Path, bundle: Path) -> None:
-    """Copy the service's code and the bundle into a fresh build folder."""
+    """Copy the served packages, whole, and the bundle into a fresh build folder."""
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    shutil.copytree(Path(serving.__file__).parent, target / "serving", ignore=_IGNORE)
-    shutil.copytree(Path(configs.__file__).parent, target / "configs", ignore=_IGNORE)
-    (target / "resources").mkdir()
-    for name in ("__init__.py", "online_read.py"):
-        shutil.copy2(Path(resources.__file__).parent / name, target / "resources" / name)
+    for package in SERVED_PACKAGES:
+        shutil.copytree(Path(package.__file__).parent, target / package.__name__, ignore=_IGNORE)
     shutil.copytree(bundle, target / "bundle")
 
 
@@ -76,7 +74,7 @@ def _bentofile(spec: UseCaseSpec, service_class: str, bundle: Bundle) -> dict:
         "name": f"playbook-{spec.name}",
         "description": spec.description or f"Playbook service of {spec.name}",
         "labels": labels,
-        "include": ["serving/**/*.py", "configs/**/*.py", "resources/*.py", "bundle/**"],
+        "include": [*(f"{p.__name__}/**/*.py" for p in SERVED_PACKAGES), "bundle/**"],
         "python": {"packages": _pinned(), "lock_packages": False},
         "envs": [{"name": BUNDLE_ENV, "value": "bundle"}],
     }

@@ -43,6 +43,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from runtime import layout
+
 _ROW = "__pit_row"  # label row number, to restore the labels' order
 _US = "__pit_us"  # label as-of time, UTC microseconds
 _SK = "__pit_sk"  # the (event, created) sort key
@@ -71,7 +73,7 @@ class FeatureTable:
 
     def output_names(self, prefix: bool) -> list[str]:
         """Names of the feature columns in the result (``view__feature`` when prefixed, as Feast)."""
-        return [f"{self.name}__{f}" if prefix else f for f in self.features]
+        return [layout.feature_column(self.name, f) if prefix else f for f in self.features]
 
 
 def point_in_time_join(

@@ -11,6 +11,7 @@ from difflib import get_close_matches
 
 from configs.schema.base import parse_duration
 from configs.schema.usecase import UseCaseSpec
+from runtime.layout import SECONDS_SINCE_LAST, attributes_view, feature_column, feature_name
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -140,8 +141,9 @@ def _feature_names(spec: UseCaseSpec) -> list[str]:
     """Training-set feature columns the spec produces (``<table>__<feature>``)."""
     names = []
     for view_name, view in spec.features.items():
-        names += [f"{view_name}__{name}" for name in view.aggregate_names()]
-        names += [f"{view_name}_attributes__{column}" for column in view.attributes]
+        names += [feature_column(view_name, name) for name in view.aggregate_names()]
+        attributes = attributes_view(view_name)
+        names += [feature_column(attributes, column) for column in view.attributes]
         names += list(view.passthrough)
     return names
 
@@ -151,7 +153,7 @@ def _check_baseline(spec: UseCaseSpec, model: str, baseline: str) -> Iterator[Pr
     if baseline.startswith("feature:"):
         column = baseline.removeprefix("feature:")
         names = _feature_names(spec)
-        if column not in names and not column.split("__")[-1].startswith("seconds_since_last"):
+        if column not in names and not feature_name(column).startswith(SECONDS_SINCE_LAST):
             yield at, _missing(column, names, "feature")
     elif baseline not in BASELINES:
         known = ", ".join((*BASELINES, "feature:<column>"))

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from configs.schema.base import StrictModel, parse_duration
+from runtime.layout import LAST_EVENT_AT
 
 Aggregation = Literal[
     "count", "sum", "mean", "min", "max", "distinct_count", "time_since_last", "last_n"
@@ -42,7 +43,7 @@ class AggregateSpec(StrictModel):
         """
         subject = self.column or "events"
         if self.agg == "time_since_last":
-            return [f"last_event_at_{w}" for w in self.windows]
+            return [f"{LAST_EVENT_AT}{w}" for w in self.windows]
         if self.agg == "last_n":
             return [f"{subject}_last{self.n}_{w}" for w in self.windows]
         return [f"{subject}_{self.agg}_{w}" for w in self.windows]

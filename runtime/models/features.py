@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from runtime import layout
+from runtime.layout import FEATURE_SEPARATOR
+
 SPLIT = "split"
 TRAIN = "train"
 Categories = dict[str, list[str]]
@@ -100,8 +103,8 @@ def prepare_features(
     return pd.DataFrame(columns, index=frame.index), categories
 
 
-LAST_EVENT_AT = "__last_event_at_"
-SECONDS_SINCE = "__seconds_since_last_"
+LAST_EVENT_AT = FEATURE_SEPARATOR + layout.LAST_EVENT_AT  # <view>__last_event_at_<w>
+SECONDS_SINCE = FEATURE_SEPARATOR + layout.SECONDS_SINCE_LAST  # <view>__seconds_since_last_<w>
 
 
 def seconds_since_last(frame: pd.DataFrame, as_of: pd.Series | pd.Timestamp) -> pd.DataFrame:

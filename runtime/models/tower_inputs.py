@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from runtime.layout import feature_name
+
 OOV = 0  # index of unknown/unseen ids and categories: its embedding is fixed at zero
 
 
@@ -170,7 +172,7 @@ def content_frame(items: pd.DataFrame, item_key: str, features: Sequence[str]) -
     """
     columns = {item_key: items[item_key].to_numpy()}
     for feature in features:
-        source = feature if feature in items.columns else feature.rpartition("__")[2]
+        source = feature if feature in items.columns else feature_name(feature)
         if source in items.columns and source != item_key:
             columns[feature] = items[source].to_numpy()
     return pd.DataFrame(columns)

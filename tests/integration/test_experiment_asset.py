@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from assets.experiments.experiment_analysis_assets import SRM_CHECK
-from assets.monitoring.performance_assets import performance_key
 from configs import CONFIG_DIR
 from dagster_project.loader import load_use_cases
+from runtime import layout
 from runtime.request_log import read_request_log
 from serving.service import REQUEST_LOG_ENV, build_handler
 from tests.integration.served import DAYS, materialized_home
@@ -99,7 +99,7 @@ def test_experiment_analysis_of_served_requests(
     assert check.check_name == SRM_CHECK and check.passed
 
     # the same log, judged by clicks within each request's session (delayed-label tracking)
-    key = performance_key(_spec(), "ranking")
+    key = dg.AssetKey(layout.performance_key(_spec().name, "ranking"))
     performance = _materialize_keys(_spec(), home, [key])
     table = performance.asset_value(key)
     served = sum(len(r["items"]) for r in read_request_log(log_path)["response"])

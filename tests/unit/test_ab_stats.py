@@ -15,6 +15,7 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
+from assets.experiments.analysis import analyze_experiment
 from assets.experiments.plan import (
     check_weights,
     minimum_detectable_effect,
@@ -23,12 +24,8 @@ from assets.experiments.plan import (
     plan_sample_size,
     sample_size,
 )
-from assets.experiments.stats import (
-    analyze_experiment,
-    proportion_test,
-    srm_check,
-    welch_test,
-)
+from assets.experiments.srm import srm_check
+from assets.experiments.two_sample import proportion_test, welch_test
 from configs.schema.stages import ExperimentSpec
 
 HALF = {"control": 0.5, "treatment": 0.5}

@@ -12,14 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.quality.suites import (
-    ExpectationOutcome,
-    QualityReport,
-    TableRole,
-    build_suite,
-    row_count_bounds,
-    run_quality,
-)
+from assets.quality.outcomes import ExpectationOutcome, QualityReport
+from assets.quality.suites import TableRole, build_suite, row_count_bounds
+from assets.quality.validation import run_quality
 from configs.schema.stages import QualitySpec
 
 FEATURES = ["amount", "clicks_7d", "history"]

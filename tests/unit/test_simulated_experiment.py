@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.experiments.experiment_analysis_assets import hold_verdicts, plan_from_units
-from assets.experiments.stats import analyze_experiment
+from assets.experiments.analysis import analyze_experiment
+from assets.experiments.readout import hold_verdicts, plan_from_units
 from assets.experiments.units import experiment_units
 from configs.schema.stages import ExperimentSpec
 from runtime.request_log import RequestLog, read_request_log
