@@ -12,19 +12,7 @@ from assets.experiments.readout import (
     verdict_line,
 )
 from assets.experiments.units import ExperimentUnits
-from configs.schema.stages import ExperimentSpec
-
-EXPERIMENT = ExperimentSpec(
-    name="ranker_v2",
-    unit="user_id",
-    metric="click",
-    arms=[
-        {"name": "control", "model_alias": "champion", "weight": 0.5},
-        {"name": "treatment", "model_alias": "challenger", "weight": 0.5},
-    ],
-    minimum_detectable_effect=0.2,
-)
-WEIGHTS = {arm.name: arm.weight for arm in EXPERIMENT.arms}
+from tests.unit.test_simulated_experiment import EXPERIMENT, WEIGHTS
 
 
 def _units(n: int, lift: float, pre_period: bool, seed: int = 0) -> pd.DataFrame:

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from assets.monitoring.performance import (
-    ClassifierTarget,
     join_labels,
     logged_predictions,
     version_summary,
@@ -28,18 +27,10 @@ from configs import CONFIG_DIR
 from configs.schema import load_specs
 from runtime import layout
 from runtime.promotion import PREVIOUS_CHAMPION_TAG, RollbackEvent
+from tests.unit.test_performance import DAY, TARGET
 
-DAY = pd.Timestamp("2025-03-01")
 NAME = "fraud-scorer"
 EXPERIMENT = "playbook/fraud"
-TARGET = ClassifierTarget(
-    model="scorer",
-    label="is_fraud",
-    available_at="label_time",
-    maturity=pd.Timedelta("10D"),
-    key="transaction_id",
-    timestamp="event_time",
-)
 KEPT_KEYS = [
     "rolled_back",
     "registered_model",
