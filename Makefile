@@ -30,13 +30,16 @@ lint: $(STAMP)
 
 test: lint
 	scripts/install_redis.sh
+	scripts/install_postgres.sh
 	scripts/install_triton.sh
+	scripts/install_chromium.sh
 	$(BIN)/python -m pytest -n 2 tests
 
 schema: $(STAMP)
 	$(BIN)/playbook schema --output configs/playbook.schema.json
 
 screenshot: $(STAMP)
+	scripts/install_chromium.sh
 	$(BIN)/python scripts/screenshot_ui.py
 
 clean:

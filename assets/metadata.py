@@ -3,18 +3,59 @@
 Row count and column schema use Dagster's standard keys (``dagster/row_count``,
 ``dagster/column_schema``) so the UI renders them natively; time range, null rates, label rates
 and a preview are added as plain metadata values.
+
+Floats are shown rounded (:func:`rounded_metadata`): the UI prints a float metadata value as
+stored (``FloatMetadataEntry`` renders ``floatValue`` untouched), so ``0.91234567891`` would
+show every digit. Only what the UI shows is rounded; metrics go to MLflow unrounded.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from configs.schema.usecase import UseCaseSpec
 
 PREVIEW_ROWS = 10
+# Significant digits a float keeps in metadata: enough to compare two runs' metrics (AUC
+# 0.9123 vs 0.9131), few enough to read; digits left of the point are never dropped.
+SIGNIFICANT_DIGITS = 4
+
+
+def round_float(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """``value`` to ``digits`` significant digits, keeping its whole integer part.
+
+    0.912345 -> 0.9123, 0.000123456 -> 0.0001235, 3.14159 -> 3.142, 12345.678 -> 12346.0;
+    NaN, infinities and zero stay as they are.
+    """
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return value
+    magnitude = math.floor(math.log10(abs(value)))
+    return round(value, max(0, digits - 1 - magnitude))
+
+
+def rounded_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` with every float value (plain, NumPy or ``MetadataValue.float``) rounded by
+    :func:`round_float`; everything else (ints, bools, text, tables) unchanged.
+
+    The one place asset metadata floats are rounded: wrap a metadata dict in it where it is
+    emitted (``dg.Output``, ``dg.MaterializeResult``, ``dg.AssetCheckResult``).
+    """
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, dg.FloatMetadataValue) and value.value is not None:
+            out[key] = dg.MetadataValue.float(round_float(value.value))
+        elif isinstance(value, float | np.floating) and not isinstance(value, bool):
+            out[key] = round_float(float(value))
+        else:
+            out[key] = value
+    return out
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -39,14 +80,13 @@ def table_metadata(
     nulls = frame.isna().mean()
     nulls = nulls[nulls > 0]
     if len(nulls):
-        metadata["null_rates"] = dg.MetadataValue.md(
-            _markdown(nulls.rename("null_rate").reset_index())
-        )
+        rates = nulls.map(round_float).rename("null_rate").reset_index()
+        metadata["null_rates"] = dg.MetadataValue.md(_markdown(rates))
     for name, column in (labels or {}).items():
         if column in frame and len(frame):
             metadata[f"label_rate/{name}"] = float(frame[column].astype(float).mean())
     metadata["preview"] = dg.MetadataValue.md(_markdown(frame.head(PREVIEW_ROWS)))
-    return metadata
+    return rounded_metadata(metadata)
 
 
 def asset_identity(spec: UseCaseSpec, stage: str) -> dict:

@@ -23,6 +23,8 @@ import faiss
 import numpy as np
 from tabulate import tabulate
 
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 

@@ -31,7 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

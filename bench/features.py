@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 
-from assets.features.views import compute_aggregate_table, feature_tables
-from assets.raw.synthetic import build_world
-from bench.generate import START, USE_CASES, sized_params
-from configs import CONFIG_DIR
-from configs.schema import load_specs
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assets.features.views import compute_aggregate_table, feature_tables  # noqa: E402
+from assets.raw.synthetic import build_world  # noqa: E402
+from bench.generate import START, USE_CASES, sized_params  # noqa: E402
+from configs import CONFIG_DIR  # noqa: E402
+from configs.schema import load_specs  # noqa: E402
 
 
 def main() -> None:

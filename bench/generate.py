@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
-from assets.raw.synthetic import build_world
-from configs.schema.source import (
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assets.raw.synthetic import build_world  # noqa: E402
+from configs.schema.source import (  # noqa: E402
     FeedGeneratorParams,
     FraudGeneratorParams,
     SearchGeneratorParams,

@@ -43,11 +43,14 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from tabulate import tabulate
 
-from resources.feature_store import EntityDef, FeatureRepoDef, FeatureStoreResource, FeatureViewDef
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-# The throwaway redis-server helper (no pytest in it) lives with the tests, which are not an
-# installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from resources.feature_store import EntityDef, FeatureRepoDef, FeatureStoreResource, FeatureViewDef  # noqa: E402
+
+# The throwaway redis-server helper (no pytest in it) lives with the tests.
 from tests.redis_server import redis_server  # noqa: E402
 
 SIZES = (1, 10, 100)

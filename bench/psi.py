@@ -39,7 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 EVIDENTLY_VENV = Path("/tmp/evvenv/bin/python")
 WARN = 0.1
 
@@ -200,7 +204,6 @@ def main() -> None:
         args.json.write_text(json.dumps(result))
         return
 
-    sys.path.insert(0, str(ROOT))
     cells = args.rows * args.features
     start = time.perf_counter()
     reference, window = make_frames(args.rows, args.features, args.dtype, args.seed)

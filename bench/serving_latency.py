@@ -54,7 +54,11 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 # The parts live beside this script: the use cases' worlds, the two servers, the measuring and
 # the report. This file keeps the command line and runs one use case after another.
 from bench.serving_load import WRK_INSTALL, in_process, over_http, profile, write_bodies  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from configs import CONFIG_DIR
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from tests.integration.served import DAYS
 from tests.integration.test_raw_assets import _run, _small
 

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-# The repository first: run as ``python bench/train_models.py``, Python puts bench/ first, where a
-# module named like one of the project's packages would shadow it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* and tests.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables  # noqa: E402
 from assets.models.retrieval import train_retrieval  # noqa: E402

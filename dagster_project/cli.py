@@ -10,17 +10,30 @@ import json
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from configs import CONFIG_DIR
 from dagster_project.ab_cli import ab
-from dagster_project.cli_support import console, load_or_exit, resolve_targets
-from dagster_project.loader import config_dir
+from dagster_project.cli_support import (
+    THIRD_PARTY_NOISE,
+    console,
+    load_or_exit,
+    plain_stdout,
+    resolve_targets,
+    silence,
+    silence_dagster_notices,
+)
+from dagster_project.run_summary import problems, verdict
+from dagster_project.use_case_files import config_dir
+
+if TYPE_CHECKING:
+    from dagster_project.materialize import StepResult
 
 TEMPLATES = ("feed", "fraud", "search")
 
@@ -28,11 +41,9 @@ TEMPLATES = ("feed", "fraud", "search")
 @click.group()
 def main() -> None:
     """Playbook: ML systems from one YAML file per use case."""
-    import dagster as dg
-
-    # Beta/preview notices are for library authors; the CLI's output is the summary table.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    # Dagster, Feast, MLflow and BentoML are imported by the commands that use them, never here:
+    # `list` or `validate` must not wait 10-20 s for them (tests/unit/test_cli_imports.py).
+    silence(*THIRD_PARTY_NOISE)
 
 
 @main.command()
@@ -122,10 +133,12 @@ def materialize(
     """Materialize use cases (names or YAML paths) in-process, with progress and a summary."""
     import dagster as dg
 
+    from dagster_project.loader import use_case_assets
     from dagster_project.materialize import materialize_use_case
     from resources.home import dagster_home, playbook_home
     from runtime.layout import HOME_ENV
 
+    silence_dagster_notices()  # after the imports above: Feast and MLflow reset the filters
     specs = resolve_targets(targets, every)
     resolved = playbook_home(home)
     os.environ[HOME_ENV] = str(resolved)
@@ -133,8 +146,9 @@ def materialize(
     summary = Table(
         "asset", "status", "partitions", "rows", "seconds", "checks", title=f"home: {resolved}"
     )
-    failures = 0
+    steps: list[StepResult] = []
     with (
+        plain_stdout(),
         dg.DagsterInstance.get() as instance,
         Progress(
             TextColumn("{task.description}"),
@@ -145,36 +159,44 @@ def materialize(
         ) as progress,
     ):
         for spec in specs:
-            from dagster_project.loader import use_case_assets
-
             total = len(select) if select else len(use_case_assets(spec))
             task = progress.add_task(f"{spec.name}", total=total)
 
-            def on_step(step, task=task) -> None:
+            def on_step(step: StepResult, task: TaskID = task) -> None:
                 progress.update(task, advance=1, description=f"{step.asset}")
 
             try:
-                steps = materialize_use_case(spec, instance, str(resolved), list(select), on_step)
+                done = materialize_use_case(spec, instance, str(resolved), list(select), on_step)
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
-            for step in steps:
-                failures += step.stops_the_run
-                colour = (
-                    "green" if step.status == "ok" else "red" if step.stops_the_run else "yellow"
-                )
-                checks = ", ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in step.checks.items())
-                summary.add_row(
-                    step.asset,
-                    f"[{colour}]{step.status}[/{colour}]"
-                    + (f" ({step.error})" if step.error else ""),
-                    str(step.partitions or "-"),
-                    "-" if step.rows is None else f"{step.rows:,}",
-                    f"{step.seconds:.1f}",
-                    checks,
-                )
+            steps.extend(done)
+            for step in done:
+                summary.add_row(*_summary_row(step))
     console.print(summary)
-    if failures:
+    for problem in problems(steps):
+        colour = "red" if problem.stops else "yellow"
+        console.print(f"[{colour}]{escape(problem.text)}[/{colour}]", highlight=False)
+    failed = any(step.stops_the_run for step in steps)
+    checks_failed = any(not passed for step in steps for passed in step.checks.values())
+    colour = "red" if failed else "yellow" if checks_failed else "green"
+    console.print(f"[{colour}]{verdict(steps)}[/{colour}]", highlight=False)
+    if failed:
         sys.exit(1)
+
+
+def _summary_row(step: StepResult) -> tuple[str, ...]:
+    """One asset's row of the summary table: status coloured by how much it matters."""
+    colour = "green" if step.status == "ok" else "red" if step.stops_the_run else "yellow"
+    checks = ", ".join(f"{k}:{'pass' if v else 'FAIL'}" for k, v in step.checks.items())
+    error = f" ({escape(step.error)})" if step.error else ""
+    return (
+        step.asset,
+        f"[{colour}]{step.status}[/{colour}]{error}",
+        str(step.partitions or "-"),
+        "-" if step.rows is None else f"{step.rows:,}",
+        f"{step.seconds:.1f}",
+        checks,
+    )
 
 
 @main.command()
@@ -188,14 +210,13 @@ def materialize(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def report(target: str, home: str | None, as_json: bool) -> None:
     """Latest evaluation of each model beside its baseline, registry aliases and the gate."""
-    import json
-
     import dagster as dg
 
     from dagster_project import report as reporting
     from resources.home import dagster_home, playbook_home
     from resources.mlflow_resource import MLflowResource
 
+    silence_dagster_notices()
     (spec,) = resolve_targets((target,), False)
     resolved = playbook_home(home)
     os.environ["DAGSTER_HOME"] = str(dagster_home(resolved))
@@ -229,8 +250,8 @@ def report(target: str, home: str | None, as_json: bool) -> None:
                 f"{row['delta']:+.4f}" if "delta" in row else "-",
             )
         console.print(table)
-        verdict = "promoted" if item.gate_passed else "kept the champion"
-        console.print(f"  gate: {verdict} - {item.gate}")
+        gate = "promoted" if item.gate_passed else "kept the champion"
+        console.print(f"  gate: {gate} - {item.gate}")
 
 
 main.add_command(ab)

@@ -1,19 +1,28 @@
-"""What every ``playbook`` command shares: the console, and turning names or paths into specs.
+"""What every ``playbook`` command shares: the console, turning names or paths into specs, and
+keeping the output to what a user can act on.
 
 An invalid YAML ends the command with the loader's ``FILE:LINE: field: message`` lines and exit
-status 1, never a traceback.
+status 1, never a traceback. Nothing here imports Dagster or an asset factory: the commands that
+only read YAML (``list``, ``validate``, ``new``, ``schema``) must answer in about a second, so the
+heavy imports live inside the commands that run or inspect the pipeline.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import click
 from rich.console import Console
 
 from configs.schema import SpecError, UseCaseSpec
-from dagster_project.loader import config_dir, config_paths, load_use_cases
+from dagster_project.use_case_files import config_dir, config_paths, load_use_cases
 
 # A pipe or CI log is not a terminal: use a width that fits asset names rather than 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -41,3 +50,118 @@ def resolve_targets(targets: tuple[str, ...], every: bool) -> list[UseCaseSpec]:
             f"no such use case or file: {', '.join(missing)} (known: {known})"
         )
     return load_or_exit([str(p) for p in paths])
+
+
+# ---------------------------------------------------------------- warnings
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A warning a Playbook user cannot act on: raised inside a library, about that library's use
+    of another one. ``package`` is the top-level package whose code raises it (``None``: any),
+    ``message`` a regex matched at the start of the text, as ``warnings.filterwarnings`` does."""
+
+    category: type[Warning]
+    message: str = ""
+    package: str | None = None
+
+    def matches(self, message: Warning | str, category: type[Warning], filename: str) -> bool:
+        return (
+            issubclass(category, self.category)
+            and re.match(self.message, str(message), re.IGNORECASE) is not None
+            and (self.package is None or self.package in Path(filename).parts)
+        )
+
+
+THIRD_PARTY_NOISE = (
+    # BentoML builds its .bentoignore matcher with pathspec's old "gitwildmatch" name.
+    Noise(DeprecationWarning, r"GitWildMatchPattern \('gitwildmatch'\) is deprecated", "pathspec"),
+    # BentoML's SDK overrides pydantic's __get_pydantic_core_schema__, deprecated in pydantic 2.11.
+    Noise(
+        DeprecationWarning,
+        r"The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated",
+        "_bentoml_sdk",
+    ),
+    # MLflow's tracking store asks SQLAlchemy 2 for its deprecated "noload" loader strategy.
+    Noise(DeprecationWarning, r"The ``noload`` loader strategy is deprecated", "mlflow"),
+)
+
+_silenced: list[Noise] = []
+
+
+class _NoiseGuard:
+    """``warnings.showwarning`` that drops silenced noise and shows everything else.
+
+    The filters alone are not enough: a library may put its own filter in front of ours when it
+    is imported (Feast runs ``warnings.simplefilter("once", DeprecationWarning)`` in several
+    modules), and the heavy libraries are imported lazily, after the entry point has set ours.
+    Dropping at display time keeps the noise out whatever the order of the filter list.
+    """
+
+    def __init__(self, shown: Callable[..., None]) -> None:
+        self.shown = shown
+
+    def __call__(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if any(noise.matches(message, category, filename) for noise in _silenced):
+            return
+        self.shown(message, category, filename, lineno, file, line)
+
+
+def silence(*noises: Noise) -> None:
+    """Ignore exactly these warnings (by category, message and raising package), nothing else.
+
+    Call it again after importing a library that resets the warning filters: it puts ours back
+    in front. Our own warnings and any library warning not listed still reach the user.
+    """
+    for noise in noises:
+        module = rf"{re.escape(noise.package)}(\.|$)" if noise.package else ""
+        warnings.filterwarnings("ignore", noise.message, noise.category, module)
+        if noise not in _silenced:
+            _silenced.append(noise)
+    if not isinstance(warnings.showwarning, _NoiseGuard):
+        warnings.showwarning = _NoiseGuard(warnings.showwarning)
+
+
+def silence_dagster_notices() -> None:
+    """Dagster's beta and preview notices are for library authors; the CLI's output is its
+    summary. Imports Dagster, so only the commands that already need it call this."""
+    import dagster as dg
+
+    silence(*THIRD_PARTY_NOISE, Noise(dg.BetaWarning), Noise(dg.PreviewWarning))
+
+
+# ---------------------------------------------------------------- colour in logs
+
+
+@contextmanager
+def plain_stdout() -> Iterator[None]:
+    """Strip ANSI colour codes from what libraries print while stdout is not a terminal.
+
+    Feast prints its ``Materializing N feature views ...`` lines with colorama's constants
+    (``Fore.GREEN``), which are raw escape sequences whatever the output is; no environment
+    variable turns them off (colorama reads none, and Feast does not ask it whether stdout is a
+    terminal). Piped into a log they show as ``\\x1b[32m``. Colorama's own stream wrapper strips
+    them; on a terminal the colours stay.
+    """
+    if sys.stdout.isatty():
+        yield
+        return
+    try:
+        from colorama.ansitowin32 import AnsiToWin32
+    except ImportError:  # Feast depends on colorama: without it, nothing prints its codes
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = AnsiToWin32(original, convert=False, strip=True, autoreset=False).stream
+    try:
+        yield
+    finally:
+        sys.stdout = original

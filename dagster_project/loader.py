@@ -10,8 +10,7 @@ while keeping that one-way import rule. Adding a YAML file adds a use case with 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import dagster as dg
 from upath import UPath
@@ -25,42 +24,23 @@ from assets.models.model_assets import model_assets
 from assets.monitoring.drift_assets import drift_report_asset
 from assets.monitoring.performance_assets import performance_assets
 from assets.raw.raw_assets import raw_assets
-from assets.raw.source_checks import file_source_problems
 from assets.serving.bento_assets import bento_asset
 from assets.serving.bundle_assets import serving_bundle_asset
 from assets.serving.triton_assets import triton_repository_assets
 from assets.split.split_plan_assets import split_plan_asset
 from assets.training.training_set_assets import training_set_assets
-from configs import CONFIG_DIR
-from configs.schema import UseCaseSpec, load_specs
+from configs.schema import UseCaseSpec
+from dagster_project.jobs import stage_jobs
 from dagster_project.schedules import retrain_job, retrain_schedule
 from dagster_project.sensors import drift_sensor, volume_sensor
+from dagster_project.use_case_files import load_use_cases
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource, playbook_home
 from resources.mlflow_resource import MLflowResource
 from resources.parquet_io import ParquetIOManager
 from runtime.layout import HomeLayout
 
-CONFIGS_ENV = "PLAYBOOK_CONFIGS"
 REDIS_ENV = "PLAYBOOK_REDIS"  # host:port of the Redis online store, for use cases that pick it
-
-
-def config_dir() -> Path:
-    """The folder of use-case YAML files: ``PLAYBOOK_CONFIGS`` or the shipped ``configs/``."""
-    return Path(os.environ.get(CONFIGS_ENV, CONFIG_DIR))
-
-
-def config_paths(paths: Iterable[str | Path] | None = None) -> list[Path]:
-    """YAML files named directly or found in folders (default: the configs folder)."""
-    found: list[Path] = []
-    for path in (Path(p) for p in (paths or [config_dir()])):
-        found.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
-    return found
-
-
-def load_use_cases(paths: Iterable[str | Path] | None = None) -> list[UseCaseSpec]:
-    """Validate every config, file-system checks included; all or nothing (raises SpecError)."""
-    return load_specs(config_paths(paths), extra_checks=[file_source_problems])
 
 
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
@@ -85,6 +65,7 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
 
 
 def resources(home: UPath) -> dict[str, object]:
+    """The resources every asset, sensor and job of a home uses."""
     places = HomeLayout(home)
     return {
         "io_manager": ParquetIOManager(base_path=str(places.tables())),
@@ -97,20 +78,37 @@ def resources(home: UPath) -> dict[str, object]:
     }
 
 
+def use_case_definitions(
+    built: Sequence[tuple[UseCaseSpec, Sequence[dg.AssetsDefinition]]],
+    home: str | os.PathLike[str] | None = None,
+) -> dg.Definitions:
+    """Definitions for use cases whose assets are already built (``use_case_assets``).
+
+    Per use case: its assets, one job per stage (what ``playbook materialize`` runs, so its
+    runs can be re-executed from the UI), the ``<name>_retrain`` job and its three triggers
+    (cron schedule, drift sensor, new-data sensor). ``materialize`` passes the assets it
+    iterates over, so the jobs it resolves hold exactly those definitions.
+    """
+    assets = [asset for _, spec_assets in built for asset in spec_assets]
+    jobs = [job for spec, spec_assets in built for job in stage_jobs(spec, spec_assets)]
+    retrain = {spec.name: retrain_job(spec) for spec, _ in built}
+    schedules = [
+        s for spec, _ in built if (s := retrain_schedule(spec, retrain[spec.name])) is not None
+    ]
+    sensors = [drift_sensor(spec, retrain[spec.name]) for spec, _ in built]
+    sensors += [volume_sensor(spec, retrain[spec.name]) for spec, _ in built]
+    return dg.Definitions(
+        assets=assets,
+        jobs=[*jobs, *retrain.values()],
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources(playbook_home(home)),
+    )
+
+
 def build_definitions(
     specs: Sequence[UseCaseSpec] | None = None, home: str | os.PathLike[str] | None = None
 ) -> dg.Definitions:
     """Definitions for the given specs (default: every config) with storage under ``home``."""
     specs = load_use_cases() if specs is None else specs
-    assets = [asset for spec in specs for asset in use_case_assets(spec)]
-    jobs = {spec.name: retrain_job(spec) for spec in specs}
-    schedules = [s for spec in specs if (s := retrain_schedule(spec, jobs[spec.name])) is not None]
-    sensors = [drift_sensor(spec, jobs[spec.name]) for spec in specs]
-    sensors += [s for spec in specs if (s := volume_sensor(spec, jobs[spec.name])) is not None]
-    return dg.Definitions(
-        assets=assets,
-        jobs=list(jobs.values()),
-        schedules=schedules,
-        sensors=sensors,
-        resources=resources(playbook_home(home)),
-    )
+    return use_case_definitions([(spec, use_case_assets(spec)) for spec in specs], home)

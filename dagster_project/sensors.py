@@ -97,11 +97,13 @@ def drift_sensor(spec: UseCaseSpec, job: AssetJob) -> dg.SensorDefinition:
     return sensor
 
 
-def volume_sensor(spec: UseCaseSpec, job: AssetJob) -> dg.SensorDefinition | None:
-    """Retrain once ``monitoring.retrain_after_rows`` new raw rows have arrived."""
+def volume_sensor(spec: UseCaseSpec, job: AssetJob) -> dg.SensorDefinition:
+    """Retrain once ``monitoring.retrain_after_rows`` new raw rows have arrived.
+
+    Every use case gets one (the field has a default): the README promises three triggers per
+    use case, and a sensor starts stopped, so having it costs nothing until someone turns it on.
+    """
     threshold = spec.monitoring.retrain_after_rows
-    if threshold is None:
-        return None
 
     @dg.sensor(
         name=f"{spec.name}_new_data_sensor",

@@ -3,8 +3,10 @@
 The assets stage turns a use case's ``features`` section into a :class:`FeatureRepoDef` (plain
 dataclasses, no Feast or YAML types) and hands it to :class:`FeatureStoreResource`, which owns
 everything Feast: the ``feature_store.yaml``, the registry, applying definitions (and removing the
-ones the YAML no longer has), materializing to the online store, point-in-time training reads
-through the DuckDB offline store, and online reads.
+ones the YAML no longer has) and writing them as the repo's Feast Python file, so that ``feast
+plan`` and ``feast apply`` in the folder find nothing to change (:mod:`resources.feast_repo_files`),
+materializing to the online store, point-in-time training reads through the DuckDB offline store,
+and online reads.
 
 Feast stays the source of truth. Online reads have two paths over the same store:
 
@@ -35,9 +37,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
+from feast.diff.property_diff import TransitionType
 from feast.types import Array, FeastType, Float64, Int64, String, UnixTimestamp
 from pydantic import PrivateAttr
 
+from resources.feast_repo_files import (
+    SourceTimes,
+    check_round_trip,
+    definitions_path,
+    load_definitions,
+    render_definitions,
+    repo_contents,
+    write_text_atomic,
+)
 from resources.home import home_layout
 from runtime.online_read import OnlineReader, column_order
 
@@ -97,6 +109,7 @@ class FeatureRepoDef:
     project: str
     views: tuple[FeatureViewDef, ...]
     services: Mapping[str, tuple[str, ...]]
+    origin: str = ""  # the file these come from (the use case's YAML), named in the repo's .py
 
 
 def feast_objects(repo: FeatureRepoDef) -> list[Any]:
@@ -113,7 +126,9 @@ def feast_objects(repo: FeatureRepoDef) -> list[Any]:
         if unknown:
             raise ValueError(f"feature service {service!r} names unknown views {unknown}")
         services.append(FeatureService(name=service, features=[views[n] for n in view_names]))
-    sources = [view.batch_source for view in views.values()]
+    # Each view keeps a source object of its own, equal to the one listed: Feast's apply restamps
+    # the sources it applies, and the view's copy keeps the times :func:`_keep_source_times` set.
+    sources = [_file_source(view) for view in repo.views]
     return [*entities.values(), *sources, *views.values(), *services]
 
 
@@ -122,22 +137,25 @@ def _entity(entity: EntityDef) -> Entity:
     return Entity(name=entity.name, join_keys=[entity.join_key], value_type=value_type)
 
 
-def _feature_view(view: FeatureViewDef, entities: list[Entity]) -> FeatureView:
-    # Join keys are declared in the schema too: Feast types entity values from these fields.
-    schema = [Field(name=e.join_key, dtype=ENTITY_TYPES[e.dtype][1]) for e in view.entities]
-    schema += [Field(name=name, dtype=FEATURE_TYPES[dtype]) for name, dtype in view.features]
-    source = FileSource(
+def _file_source(view: FeatureViewDef) -> FileSource:
+    return FileSource(
         name=f"{view.name}_source",
         path=str(view.source_path),
         timestamp_field=EVENT_TIMESTAMP,
         created_timestamp_column=CREATED_TIMESTAMP,
     )
+
+
+def _feature_view(view: FeatureViewDef, entities: list[Entity]) -> FeatureView:
+    # Join keys are declared in the schema too: Feast types entity values from these fields.
+    schema = [Field(name=e.join_key, dtype=ENTITY_TYPES[e.dtype][1]) for e in view.entities]
+    schema += [Field(name=name, dtype=FEATURE_TYPES[dtype]) for name, dtype in view.features]
     return FeatureView(
         name=view.name,
         entities=entities,
         ttl=view.ttl,
         schema=schema,
-        source=source,
+        source=_file_source(view),
         online=True,
         description=view.description,
         tags=dict(view.tags),
@@ -206,11 +224,13 @@ class FeatureStoreResource(dg.ConfigurableResource):
             "entity_key_serialization_version": 3,
         }
         target = path / "feature_store.yaml"
-        text = yaml.safe_dump(config, sort_keys=False)
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
+        if write_text_atomic(target, yaml.safe_dump(config, sort_keys=False)):
             self._forget(repo.project)
         return target
+
+    def definitions_path(self, project: str) -> Path:
+        """``<repo>/<project>_repo.py``: the Python definitions Feast's CLI reads."""
+        return definitions_path(self.repo_path(project), project)
 
     def store(self, project: str) -> FeatureStore:
         """The Feast store of ``project`` (cached; call :meth:`write_config` first)."""
@@ -231,19 +251,34 @@ class FeatureStoreResource(dg.ConfigurableResource):
             reader.close()
 
     def apply(self, repo: FeatureRepoDef) -> dict:
-        """Register ``repo`` with Feast and drop registered objects it no longer defines.
+        """Register ``repo`` with Feast, drop registered objects it no longer defines, and write
+        the same objects as the repo's Python definitions (:meth:`definitions_path`).
 
         Without the deletions a view removed from the YAML would stay in the registry (and its
-        online table in the store) forever.
+        online table in the store) forever. Without the definitions file, Feast's own CLI in the
+        repo folder would take it for an empty repo: ``feast apply`` would delete everything.
+        The file is rendered from the objects applied and checked to rebuild them before anything
+        is registered; after, Feast plans the file against the registry (it must find nothing to
+        change), the registry records the online store's tables as ``feast apply`` would, and the
+        file is written.
         """
         self.write_config(repo)
         store = self.store(repo.project)
         objects = feast_objects(repo)
+        target = self.definitions_path(repo.project)
+        check_round_trip(render_definitions(objects, repo.project), objects, str(target))
         stale = _stale_objects(store, objects)
+        _keep_source_times(store, objects)
         store.apply(objects, objects_to_delete=stale, partial=False)
+        definitions = render_definitions(
+            objects, repo.project, _source_times(store), origin=repo.origin
+        )
+        _plan_nothing(store, definitions, str(target))
+        write_text_atomic(target, definitions)
         return {
             "project": repo.project,
             "repo_path": str(self.repo_path(repo.project)),
+            "definitions": str(target),
             "online_store": self.online_store,
             "entities": sorted(o.name for o in objects if isinstance(o, Entity)),
             "feature_views": sorted(o.name for o in objects if isinstance(o, FeatureView)),
@@ -354,6 +389,52 @@ class FeatureStoreResource(dg.ConfigurableResource):
         )
         frame = response.to_df()
         return frame[column_order(frame, self._reader(repo.project).plan(service))]
+
+
+def _keep_source_times(store: FeatureStore, objects: list[Any]) -> None:
+    """Give each view's source the times the registry holds for it, unless the source changed.
+
+    Feast writes a view's source, times included, into the view at every apply, and ``feast
+    plan`` compares them once the view is materialized; new objects are stamped now. Keeping the
+    registered times keeps the registry, and the definitions file that repeats them, unchanged
+    when the YAML is.
+    """
+    registered = {view.name: view for view in store.list_feature_views()}
+    for view in objects:
+        old = registered.get(view.name) if isinstance(view, FeatureView) else None
+        if old is None or old.batch_source is None or old.batch_source != view.batch_source:
+            continue  # DataSource equality leaves the times out
+        view.batch_source.created_timestamp = old.batch_source.created_timestamp
+        view.batch_source.last_updated_timestamp = old.batch_source.last_updated_timestamp
+
+
+def _source_times(store: FeatureStore) -> SourceTimes:
+    """Each view's source's times as the registry holds them inside the view (what
+    ``feast plan`` compares once the view is materialized)."""
+    times = {}
+    for view in store.list_feature_views():
+        source = view.batch_source
+        if source is not None and source.created_timestamp and source.last_updated_timestamp:
+            times[source.name] = (source.created_timestamp, source.last_updated_timestamp)
+    return times
+
+
+def _plan_nothing(store: FeatureStore, definitions: str, filename: str) -> None:
+    """Plan ``definitions`` against the registry as ``feast plan`` does, raise if that would
+    change anything, and record the planned infrastructure (the online store's tables) in the
+    registry, which ``FeatureStore.apply`` leaves out and ``feast plan`` compares."""
+    registry_diff, _, infra = store.plan(repo_contents(load_definitions(definitions, filename)))
+    changes = [
+        f"{diff.transition_type.name.lower()} {diff.feast_object_type.value} {diff.name!r}"
+        for diff in registry_diff.feast_object_diffs
+        if diff.transition_type != TransitionType.UNCHANGED
+    ]
+    if changes:
+        raise ValueError(
+            f"feast plan of {filename} would change the registry just applied: "
+            + "; ".join(changes)
+        )
+    store.registry.update_infra(infra, store.project, commit=True)
 
 
 def _stale_objects(store: FeatureStore, wanted: list[Any]) -> list[Any]:

@@ -1,10 +1,12 @@
 """The MLflow calls behind a training run, as plain functions over an ``MlflowClient``.
 
 :class:`resources.mlflow_resource.MLflowResource` strings these together (log, register, verify,
-undo on failure); each one does a single thing MLflow needs done a particular way here: params
-and metrics in one batch, plots under stable names, the model as a pyfunc with a signature and
-pinned requirements, a registered version loaded back before it counts, and MLflow's chatter
-on every call muted without hiding its real warnings.
+undo on failure); each one does a single thing MLflow needs done a particular way here: the
+store opened with its Default experiment under the home, params and metrics in one batch, plots
+under stable names, the model as a pyfunc with a signature and pinned requirements, a registered
+version loaded back before it counts, and MLflow's chatter on every call muted without hiding its
+real warnings. The native flavours and the dataset input have their own modules,
+:mod:`resources.mlflow_native` and :mod:`resources.mlflow_dataset`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,22 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.store.db.db_types import DATABASE_ENGINES
+from mlflow.store.tracking.dbmodels.models import SqlExperiment
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 from runtime import legacy
+from runtime.promotion import GATE_TAG_PREFIX, GateVerdict
 from runtime.pyfunc import PredictWrapper, pip_requirements
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,72 @@ MIGRATION_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_
 # Notices MLflow logs on every log_model call; nothing to act on here.
 NOTICES = ("Passing a Python object as `python_model`", "Validating input example")
 NOT_FOUND = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)}
+
+
+def open_store(tracking_uri: str, artifact_root: Path | None) -> None:
+    """Create or migrate a database store with its ``Default`` experiment under ``artifact_root``.
+
+    MLflow adds experiment 0, ``Default``, when it first opens an empty database, with its
+    artifacts at ``<the store's artifact root>/0``. A client has no artifact root to give, so a
+    store first opened by a client puts Default under ``./mlruns``, resolved against the working
+    directory of that moment. Opening it first as ``SqlAlchemyStore(uri, root)``, what
+    ``mlflow server --default-artifact-root`` does, puts Default at ``<root>/0``; MLflow caches
+    the engine per URI, so this costs one schema check.
+
+    A store made before this (Default under some old ``mlruns``) has Default moved to
+    ``<root>/0`` while Default holds nothing (no run, no logged model), the only state in which
+    no artifact can be left behind; MLflow has no call to move an experiment, so this one update
+    goes through the store's own session and table model. Otherwise Default stays and a warning
+    says where it points. Nothing else: a tracking server decides its own locations.
+    """
+    if artifact_root is None or urlparse(tracking_uri).scheme.split("+")[0] not in DATABASE_ENGINES:
+        return
+    store = SqlAlchemyStore(tracking_uri, artifact_root.as_uri())
+    default = store.get_experiment(SqlAlchemyStore.DEFAULT_EXPERIMENT_ID)
+    wanted = f"{artifact_root.as_uri()}/{SqlAlchemyStore.DEFAULT_EXPERIMENT_ID}"
+    if default.artifact_location.startswith((artifact_root.as_uri(), f"{artifact_root}/")):
+        return
+    empty = not store.search_runs(
+        [default.experiment_id], None, ViewType.ALL, max_results=1
+    ) and not store.search_logged_models([default.experiment_id], max_results=1)
+    if not empty:
+        logger.warning(
+            "MLflow's Default experiment keeps its artifacts at %s, outside %s, and holds runs:"
+            " left as it is (Playbook logs nothing there)",
+            default.artifact_location,
+            artifact_root,
+        )
+        return
+    with store.ManagedSessionMaker() as session:
+        session.query(SqlExperiment).filter(
+            SqlExperiment.experiment_id == int(default.experiment_id)
+        ).update({SqlExperiment.artifact_location: wanted})
+    logger.info(
+        "MLflow's empty Default experiment moved from %s to %s", default.artifact_location, wanted
+    )
+
+
+def tag_verdict(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    verdict: GateVerdict,
+    higher_is_better: bool,
+    margin: float,
+) -> None:
+    """The gate's verdict as ``playbook.gate.*`` tags on the version it judged."""
+    values = {
+        "promote": verdict.promote,
+        "reason": verdict.reason,
+        "delta": verdict.delta,
+        "challenger_metric": verdict.challenger_metric,
+        "champion_metric": verdict.champion_metric,
+        "champion_version": verdict.champion_version,
+        "higher_is_better": higher_is_better,
+        "margin": margin,
+    }
+    for key, value in values.items():
+        client.set_model_version_tag(name, version, GATE_TAG_PREFIX + key, tag_text(value))
 
 
 def tag_text(value: Any) -> str:
@@ -84,8 +158,10 @@ def _log_plots(
         client.log_artifacts(run_id, tmp, artifact_path="plots")
 
 
-def log_model(model: Any, input_example: pd.DataFrame) -> ModelInfo:
-    """Log ``model`` as pyfunc in the active run with a signature.
+def log_model(
+    model: Any, input_example: pd.DataFrame, metadata: Mapping[str, Any] | None = None
+) -> ModelInfo:
+    """Log ``model`` as pyfunc in the active run with a signature (and ``metadata`` in MLmodel).
 
     The signature comes from the example and the model's own output on it, so serving rejects
     frames with missing or mistyped columns instead of predicting garbage. MLflow's notices on
@@ -101,6 +177,7 @@ def log_model(model: Any, input_example: pd.DataFrame) -> ModelInfo:
             signature=infer_signature(input_example, output),
             input_example=input_example,
             pip_requirements=pip_requirements(model),
+            metadata=dict(metadata) if metadata else None,
         )
 
 

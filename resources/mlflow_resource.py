@@ -5,12 +5,12 @@ Training assets hand :class:`MLflowResource` a fitted model (any picklable objec
 MLflow:
 
 * where it keeps state: by default a SQLite store at ``<home>/mlflow/mlflow.db`` with artifacts
-  under ``<home>/mlflow/artifacts/<experiment>``, never MLflow's ``./mlruns`` in the working
-  directory;
-* logging a run atomically: params, metrics, lineage tags, plots and the model as an
-  ``mlflow.pyfunc`` model with a signature; if anything fails the run ends ``FAILED`` and the
-  model version it registered, if any, is deleted, so the registry never holds a model without a
-  finished run behind it;
+  under ``<home>/mlflow/artifacts/<experiment>`` (``Default`` too), never ``./mlruns``;
+* logging a run atomically: params, metrics, lineage tags, plots, the training set as a dataset
+  input (:mod:`resources.mlflow_dataset`), the model as an ``mlflow.pyfunc`` model with a
+  signature and its boosters or towers in MLflow's own flavours (:mod:`resources.mlflow_native`);
+  if anything fails the run ends ``FAILED`` and the model version it registered, if any, is
+  deleted, so the registry never holds a model without a finished run behind it;
 * aliases (``champion``, ``challenger``) rather than the deprecated stages;
 * the promotion gate: :func:`runtime.promotion.promotion_gate` is the pure decision,
   :meth:`MLflowResource.run_gate`
@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.telemetry import set_telemetry_client
 from pydantic import PrivateAttr
 
-from resources import mlflow_logging
+from resources import mlflow_dataset, mlflow_logging, mlflow_native
 from resources.home import playbook_home
 from runtime.layout import CHALLENGER, CHAMPION, HomeLayout
 from runtime.promotion import (
-    GATE_TAG_PREFIX,
     LAST_ROLLBACK_TAG,
     PREVIOUS_CHAMPION_TAG,
     RESTORED_TAG,
@@ -78,6 +77,7 @@ class RegisteredVersion:
     run_id: str
     model_uri: str  # models:/<name>/<version>, loadable by mlflow.pyfunc.load_model
     run_url: str | None = None  # only for a tracking server with a UI
+    native_model_uris: dict[str, str] = field(default_factory=dict)  # part -> models:/<id>
 
 
 class MLflowResource(dg.ConfigurableResource):
@@ -134,10 +134,11 @@ class MLflowResource(dg.ConfigurableResource):
         """Open both stores once, with migration logging muted.
 
         A fresh SQLite file is created by running every Alembic migration (seconds, and INFO
-        lines on stderr). MLflow caches stores per URI, so later clients reuse the engine.
+        lines on stderr), Default under the artifact root. MLflow caches stores per URI.
         """
         start = time.perf_counter()
         with mlflow_logging.quiet(mlflow_logging.MIGRATION_LOGGERS):
+            mlflow_logging.open_store(self.resolved_tracking_uri(), self.resolved_artifact_root())
             client = MlflowClient(self.resolved_tracking_uri(), self.resolved_registry_uri())
             client.search_experiments(max_results=1)
             client.search_registered_models(max_results=1)
@@ -173,13 +174,15 @@ class MLflowResource(dg.ConfigurableResource):
         lineage: Mapping[str, str],
         artifacts: Mapping[str, str | os.PathLike[str]],
         registered_name: str,
+        training_data: mlflow_dataset.TrainingData | None = None,
     ) -> RegisteredVersion:
         """Log a training run and register its model as a new version of ``registered_name``.
 
         All or nothing: on any failure the run is marked ``FAILED``, a version created by this
         call is deleted (and the registered model too if this call created it), and the error is
         raised again. ``lineage`` (e.g. the training set's asset key and data version) becomes
-        tags on both the run and the version, so a version leads back to its data.
+        tags on both the run and the version, so a version leads back to its data, as does
+        ``training_data``, the run's dataset input. Native models: :mod:`resources.mlflow_native`.
 
         Registration goes through the client, not ``mlflow.register_model``, which prints to
         stderr and, given a ``models:/<model_id>`` URI, leaves the version's run id empty.
@@ -194,14 +197,16 @@ class MLflowResource(dg.ConfigurableResource):
             run_id = run.info.run_id
             try:
                 mlflow_logging.log_run_data(client, run_id, params, metrics, artifacts)
-                info = mlflow_logging.log_model(model, input_example)
+                if training_data is not None:
+                    mlflow_dataset.log_training_set(training_data)
+                info, natives = mlflow_native.log_models(model, input_example, registered_name)
                 if not existed:
                     client.create_registered_model(registered_name)
                 version = client.create_model_version(
                     registered_name,
                     source=info.model_uri,
                     run_id=run_id,
-                    tags=dict(lineage),
+                    tags={**lineage, **mlflow_native.version_tags(natives)},
                     await_creation_for=0,
                     model_id=info.model_id,
                 )
@@ -218,6 +223,7 @@ class MLflowResource(dg.ConfigurableResource):
             run_id=run_id,
             model_uri=f"models:/{registered_name}/{created}",
             run_url=self._run_url(experiment_id, run_id),
+            native_model_uris={n.part: n.model_uri for n in natives},
         )
 
     def _run_url(self, experiment_id: str, run_id: str) -> str | None:
@@ -291,6 +297,17 @@ class MLflowResource(dg.ConfigurableResource):
         with self._using():
             return mlflow.pyfunc.load_model(mlflow_logging.model_uri(name, alias_or_version))
 
+    def load_native(self, name: str, alias_or_version: str | int, part: str | None = None) -> Any:
+        """A version's ``lightgbm.Booster`` or ``torch.nn.Module``: what ``mlflow.lightgbm`` /
+        ``mlflow.pytorch.load_model`` return for its ``playbook.native_model_uri.<part>`` tag;
+        ``part`` may be left out when there is one (see :func:`resources.mlflow_native.pick`)."""
+        client, ref = self.client(), str(alias_or_version)
+        get = client.get_model_version if ref.isdigit() else client.get_model_version_by_alias
+        natives = mlflow_native.from_version_tags(get(name, ref).tags)
+        native = mlflow_native.pick(natives, part, f"{name} {ref}")
+        with self._using():
+            return mlflow_native.load(native)
+
     def version_tags(self, name: str, version: str | int) -> dict[str, str]:
         """The tags of one model version (lineage, run id, gate verdict)."""
         return dict(self.client().get_model_version(name, str(version)).tags)
@@ -324,7 +341,9 @@ class MLflowResource(dg.ConfigurableResource):
             )
             verdict = promotion_gate(challenger_metric, champion_metric, higher_is_better, margin)
         verdict = replace(verdict, champion_version=champion)
-        self._tag_verdict(name, challenger, verdict, higher_is_better, margin)
+        mlflow_logging.tag_verdict(
+            self.client(), name, challenger, verdict, higher_is_better, margin
+        )
         if verdict.promote:
             if champion is not None and champion != challenger:
                 self.client().set_model_version_tag(
@@ -379,22 +398,3 @@ class MLflowResource(dg.ConfigurableResource):
             name, LAST_ROLLBACK_TAG, f"{at}: v{current} -> v{target}: {reason}"
         )
         return RollbackEvent(name, current, target, reason, at, run_id)
-
-    def _tag_verdict(
-        self, name: str, version: str, verdict: GateVerdict, higher_is_better: bool, margin: float
-    ) -> None:
-        values = {
-            "promote": verdict.promote,
-            "reason": verdict.reason,
-            "delta": verdict.delta,
-            "challenger_metric": verdict.challenger_metric,
-            "champion_metric": verdict.champion_metric,
-            "champion_version": verdict.champion_version,
-            "higher_is_better": higher_is_better,
-            "margin": margin,
-        }
-        client = self.client()
-        for key, value in values.items():
-            client.set_model_version_tag(
-                name, version, GATE_TAG_PREFIX + key, mlflow_logging.tag_text(value)
-            )

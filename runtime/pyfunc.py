@@ -3,11 +3,14 @@
 Every model family (LightGBM, torch two-towers, baselines) is logged the same way, as a
 :class:`PredictWrapper` around the object from ``runtime.models``; the registry resource logs
 them, and a loader unwraps ``unwrap_python_model().model`` to get that object back. The wrapper
-is pickled into every logged model, so it lives in the runtime, where both sides find it.
+is pickled into every logged model, so it lives in the runtime, where both sides find it. The
+LightGBM boosters and torch towers inside are logged beside it with MLflow's own flavours
+(:mod:`runtime.native` finds them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -34,9 +37,20 @@ def pip_requirements(model: Any) -> list[str]:
     warns when it cannot resolve a package. The model needs MLflow, cloudpickle, pandas, numpy
     and the distribution that ships its class, if any.
     """
-    names = ["mlflow", "cloudpickle", "pandas", "numpy"]
     top = type(model).__module__.split(".")[0]
-    names += metadata.packages_distributions().get(top, [])
+    return pinned(
+        [
+            "mlflow",
+            "cloudpickle",
+            "pandas",
+            "numpy",
+            *metadata.packages_distributions().get(top, []),
+        ]
+    )
+
+
+def pinned(names: Iterable[str]) -> list[str]:
+    """``name==version`` for each installed distribution of ``names``, in order, once each."""
     pins = []
     for name in dict.fromkeys(names):
         try:

@@ -27,7 +27,7 @@ from assets.experiments.readout import (
     split_table,
 )
 from assets.experiments.units import experiment_units
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
@@ -58,13 +58,15 @@ def _no_data(reason: str, extra: dict | None = None):
     """An empty comparison table with the reason, and a check with nothing to flag."""
     yield dg.Output(
         pd.DataFrame(columns=list(FRAME_COLUMNS)),
-        metadata={"verdict": NO_DATA, "reason": reason, "dagster/row_count": 0, **(extra or {})},
+        metadata=rounded_metadata(
+            {"verdict": NO_DATA, "reason": reason, "dagster/row_count": 0, **(extra or {})}
+        ),
     )
     yield dg.AssetCheckResult(
         check_name=SRM_CHECK,
         passed=True,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"status": NO_DATA, "reason": reason},
+        metadata=rounded_metadata({"status": NO_DATA, "reason": reason}),
     )
 
 
@@ -142,31 +144,35 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         srm = readout.analysis.srm
         yield dg.Output(
             readout.frame,
-            metadata={
-                "verdict": readout.verdict,
-                **{f"verdict/{arm}": v for arm, v in readout.analysis.verdicts.items()},
-                "srm_p_value": srm.p_value,
-                "srm_flagged": srm.flagged,
-                **common,
-                **{f"units/{a}": n for a, n in units.units_per_arm(arms, True).items()},
-                **{f"planned_n/{a}": n for a, n in readout.planned_units.items()},
-                "plan_baseline": readout.baseline_source,
-                **readout.plan_summary,
-                "cuped_theta": readout.cuped_theta,
-                "variance_reduction": readout.variance_reduction,
-                "comparison": _markdown(interval_table(readout.frame)),
-                "dagster/row_count": len(readout.frame),
-            },
+            metadata=rounded_metadata(
+                {
+                    "verdict": readout.verdict,
+                    **{f"verdict/{arm}": v for arm, v in readout.analysis.verdicts.items()},
+                    "srm_p_value": srm.p_value,
+                    "srm_flagged": srm.flagged,
+                    **common,
+                    **{f"units/{a}": n for a, n in units.units_per_arm(arms, True).items()},
+                    **{f"planned_n/{a}": n for a, n in readout.planned_units.items()},
+                    "plan_baseline": readout.baseline_source,
+                    **readout.plan_summary,
+                    "cuped_theta": readout.cuped_theta,
+                    "variance_reduction": readout.variance_reduction,
+                    "comparison": _markdown(interval_table(readout.frame)),
+                    "dagster/row_count": len(readout.frame),
+                }
+            ),
         )
         yield dg.AssetCheckResult(
             check_name=SRM_CHECK,
             passed=not srm.flagged,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "p_value": srm.p_value,
-                "statistic": srm.statistic,
-                "split": _markdown(split_table(srm, weights)),
-            },
+            metadata=rounded_metadata(
+                {
+                    "p_value": srm.p_value,
+                    "statistic": srm.statistic,
+                    "split": _markdown(split_table(srm, weights)),
+                }
+            ),
         )
 
     return [experiment_analysis]

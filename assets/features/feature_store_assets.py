@@ -3,8 +3,10 @@
 The feature tables stay where their assets wrote them; the Feast repo's file sources point at
 those Parquet files (their paths come from each upstream materialization's ``path`` metadata, so
 the store follows the IO manager wherever it writes). The asset applies the definitions — entities,
-one feature view per feature table with the spec's TTL, and one feature service per model — and
-materializes incrementally into the online store up to the data's last event time.
+one feature view per feature table with the spec's TTL, and one feature service per model —, writes
+them beside ``feature_store.yaml`` as the repo's Feast Python file (so ``feast plan`` and ``feast
+apply`` run in the folder find nothing to change), and materializes incrementally into the online
+store up to the data's last event time.
 """
 
 import dataclasses
@@ -14,7 +16,7 @@ import pandas as pd
 import yaml
 
 from assets.features.views import feature_tables
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
@@ -52,7 +54,10 @@ def feature_repo_def(spec: UseCaseSpec, paths: dict[str, str]) -> FeatureRepoDef
         model: tuple(table.name for table in model_tables(spec, model)) for model in spec.model
     }
     return FeatureRepoDef(
-        project=spec.name, views=tuple(views), services={k: v for k, v in services.items() if v}
+        project=spec.name,
+        views=tuple(views),
+        services={k: v for k, v in services.items() if v},
+        origin=str(spec.path) if spec.path else "",
     )
 
 
@@ -115,7 +120,8 @@ def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         description=(
             f"Feast repo of {spec.name!r}: {len(tables)} feature views, one feature service per "
             f"model, DuckDB offline store, {online_store} online store, "
-            "materialized incrementally up to the last event."
+            "materialized incrementally up to the last event; its definitions written as the "
+            "repo's Feast Python file."
         ),
     )
     def feature_store(
@@ -148,24 +154,28 @@ def feature_store_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             }
         )
         return dg.MaterializeResult(
-            metadata={
-                "repo_path": dg.MetadataValue.path(applied["repo_path"]),
-                "feature_store.yaml": dg.MetadataValue.md(
-                    f"```yaml\n{config.read_text(encoding='utf-8')}```"
-                ),
-                "feature_views": ", ".join(applied["feature_views"]),
-                "feature_services": ", ".join(applied["feature_services"]) or "none",
-                "removed": ", ".join(applied["removed"]) or "none",
-                "reloaded (definition changed)": ", ".join(sorted(changed)) or "none",
-                "materialized_until": max(
-                    (i["end"] for i in loaded["intervals"].values()), default="already up to date"
-                ),
-                "online_rows_written": int(loaded["rows_written_total"]),
-                "online_writes": dg.MetadataValue.md(written.to_markdown(index=False)),
-                "intervals": dg.MetadataValue.md(
-                    "```yaml\n" + yaml.safe_dump(loaded["intervals"], sort_keys=False) + "```"
-                ),
-            }
+            metadata=rounded_metadata(
+                {
+                    "repo_path": dg.MetadataValue.path(applied["repo_path"]),
+                    "feature_store.yaml": dg.MetadataValue.md(
+                        f"```yaml\n{config.read_text(encoding='utf-8')}```"
+                    ),
+                    "definitions": dg.MetadataValue.path(applied["definitions"]),
+                    "feature_views": ", ".join(applied["feature_views"]),
+                    "feature_services": ", ".join(applied["feature_services"]) or "none",
+                    "removed": ", ".join(applied["removed"]) or "none",
+                    "reloaded (definition changed)": ", ".join(sorted(changed)) or "none",
+                    "materialized_until": max(
+                        (i["end"] for i in loaded["intervals"].values()),
+                        default="already up to date",
+                    ),
+                    "online_rows_written": int(loaded["rows_written_total"]),
+                    "online_writes": dg.MetadataValue.md(written.to_markdown(index=False)),
+                    "intervals": dg.MetadataValue.md(
+                        "```yaml\n" + yaml.safe_dump(loaded["intervals"], sort_keys=False) + "```"
+                    ),
+                }
+            )
         )
 
     return feature_store

@@ -14,7 +14,7 @@ from assets.features.views import (
     compute_attribute_table,
     feature_tables,
 )
-from assets.metadata import asset_identity, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from configs.schema.usecase import UseCaseSpec
@@ -61,7 +61,7 @@ def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsD
         metadata = _metadata(frame, table)
         if "data_docs" in check.metadata:
             metadata["data_docs"] = check.metadata["data_docs"]
-        yield dg.Output(frame, metadata=metadata)
+        yield dg.Output(frame, metadata=rounded_metadata(metadata))
         yield check
 
     return feature_table

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from assets.funnel.evaluate import evaluate_funnel
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from assets.models.train import model_input
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
@@ -93,21 +93,25 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         )
         yield dg.Output(
             result.requests,
-            metadata={
-                "dagster/row_count": len(result.requests),
-                **{f"metric/{k}": float(v) for k, v in result.metrics.items()},
-                "evaluation": dg.MetadataValue.md(comparison.to_markdown(index=False)),
-            },
+            metadata=rounded_metadata(
+                {
+                    "dagster/row_count": len(result.requests),
+                    **{f"metric/{k}": float(v) for k, v in result.metrics.items()},
+                    "evaluation": dg.MetadataValue.md(comparison.to_markdown(index=False)),
+                }
+            ),
         )
         yield dg.AssetCheckResult(
             check_name=CHECK,
             passed=bool(result.metrics[primary] > result.baseline[primary]),
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "metric": primary,
-                "funnel": float(result.metrics[primary]),
-                "popular list": float(result.baseline[primary]),
-            },
+            metadata=rounded_metadata(
+                {
+                    "metric": primary,
+                    "funnel": float(result.metrics[primary]),
+                    "popular list": float(result.baseline[primary]),
+                }
+            ),
         )
 
     return funnel_evaluation

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from assets.indexing.faiss_index import build_index
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from assets.training.build import SPLIT
 from configs.schema.stages import IndexSpec
 from configs.schema.usecase import UseCaseSpec
@@ -87,16 +87,20 @@ def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             built.save(staging)
         info = built.metadata()
         yield dg.MaterializeResult(
-            metadata={
-                **{k: v for k, v in info.items() if not isinstance(v, dict)},
-                "params": ", ".join(f"{k}={v}" for k, v in info["params"].items()) or "none",
-                "path": dg.MetadataValue.path(str(final)),
-            }
+            metadata=rounded_metadata(
+                {
+                    **{k: v for k, v in info.items() if not isinstance(v, dict)},
+                    "params": ", ".join(f"{k}={v}" for k, v in info["params"].items()) or "none",
+                    "path": dg.MetadataValue.path(str(final)),
+                }
+            )
         )
         yield dg.AssetCheckResult(
             check_name=RECALL_CHECK,
             passed=built.recall_at_k >= target.target_recall,
-            metadata={"recall_at_k": float(built.recall_at_k), "target": target.target_recall},
+            metadata=rounded_metadata(
+                {"recall_at_k": float(built.recall_at_k), "target": target.target_recall}
+            ),
         )
 
     return faiss_index

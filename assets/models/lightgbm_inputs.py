@@ -3,11 +3,18 @@
 The feature matrix itself is ``runtime.models.features.prepare_features``, shared with the
 services so training and serving see exactly the same matrix. Parameters are
 checked by name against LightGBM's own list, since LightGBM only warns on unknown ones.
+
+Training progress goes to this module's ``logging`` logger, not to a Dagster context: the
+learners stay plain functions (the benchmarks and tuning call them too), and the Dagster
+instance captures the logger during a run (``resources.home`` lists it in ``dagster.yaml``'s
+``python_logs``), so the run's log shows the iterations as they happen.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +42,11 @@ CLASSIFIER_DEFAULTS: dict[str, Any] = {"objective": "binary", "metric": "auc"}
 RANKER_DEFAULTS: dict[str, Any] = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10]}
 # LightGBM's own default gains stop at label 30; beyond that 2**label - 1 stops being sensible.
 MAX_EXPONENTIAL_LABEL = 30
+# A progress line every this many boosting iterations: a few lines for a typical early-stopped
+# fit (100-300 iterations), still a sign of life every few seconds on a large one.
+LOG_EVERY = 25
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -68,14 +80,73 @@ def merge_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict
     return {**kept, **params}
 
 
+def _scores(results: list[tuple]) -> str:
+    """``validation auc=0.9123`` for each (data, metric, value, ...) of an evaluation list."""
+    return ", ".join(f"{item[0]} {item[1]}={item[2]:.5g}" for item in results)
+
+
+class LogProgress:
+    """A LightGBM callback like ``lgb.log_evaluation``, but to :data:`logger` (Python logging).
+
+    ``lgb.log_evaluation`` writes through LightGBM's own logger, which the Dagster instance
+    does not capture; this one logs the first iteration and every ``period``-th with the
+    validation metrics, at INFO. It also remembers how many iterations ran: after early
+    stopping the returned booster is cut back to the best iteration, so the booster alone
+    cannot say how long training went on.
+    """
+
+    order = 10  # where lgb.log_evaluation runs among the callbacks
+
+    def __init__(self, period: int = LOG_EVERY) -> None:
+        self.period = period
+        self.iterations = 0
+
+    def __call__(self, env: Any) -> None:
+        self.iterations = env.iteration + 1
+        if env.evaluation_result_list and (
+            self.iterations == 1 or self.iterations % self.period == 0
+        ):
+            logger.info(
+                "LightGBM iteration %d/%d: %s",
+                self.iterations,
+                env.end_iteration,
+                _scores(env.evaluation_result_list),
+            )
+
+
 def train_booster(
     params: dict[str, Any], train_set: lgb.Dataset, valid_set: lgb.Dataset
 ) -> lgb.Booster:
-    """``lgb.train`` with early stopping on the validation set; LightGBM errors as ValueError."""
+    """``lgb.train`` with early stopping on the validation set; LightGBM errors as ValueError.
+
+    Progress is logged every :data:`LOG_EVERY` iterations, and the outcome (iterations run,
+    best iteration and its validation score, seconds) once at the end.
+    """
+    progress = LogProgress()
+    started = time.perf_counter()
     try:
-        return lgb.train(params, train_set, valid_sets=[valid_set], valid_names=["validation"])
+        booster = lgb.train(
+            params,
+            train_set,
+            valid_sets=[valid_set],
+            valid_names=["validation"],
+            callbacks=[progress],
+        )
     except LightGBMError as err:
         raise ValueError(f"LightGBM rejected the parameters: {err}") from err
+    best = [
+        (data, metric, value)
+        for data, scores in booster.best_score.items()
+        for metric, value in scores.items()
+    ]
+    logger.info(
+        "LightGBM done: %d iterations in %.1f s, best iteration %d (%s)",
+        progress.iterations,
+        time.perf_counter() - started,
+        booster.best_iteration or progress.iterations,
+        _scores(best) or "no validation metric",
+    )
+    return booster
 
 
 # --------------------------------------------------------------------------- labels

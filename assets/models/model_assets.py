@@ -13,12 +13,14 @@ import math
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.models.plots import markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
+from assets.training.model_views import label_columns
 from configs.schema.usecase import UseCaseSpec
+from resources.mlflow_dataset import TrainingData
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
 from runtime.funnel_roles import retrieval_keys
@@ -47,6 +49,23 @@ def _lineage(context: dg.AssetExecutionContext, spec: UseCaseSpec, model: str) -
         "playbook.training_set_run": event.run_id if event else "unknown",
         "playbook.dagster_run": context.run_id,
     }
+
+
+def _training_data(
+    context: dg.AssetExecutionContext, spec: UseCaseSpec, model: str, frame: pd.DataFrame
+) -> TrainingData:
+    """The training set as the run's MLflow dataset input: its asset key, Parquet path, labels."""
+    key = dg.AssetKey(layout.training_set_key(spec.name, model))
+    event = context.instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event else None
+    path = materialization.metadata.get("path") if materialization else None  # the IO manager's
+    return TrainingData(
+        frame=frame,
+        name=key.to_user_string(),
+        source=str(path.value) if path is not None else None,
+        targets=tuple(label_columns(spec, model).values()),
+        tags={"playbook.training_set_run": event.run_id if event else "unknown"},
+    )
 
 
 def _params(spec: UseCaseSpec, model: str, trained: TrainedModel) -> dict:
@@ -103,6 +122,7 @@ def register_and_gate(
     params: dict,
     input_example: pd.DataFrame,
     evaluate,
+    training_set: pd.DataFrame,
 ):
     """Log the run, register the version and run the gate; returns (version, verdict)."""
     name = layout.registered_model_name(spec.name, model)
@@ -119,6 +139,7 @@ def register_and_gate(
         lineage=_lineage(context, spec, model),
         artifacts=plot_files(trained.extra.get("plots", {})),
         registered_name=name,
+        training_data=_training_data(context, spec, model, training_set),
     )
     verdict = mlflow.run_gate(
         name,
@@ -140,22 +161,26 @@ def check_results(trained, version, verdict) -> list[dg.AssetCheckResult]:
             check_name=GATE_CHECK,
             passed=verdict.promote,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "reason": verdict.reason,
-                "challenger_version": version.version,
-                "champion_version": str(verdict.champion_version or "none"),
-                "delta": float(verdict.delta) if verdict.delta is not None else 0.0,
-            },
+            metadata=rounded_metadata(
+                {
+                    "reason": verdict.reason,
+                    "challenger_version": version.version,
+                    "champion_version": str(verdict.champion_version or "none"),
+                    "delta": float(verdict.delta) if verdict.delta is not None else 0.0,
+                }
+            ),
         ),
         dg.AssetCheckResult(
             check_name=BASELINE_CHECK,
             passed=bool(better),
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "metric": trained.primary,
-                "model": float(primary),
-                "baseline": float(baseline),
-            },
+            metadata=rounded_metadata(
+                {
+                    "metric": trained.primary,
+                    "model": float(primary),
+                    "baseline": float(baseline),
+                }
+            ),
         ),
     ]
 
@@ -203,6 +228,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             params,
             model_input(training_set.head(5), trained.features),
             trained.evaluate,
+            training_set,
         )
         metadata = {**table_metadata(trained.predictions), **_metadata(trained, version, verdict)}
         if tuned is not None:
@@ -212,7 +238,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             )
             metadata["tuning"] = dg.MetadataValue.md(trials.round(5).to_markdown(index=False))
             metadata["tuned_params"] = ", ".join(f"{k}={v:g}" for k, v in tuned.best_params.items())
-        yield dg.Output(trained.predictions, metadata=metadata)
+        yield dg.Output(trained.predictions, metadata=rounded_metadata(metadata))
         yield from check_results(trained, version, verdict)
 
     return trained_model
@@ -286,6 +312,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             },
             _request_example(example, trained.model.user_columns),
             lambda candidate: trained.evaluate(_unwrap(candidate)),
+            training_set,
         )
         embeddings = pd.DataFrame(
             {item_key: trained.item_ids, "embedding": list(trained.item_vectors.astype("float32"))}
@@ -297,7 +324,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             "train_seconds": float(trained.model.train_seconds),
             "examples_per_second": float(trained.model.examples_per_second),
         }
-        yield dg.Output(embeddings, metadata=metadata)
+        yield dg.Output(embeddings, metadata=rounded_metadata(metadata))
         yield from check_results(trained, version, verdict)
 
     return retriever

@@ -13,11 +13,15 @@
   learns a useful item embedding: that is what makes a new item land next to similar items.
 * **Epochs**: the default is 10 with the best validation epoch kept; on the feed set the
   validation loss bottoms out around the 7th epoch and rises after (over-fitting).
+* **Progress**: one line per epoch (losses, seconds) to this module's ``logging`` logger, which
+  the Dagster instance captures during a run (``resources.home``), so training stays a plain
+  function and its progress still shows in the run's log.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +41,8 @@ from runtime.models.two_tower import (
     device_for,
     embed,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _batches(
@@ -195,6 +201,19 @@ def train_two_tower(
     return model
 
 
+def _log_epoch(record: dict[str, float], epochs: int, seconds: float) -> None:
+    """``two-tower epoch 3/10: train loss 4.1234, validation loss 4.5678, 1.2 s``."""
+    valid = f", validation loss {record['valid_loss']:.4f}" if "valid_loss" in record else ""
+    logger.info(
+        "two-tower epoch %d/%d: train loss %.4f%s, %.1f s",
+        int(record["epoch"]) + 1,
+        epochs,
+        record["train_loss"],
+        valid,
+        seconds,
+    )
+
+
 def _fit(
     model: TwoTowerModel,
     data: _Data,
@@ -209,6 +228,7 @@ def _fit(
     pos_rows, neg_rows = data.positives(), data.negatives()
     best, best_state = math.inf, None
     started, examples = time.perf_counter(), 0
+    epoch_started = started
     for epoch in range(config.epochs):
         net.train()
         total, steps = 0.0, 0
@@ -227,6 +247,8 @@ def _fit(
             if record["valid_loss"] < best:
                 best, best_state = record["valid_loss"], copy.deepcopy(net.state_dict())
         model.history.append(record)
+        _log_epoch(record, config.epochs, time.perf_counter() - epoch_started)
+        epoch_started = time.perf_counter()
     if best_state is not None:
         net.load_state_dict(best_state)
     model.train_seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ import math
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.monitoring.drift import ALERT, event_drift, model_drift, shifts
 from assets.monitoring.plots import drift_plots
 from assets.training.build import SPLIT
@@ -109,25 +109,27 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         context.log.info(f"drift: {len(alerted)} alerts, max PSI {worst:.3f}")
         yield dg.Output(
             table,
-            metadata={
-                **table_metadata(table.round(4)),
-                "window_rows": len(window),
-                "max_psi": float(worst) if not math.isnan(worst) else 0.0,
-                "alerts": ", ".join(alerted) or "none",
-                "shifts": dg.MetadataValue.md(changes.round(4).to_markdown(index=False)),
-                **{
-                    f"shift/{row.metric}": float(row.relative_change)
-                    for row in changes.itertuples()
-                    if pd.notna(row.relative_change)
-                },
-                "plots": dg.MetadataValue.md(drift_plots(drifts)),
-            },
+            metadata=rounded_metadata(
+                {
+                    **table_metadata(table.round(4)),
+                    "window_rows": len(window),
+                    "max_psi": float(worst) if not math.isnan(worst) else 0.0,
+                    "alerts": ", ".join(alerted) or "none",
+                    "shifts": dg.MetadataValue.md(changes.round(4).to_markdown(index=False)),
+                    **{
+                        f"shift/{row.metric}": float(row.relative_change)
+                        for row in changes.itertuples()
+                        if pd.notna(row.relative_change)
+                    },
+                    "plots": dg.MetadataValue.md(drift_plots(drifts)),
+                }
+            ),
         )
         yield dg.AssetCheckResult(
             check_name=ALERT_CHECK,
             passed=not alerted,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"alerts": ", ".join(alerted) or "none"},
+            metadata=rounded_metadata({"alerts": ", ".join(alerted) or "none"}),
         )
 
     return drift_report

@@ -22,7 +22,7 @@ Classifier endpoints (fraud ``/score``) are judged on their delayed label; ranki
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.models.plots import markdown_image
 from assets.monitoring.performance import (
     METRICS,
@@ -69,7 +69,7 @@ def _check(passed: bool, **metadata) -> dg.AssetCheckResult:
         check_name=ROLLBACK_CHECK,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata=metadata,
+        metadata=rounded_metadata(metadata),
     )
 
 
@@ -138,7 +138,9 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             note = f"no logged {target.endpoint!r} predictions in {path}"
             context.log.info(note)
             table = performance_table_empty()
-            yield dg.Output(table, metadata={**table_metadata(table), "note": note})
+            yield dg.Output(
+                table, metadata=rounded_metadata({**table_metadata(table), "note": note})
+            )
             yield _check(True, rolled_back=False, reason=note)
             return
         as_of = pd.Timestamp.now(tz="UTC").tz_localize(None)
@@ -160,7 +162,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
                 markdown_image(metric_by_day_plot(table, metric), f"{metric} per day")
             ),
         }
-        yield dg.Output(table, metadata=metadata)
+        yield dg.Output(table, metadata=rounded_metadata(metadata))
         outcome = check_rollback(
             mlflow,
             layout.registered_model_name(spec.name, target.model),

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
+from assets.metadata import rounded_metadata
 from assets.quality.outcomes import QualityReport
 from assets.quality.suites import TableRole
 from assets.quality.validation import run_quality
@@ -94,5 +95,5 @@ def quality_check_result(
         asset_key=key,
         passed=report.success,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata=metadata,
+        metadata=rounded_metadata(metadata),
     )

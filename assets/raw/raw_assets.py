@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import table_metadata
+from assets.metadata import rounded_metadata, table_metadata
 from assets.raw.tables import all_events, entity_table, events_by_day, partition_range
 from assets.raw.validation import ValidationReport, table_schema, validate_table
 from configs.schema.tables import Columns
@@ -43,7 +43,7 @@ def check_result(report: ValidationReport) -> dg.AssetCheckResult:
         check_name=SCHEMA_CHECK,
         passed=report.passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata=metadata,
+        metadata=rounded_metadata(metadata),
         description=f"{report.failed_rows} value(s) break the spec" if not report.passed else None,
     )
 
@@ -97,13 +97,17 @@ def raw_events_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     def raw_events(context: dg.AssetExecutionContext):
         if partitions is None:
             frame, report = _validated("events", all_events(spec), spec.events.columns)
-            yield dg.Output(frame, metadata=table_metadata(frame, timestamp, labels))
+            yield dg.Output(
+                frame, metadata=rounded_metadata(table_metadata(frame, timestamp, labels))
+            )
         else:
             days = events_by_day(spec, context.partition_keys)
             combined = pd.concat(days.values(), ignore_index=True)
             frame, report = _validated("events", combined, spec.events.columns)
             by_day = _split_days(frame, {day: len(part) for day, part in days.items()})
-            yield dg.Output(by_day, metadata=table_metadata(frame, timestamp, labels))
+            yield dg.Output(
+                by_day, metadata=rounded_metadata(table_metadata(frame, timestamp, labels))
+            )
         yield check_result(report)
 
     return raw_events
@@ -118,7 +122,7 @@ def entity_table_asset(spec: UseCaseSpec, table: str) -> dg.AssetsDefinition:
     )
     def raw_entity_table():
         frame, report = _validated(table, entity_table(spec, table), entity.table_columns())
-        yield dg.Output(frame, metadata=table_metadata(frame, entity.timestamp))
+        yield dg.Output(frame, metadata=rounded_metadata(table_metadata(frame, entity.timestamp)))
         yield check_result(report)
 
     return raw_entity_table

@@ -22,7 +22,7 @@ import yaml
 import configs
 import runtime
 import serving
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
@@ -127,14 +127,16 @@ def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             tag = _bentoml_build(spec, build, store)
         context.log.info(f"built Bento {tag}")
         return dg.MaterializeResult(
-            metadata={
-                "tag": tag,
-                "bentoml_home": dg.MetadataValue.path(str(store)),
-                "labels": dg.MetadataValue.json(bentofile["labels"]),
-                "serve": f"BENTOML_HOME={store} bentoml serve {tag}",
-                "containerize": f"BENTOML_HOME={store} bentoml containerize {tag}",
-                "packages": dg.MetadataValue.json(_pinned()),
-            }
+            metadata=rounded_metadata(
+                {
+                    "tag": tag,
+                    "bentoml_home": dg.MetadataValue.path(str(store)),
+                    "labels": dg.MetadataValue.json(bentofile["labels"]),
+                    "serve": f"BENTOML_HOME={store} bentoml serve {tag}",
+                    "containerize": f"BENTOML_HOME={store} bentoml containerize {tag}",
+                    "packages": dg.MetadataValue.json(_pinned()),
+                }
+            )
         )
 
     return bento

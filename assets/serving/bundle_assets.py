@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from configs.schema.usecase import UseCaseSpec
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource
@@ -109,14 +109,16 @@ def serving_bundle_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             )
         context.log.info(f"serving bundle written to {final}")
         return dg.MaterializeResult(
-            metadata={
-                "path": dg.MetadataValue.path(str(final)),
-                "endpoint": spec.serving.endpoint,
-                "arms": dg.MetadataValue.json(
-                    [{"name": a.name, "weight": a.weight, "versions": a.versions} for a in arms]
-                ),
-                "indexed_versions": dg.MetadataValue.json(manifest.index_versions),
-            }
+            metadata=rounded_metadata(
+                {
+                    "path": dg.MetadataValue.path(str(final)),
+                    "endpoint": spec.serving.endpoint,
+                    "arms": dg.MetadataValue.json(
+                        [{"name": a.name, "weight": a.weight, "versions": a.versions} for a in arms]
+                    ),
+                    "indexed_versions": dg.MetadataValue.json(manifest.index_versions),
+                }
+            )
         )
 
     return serving_bundle

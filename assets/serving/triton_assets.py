@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
@@ -104,20 +104,22 @@ def triton_repository_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         onnx = [m.parity_max_abs_diff for m in models if m.format == "onnx"]
         config = (final / "gpu" / models[0].name / CONFIG_FILE).read_text(encoding="utf-8")
         return dg.MaterializeResult(
-            metadata={
-                "models": dg.MetadataValue.md(_models_table(models)),
-                "versions": dg.MetadataValue.json(
-                    {name: version for name, (version, _) in champions.items()}
-                ),
-                "triton_models": len(models),
-                "onnx_parity_max_abs_diff": float(max(onnx, default=0.0)),
-                "path": dg.MetadataValue.path(str(final)),
-                "gpu_repository": dg.MetadataValue.path(str(final / "gpu")),
-                "cpu_repository": dg.MetadataValue.path(str(final / "cpu")),
-                "config_sample": dg.MetadataValue.md(
-                    f"`{models[0].name}/config.pbtxt` (gpu)\n\n```\n{config}```"
-                ),
-            }
+            metadata=rounded_metadata(
+                {
+                    "models": dg.MetadataValue.md(_models_table(models)),
+                    "versions": dg.MetadataValue.json(
+                        {name: version for name, (version, _) in champions.items()}
+                    ),
+                    "triton_models": len(models),
+                    "onnx_parity_max_abs_diff": float(max(onnx, default=0.0)),
+                    "path": dg.MetadataValue.path(str(final)),
+                    "gpu_repository": dg.MetadataValue.path(str(final / "gpu")),
+                    "cpu_repository": dg.MetadataValue.path(str(final / "cpu")),
+                    "config_sample": dg.MetadataValue.md(
+                        f"`{models[0].name}/config.pbtxt` (gpu)\n\n```\n{config}```"
+                    ),
+                }
+            )
         )
 
     return triton_repository

@@ -7,7 +7,7 @@ every model of a use case is trained and evaluated on the same boundaries.
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity
+from assets.metadata import asset_identity, rounded_metadata
 from assets.split.plan import SPLITS, mature_rows, plan_split
 from assets.training.label_rows import maturity
 from configs.schema.usecase import UseCaseSpec
@@ -51,15 +51,17 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         empty = [s for s in wanted if rows.get(s, 0) == 0]
         yield dg.Output(
             plan,
-            metadata={
-                "plan": dg.MetadataValue.md(plan.to_markdown(index=False)),
-                **{f"rows/{k}": int(v) for k, v in rows.items()},
-            },
+            metadata=rounded_metadata(
+                {
+                    "plan": dg.MetadataValue.md(plan.to_markdown(index=False)),
+                    **{f"rows/{k}": int(v) for k, v in rows.items()},
+                }
+            ),
         )
         yield dg.AssetCheckResult(
             check_name=NON_EMPTY_CHECK,
             passed=not empty,
-            metadata={"empty_splits": ", ".join(empty) or "none"},
+            metadata=rounded_metadata({"empty_splits": ", ".join(empty) or "none"}),
         )
 
     return split_plan

@@ -8,7 +8,7 @@ label rates, null rates of every feature, what was left out and why, and a previ
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from assets.split.plan import SPLITS
@@ -114,7 +114,7 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         metadata = _metadata(spec, model, result)
         if "data_docs" in check.metadata:
             metadata["data_docs"] = check.metadata["data_docs"]
-        yield dg.Output(result.frame, metadata=metadata)
+        yield dg.Output(result.frame, metadata=rounded_metadata(metadata))
         yield check
 
     return training_set

@@ -238,6 +238,10 @@ class ServingSpec(StrictModel):
     )
 
 
+# New raw rows after which the new-data sensor requests a retrain, when a config does not say.
+RETRAIN_AFTER_ROWS = 100_000
+
+
 class MonitoringSpec(StrictModel):
     """Drift thresholds and the retraining schedule."""
 
@@ -247,9 +251,23 @@ class MonitoringSpec(StrictModel):
     retrain_cron: str | None = Field(
         None, description="Cron for scheduled retraining, e.g. '0 3 * * 1'."
     )
-    retrain_after_rows: int | None = Field(
-        None, ge=1, description="Retrain once this many new raw-log rows arrived since the last."
+    retrain_after_rows: int = Field(
+        RETRAIN_AFTER_ROWS,
+        ge=1,
+        description=(
+            "Retrain once this many new raw-log rows arrived since the last request: the trigger"
+            " of the <name>_new_data_sensor, which every use case has (stopped until turned on)."
+            " Default 100,000; set it to the volume after which a model trained without those"
+            " rows is worth replacing (the shipped configs use about a week of their data)."
+        ),
     )
+
+    @field_validator("retrain_after_rows", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, rows: object) -> object:
+        """``null`` means the default: specs saved before it existed (serving bundles, MLflow
+        runs) stored ``null`` for "no new-data sensor", and must still load."""
+        return RETRAIN_AFTER_ROWS if rows is None else rows
 
     @field_validator("retrain_cron")
     @classmethod

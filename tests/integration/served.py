@@ -22,7 +22,7 @@ import pytest
 from filelock import FileLock
 
 from configs import CONFIG_DIR
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from tests.integration.test_raw_assets import _run, _small
 
 DAYS = {"fraud": 21, "feed": 14, "search": 14}

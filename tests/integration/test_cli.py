@@ -63,8 +63,43 @@ def test_materialize_a_config_outside_configs(ratings_config: Path, tmp_path: Pa
     assert "schema:pass" in result.output
     assert (home / "dagster" / "dagster.yaml").exists()  # the instance dagster dev will read
     assert len(list((home / "tables" / "movies" / "raw_events").glob("*.parquet"))) == 5
+    assert result.output.rstrip().splitlines()[-1].endswith("assets ok, all checks passed")
     unknown = CliRunner().invoke(main, ["materialize", "nope", "--home", str(home)])
     assert unknown.exit_code != 0 and "known:" in unknown.output
+
+
+def test_materialize_ends_with_what_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary's last lines name each failed check, warning-level ones included, and the
+    verdict; only a blocking failure makes the exit status 1. The runs themselves are stubbed."""
+    from dagster_project import materialize as materializing
+    from dagster_project.materialize import StepResult
+    from runtime.layout import HOME_ENV
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))  # the command sets both
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    split = StepResult("fraud/split_plan", "ok", checks={"splits_not_empty": True})
+    split.check_severity = {"splits_not_empty": "blocking"}
+    model = StepResult("fraud/models/scorer", "check failed")
+    model.checks = {"promotion_gate": True, "beats_baseline": False}
+    model.check_severity = {"promotion_gate": "warning", "beats_baseline": "warning"}
+    steps = [split, model]
+    monkeypatch.setattr(materializing, "materialize_use_case", lambda *_a, **_k: list(steps))
+    result = CliRunner().invoke(main, ["materialize", "fraud", "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().splitlines()[-2:] == [
+        "fraud/models/scorer: check beats_baseline failed (warning)",
+        "all 2 assets materialized, 1 check failed",
+    ]
+
+    split.status, split.blocking, split.checks = "check failed", True, {"splits_not_empty": False}
+    steps[1] = StepResult("fraud/models/scorer", "skipped", error="an upstream asset failed")
+    result = CliRunner().invoke(main, ["materialize", "fraud", "--home", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.rstrip().splitlines()[-3:] == [
+        "fraud/split_plan: check splits_not_empty failed (blocking)",
+        "skipped, as an upstream asset failed or failed a blocking check: fraud/models/scorer",
+        "1 asset skipped, 1 check failed (1 blocking)",
+    ]
 
 
 def _definitions_validate(env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

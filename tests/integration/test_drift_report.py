@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from configs import CONFIG_DIR
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from tests.integration.served import DAYS, materialized_home
 from tests.integration.test_raw_assets import _run, _small
 

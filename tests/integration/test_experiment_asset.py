@@ -18,7 +18,7 @@ import pytest
 
 from assets.experiments.experiment_analysis_assets import SRM_CHECK
 from configs import CONFIG_DIR
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from runtime import layout
 from runtime.request_log import read_request_log
 from serving.service import REQUEST_LOG_ENV, build_handler

@@ -20,7 +20,7 @@ from feast import FeatureStore
 from assets.features.views import feature_tables
 from assets.training.label_rows import AS_OF
 from assets.training.model_views import model_tables
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from runtime import layout
 from tests.integration.test_raw_assets import _run, _small
 

@@ -213,6 +213,8 @@ def test_artifacts_live_under_the_home_and_nothing_in_the_cwd(store: Store) -> N
 
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment.artifact_location == (root / "movies_ranker").as_uri()
+    # MLflow's own Default experiment too, though the store was first opened in the cwd
+    assert client.get_experiment("0").artifact_location == f"{root.as_uri()}/0"
     assert client.get_run(registered.run_id).info.artifact_uri.startswith(root.as_uri())
     assert list(root.rglob("roc_curve.png"))
     assert list(root.rglob("MLmodel"))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from configs.schema.stages import SearchRangeSpec, TuningSpec
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from resources.mlflow_resource import MLflowResource
 from tests.integration.test_raw_assets import _run, _small
 

@@ -10,7 +10,7 @@ import pytest
 from configs import CONFIG_DIR
 from configs.schema import SpecError, load_spec, load_specs
 from configs.schema.json_schema import json_schema
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from tests.conftest import RATINGS_CONFIG, write
 
 

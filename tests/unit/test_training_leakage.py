@@ -23,7 +23,7 @@ from assets.training.build import build_training_set
 from assets.training.label_rows import AS_OF, LabelRowError, label_rows
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from configs import CONFIG_DIR
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 
 T0 = pd.Timestamp("2025-01-01 00:00:00")
 CREATED = pd.Timestamp("2025-03-01")

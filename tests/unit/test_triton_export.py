@@ -24,7 +24,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from assets.models.tabular import train_classifier, train_expected_value, train_ranker
 from assets.serving import triton_assets
 from configs import CONFIG_DIR
-from dagster_project.loader import load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
 from runtime.models.two_tower import TwoTowerConfig, TwoTowerModel

@@ -1,0 +1,77 @@
+"""The training set's MLflow dataset: a digest of every row, a sampled schema, no rows kept."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+from resources.mlflow_dataset import (
+    TARGETS_TAG,
+    TrainingData,
+    frame_digest,
+    input_tags,
+    sampled_schema,
+    training_dataset,
+)
+
+
+def frame(n: int = 30_000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    count = pd.array(rng.poisson(3, size=n), dtype="Int64")
+    count[-1] = pd.NA  # the only null is in the last row: a sample would miss it
+    return pd.DataFrame(
+        {
+            "card_id": rng.integers(0, 500, size=n),
+            "is_fraud": rng.integers(0, 2, size=n),
+            "amount": rng.normal(size=n),
+            "count_1d": count,
+            "country": rng.choice(["FR", "US"], size=n).astype(object),
+            "recent": [np.arange(3)] * n,  # a list feature
+            "split": pd.Categorical(rng.choice(["train", "test"], size=n)),
+        }
+    )
+
+
+def test_digest_covers_every_row_and_is_stable() -> None:
+    data = frame()
+    digest = frame_digest(data)
+    assert len(digest) == 8 and frame_digest(data.copy()) == digest
+    later = data.copy()
+    later.loc[len(later) - 1, "amount"] += 1.0  # beyond MLflow's first 10,000 rows
+    assert frame_digest(later) != digest
+    text = data.copy()
+    text.loc[len(text) - 1, "country"] = "BR"
+    assert frame_digest(text) != digest
+    assert frame_digest(data.head(len(data) - 1)) != digest
+
+
+def test_schema_is_sampled_but_required_comes_from_every_row() -> None:
+    schema = sampled_schema(frame(), rows=500).to_dict()
+    assert [c["name"] for c in schema] == list(frame().columns)
+    required = {c["name"]: c["required"] for c in schema}
+    assert not required["count_1d"]  # its one null is outside the sample
+    assert required["amount"] and required["recent"]
+    assert next(c for c in schema if c["name"] == "recent")["type"] == "array"
+
+
+def test_dataset_entity_holds_no_rows_and_names_its_source_and_targets() -> None:
+    data = TrainingData(
+        frame(), "fraud/training_sets/scorer", "/data/scorer.parquet", ("is_fraud",)
+    )
+    started = time.perf_counter()
+    dataset = training_dataset(data)
+    entity = dataset.to_dict()
+    assert time.perf_counter() - started < 5  # MLflow's own inference walks every list value
+    assert dataset.targets == "is_fraud"
+    assert json.loads(entity["source"]) == {"uri": "/data/scorer.parquet"}
+    assert json.loads(entity["profile"]) == {"num_rows": 30_000, "num_elements": 210_000}
+    assert len(json.dumps(entity)) < 2_000
+    assert input_tags(data) == {TARGETS_TAG: "is_fraud"}
+
+    two = TrainingData(frame().head(10), "feed/training_sets/ranking", None, ("a", "b"))
+    assert training_dataset(two).targets is None  # MLflow takes one target column
+    assert input_tags(two) == {TARGETS_TAG: "a,b"}
+    assert json.loads(training_dataset(two).to_dict()["source"]) == {"tags": {}}
