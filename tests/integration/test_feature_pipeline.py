@@ -9,6 +9,8 @@ store) returns exactly the features of the training set's rows.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -86,6 +88,17 @@ def _latest(frame: pd.DataFrame, keys: list[str], cutoff: pd.Timestamp, ttl) -> 
     if ttl:
         known = known[known.event_timestamp >= cutoff - ttl]
     return known.sort_values(["event_timestamp", "created_timestamp"]).groupby(keys).tail(1)
+
+
+def test_feast_plan_in_the_generated_repo_reports_no_changes(built) -> None:
+    """Feast's own CLI in the repo the asset wrote: nothing to create, update or delete."""
+    spec, home, _ = built
+    feast = Path(sys.executable).with_name("feast")
+    repo = layout.HomeLayout(home).feast_repo(spec.name)
+    out = subprocess.run(
+        [str(feast), "-c", str(repo), "plan"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == "No changes to registry No changes to infrastructure".split()
 
 
 def test_online_store_serves_each_entitys_value_at_the_cutoff(built) -> None:

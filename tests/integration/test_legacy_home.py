@@ -48,7 +48,7 @@ os.environ["PLAYBOOK_HOME"] = str(home)
 import dagster as dg
 from upath import UPath
 from configs import CONFIG_DIR
-from dagster_project.use_case_files import load_use_cases
+from dagster_project.loader import load_use_cases  # the old code: before use_case_files
 from resources.home import dagster_home
 from serving.service import build_handler
 from tests.integration.test_raw_assets import _run, _small
