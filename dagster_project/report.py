@@ -62,6 +62,19 @@ def _gate(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool | None:
     return bool(record[0].event.dagster_event.event_specific_data.passed)
 
 
+def _latest_model_event(
+    instance: dg.DagsterInstance, use_case: str, model: str
+) -> tuple[dg.AssetKey, dg.EventLogEntry | None]:
+    """The model asset's key and latest materialization, under today's key or, for a home
+    materialized before asset names were made distinct, the previous one."""
+    for path in (layout.model_key(use_case, model), layout.previous_model_key(use_case, model)):
+        key = dg.AssetKey(path)
+        event = instance.get_latest_materialization_event(key)
+        if event is not None:
+            return key, event
+    return dg.AssetKey(layout.model_key(use_case, model)), None
+
+
 def model_reports(
     spec: UseCaseSpec, instance: dg.DagsterInstance, registry: MLflowResource
 ) -> list[ModelReport]:
@@ -70,8 +83,7 @@ def model_reports(
     warnings.filterwarnings("ignore", module="mlflow")  # SQLAlchemy deprecations from its store
     client = registry.client()
     for model, stage in spec.model.items():
-        key = dg.AssetKey(layout.model_key(spec.name, model))
-        event = instance.get_latest_materialization_event(key)
+        key, event = _latest_model_event(instance, spec.name, model)
         report = ModelReport(model, stage.problem, event is not None)
         if event is not None and event.asset_materialization is not None:
             metadata = dict(event.asset_materialization.metadata)

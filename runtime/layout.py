@@ -112,6 +112,8 @@ REQUEST_LOG_FILE = "request_log.sqlite"
 
 AssetPath = tuple[str, ...]
 RAW_EVENTS = "raw_events"
+# The UI labels a node by its key's last part, so a model's assets end in distinct names
+# (``ranking_training_set``, ``ranking_model``), never all ``ranking``; ``--select`` takes them.
 
 
 def raw_events_key(use_case: str) -> AssetPath:
@@ -136,15 +138,21 @@ def feature_store_key(use_case: str) -> AssetPath:
 
 
 def training_set_key(use_case: str, model: str) -> AssetPath:
-    return (use_case, "training_sets", model)
+    return (use_case, "training_sets", f"{model}_training_set")
 
 
 def model_key(use_case: str, model: str) -> AssetPath:
+    return (use_case, "models", f"{model}_model")
+
+
+def previous_model_key(use_case: str, model: str) -> AssetPath:
+    """A model's key before the names were made distinct: a home materialized then has its model
+    runs under this key (the report still finds them)."""
     return (use_case, "models", model)
 
 
 def index_key(use_case: str, model: str) -> AssetPath:
-    return (use_case, "indices", model)
+    return (use_case, "indices", f"{model}_index")
 
 
 def funnel_evaluation_key(use_case: str) -> AssetPath:
@@ -168,7 +176,7 @@ def drift_report_key(use_case: str) -> AssetPath:
 
 
 def performance_key(use_case: str, model: str) -> AssetPath:
-    return (use_case, "performance", model)
+    return (use_case, "performance", f"{model}_performance")
 
 
 def experiment_analysis_key(use_case: str) -> AssetPath:

@@ -438,13 +438,15 @@ class Picture:
 PICTURES = (
     Picture("asset-graph", "the feed use case's lineage, every stage of one YAML file"),
     Picture("raw-events", "fraud/raw_events: row count, schema, time range, preview"),
-    Picture("training-set", "fraud/training_sets/scorer: rows and label rate per split"),
-    Picture("model", "fraud/models/scorer with its evaluation plots open"),
+    Picture(
+        "training-set", "fraud/training_sets/scorer_training_set: rows and label rate per split"
+    ),
+    Picture("model", "fraud/models/scorer_model with its evaluation plots open"),
 )
 GRAPH_GROUP = "feed"
 RAW_EVENTS = ("fraud", "raw_events")
-TRAINING_SET = ("fraud", "training_sets", "scorer")
-MODEL = ("fraud", "models", "scorer")
+TRAINING_SET = ("fraud", "training_sets", "scorer_training_set")
+MODEL = ("fraud", "models", "scorer_model")
 SETTLE_MS = 2500  # metadata tables and images fill in after the page's first paint
 
 

@@ -65,7 +65,7 @@ def test_every_asset_and_check_succeeds(built) -> None:
     keys = {e.asset_key for e in result.get_asset_materialization_events()}
     assert dg.AssetKey(layout.feature_store_key(spec.name)) in keys
     for model in spec.model:
-        frame = _table(home, spec, "training_sets", model)
+        frame = _table(home, spec, "training_sets", f"{model}_training_set")
         assert len(frame) > 0 and set(frame.split.unique()) == {"train", "validation", "test"}
     docs = list((home / "quality" / spec.name).rglob("index.html"))
     assert docs, "Great Expectations data docs are written under the home directory"
@@ -135,7 +135,7 @@ def test_feast_historical_retrieval_equals_the_training_set(built) -> None:
     spec, home, _ = built
     store = FeatureStore(repo_path=str(home / "feast" / spec.name))
     for model in spec.model:
-        frame = _table(home, spec, "training_sets", model)
+        frame = _table(home, spec, "training_sets", f"{model}_training_set")
         tables = model_tables(spec, model)
         sample = frame.sample(min(300, len(frame)), random_state=1).reset_index(drop=True)
         keys = list(dict.fromkeys(k for t in tables for k in t.keys))
@@ -183,14 +183,16 @@ def test_null_label_key_fails_clearly_and_keeps_the_previous_training_set(tmp_pa
     spec = spec.model_copy(update={"events": events_spec}).with_path(spec.path)
     instance = dg.DagsterInstance.ephemeral()
     assert _run(spec, tmp_path, instance=instance, stages_to_skip=SKIP).success
-    target = tmp_path / "tables" / "feed" / "training_sets" / "ranking.parquet"
+    target = tmp_path / "tables" / "feed" / "training_sets" / "ranking_training_set.parquet"
     before = target.read_bytes()
     day = sorted((tmp_path / "tables" / "feed" / "raw_events").glob("*.parquet"))[1]
     frame = pd.read_parquet(day)
     frame["user_id"] = frame["user_id"].astype("Int64")
     frame.loc[5, "user_id"] = pd.NA
     frame.to_parquet(day, index=False)
-    failed = _run(spec, tmp_path, select="ranking", instance=instance, raise_on_error=False)
+    failed = _run(
+        spec, tmp_path, select="ranking_training_set", instance=instance, raise_on_error=False
+    )
     assert not failed.success
     (failure,) = [e for e in failed.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.message

@@ -118,7 +118,7 @@ def log(
 def test_fraud_booster_loads_with_the_lightgbm_flavour_beside_the_pyfunc(
     store: Store, fraud: pd.DataFrame, classifier: CalibratedClassifier
 ) -> None:
-    parquet = store.home / "tables" / "fraud" / "training_sets" / "scorer.parquet"
+    parquet = store.home / "tables" / "fraud" / "training_sets" / "scorer_training_set.parquet"
     data = TrainingData(
         fraud, "fraud/training_sets/scorer", str(parquet), ("is_fraud",), {"playbook.x": "1"}
     )

@@ -59,7 +59,7 @@ def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: 
     (event,) = [
         e
         for e in first.get_asset_materialization_events()
-        if e.asset_key.path[-2:] == ["models", "scorer"]
+        if e.asset_key.path[-2:] == ["models", "scorer_model"]
     ]
     metadata = event.materialization.metadata
     # a small world: ranking quality well above chance, calibration sane
@@ -70,7 +70,7 @@ def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: 
     registry = MLflowResource(home=str(tmp_path))
     assert registry.version_by_alias("fraud.scorer", "champion") == "1"
     tags = registry.version_tags("fraud.scorer", "1")
-    assert tags.get("playbook.training_set") == "fraud/training_sets/scorer"
+    assert tags.get("playbook.training_set") == "fraud/training_sets/scorer_training_set"
     # the search's trials are nested runs under the training run, the best params were used
     parent = metadata["mlflow_run_id"].value
     children = registry.client().search_runs(
@@ -85,7 +85,7 @@ def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: 
         update={"params": {"num_iterations": 1, "num_leaves": 2, "learning_rate": 0.001}}
     )
     worse = spec.model_copy(update={"model": {"scorer": stage}}).with_path(spec.path)
-    second = _run(worse, tmp_path, select="scorer", instance=instance, raise_on_error=False)
+    second = _run(worse, tmp_path, select="scorer_model", instance=instance, raise_on_error=False)
     models = [e for e in second.get_asset_check_evaluations() if e.asset_key.path[-2] == "models"]
     gate = next(c for c in models if c.check_name == "promotion_gate")
     assert not gate.passed
@@ -134,11 +134,13 @@ def test_feed_retriever_index_and_funnel(
         (c.asset_key.path[-2], c.asset_key.path[-1], c.check_name): c
         for c in result.get_asset_check_evaluations()
     }
-    beats = checks[("models", "retrieval", "beats_baseline")]
+    beats = checks[("models", "retrieval_model", "beats_baseline")]
     assert beats.passed, beats.metadata
-    assert checks[("indices", "retrieval", "index_recall")].passed
+    assert checks[("indices", "retrieval_index", "index_recall")].passed
     index = BuiltIndex.load(tmp_path / "indices" / "feed" / "retrieval")
-    embeddings = pd.read_parquet(tmp_path / "tables" / "feed" / "models" / "retrieval.parquet")
+    embeddings = pd.read_parquet(
+        tmp_path / "tables" / "feed" / "models" / "retrieval_model.parquet"
+    )
     vectors = np.stack(embeddings.embedding.to_numpy()).astype("float32")
     found, _ = index.search(vectors[:5], 1)
     assert found[:, 0].tolist() == embeddings.item_id.head(5).tolist()  # each finds itself

@@ -142,7 +142,9 @@ def test_worse_champion_on_delayed_labels_is_rolled_back(
     assert result.success
     (event,) = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
-    table = pd.read_parquet(home / "tables" / "fraud" / "performance" / "scorer.parquet")
+    table = pd.read_parquet(
+        home / "tables" / "fraud" / "performance" / "scorer_performance.parquet"
+    )
     by_version = table.groupby("version")[["labelled", "positives"]].sum()
     assert by_version["labelled"].tolist() == [len(transactions)] * 2  # all labels arrived
     assert metadata["pending"].value == 0 and metadata["unmatched"].value == 0

@@ -130,7 +130,9 @@ def _not_upstream(spec: UseCaseSpec) -> tuple[str, ...]:
 
 def _frame(home: Path, spec: UseCaseSpec, model: str) -> pd.DataFrame:
     """Rows of the model's training set from every split (later splits bring unseen levels)."""
-    frame = pd.read_parquet(home / "tables" / spec.name / "training_sets" / f"{model}.parquet")
+    frame = pd.read_parquet(
+        home / "tables" / spec.name / "training_sets" / f"{model}_training_set.parquet"
+    )
     return frame.sample(n=min(ROWS, len(frame)), random_state=0)
 
 
