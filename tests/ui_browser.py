@@ -360,7 +360,8 @@ def open_markdown_metadata(page: Page, ui: DagsterUI, key: Sequence[str], entry:
 
 
 def loaded_images(dialog: Locator, min_side: int = 100) -> list[tuple[int, int]]:
-    """Width and height of each picture in ``dialog`` that the browser decoded, waiting for one.
+    """Width and height of each picture in ``dialog`` (or any part of a page) that the browser
+    decoded and that is at least ``min_side`` on each side, waiting for one to show.
 
     ``naturalWidth`` is 0 for a broken image, so this tells a drawn plot from a broken ``<img>``.
     """
@@ -371,6 +372,24 @@ def loaded_images(dialog: Locator, min_side: int = 100) -> list[tuple[int, int]]
         "() => [e.naturalWidth, e.naturalHeight], () => [0, 0])))"
     )
     return [(w, h) for w, h in sizes if min(w, h) >= min_side]
+
+
+def inline_images(
+    page: Page, ui: DagsterUI, key: Sequence[str], entry: str, min_side: int = 1
+) -> list[tuple[int, int]]:
+    """Open an asset's page; the decoded pictures its metadata row ``entry`` shows in place.
+
+    Nothing is clicked: the UI inlines Markdown metadata under 1,000 characters (the model's
+    ``curve`` preview) and puts longer values behind "[Show Markdown]", so a row that still
+    offers that link shows no picture in place, whatever its dialog holds.
+    """
+    open_route(page, ui, asset_route(key))
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=entry, exact=True))
+    row.first.scroll_into_view_if_needed()
+    sizes = loaded_images(row.first, min_side=min_side)
+    if row.first.get_by_text("[Show Markdown]").count():
+        raise UIError(f"the {entry!r} row hides its Markdown behind [Show Markdown]")
+    return sizes
 
 
 def check_names(

@@ -93,7 +93,11 @@ def _metadata(trained: TrainedModel, version, verdict) -> dict:
             "gate": verdict.reason,
         }
     )
-    for name, png in trained.extra.get("plots", {}).items():
+    plots = trained.extra.get("plots", {})
+    preview = getattr(plots, "preview", None)  # the main curve, small enough to show inline
+    if preview:
+        metadata["curve"] = dg.MetadataValue.md(preview)
+    for name, png in plots.items():
         metadata["plots"] = dg.MetadataValue.md(markdown_image(png, name))
     if version.run_url:
         metadata["mlflow_run"] = dg.MetadataValue.url(version.run_url)

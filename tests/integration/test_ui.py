@@ -1,10 +1,10 @@
 """The Dagster UI in a real browser: ``dagster dev`` on a materialized home, driven by Playwright.
 
 What a user of ``make dev`` relies on, checked where they see it: every shipped use case's asset
-graph renders, a model's evaluation plots show on its page, its checks are listed, and a run
-launched from the UI succeeds. The browser code is shared with ``scripts/screenshot_ui.py``
-(``tests/ui_browser.py``), and the test takes the README's pictures too, so that script cannot
-rot unnoticed.
+graph renders, a model's evaluation plots show on its page (the main curve in place, all of
+them in the plots dialog), its checks are listed, and a run launched from the UI succeeds. The
+browser code is shared with ``scripts/screenshot_ui.py`` (``tests/ui_browser.py``), and the test
+takes the README's pictures too, so that script cannot rot unnoticed.
 
 One test function rather than one per point: they need the same home, server and browser, and
 pytest-xdist would spread separate tests of one module over both workers, each paying for its own
@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import Page
 from upath import UPath
 
+from assets.models.plots import PREVIEW_SIZE
 from configs import CONFIG_DIR
 from dagster_project.use_case_files import load_use_cases
 from resources.home import dagster_home
@@ -39,6 +40,7 @@ from tests.ui_browser import (
     dagster_dev,
     global_lineage_groups,
     group_nodes,
+    inline_images,
     launch_materialization,
     loaded_images,
     open_markdown_metadata,
@@ -124,6 +126,9 @@ def test_dagster_ui_in_a_real_browser(ui: DagsterUI, tmp_path: Path) -> None:
         # (b) the model's evaluation plots: an image the browser decoded, in the plots dialog
         plots = loaded_images(open_markdown_metadata(page, ui, MODEL, "plots"))
         assert plots, "the model's plots dialog shows no decoded image"
+        # ... and its main curve in place, in the metadata table, with nothing clicked
+        curve = inline_images(page, ui, MODEL, "curve")
+        assert curve == [PREVIEW_SIZE], f"the model's curve row shows {curve}, no decoded preview"
 
         # (c) the model's checks tab lists its checks
         assert check_names(page, ui, MODEL, MODEL_CHECKS) == []
