@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assets.metadata import round_float
 from configs.schema.stages import SearchRangeSpec, TuningSpec
 from dagster_project.use_case_files import load_use_cases
 from resources.mlflow_resource import MLflowResource
@@ -66,6 +67,8 @@ def test_scorer_registers_as_champion_and_a_worse_run_is_not_promoted(tmp_path: 
     assert metadata["metric/auc"].value > 0.75, metadata["evaluation"].value
     assert metadata["metric/ece"].value < 0.05, metadata["evaluation"].value
     assert "bands_on_test" in metadata and metadata["model_version"].value == "1"
+    floats = [v.value for v in metadata.values() if isinstance(v, dg.FloatMetadataValue)]
+    assert floats and all(v == round_float(v) for v in floats)  # the UI shows 4 digits, not 16
 
     registry = MLflowResource(home=str(tmp_path))
     assert registry.version_by_alias("fraud.scorer", "champion") == "1"

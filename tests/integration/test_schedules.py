@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_project.loader import build_definitions, load_use_cases
+from runtime import layout
 
 
 def test_each_use_case_has_a_retrain_job_and_its_cron_schedule(tmp_path: Path) -> None:
@@ -21,7 +22,7 @@ def test_each_use_case_has_a_retrain_job_and_its_cron_schedule(tmp_path: Path) -
         keys = {"/".join(k.path) for k in job.asset_layer.executable_asset_keys}
         # the chain from features to the gate and the serving artifacts, never the raw logs
         assert {f"{spec.name}/bento", f"{spec.name}/serving_bundle"} <= keys
-        assert all(f"{spec.name}/models/{m}" in keys for m in spec.model)
+        assert all("/".join(layout.model_key(spec.name, m)) in keys for m in spec.model)
         assert not any("/raw_" in key for key in keys)
         assert all(key.startswith(f"{spec.name}/") for key in keys)
         context = dg.build_schedule_context(
