@@ -48,7 +48,8 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from resources.feature_store import EntityDef, FeatureRepoDef, FeatureStoreResource, FeatureViewDef  # noqa: E402
+from resources.feast_definitions import EntityDef, FeatureRepoDef, FeatureViewDef  # noqa: E402
+from resources.feature_store import FeatureStoreResource  # noqa: E402
 
 # The throwaway redis-server helper (no pytest in it) lives with the tests.
 from tests.redis_server import redis_server  # noqa: E402

@@ -1,9 +1,10 @@
 """The Feast feature store behind every use case: one Feast repo folder per project.
 
-The assets stage turns a use case's ``features`` section into a :class:`FeatureRepoDef` (plain
-dataclasses, no Feast or YAML types) and hands it to :class:`FeatureStoreResource`, which owns
-everything Feast: the ``feature_store.yaml``, the registry, applying definitions (and removing the
-ones the YAML no longer has) and writing them as the repo's Feast Python file, so that ``feast
+The assets stage turns a use case's ``features`` section into a ``FeatureRepoDef`` (plain
+dataclasses, no Feast or YAML types: :mod:`resources.feast_definitions`) and hands it to
+:class:`FeatureStoreResource`, which owns everything Feast: the ``feature_store.yaml``, the
+registry, applying definitions (and removing the ones the YAML no longer has:
+:mod:`resources.feast_apply`) and writing them as the repo's Feast Python file, so that ``feast
 plan`` and ``feast apply`` in the folder find nothing to change (:mod:`resources.feast_repo_files`),
 materializing to the online store, point-in-time training reads through the DuckDB offline store,
 and online reads.
@@ -25,157 +26,31 @@ Feast stays the source of truth. Online reads have two paths over the same store
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
-from feast.diff.property_diff import TransitionType
-from feast.types import Array, FeastType, Float64, Int64, String, UnixTimestamp
+from feast import Entity, FeatureService, FeatureStore, FeatureView
 from pydantic import PrivateAttr
 
-from resources.feast_repo_files import (
-    SourceTimes,
-    check_round_trip,
-    definitions_path,
-    load_definitions,
-    render_definitions,
-    repo_contents,
-    write_text_atomic,
-)
+from resources.feast_apply import keep_source_times, plan_nothing, source_times, stale_objects
+from resources.feast_definitions import FeatureRepoDef, entities_in_window, feast_objects
+from resources.feast_render import render_definitions
+from resources.feast_repo_files import check_round_trip, definitions_path, write_text_atomic
 from resources.home import home_layout
 from runtime.online_read import OnlineReader, column_order
 
 logger = logging.getLogger(__name__)
 
-EntityDtype = Literal["int", "string"]
-FeatureDtype = Literal["float", "int", "string", "timestamp", "int_list", "string_list"]
-
-EVENT_TIMESTAMP = "event_timestamp"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CREATED_TIMESTAMP = "created_timestamp"
-
-ENTITY_TYPES: dict[str, tuple[ValueType, FeastType]] = {
-    "int": (ValueType.INT64, Int64),
-    "string": (ValueType.STRING, String),
-}
-FEATURE_TYPES: dict[str, FeastType] = {
-    "float": Float64,
-    "int": Int64,
-    "string": String,
-    "timestamp": UnixTimestamp,
-    "int_list": Array(Int64),
-    "string_list": Array(String),
-}
-
-
-@dataclass(frozen=True)
-class EntityDef:
-    """An entity and its join key, e.g. ``user`` joined on ``user_id``."""
-
-    name: str
-    join_key: str
-    dtype: EntityDtype
-
-
-@dataclass(frozen=True)
-class FeatureViewDef:
-    """A feature view: its entities, typed feature columns and the Parquet file that holds them.
-
-    The file has the join keys, ``event_timestamp``, ``created_timestamp`` (ties on the event time
-    are broken by the later creation) and the feature columns.
-    """
-
-    name: str
-    entities: tuple[EntityDef, ...]
-    features: tuple[tuple[str, str], ...]
-    source_path: str
-    ttl: timedelta
-    description: str = ""
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FeatureRepoDef:
-    """Everything one use case registers: its views and the feature service of each model."""
-
-    project: str
-    views: tuple[FeatureViewDef, ...]
-    services: Mapping[str, tuple[str, ...]]
-    origin: str = ""  # the file these come from (the use case's YAML), named in the repo's .py
-
-
-def feast_objects(repo: FeatureRepoDef) -> list[Any]:
-    """Entities, file sources, feature views and feature services for ``repo``."""
-    entities: dict[str, Entity] = {}
-    views: dict[str, FeatureView] = {}
-    for view in repo.views:
-        for entity in view.entities:
-            entities.setdefault(entity.name, _entity(entity))
-        views[view.name] = _feature_view(view, [entities[e.name] for e in view.entities])
-    services = []
-    for service, view_names in repo.services.items():
-        unknown = [name for name in view_names if name not in views]
-        if unknown:
-            raise ValueError(f"feature service {service!r} names unknown views {unknown}")
-        services.append(FeatureService(name=service, features=[views[n] for n in view_names]))
-    # Each view keeps a source object of its own, equal to the one listed: Feast's apply restamps
-    # the sources it applies, and the view's copy keeps the times :func:`_keep_source_times` set.
-    sources = [_file_source(view) for view in repo.views]
-    return [*entities.values(), *sources, *views.values(), *services]
-
-
-def _entity(entity: EntityDef) -> Entity:
-    value_type, _ = ENTITY_TYPES[entity.dtype]
-    return Entity(name=entity.name, join_keys=[entity.join_key], value_type=value_type)
-
-
-def _file_source(view: FeatureViewDef) -> FileSource:
-    return FileSource(
-        name=f"{view.name}_source",
-        path=str(view.source_path),
-        timestamp_field=EVENT_TIMESTAMP,
-        created_timestamp_column=CREATED_TIMESTAMP,
-    )
-
-
-def _feature_view(view: FeatureViewDef, entities: list[Entity]) -> FeatureView:
-    # Join keys are declared in the schema too: Feast types entity values from these fields.
-    schema = [Field(name=e.join_key, dtype=ENTITY_TYPES[e.dtype][1]) for e in view.entities]
-    schema += [Field(name=name, dtype=FEATURE_TYPES[dtype]) for name, dtype in view.features]
-    return FeatureView(
-        name=view.name,
-        entities=entities,
-        ttl=view.ttl,
-        schema=schema,
-        source=_file_source(view),
-        online=True,
-        description=view.description,
-        tags=dict(view.tags),
-    )
 
 
 def _utc(moment: datetime) -> datetime:
     """A tz-aware UTC datetime (naive ones are taken as UTC, as Feast does)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def entities_in_window(view: FeatureViewDef, start: datetime, end: datetime) -> int:
-    """How many entities have a row in ``[start, end]``: the rows one materialization writes."""
-    keys = [entity.join_key for entity in view.entities]
-    table = pq.read_table(view.source_path, columns=[*keys, EVENT_TIMESTAMP])
-    times = table[EVENT_TIMESTAMP]
-    if times.type.tz is None:
-        times = pc.assume_timezone(times, "UTC")
-    mask = pc.and_(pc.greater_equal(times, start), pc.less_equal(times, end))
-    return table.filter(mask).select(keys).group_by(keys).aggregate([]).num_rows
 
 
 class FeatureStoreResource(dg.ConfigurableResource):
@@ -267,13 +142,13 @@ class FeatureStoreResource(dg.ConfigurableResource):
         objects = feast_objects(repo)
         target = self.definitions_path(repo.project)
         check_round_trip(render_definitions(objects, repo.project), objects, str(target))
-        stale = _stale_objects(store, objects)
-        _keep_source_times(store, objects)
+        stale = stale_objects(store, objects)
+        keep_source_times(store, objects)
         store.apply(objects, objects_to_delete=stale, partial=False)
         definitions = render_definitions(
-            objects, repo.project, _source_times(store), origin=repo.origin
+            objects, repo.project, source_times(store), origin=repo.origin
         )
-        _plan_nothing(store, definitions, str(target))
+        plan_nothing(store, definitions, str(target))
         write_text_atomic(target, definitions)
         return {
             "project": repo.project,
@@ -389,67 +264,3 @@ class FeatureStoreResource(dg.ConfigurableResource):
         )
         frame = response.to_df()
         return frame[column_order(frame, self._reader(repo.project).plan(service))]
-
-
-def _keep_source_times(store: FeatureStore, objects: list[Any]) -> None:
-    """Give each view's source the times the registry holds for it, unless the source changed.
-
-    Feast writes a view's source, times included, into the view at every apply, and ``feast
-    plan`` compares them once the view is materialized; new objects are stamped now. Keeping the
-    registered times keeps the registry, and the definitions file that repeats them, unchanged
-    when the YAML is.
-    """
-    registered = {view.name: view for view in store.list_feature_views()}
-    for view in objects:
-        old = registered.get(view.name) if isinstance(view, FeatureView) else None
-        if old is None or old.batch_source is None or old.batch_source != view.batch_source:
-            continue  # DataSource equality leaves the times out
-        view.batch_source.created_timestamp = old.batch_source.created_timestamp
-        view.batch_source.last_updated_timestamp = old.batch_source.last_updated_timestamp
-
-
-def _source_times(store: FeatureStore) -> SourceTimes:
-    """Each view's source's times as the registry holds them inside the view (what
-    ``feast plan`` compares once the view is materialized)."""
-    times = {}
-    for view in store.list_feature_views():
-        source = view.batch_source
-        if source is not None and source.created_timestamp and source.last_updated_timestamp:
-            times[source.name] = (source.created_timestamp, source.last_updated_timestamp)
-    return times
-
-
-def _plan_nothing(store: FeatureStore, definitions: str, filename: str) -> None:
-    """Plan ``definitions`` against the registry as ``feast plan`` does, raise if that would
-    change anything, and record the planned infrastructure (the online store's tables) in the
-    registry, which ``FeatureStore.apply`` leaves out and ``feast plan`` compares."""
-    registry_diff, _, infra = store.plan(repo_contents(load_definitions(definitions, filename)))
-    changes = [
-        f"{diff.transition_type.name.lower()} {diff.feast_object_type.value} {diff.name!r}"
-        for diff in registry_diff.feast_object_diffs
-        if diff.transition_type != TransitionType.UNCHANGED
-    ]
-    if changes:
-        raise ValueError(
-            f"feast plan of {filename} would change the registry just applied: "
-            + "; ".join(changes)
-        )
-    store.registry.update_infra(infra, store.project, commit=True)
-
-
-def _stale_objects(store: FeatureStore, wanted: list[Any]) -> list[Any]:
-    """Registered entities, sources, views and services that ``wanted`` no longer has."""
-    keep = {(type(o).__name__, o.name) for o in wanted}
-    registered: list[Any] = [
-        *(e for e in store.list_entities() if not e.name.startswith("__")),
-        *store.list_data_sources(),
-        *store.list_feature_views(),
-        *store.list_feature_services(),
-    ]
-    kind = {Entity: "Entity", FeatureView: "FeatureView", FeatureService: "FeatureService"}
-    stale = []
-    for obj in registered:
-        name = next((v for k, v in kind.items() if isinstance(obj, k)), "FileSource")
-        if (name, obj.name) not in keep:
-            stale.append(obj)
-    return stale

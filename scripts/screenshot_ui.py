@@ -3,9 +3,10 @@
 Starts ``dagster dev`` on 127.0.0.1 against the home directory that ``make run`` filled and writes
 ``docs/asset-graph.png`` (the feed use case's lineage), ``raw-events.png``, ``training-set.png``
 and ``model.png`` (fraud's pages, the model's with its plots open). The clicks are those of the UI
-test (``tests/ui_browser.py``, checked by ``tests/integration/test_ui.py``), so a UI change that
-would spoil a picture fails the test first. Needs Debian's chromium
-(``scripts/install_chromium.sh``) and the playwright package; no browser is downloaded.
+test (``tests/ui_browser.py``, the server ``tests/dagster_dev_server.py``, both checked by
+``tests/integration/test_ui.py``), so a UI change that would spoil a picture fails the test first.
+Needs Debian's chromium (``scripts/install_chromium.sh``) and the playwright package; no browser
+is downloaded.
 
 Usage: python scripts/screenshot_ui.py [--home .playbook] [--port 3333] [--out docs]
 """
@@ -21,11 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python scripts/x.py` puts scripts/, not the repo root, on the path
 
+from tests.dagster_dev_server import dagster_dev  # noqa: E402 - needs the path above
 from tests.ui_browser import (  # noqa: E402 - needs the path above
     GRAPH_GROUP,
     PICTURES,
     browser_page,
-    dagster_dev,
     group_nodes,
     take_pictures,
 )

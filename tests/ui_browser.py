@@ -1,17 +1,14 @@
-"""Drive the Dagster UI in headless Chromium: ``dagster dev`` on a home, and what a user clicks.
+"""Drive the Dagster UI in headless Chromium: what a user clicks, on a running ``dagster dev``.
 
 One module for the UI test (``tests/integration/test_ui.py``) and the README's pictures
 (``scripts/screenshot_ui.py``), so that the pictures come from the same clicks the test checks and
-cannot silently go stale. No pytest here, for the script's sake (as ``tests/redis_server.py``).
+cannot silently go stale. The server itself is started by ``tests/dagster_dev_server.py``. No
+pytest here, for the script's sake (as ``tests/redis_server.py``).
 
 Why it is done this way (see ``../shared/notes/ui-screenshots.md``):
 
 - Debian's ``chromium`` (``scripts/install_chromium.sh``) rather than Playwright's own browser
   download: no download at test time, and one browser for the test and the pictures.
-- ``dagster dev`` runs in its own process group and is stopped by signalling the group: signalling
-  only the ``dagster dev`` process stops its daemon but leaves the webserver and code server up.
-- The code location's name is read from the server (GraphQL) rather than written here, so a
-  rename in ``workspace.yaml`` or ``pyproject.toml`` does not break the routes.
 - Every wait is bounded (``ELEMENT_TIMEOUT_MS`` for an element, ``RUN_TIMEOUT_S`` for a run), so a
   broken page fails in seconds with what was missing, instead of hanging the suite.
 - Elements are found by role, visible text or the ``title`` the UI gives truncated names; the one
@@ -21,24 +18,18 @@ Why it is done this way (see ``../shared/notes/ui-screenshots.md``):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, ViewportSize, sync_playwright
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.dagster_dev_server import DagsterUI, UIError
+
 CHROMIUM_ENV = "PLAYBOOK_CHROMIUM"  # a Chromium binary elsewhere than Debian's /usr/bin/chromium
 CHROMIUM_ARGS = [
     "--no-sandbox",  # root in a container has no user namespace for the sandbox
@@ -51,15 +42,10 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT: ViewportSize = {"width": 1600, "height": 1000}
 ELEMENT_TIMEOUT_MS = 30_000  # one element; a loaded 2-core machine renders a graph in seconds
-STARTUP_TIMEOUT_S = 240.0  # dagster dev up and the code location loaded (imports take ~30 s)
 RUN_TIMEOUT_S = 180.0  # a run loads the code twice (run, then step process): ~1 min on 2 cores
 RUN_STATUSES = ("Success", "Failure", "Canceled")  # the run page's terminal status labels
 NODE_LABEL = "svg foreignObject [class*='AssetNode_assetName']"
 ZOOM_OUT_STEPS = 8  # below ~0.15 the graph draws boxes without labels: stop well before
-
-
-class UIError(AssertionError):
-    """The UI did not show what a user would expect (an AssertionError, so pytest reports it)."""
 
 
 def chromium_path() -> str:
@@ -71,158 +57,6 @@ def chromium_path() -> str:
             f"(apt-get install chromium) or set {CHROMIUM_ENV}"
         )
     return found
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class DagsterUI:
-    """A running ``dagster dev``: its base URL, its code location's name and its log file."""
-
-    base: str
-    location: str
-    log: Path
-
-    def url(self, route: str) -> str:
-        return self.base + route
-
-    def group_lineage(self, group: str) -> str:
-        """The route of one asset group's lineage graph (one use case's assets)."""
-        return f"/locations/{self.location}/asset-groups/{group}/lineage"
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return _tail(self.log, chars)
-
-
-def dagster_env(home: Path) -> dict[str, str]:
-    """The environment of ``dagster dev`` on ``home``: its Playbook home and Dagster instance
-    (as ``make dev`` sets them)."""
-    return {**os.environ, "PLAYBOOK_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-
-
-def start_dagster_dev(home: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start ``dagster dev`` on the project's ``workspace.yaml`` in its own process group."""
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
-    command += ["-h", "127.0.0.1", "-p", str(port)]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as sink:
-        return subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=dagster_env(home),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stop() signals the group (see module doc)
-        )
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)  # signal 0: is anyone left in the group?
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
-    """SIGTERM the process group, wait for it to go, then SIGKILL whatever is left."""
-    pgid = process.pid  # start_new_session: the group's id is the leader's pid
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and (process.poll() is None or _group_alive(pgid)):
-        time.sleep(0.2)
-    if _group_alive(pgid):
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def graphql(base: str, query: str, timeout_s: float = 10.0) -> dict:
-    """POST one GraphQL query to the webserver; its ``data``."""
-    request = urllib.request.Request(
-        base + "/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
-        return json.load(answer)["data"]
-
-
-LOCATIONS = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
-  name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-
-
-def wait_until_loaded(
-    base: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float
-) -> str:
-    """Wait for the webserver and its one code location; the location's name.
-
-    Fails at once if ``dagster dev`` exits or the location fails to load (with the error), rather
-    than after a browser timeout on an empty page.
-    """
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise UIError(f"dagster dev exited ({process.returncode}):\n{_tail(log)}")
-        try:
-            workspace = graphql(base, LOCATIONS)["workspaceOrError"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            last = repr(error)
-        else:
-            entries = workspace.get("locationEntries") or []
-            loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
-            if len(loaded) == 1 and len(entries) == 1:
-                location = loaded[0]["locationOrLoadError"] or {}
-                if location.get("__typename") == "PythonError":
-                    raise UIError(f"code location failed to load: {location.get('message')}")
-                return loaded[0]["name"]
-            last = json.dumps(entries)
-        time.sleep(1.0)
-    raise UIError(f"dagster dev not ready in {timeout_s:.0f}s ({last}):\n{_tail(log)}")
-
-
-def _tail(log: Path, chars: int = 3000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
-
-
-@contextmanager
-def dagster_dev(
-    home: Path,
-    log: Path,
-    port: int = 0,
-    startup_timeout_s: float = STARTUP_TIMEOUT_S,
-    while_starting: Callable[[], object] | None = None,
-) -> Iterator[DagsterUI]:
-    """``dagster dev`` on ``home`` bound to 127.0.0.1, yielded once its code location loaded.
-
-    ``while_starting`` runs after the server started and before it is waited for: work that
-    takes as long as its start (materializing the home) then overlaps it.
-    """
-    port = port or free_port()
-    process = start_dagster_dev(home, log, port)
-    try:
-        if while_starting is not None:
-            while_starting()
-        base = f"http://127.0.0.1:{port}"
-        location = wait_until_loaded(base, process, log, startup_timeout_s)
-        yield DagsterUI(base=base, location=location, log=log)
-    finally:
-        stop(process)
 
 
 @contextmanager

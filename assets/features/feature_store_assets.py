@@ -20,14 +20,8 @@ from assets.metadata import asset_identity, rounded_metadata
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
-from resources.feature_store import (
-    EPOCH,
-    FEATURE_TYPES,
-    EntityDef,
-    FeatureRepoDef,
-    FeatureStoreResource,
-    FeatureViewDef,
-)
+from resources.feast_definitions import FEATURE_TYPES, EntityDef, FeatureRepoDef, FeatureViewDef
+from resources.feature_store import EPOCH, FeatureStoreResource
 from runtime import layout
 
 

@@ -13,12 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from resources.feature_store import (
-    EntityDef,
-    FeatureRepoDef,
-    FeatureStoreResource,
-    FeatureViewDef,
-)
+from resources.feast_definitions import EntityDef, FeatureRepoDef, FeatureViewDef
+from resources.feature_store import FeatureStoreResource
 
 USER = EntityDef("user", "user_id", "int")
 ITEM = EntityDef("item", "item_id", "string")

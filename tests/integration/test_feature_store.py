@@ -16,7 +16,8 @@ import pytest
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
-from resources.feature_store import FeatureRepoDef, FeatureStoreResource
+from resources.feast_definitions import FeatureRepoDef
+from resources.feature_store import FeatureStoreResource
 from tests.integration.feature_store_cases import (
     END,
     REQUEST,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from resources.feature_store import FeatureRepoDef, FeatureStoreResource, FeatureViewDef
+from resources.feast_definitions import FeatureRepoDef, FeatureViewDef
+from resources.feature_store import FeatureStoreResource
 from tests.integration.feature_store_cases import (
     END,
     REQUEST,

@@ -29,14 +29,15 @@ from feast.repo_operations import parse_repo
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
+from resources.feast_definitions import feast_objects
+from resources.feast_render import render_definitions
 from resources.feast_repo_files import (
     check_round_trip,
     load_definitions,
     plan_spec,
-    render_definitions,
     write_text_atomic,
 )
-from resources.feature_store import FeatureStoreResource, feast_objects
+from resources.feature_store import FeatureStoreResource
 from tests.integration.feature_store_cases import (
     END,
     REQUEST,

@@ -3,8 +3,9 @@
 What a user of ``make dev`` relies on, checked where they see it: every shipped use case's asset
 graph renders, a model's evaluation plots show on its page (the main curve in place, all of
 them in the plots dialog), its checks are listed, and a run launched from the UI succeeds. The
-browser code is shared with ``scripts/screenshot_ui.py`` (``tests/ui_browser.py``), and the test
-takes the README's pictures too, so that script cannot rot unnoticed.
+browser code is shared with ``scripts/screenshot_ui.py`` (``tests/ui_browser.py``, the server in
+``tests/dagster_dev_server.py``), and the test takes the README's pictures too, so that script
+cannot rot unnoticed.
 
 One test function rather than one per point: they need the same home, server and browser, and
 pytest-xdist would spread separate tests of one module over both workers, each paying for its own
@@ -28,16 +29,15 @@ from assets.models.plots import PREVIEW_SIZE
 from configs import CONFIG_DIR
 from dagster_project.use_case_files import load_use_cases
 from resources.home import dagster_home
+from tests.dagster_dev_server import DagsterUI, dagster_dev
 from tests.integration.test_raw_assets import _run, _small
 from tests.ui_browser import (
     GRAPH_GROUP,
     MODEL,
     PICTURES,
-    DagsterUI,
     browser_page,
     check_names,
     chromium_path,
-    dagster_dev,
     global_lineage_groups,
     group_nodes,
     inline_images,
