@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import asset_identity, rounded_metadata, table_metadata
-from assets.models.plots import markdown_image, plot_files
+from assets.models.plots import Plots, markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
@@ -93,12 +93,12 @@ def _metadata(trained: TrainedModel, version, verdict) -> dict:
             "gate": verdict.reason,
         }
     )
-    plots = trained.extra.get("plots", {})
-    preview = getattr(plots, "preview", None)  # the main curve, small enough to show inline
-    if preview:
-        metadata["curve"] = dg.MetadataValue.md(preview)
-    for name, png in plots.items():
-        metadata["plots"] = dg.MetadataValue.md(markdown_image(png, name))
+    plots: Plots = trained.extra.get("plots", Plots({}))
+    if plots.preview:  # the main curve, small enough for the UI to show inline
+        metadata["curve"] = dg.MetadataValue.md(plots.preview)
+    if plots:  # every plot in one entry, each as its own image
+        images = (markdown_image(png, name) for name, png in plots.items())
+        metadata["plots"] = dg.MetadataValue.md("\n\n".join(images))
     if version.run_url:
         metadata["mlflow_run"] = dg.MetadataValue.url(version.run_url)
     if "bands_on_test" in trained.extra:
@@ -141,7 +141,7 @@ def register_and_gate(
         model=trained.model,
         input_example=input_example,
         lineage=_lineage(context, spec, model),
-        artifacts=plot_files(trained.extra.get("plots", {})),
+        artifacts=plot_files(trained.extra.get("plots", Plots({}))),
         registered_name=name,
         training_data=_training_data(context, spec, model, training_set),
     )

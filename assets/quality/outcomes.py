@@ -9,7 +9,6 @@ tests can read without GE.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,11 +137,3 @@ def sort_key(outcome: ExpectationOutcome) -> tuple[int, str]:
     """Suite order (row counts, columns, ranges, labels); GE returns results in graph order."""
     rank = _ORDER.index(outcome.name) if outcome.name in _ORDER else len(_ORDER)
     return rank, outcome.column or ""
-
-
-def outcomes_by_check(report: QualityReport) -> Mapping[str, list[ExpectationOutcome]]:
-    """Outcomes grouped by check name, e.g. to emit one Dagster asset check per rule."""
-    grouped: dict[str, list[ExpectationOutcome]] = {}
-    for outcome in report.outcomes:
-        grouped.setdefault(outcome.name, []).append(outcome)
-    return grouped
