@@ -24,6 +24,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import mlflow
@@ -125,7 +126,7 @@ def _log_tower(part: NativePart, tags: dict[str, str]) -> Any:
     )
     if TOWER_FORMAT == "pt2":
         try:
-            return mlflow.pytorch.log_model(
+            return pytorch_flavour().log_model(
                 part.model,
                 name=part.name,
                 input_example=part.inputs,  # torch.export traces the graph on it
@@ -137,7 +138,7 @@ def _log_tower(part: NativePart, tags: dict[str, str]) -> Any:
         except Exception as error:  # torch.export refuses some graphs: keep the model, pickled
             logger.warning("%s: torch.export failed (%s); logging it pickled", part.name, error)
     with dropping(logging.getLogger("mlflow.pytorch"), NOTICES):
-        return mlflow.pytorch.log_model(
+        return pytorch_flavour().log_model(
             part.model,
             name=part.name,
             signature=signature,
@@ -191,10 +192,27 @@ def pick(natives: Mapping[str, NativeModel], part: str | None, label: str) -> Na
     )
 
 
+def pytorch_flavour() -> ModuleType:
+    """``mlflow.pytorch``, imported without its side effect on logging.
+
+    Importing it runs ``logging.basicConfig`` (``mlflow/pytorch/_lightning_autolog.py``), which
+    gives the root logger a stderr handler: every INFO record the Dagster instance captures
+    (training progress) then also reached the terminal as ``INFO:assets.models...`` lines. The
+    root logger is put back as it was.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import mlflow.pytorch
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return mlflow.pytorch
+
+
 def load(native: NativeModel) -> Any:
     """The booster (``mlflow.lightgbm``) or module (``mlflow.pytorch``) behind ``native``."""
     if native.flavor == "lightgbm":
         return mlflow.lightgbm.load_model(native.model_uri)
     if native.flavor == "pytorch":
-        return mlflow.pytorch.load_model(native.model_uri)
+        return pytorch_flavour().load_model(native.model_uri)
     raise ValueError(f"{native.part}: unknown native flavor {native.flavor!r}")
