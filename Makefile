@@ -21,8 +21,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/playbook materialize --all
 
+# The UI listens on this machine only; `make dev DEV_HOST=0.0.0.0` serves other machines too.
+DEV_HOST ?= 127.0.0.1
+
+# The home's dagster.yaml (run queue per use case, dead-run monitoring) is written first, so a
+# fresh home gets it before the daemon starts.
 dev: $(STAMP)
-	PLAYBOOK_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook} DAGSTER_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook}/dagster $(BIN)/dagster dev -w workspace.yaml
+	PLAYBOOK_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook} $(BIN)/python -c "from resources.home import dagster_home, playbook_home; dagster_home(playbook_home())"
+	PLAYBOOK_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook} DAGSTER_HOME=$${PLAYBOOK_HOME:-$(CURDIR)/.playbook}/dagster $(BIN)/dagster dev -w workspace.yaml -h $(DEV_HOST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

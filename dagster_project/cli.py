@@ -22,6 +22,7 @@ from configs import CONFIG_DIR
 from dagster_project.ab_cli import ab
 from dagster_project.cli_support import (
     THIRD_PARTY_NOISE,
+    UseCaseWriter,
     console,
     load_or_exit,
     plain_stdout,
@@ -31,8 +32,12 @@ from dagster_project.cli_support import (
 )
 from dagster_project.run_summary import problems, verdict
 from dagster_project.use_case_files import config_dir
+from runtime.layout import home_location
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
+    from configs.schema import UseCaseSpec
     from dagster_project.materialize import StepResult
 
 TEMPLATES = ("feed", "fraud", "search")
@@ -127,19 +132,46 @@ def schema(output: str | None) -> None:
     default=None,
     help="State folder (default $PLAYBOOK_HOME or ./.playbook).",
 )
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When another process is writing one of these use cases on this home (a playbook"
+    " command, or a run launched from Dagster), wait for it instead of exiting with status 75.",
+)
 def materialize(
-    targets: tuple[str, ...], every: bool, select: tuple[str, ...], home: str | None
+    targets: tuple[str, ...], every: bool, select: tuple[str, ...], home: str | None, wait: bool
 ) -> None:
-    """Materialize use cases (names or YAML paths) in-process, with progress and a summary."""
+    """Materialize use cases (names or YAML paths) in-process, with progress and a summary.
+
+    One writer per home and use case: while another process writes one of them, this exits
+    with status 75 and a line naming it, having changed nothing (or waits, with --wait).
+    """
+    specs = resolve_targets(targets, every)
+    with UseCaseWriter(home_location(home), [spec.name for spec in specs], wait) as writer:
+        steps = _materialize_locked(specs, home, list(select), writer)
+    for problem in problems(steps):
+        colour = "red" if problem.stops else "yellow"
+        console.print(f"[{colour}]{escape(problem.text)}[/{colour}]", highlight=False)
+    failed = any(step.stops_the_run for step in steps)
+    checks_failed = any(not passed for step in steps for passed in step.checks.values())
+    colour = "red" if failed else "yellow" if checks_failed else "green"
+    console.print(f"[{colour}]{verdict(steps)}[/{colour}]", highlight=False)
+    if failed:
+        sys.exit(1)
+
+
+def _materialize_locked(
+    specs: list[UseCaseSpec], home: str | None, select: list[str], writer: UseCaseWriter
+) -> list[StepResult]:
+    """The materialization itself, once the use cases' locks are held: fail the runs dead
+    processes left, wait for none of Dagster's, run, print the summary table."""
     import dagster as dg
 
-    from dagster_project.loader import use_case_assets
-    from dagster_project.materialize import materialize_use_case
+    from dagster_project.home_writers import report_dead_runs, wait_for_dagster_runs
     from resources.home import dagster_home, playbook_home
     from runtime.layout import HOME_ENV
 
     silence_dagster_notices()  # after the imports above: Feast and MLflow reset the filters
-    specs = resolve_targets(targets, every)
     resolved = playbook_home(home)
     os.environ[HOME_ENV] = str(resolved)
     os.environ["DAGSTER_HOME"] = str(dagster_home(resolved))
@@ -147,9 +179,31 @@ def materialize(
         "asset", "status", "partitions", "rows", "seconds", "checks", title=f"home: {resolved}"
     )
     steps: list[StepResult] = []
+    with dg.DagsterInstance.get() as instance:
+        report_dead_runs(instance)
+        for spec in specs:  # nothing runs while Dagster runs one of them
+            wait_for_dagster_runs(instance, spec.name, writer)
+        _materialize_all(specs, instance, str(resolved), select, writer, summary, steps)
+    console.print(summary)
+    return steps
+
+
+def _materialize_all(
+    specs: list[UseCaseSpec],
+    instance: DagsterInstance,
+    home: str,
+    select: list[str],
+    writer: UseCaseWriter,
+    summary: Table,
+    steps: list[StepResult],
+) -> None:
+    """Run every use case's assets behind a progress bar, filling ``summary`` and ``steps``."""
+    from dagster_project.home_writers import wait_for_dagster_runs
+    from dagster_project.loader import use_case_assets
+    from dagster_project.materialize import materialize_use_case
+
     with (
         plain_stdout(),
-        dg.DagsterInstance.get() as instance,
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -165,23 +219,16 @@ def materialize(
             def on_step(step: StepResult, task: TaskID = task) -> None:
                 progress.update(task, advance=1, description=f"{step.asset}")
 
+            def before_run(_asset: str, name: str = spec.name) -> None:
+                wait_for_dagster_runs(instance, name, writer)
+
             try:
-                done = materialize_use_case(spec, instance, str(resolved), list(select), on_step)
+                done = materialize_use_case(spec, instance, home, select, on_step, before_run)
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
             steps.extend(done)
             for step in done:
                 summary.add_row(*_summary_row(step))
-    console.print(summary)
-    for problem in problems(steps):
-        colour = "red" if problem.stops else "yellow"
-        console.print(f"[{colour}]{escape(problem.text)}[/{colour}]", highlight=False)
-    failed = any(step.stops_the_run for step in steps)
-    checks_failed = any(not passed for step in steps for passed in step.checks.values())
-    colour = "red" if failed else "yellow" if checks_failed else "green"
-    console.print(f"[{colour}]{verdict(steps)}[/{colour}]", highlight=False)
-    if failed:
-        sys.exit(1)
 
 
 def _summary_row(step: StepResult) -> tuple[str, ...]:
@@ -213,6 +260,7 @@ def report(target: str, home: str | None, as_json: bool) -> None:
     import dagster as dg
 
     from dagster_project import report as reporting
+    from dagster_project.home_writers import report_dead_runs
     from resources.home import dagster_home, playbook_home
     from resources.mlflow_resource import MLflowResource
 
@@ -221,6 +269,7 @@ def report(target: str, home: str | None, as_json: bool) -> None:
     resolved = playbook_home(home)
     os.environ["DAGSTER_HOME"] = str(dagster_home(resolved))
     with dg.DagsterInstance.get() as instance:
+        report_dead_runs(instance, echo=not as_json)  # stdout is the JSON then
         reports = reporting.model_reports(spec, instance, MLflowResource(home=str(resolved)))
     if as_json:
         click.echo(json.dumps(reporting.as_json(reports), indent=2, default=str))

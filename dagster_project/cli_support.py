@@ -9,20 +9,23 @@ heavy imports live inside the commands that run or inspect the pipeline.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from configs.schema import SpecError, UseCaseSpec
 from dagster_project.use_case_files import config_dir, config_paths, load_use_cases
+from runtime.home_lock import HomeBusy, writer_lock
 
 # A pipe or CI log is not a terminal: use a width that fits asset names rather than 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -50,6 +53,70 @@ def resolve_targets(targets: tuple[str, ...], every: bool) -> list[UseCaseSpec]:
             f"no such use case or file: {', '.join(missing)} (known: {known})"
         )
     return load_or_exit([str(p) for p in paths])
+
+
+# ---------------------------------------------------------------- one writer per use case
+
+# EX_TEMPFAIL from sysexits.h, "try again later": a script can tell "busy" from "failed"
+BUSY_EXIT_CODE = 75
+WAIT_HINT = "run it again when that ends, or pass --wait to wait for it"
+
+
+class UseCaseBusy(click.ClickException):
+    """Another writer has the use case: one line on stderr, exit status 75."""
+
+    exit_code = BUSY_EXIT_CODE
+
+
+def _waiting(busy: HomeBusy) -> None:
+    console.print(f"[yellow]waiting: {escape(str(busy))}[/yellow]", highlight=False)
+
+
+class UseCaseWriter:
+    """The home locks of a command's use cases (:func:`runtime.home_lock.writer_lock`), held
+    from ``with`` to its end; raises :class:`UseCaseBusy` when another process holds one and
+    ``wait`` is false.
+
+    Taken before Dagster is even imported, so a second writer hears who holds the use case in
+    about a second, having touched nothing. In name order, so that two commands waiting for
+    each other's use cases cannot deadlock. :meth:`released` lets go of them for a while: a
+    command that waits for a run Dagster launched must not hold what that run may wait for.
+    """
+
+    def __init__(self, home: str | os.PathLike[str], names: Iterable[str], wait: bool) -> None:
+        self.home, self.names, self.wait = home, sorted(set(names)), wait
+        self._held: ExitStack | None = None
+
+    def _acquire(self) -> None:
+        with ExitStack() as stack:
+            for name in self.names:
+                try:
+                    lock = writer_lock(self.home, name, wait=self.wait, on_wait=_waiting)
+                    stack.enter_context(lock)
+                except HomeBusy as busy:
+                    raise UseCaseBusy(f"{busy}; {WAIT_HINT}") from None
+            self._held = stack.pop_all()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def __enter__(self) -> UseCaseWriter:
+        self._acquire()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._release()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Without the locks for the ``with`` block; taken again (waiting) after it."""
+        self._release()
+        try:
+            yield
+        finally:
+            self._acquire()
 
 
 # ---------------------------------------------------------------- warnings

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from resources.home import home_layout, python_logs_settings
+from resources.home import home_layout, instance_settings
 
 # The name the official Dagster Helm chart uses for the same variable (deploy/dagster/values.yaml).
 PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
@@ -54,8 +54,9 @@ def postgres_instance_config(settings: PostgresSettings) -> dict[str, Any]:
     """The ``dagster.yaml`` content: all three storages (runs, events, schedules) in Postgres.
 
     The rest is what the default Playbook instance has: telemetry off (no network on the
-    machines this runs on, and its banner hides the CLI's summary), and our packages' loggers
-    captured into each run's event log.
+    machines this runs on, and its banner hides the CLI's summary), and
+    :func:`resources.home.instance_settings`: our packages' loggers captured into each run's
+    event log, one run at a time per use case, and runs whose process died marked failed.
     """
     database: dict[str, Any] = {
         "hostname": settings.hostname,
@@ -69,7 +70,7 @@ def postgres_instance_config(settings: PostgresSettings) -> dict[str, Any]:
         database["params"] = dict(settings.params)
     return {
         "telemetry": {"enabled": False},
-        "python_logs": python_logs_settings(),
+        **instance_settings(),
         "storage": {"postgres": {"postgres_db": database}},
     }
 

@@ -21,9 +21,9 @@ import dagster as dg
 
 from configs.schema.usecase import UseCaseSpec
 from dagster_project.schedules import AssetJob
+from runtime.layout import USE_CASE_RUN_TAG
 
 STAGE_TAG = "stage"  # the asset tag every factory sets (``assets.metadata.asset_identity``)
-USE_CASE_RUN_TAG = "playbook/use_case"
 STAGE_RUN_TAG = "playbook/stage"
 
 

@@ -38,9 +38,11 @@ from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource, playbook_home
 from resources.mlflow_resource import MLflowResource
 from resources.parquet_io import ParquetIOManager
+from runtime.feast_settings import REDIS_ENV
 from runtime.layout import HomeLayout
 
-REDIS_ENV = "PLAYBOOK_REDIS"  # host:port of the Redis online store, for use cases that pick it
+# the Redis online store of use cases that pick it when $PLAYBOOK_REDIS (REDIS_ENV) is unset
+LOCAL_REDIS = "127.0.0.1:6379"
 
 
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
@@ -73,7 +75,9 @@ def resources(home: UPath) -> dict[str, object]:
         "mlflow": MLflowResource(home=str(home)),
         "feature_store": FeatureStoreResource(
             root=str(places.feast()),
-            redis_connection=os.environ.get(REDIS_ENV, "127.0.0.1:6379"),
+            # $PLAYBOOK_REDIS is read at run time, never put in the resource's config (the UI
+            # shows that); without it, a Redis use case talks to a local passwordless Redis
+            redis_connection=None if os.environ.get(REDIS_ENV) else LOCAL_REDIS,
         ),
     }
 

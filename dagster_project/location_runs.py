@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Mapping
 
 import dagster as dg
@@ -39,6 +40,8 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+from resources.run_workers import worker_tags
 
 # What workspace.yaml's ``location_name`` and pyproject's [tool.dagster] ``code_location_name``
 # say (a test holds them together): the UI matches a run to its job by this name.
@@ -74,14 +77,21 @@ def execute_asset_in_location(
     tags: Mapping[str, str],
 ) -> dg.JobExecutionResult:
     """One run of ``job`` (a job of the location's Definitions) materializing ``asset_key``
-    and its checks, in this process; never raises for a failure inside the run."""
+    and its checks, in this process; never raises for a failure inside the run.
+
+    The run is tagged with this process (:func:`resources.run_workers.worker_tags`), so that
+    should the process die mid-run, the next ``playbook`` command or the daemon marks the run
+    failed rather than leaving it started for ever.
+    """
     config = {**run_config, **IN_PROCESS}
+    run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 too
     # the whole stage job goes in: the instance subsets it and records it as the subset's
     # parent, whose snapshot is the one the location serves
     run = instance.create_run_for_job(
         job_def=job,
+        run_id=run_id,
         run_config=config,
-        tags={**job.run_tags, **tags},
+        tags={**job.run_tags, **tags, **worker_tags(run_id)},
         asset_selection=frozenset({asset_key}),
         remote_job_origin=location_job_origin(job.name),
     )

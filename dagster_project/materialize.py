@@ -22,6 +22,7 @@ from configs.schema import UseCaseSpec
 from dagster_project.jobs import asset_stage, stage_job_name
 from dagster_project.loader import use_case_assets, use_case_definitions
 from dagster_project.location_runs import execute_asset_in_location
+from resources.run_workers import WORKER_TAG
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -108,8 +109,14 @@ def materialize_use_case(
     home: str | None = None,
     select: Sequence[str] | None = None,
     on_step: Callable[[StepResult], None] | None = None,
+    before_run: Callable[[str], None] | None = None,
 ) -> list[StepResult]:
-    """Materialize the (selected) assets of ``spec``; never raises for a failed asset."""
+    """Materialize the (selected) assets of ``spec``; never raises for a failed asset.
+
+    ``before_run`` is called with an asset's key before its run starts; what it raises stops
+    the whole materialization (the CLI checks there that no run Dagster launched for the use
+    case is in progress, :func:`dagster_project.home_writers.wait_for_dagster_runs`).
+    """
     assets = use_case_assets(spec)
     defs = use_case_definitions([(spec, assets)], home)
     jobs: dict[str, dg.JobDefinition] = {}
@@ -129,6 +136,8 @@ def materialize_use_case(
             if job_name not in jobs:
                 jobs[job_name] = defs.resolve_job_def(job_name)
             tags, n_partitions = _range_tags(asset)
+            if before_run is not None:
+                before_run(key)
             started = time.perf_counter()
             result = execute_asset_in_location(
                 jobs[job_name],
@@ -174,12 +183,13 @@ def reexecution_tags(parent: dg.DagsterRun) -> dict[str, str]:
     """What a re-execution keeps of its parent's tags: the partition range and ours.
 
     Dagster's own tags (parent and root run ids, the step selection...) are set again by the
-    re-execution itself; copying them would make the child claim to be its parent.
+    re-execution itself; copying them would make the child claim to be its parent. So would
+    the tag naming the process that ran the parent.
     """
     return {
         key: value
         for key, value in parent.tags.items()
-        if key in KEPT_ON_REEXECUTION or not key.startswith("dagster/")
+        if key != WORKER_TAG and (key in KEPT_ON_REEXECUTION or not key.startswith("dagster/"))
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from configs.schema.usecase import UseCaseSpec
+from runtime import layout
 
 RAW_STAGE = "raw"
 # what ``dg.define_asset_job`` returns; its class is not part of Dagster's public API
@@ -30,7 +31,7 @@ def retrain_job(spec: UseCaseSpec) -> AssetJob:
         retrain_job_name(spec),
         selection=dg.AssetSelection.groups(spec.name) - dg.AssetSelection.tag("stage", RAW_STAGE),
         description=f"Retrain {spec.name}: features to the registry gate and the serving bundle.",
-        tags={"playbook/use_case": spec.name},
+        tags={layout.USE_CASE_RUN_TAG: spec.name},
     )
 
 
@@ -45,6 +46,6 @@ def retrain_schedule(spec: UseCaseSpec, job: AssetJob) -> dg.ScheduleDefinition 
         job=job,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        tags={"playbook/use_case": spec.name, "playbook/reason": "scheduled retrain"},
+        tags={layout.USE_CASE_RUN_TAG: spec.name, "playbook/reason": "scheduled retrain"},
         description=f"Scheduled retraining of {spec.name} ({cron}, UTC).",
     )

@@ -87,7 +87,7 @@ def drift_sensor(spec: UseCaseSpec, job: AssetJob) -> dg.SensorDefinition:
         return dg.RunRequest(
             run_key=f"drift:{span}",
             tags={
-                "playbook/use_case": spec.name,
+                layout.USE_CASE_RUN_TAG: spec.name,
                 "playbook/reason": "drift",
                 "playbook/drifted_features": summary,
                 "playbook/window": span,
@@ -129,7 +129,7 @@ def volume_sensor(spec: UseCaseSpec, job: AssetJob) -> dg.SensorDefinition:
         return dg.RunRequest(
             run_key=f"volume:{seen[-1]}",
             tags={
-                "playbook/use_case": spec.name,
+                layout.USE_CASE_RUN_TAG: spec.name,
                 "playbook/reason": "new data",
                 "playbook/new_rows": str(rows),
             },

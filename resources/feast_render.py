@@ -7,15 +7,21 @@ registry's (``resources.feast_apply`` keeps them while the source is unchanged):
 compares a materialized view down to its source's proto, times included, and stamps a new
 ``FileSource`` when constructed, so ``feast plan`` would otherwise show every such view updated.
 Feast's own ``apply`` on a Redis repo restamps them; the next asset run writes the new ones.
+
+A source under the repo's home is written relative to the file (``_here("../../tables/...")``,
+made absolute when the file is run, as the registry needs it), so the file names no host path
+and stays true when the home is moved or copied (:mod:`runtime.relocate` re-roots the registry).
 """
 
 from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import feast.types
@@ -53,19 +59,26 @@ def render_definitions(
     project: str,
     source_times: SourceTimes | None = None,
     origin: str = "",
+    folder: Path | None = None,
+    home: Path | None = None,
 ) -> str:
     """Python source defining ``project`` and ``objects`` (entities, file sources, views,
     services), each source stamped with its ``source_times`` where given; the header names
-    ``origin``, the file the definitions come from, where given."""
+    ``origin``, the file the definitions come from, where given. With ``folder`` (where the file
+    is written) and ``home``, the paths of sources under ``home`` are written relative to
+    ``folder``."""
     names = _Names(objects)
     sections: dict[str, list[str]] = {title: [] for _, _, title in _KINDS}
     types: set[str] = set()
+    relative = False
     for obj in objects:
         variable = names.of(obj)
         if isinstance(obj, Entity):
             text = _entity(obj)
         elif isinstance(obj, FileSource):
-            text = _file_source(obj) + _times(variable, (source_times or {}).get(obj.name))
+            path = _source_path(obj.path, folder, home)
+            relative |= path.startswith("_here(")
+            text = _file_source(obj, path) + _times(variable, (source_times or {}).get(obj.name))
         elif isinstance(obj, FeatureView):
             text = _feature_view(obj, names, types)
         elif isinstance(obj, FeatureService):
@@ -73,12 +86,14 @@ def render_definitions(
         else:
             raise ValueError(f"cannot write a {type(obj).__name__} ({obj.name!r}) as Python")
         sections[_kind(obj)[2]].append(f"{variable} = {text}")
-    imports = []
+    imports = ["import os"] if relative else []
     used = (["UTC", "datetime"] if source_times else []) + (
         ["timedelta"] if sections["Feature views"] else []
     )
     if used:
-        imports += [f"from datetime import {', '.join(used)}", ""]
+        imports.append(f"from datetime import {', '.join(used)}")
+    if imports:
+        imports.append("")
     feast_names = {type(o).__name__ for o in objects} | {"Project"}
     feast_names |= {"Field"} if types else set()
     feast_names |= {"ValueType"} if sections["Entities"] else set()
@@ -87,7 +102,26 @@ def render_definitions(
         imports.append(f"from feast.types import {', '.join(sorted(types))}")
     project_line = f"project = Project(name={_string(project)})"
     body = [f"# {title}\n\n" + "\n\n".join(items) for title, items in sections.items() if items]
-    return "\n\n".join([_header(project, origin), "\n".join(imports), project_line, *body]) + "\n"
+    helper = [f"\n{_HERE}\n"] if relative else []  # two blank lines around a function
+    parts = [_header(project, origin), "\n".join(imports), *helper, project_line, *body]
+    return "\n\n".join(parts) + "\n"
+
+
+_HERE = '''
+def _here(path: str) -> str:
+    """``path``, relative to this file's folder, made absolute: the repo moves with its home."""
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), path))
+'''.strip()
+
+
+def _source_path(path: str, folder: Path | None, home: Path | None) -> str:
+    """``path`` as a Python expression: ``_here("<relative>")`` when it lies under ``home`` and
+    that gives it back exactly (a normalized absolute path), else the string itself."""
+    if folder is None or home is None or not os.path.isabs(path) or os.path.normpath(path) != path:
+        return _string(path)
+    if not Path(path).is_relative_to(home):
+        return _string(path)
+    return f"_here({_string(os.path.relpath(path, folder))})"
 
 
 def _header(project: str, origin: str) -> str:
@@ -203,8 +237,8 @@ def _entity(entity: Entity) -> str:
     return _call("Entity", args)
 
 
-def _file_source(source: FileSource) -> str:
-    args = [("name", _string(source.name)), ("path", _string(source.path))]
+def _file_source(source: FileSource, path: str) -> str:
+    args = [("name", _string(source.name)), ("path", path)]
     if source.timestamp_field:
         args.append(("timestamp_field", _string(source.timestamp_field)))
     if source.created_timestamp_column:

@@ -17,8 +17,6 @@ Two checks keep the file and the registry one thing (both in ``FeatureStoreResou
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
 from feast.repo_contents import RepoContents
 
 from resources.feast_render import feast_classes, identifier, object_key
+from runtime.relocate import write_atomic
 
 DEFINITIONS_SUFFIX = "_repo.py"
 
@@ -42,8 +41,9 @@ def definitions_path(repo_path: Path, project: str) -> Path:
 
 def load_definitions(source: str, filename: str = "<definitions>") -> list[Any]:
     """The Feast objects ``source`` defines at module level, as ``feast plan`` collects them: in
-    the order of their variables' names (``dir(module)``'s), which orders what Feast plans."""
-    namespace: dict[str, Any] = {"__name__": "playbook_feast_definitions"}
+    the order of their variables' names (``dir(module)``'s), which orders what Feast plans.
+    ``filename`` is the file's ``__file__``: sources are named relative to it."""
+    namespace: dict[str, Any] = {"__name__": "playbook_feast_definitions", "__file__": filename}
     exec(compile(source, filename, "exec"), namespace)  # text this module generated
     objects = [namespace[name] for name in sorted(namespace)]
     return [obj for obj in objects if isinstance(obj, (Project, *feast_classes()))]
@@ -105,21 +105,9 @@ def write_text_atomic(path: Path, text: str) -> bool:
     The temporary name does not end in ``.py``: Feast would import a leftover one. The file
     keeps its mode (a new one is 0644, not the temporary file's 0600).
     """
-    exists = path.exists()
-    if exists and path.read_text(encoding="utf-8") == text:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    mode = path.stat().st_mode & 0o777 if exists else 0o644
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, mode)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
     return True
 
 

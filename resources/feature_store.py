@@ -21,11 +21,19 @@ Feast stays the source of truth. Online reads have two paths over the same store
   slowly changing views, it removes the store read from the request.
 * :meth:`FeatureStoreResource.sdk_online_features` is Feast's own ``get_online_features`` and is
   kept for comparison (tests assert both return identical frames).
+
+What the repo folder holds can be moved and shown: ``feature_store.yaml`` names the registry and
+the SQLite online store relative to the folder, and a Redis connection string (which may hold a
+password) only as ``${PLAYBOOK_REDIS}``, read at run time (:mod:`runtime.feast_settings`). The
+registry keeps the feature tables' absolute paths (Feast's DuckDB offline store reads them as
+given); a repo opened in a home that was moved or copied has them re-rooted first
+(:func:`runtime.relocate.relocate_feast_repo`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,14 +42,18 @@ import dagster as dg
 import pandas as pd
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView
+from feast.repo_config import RepoConfig
 from pydantic import PrivateAttr
 
 from resources.feast_apply import keep_source_times, plan_nothing, source_times, stale_objects
 from resources.feast_definitions import FeatureRepoDef, entities_in_window, feast_objects
 from resources.feast_render import render_definitions
 from resources.feast_repo_files import check_round_trip, definitions_path, write_text_atomic
-from resources.home import home_layout
+from resources.home import playbook_home
+from runtime.feast_settings import REDIS_ENV, expand, reference
+from runtime.layout import HomeLayout
 from runtime.online_read import OnlineReader, column_order
+from runtime.relocate import relocate_feast_repo
 
 logger = logging.getLogger(__name__)
 
@@ -56,44 +68,62 @@ def _utc(moment: datetime) -> datetime:
 class FeatureStoreResource(dg.ConfigurableResource):
     """Feast feature repos under ``root`` (default ``<home>/feast``), one folder per project.
 
-    ``online_store`` picks SQLite (``<repo>/online.db``, no server) or Redis at
-    ``redis_connection``; the offline store is always DuckDB over the views' Parquet files.
+    ``online_store`` picks SQLite (``<repo>/online.db``, no server) or Redis; the offline store
+    is always DuckDB over the views' Parquet files. The Redis connection string of this process
+    is ``redis_connection``, else ``$PLAYBOOK_REDIS`` (``redis_env``) at run time; it is never
+    written: ``feature_store.yaml`` holds ``${PLAYBOOK_REDIS}``, so Feast's CLI in the folder and
+    a served Bento read the variable where they run.
     """
 
     root: str | None = None
     online_store: Literal["sqlite", "redis"] = "sqlite"
-    redis_connection: str = "127.0.0.1:6379"
+    redis_connection: str | None = None
+    redis_env: str = REDIS_ENV
     # Views whose online features are served from an in-process cache ("*": all); see
     # runtime.online_cache.ViewCache. Costs memory: every online entity of the view.
     cached_views: list[str] = []
 
     _stores: dict[str, FeatureStore] = PrivateAttr(default_factory=dict)
     _readers: dict[str, OnlineReader] = PrivateAttr(default_factory=dict)
+    _opened: set[str] = PrivateAttr(default_factory=set)
+
+    def home(self) -> Path:
+        """The home the repos belong to: the folder holding ``root``, else the Playbook home.
+        Paths under it are re-rooted when it moves."""
+        if self.root:
+            return Path(self.root).expanduser().resolve().parent
+        return Path(str(playbook_home()))
 
     def repo_path(self, project: str) -> Path:
-        """The Feast repo folder of ``project`` (created)."""
-        base = Path(self.root) if self.root else Path(str(home_layout().feast()))
+        """The Feast repo folder of ``project`` (created; re-rooted on first use if its home
+        was moved or copied since it was last opened)."""
+        base = Path(self.root) if self.root else Path(str(HomeLayout(self.home()).feast()))
         path = base.expanduser().resolve() / project
         path.mkdir(parents=True, exist_ok=True)
+        if project not in self._opened:
+            relocate_feast_repo(path, self.home())
+            self._opened.add(project)
         return path
 
     def write_config(self, repo: FeatureRepoDef) -> Path:
         """Write ``<repo>/feature_store.yaml`` and return its path.
 
-        Absolute paths throughout, so the store opens the same from any working directory.
+        Paths relative to the folder (Feast resolves them against the repo path), so the repo
+        opens the same from any working directory and wherever its home is moved; a Redis
+        connection string only as ``${PLAYBOOK_REDIS}``, so the file holds no secret.
         """
         path = self.repo_path(repo.project)
         if self.online_store == "redis":
             online: dict[str, Any] = {
                 "type": "redis",
-                "connection_string": self.redis_connection,
+                "connection_string": reference(self.redis_env),
             }
         else:
-            online = {"type": "sqlite", "path": str(path / "online.db")}
+            online = {"type": "sqlite", "path": "online.db"}
         config = {
             "project": repo.project,
             "provider": "local",
-            "registry": str(path / "registry.db"),
+            "registry": "registry.db",
             "offline_store": {"type": "duckdb"},
             "online_store": online,
             "entity_key_serialization_version": 3,
@@ -116,8 +146,22 @@ class FeatureStoreResource(dg.ConfigurableResource):
                 raise FileNotFoundError(
                     f"{path}/feature_store.yaml does not exist: apply the feature repo first"
                 )
-            cached = self._stores[project] = FeatureStore(repo_path=str(path))
+            cached = self._stores[project] = FeatureStore(
+                repo_path=str(path), config=self._repo_config(path, project)
+            )
         return cached
+
+    def _repo_config(self, path: Path, project: str) -> RepoConfig:
+        """The repo's ``feature_store.yaml`` as Feast loads it, its ``${NAME}`` settings taken
+        from the environment, ``redis_connection`` (when set) standing for ``redis_env``."""
+        file = path / "feature_store.yaml"
+        env = dict(os.environ)
+        if self.redis_connection:
+            env[self.redis_env] = self.redis_connection
+        raw = expand(yaml.safe_load(file.read_text(encoding="utf-8")), env, project, file)
+        config = RepoConfig(**raw)
+        config.repo_path = path
+        return config
 
     def _forget(self, project: str) -> None:
         self._stores.pop(project, None)
@@ -141,12 +185,13 @@ class FeatureStoreResource(dg.ConfigurableResource):
         store = self.store(repo.project)
         objects = feast_objects(repo)
         target = self.definitions_path(repo.project)
-        check_round_trip(render_definitions(objects, repo.project), objects, str(target))
+        places = {"folder": target.parent, "home": self.home()}
+        check_round_trip(render_definitions(objects, repo.project, **places), objects, str(target))
         stale = stale_objects(store, objects)
         keep_source_times(store, objects)
         store.apply(objects, objects_to_delete=stale, partial=False)
         definitions = render_definitions(
-            objects, repo.project, source_times(store), origin=repo.origin
+            objects, repo.project, source_times(store), origin=repo.origin, **places
         )
         plan_nothing(store, definitions, str(target))
         write_text_atomic(target, definitions)

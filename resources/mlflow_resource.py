@@ -12,10 +12,10 @@ MLflow:
   if anything fails the run ends ``FAILED`` and the model version it registered, if any, is
   deleted, so the registry never holds a model without a finished run behind it;
 * aliases (``champion``, ``challenger``) rather than the deprecated stages;
-* the promotion gate: :func:`runtime.promotion.promotion_gate` is the pure decision,
-  :meth:`MLflowResource.run_gate`
-  evaluates challenger and champion on the same data and moves ``champion`` only on a pass,
-  tagging the new champion with the version it replaced (``playbook.previous_champion``);
+* the promotion gate: :func:`runtime.promotion.promotion_gate` is the pure decision, and
+  :meth:`MLflowResource.run_gate` evaluates challenger and champion on the same data, moves
+  ``champion`` only on a pass, and tags it with the version it replaced
+  (``playbook.previous_champion``);
 * rollback: :meth:`MLflowResource.rollback` moves ``champion`` back to an earlier version and
   records the event as tags on both versions and on the registered model, and as an MLflow run.
 
@@ -58,6 +58,7 @@ from runtime.promotion import (
     RollbackEvent,
     promotion_gate,
 )
+from runtime.relocate import relocate_mlflow
 
 # mlflow may have been imported before resources/__init__ set the switch: drop a started client.
 set_telemetry_client()
@@ -137,6 +138,8 @@ class MLflowResource(dg.ConfigurableResource):
         lines on stderr), Default under the artifact root. MLflow caches stores per URI.
         """
         start = time.perf_counter()
+        if not self.tracking_uri and self.resolved_tracking_uri():  # a moved home: re-rooted
+            relocate_mlflow(self._folder(), Path(str(playbook_home(self.home))))
         with mlflow_logging.quiet(mlflow_logging.MIGRATION_LOGGERS):
             mlflow_logging.open_store(self.resolved_tracking_uri(), self.resolved_artifact_root())
             client = MlflowClient(self.resolved_tracking_uri(), self.resolved_registry_uri())

@@ -52,6 +52,7 @@ class HomeLayout(Generic[P]):
     ``serving/<uc>/``  the serving bundle and the request log
     ``bentoml/``    the BentoML store (``BENTOML_HOME``)
     ``triton/<uc>`` the Triton model repositories of a use case
+    ``locks/<uc>.lock``  the one-writer lock of a use case (:mod:`runtime.home_lock`)
     """
 
     root: P
@@ -103,6 +104,10 @@ class HomeLayout(Generic[P]):
 
     def triton(self, use_case: str) -> P:
         return self.root / "triton" / use_case
+
+    def lock(self, use_case: str) -> P:
+        """The file whose OS lock makes one process at a time the writer of a use case."""
+        return self.root / "locks" / f"{use_case}.lock"
 
 
 BUNDLE_FOLDER = "bundle"
@@ -217,6 +222,8 @@ def attributes_view(table: str) -> str:
 
 # -- the model registry -------------------------------------------------------------------------
 
+# the Dagster run tag naming a run's use case: the run queue starts one run per value
+USE_CASE_RUN_TAG = "playbook/use_case"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 

@@ -7,22 +7,42 @@ filled with defaults, and the latency. Writes go through a queue to one backgrou
 commits in small batches, so a request never waits on the disk; :meth:`RequestLog.flush` waits
 for everything queued so far (tests, shutdown). SQLite in WAL mode lets analysis read while the
 service writes.
+
+Every JSON column is strict JSON: a non-finite number (NaN, Infinity, as numpy and Python floats
+can hold) is stored as null, so no ``NaN`` / ``Infinity`` token (which is not JSON) is ever
+written, and the row stays readable by any JSON reader. Logging never fails a request: a row that
+cannot be encoded is dropped and said in the service's log (:attr:`RequestLog.dropped` counts
+them), and a batch with a row the table refuses (a constraint) is retried row by row, so that
+row loses only itself.
+
+Reading is strict the other way round: :func:`load_request_log` turns the raw rows into a typed
+frame plus the rows it could not read, each with its reason (:mod:`runtime.request_log_frame`
+for the frame, :mod:`runtime.request_log_rules` for what makes one row readable);
+every reader of the log (performance monitoring, A/B analysis) goes through it, so a row written
+by an older version, by hand or by a hostile client is skipped and counted, never a crash.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from runtime.request_log_frame import RAW_COLUMNS, RequestLogRows, parse_request_log
+from runtime.request_log_rules import Need, NotUtf8
+
+if TYPE_CHECKING:
+    from configs.schema.usecase import UseCaseSpec
 
 TABLE = "requests"
 log = logging.getLogger(__name__)
@@ -59,10 +79,12 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """JSON for numpy scalars/arrays, timestamps and NaN (as null)."""
+    """JSON for numpy scalars/arrays and timestamps; NaN, infinities and pandas' NA as null."""
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.ndarray):
         return [_plain(v) for v in value.tolist()]
@@ -76,7 +98,9 @@ def _plain(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(_plain(value), separators=(",", ":"), default=str)
+    """Strict JSON text of ``value``: non-finite numbers as null (``allow_nan=False`` makes any
+    that slipped through an error, never an ``Infinity`` token); unknown objects as text."""
+    return json.dumps(_plain(value), separators=(",", ":"), default=str, allow_nan=False)
 
 
 class RequestLog:
@@ -87,6 +111,8 @@ class RequestLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue = queue.Queue()
         self._batch = batch
+        self.dropped = 0  # rows that could not be encoded or stored
+        self._lost_lock = threading.Lock()
         with self._connect() as connection:
             connection.execute(_SCHEMA)
             _add_missing_columns(connection)
@@ -113,22 +139,34 @@ class RequestLog:
         feature_misses: int,
         latency_ms: float,
     ) -> None:
-        """Queue one row; returns at once."""
-        self._queue.put(
-            (
+        """Queue one row; returns at once, and never raises: a row that cannot be encoded
+        (a circular structure, say) is dropped and logged, the request is still answered."""
+        try:
+            row = (
                 time.time(),
-                endpoint,
+                str(endpoint),
                 None if unit is None else str(unit),
-                arm,
+                None if arm is None else str(arm),
                 to_json(request),
                 to_json(model_versions),
                 to_json(features),
                 to_json(scores),
                 to_json(response),
                 int(feature_misses),
-                float(latency_ms),
+                _finite(latency_ms),
             )
-        )
+        except Exception as error:  # logging must never fail a request
+            self._lost(1, f"a {endpoint} row could not be encoded ({error!r})")
+            return
+        self._queue.put(row)
+
+    def _lost(self, rows: int, why: str) -> None:
+        """Count lost rows and say so, at the 1st, 10th, 100th... so a flood cannot flood the
+        service's own log."""
+        with self._lost_lock:
+            before, self.dropped = self.dropped, self.dropped + rows
+        if len(str(before)) != len(str(self.dropped)) or before == 0:
+            log.warning("request log %s: %s; %d rows lost so far", self.path, why, self.dropped)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every row queued before this call is committed."""
@@ -153,11 +191,7 @@ class RequestLog:
                         break
                 rows = [i for i in items if isinstance(i, tuple)]
                 if rows:
-                    try:
-                        connection.executemany(_INSERT, rows)
-                        connection.commit()
-                    except sqlite3.Error:  # keep serving; the rows are lost, and said so
-                        log.exception("request log %s: %d rows not written", self.path, len(rows))
+                    self._insert(connection, rows)
                 for item in items:
                     if isinstance(item, threading.Event):
                         item.set()
@@ -166,11 +200,86 @@ class RequestLog:
         finally:
             connection.close()
 
+    def _insert(self, connection: sqlite3.Connection, rows: list[tuple]) -> None:
+        """Commit ``rows``; when a row breaks a constraint, row by row, so one bad row loses only
+        itself. Any other error (disk full) loses the batch: keep serving, count it, say it."""
+        try:
+            connection.executemany(_INSERT, rows)
+            connection.commit()
+            return
+        except sqlite3.IntegrityError:
+            connection.rollback()
+        except sqlite3.Error as error:
+            connection.rollback()
+            self._lost(len(rows), f"a batch was not written ({error})")
+            return
+        for row in rows:
+            try:
+                connection.execute(_INSERT, row)
+                connection.commit()
+            except sqlite3.Error as error:
+                connection.rollback()
+                self._lost(1, f"a row was refused ({error})")
+
+
+def _finite(value: Any) -> float:
+    """A latency as a finite float; anything else is a row that cannot be encoded."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"latency_ms {value!r} is not a finite number")
+    return number
+
+
+def _text(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return NotUtf8(raw)
+
+
+def declared_types(spec: UseCaseSpec) -> dict[str, str]:
+    """The events columns' dtypes: a logged request's field of that name must be of that type."""
+    return {name: column.dtype for name, column in spec.events.columns.items()}
+
+
+def load_request_log(
+    path: str | Path,
+    types: Mapping[str, str] | None = None,
+    needs: Sequence[Need] = (),
+    endpoint: str | None = None,
+) -> RequestLogRows:
+    """The log at ``path`` through :func:`parse_request_log` (no file or no table yet: no rows).
+    Values are read as SQLite stored them, text that is not UTF-8 included, so no row can stop
+    the read; a file that is not SQLite at all still raises (that is no row's fault)."""
+    path = Path(path)
+    raw = pd.DataFrame(columns=list(RAW_COLUMNS))
+    try:
+        raw = _raw_rows(path, str) if path.exists() else raw
+    except sqlite3.OperationalError as error:
+        message = str(error).lower()
+        if "decode" in message:  # "Could not decode to UTF-8": read again, keeping those bytes
+            raw = _raw_rows(path, _text)
+        elif "no such table" not in message:
+            raise
+    return parse_request_log(raw, types, needs, endpoint)
+
+
+def _raw_rows(path: Path, text_factory: Any) -> pd.DataFrame:
+    """Every row as stored (no type inference: a text in a REAL column stays a text)."""
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        connection.text_factory = text_factory
+        cursor = connection.execute(f"SELECT * FROM {TABLE} ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return pd.DataFrame(cursor.fetchall(), columns=names, dtype=object)
+    finally:
+        connection.close()
+
 
 def read_request_log(path: str | Path) -> pd.DataFrame:
-    """The whole log as a frame, JSON columns decoded."""
-    with sqlite3.connect(Path(path)) as connection:
-        frame = pd.read_sql_query(f"SELECT * FROM {TABLE} ORDER BY id", connection)
-    for column in ("request", "model_versions", "features", "scores", "response"):
-        frame[column] = frame[column].map(lambda text: None if text is None else json.loads(text))
-    return frame
+    """The readable rows of the log, JSON columns decoded (:func:`load_request_log`'s frame);
+    rows it skipped are logged here, readers that report them use :func:`load_request_log`."""
+    rows = load_request_log(path)
+    if rows.unreadable:
+        log.warning("request log %s: %s", path, rows.describe())
+    return rows.frame

@@ -124,6 +124,7 @@ def read_out(
         planned_n=plan.units if plan else None,
         alpha=experiment.alpha,
         metric="binary" if outcome == "conversion" else "continuous",
+        higher_is_better=experiment.higher_is_better,
         covariate_column="covariate" if has_covariate else None,
     )
     if plan is None:

@@ -33,6 +33,10 @@ The metrics, per model version and per day of the prediction (``logged_at``, UTC
 
 A metric that is undefined (one class only, no predicted positive) is None in the returned
 mappings and a null (``pd.NA``, nullable ``Float64``) in the tables, never NaN.
+
+The log is read through :func:`runtime.request_log.load_request_log` with
+:func:`prediction_needs`: a row whose score is not a number, whose key overflows int64 or whose
+JSON is broken is skipped and counted there, so what reaches these functions is typed.
 """
 
 import math
@@ -46,6 +50,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from configs.schema.base import parse_duration
 from configs.schema.usecase import UseCaseSpec
+from runtime.request_log_rules import Need, request_field
 
 CLASSIFIER_ENDPOINT = "score"
 POSITIVE_DECISIONS = ("decline", "review")
@@ -116,16 +121,15 @@ def classifier_target(spec: UseCaseSpec) -> ClassifierTarget | None:
     )
 
 
-def _find(request: Any, key: str) -> Any:
-    """``request[key]``, or the first nested mapping's ``key``; None when absent."""
-    if not isinstance(request, Mapping):
-        return None
-    if key in request:
-        return request[key]
-    for value in request.values():
-        if isinstance(value, Mapping) and key in value:
-            return value[key]
-    return None
+def prediction_needs(target: ClassifierTarget) -> tuple[Need, ...]:
+    """What :func:`logged_predictions` reads from each logged row of the endpoint: the score (a
+    number, required), the decision (a text) and the serving version (an id). The key's type is
+    the events column's, checked for every request field of that name."""
+    return (
+        Need(("scores", "probability"), "float", required=True),
+        Need(("response", "decision"), "string"),
+        Need(("model_versions", target.model), "id"),
+    )
 
 
 def logged_predictions(log: pd.DataFrame, target: ClassifierTarget) -> pd.DataFrame:
@@ -141,7 +145,7 @@ def logged_predictions(log: pd.DataFrame, target: ClassifierTarget) -> pd.DataFr
             "logged_at": logged_at.to_numpy(),
             "day": logged_at.dt.floor("D").to_numpy(),
             "version": [str((v or {}).get(target.model, "")) or None for v in rows.model_versions],
-            "key": [_find(r, target.key) for r in rows["request"]],
+            "key": [request_field(r, target.key) for r in rows["request"]],
             "score": [_probability(s) for s in rows["scores"]],
             "decision": [(r or {}).get("decision") for r in rows["response"]],
         }

@@ -17,11 +17,17 @@ next build (the retrain job, or materializing it). The plot is drawn by
 Classifier endpoints (fraud ``/score``) are judged on their delayed label; ranking endpoints
 (feed ``/recommend``, ``/search``) on whether each served item was clicked within the session
 (``session_clicks``), where AUC among served items is the metric the rollback rule compares.
+
+The log is read by :func:`runtime.request_log.load_request_log`: a row it cannot read (broken
+JSON, ``Infinity``, an id beyond int64, a field of the wrong type, a time that is not one) is
+skipped, counted in the metadata (``unreadable_log_rows``) and fails the warning check
+``request_log_rows`` (:mod:`assets.log_rows`); the metrics come from the readable rows.
 """
 
 import dagster as dg
 import pandas as pd
 
+from assets.log_rows import log_rows_check, log_rows_check_spec, log_rows_metadata
 from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.models.plots import markdown_image
 from assets.monitoring.performance import (
@@ -31,6 +37,7 @@ from assets.monitoring.performance import (
     join_labels,
     logged_predictions,
     performance_table,
+    prediction_needs,
     version_summary,
 )
 from assets.monitoring.plots import metric_by_day_plot
@@ -40,12 +47,13 @@ from assets.monitoring.session_clicks import (
     join_session_clicks,
     logged_slates,
     session_target,
+    slate_needs,
 )
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
-from runtime.request_log import read_request_log
+from runtime.request_log import declared_types, load_request_log
 
 ROLLBACK_CHECK = "rollback"
 
@@ -98,6 +106,8 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         else (lambda log: logged_predictions(log, target))
     )
     join = join_session_clicks if session else join_labels
+    needs = slate_needs(target) if session else prediction_needs(target)
+    types = declared_types(spec)
     key = dg.AssetKey(layout.performance_key(spec.name, target.model))
     metric = rollback_metric(spec)
     known = target.known if session else target.available_at or "event time + maturity"
@@ -122,7 +132,8 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
                     f"The champion's delayed-label {metric} is not below the previous"
                     " champion's by more than the promotion margin (else it is rolled back)."
                 ),
-            )
+            ),
+            log_rows_check_spec(key),
         ],
     )
     def performance(
@@ -132,16 +143,16 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         mlflow: MLflowResource,
     ):
         path = home.layout.request_log(spec.name)
-        log = read_request_log(str(path)) if path.exists() else pd.DataFrame()
-        predictions = predictions_of(log)
+        rows = load_request_log(str(path), types, needs, target.endpoint)
+        predictions = predictions_of(rows.frame)
         if predictions.empty:
             note = f"no logged {target.endpoint!r} predictions in {path}"
             context.log.info(note)
             table = performance_table_empty()
-            yield dg.Output(
-                table, metadata=rounded_metadata({**table_metadata(table), "note": note})
-            )
+            metadata = {**table_metadata(table), "note": note, **log_rows_metadata(rows)}
+            yield dg.Output(table, metadata=rounded_metadata(metadata))
             yield _check(True, rolled_back=False, reason=note)
+            yield log_rows_check(rows, context)
             return
         as_of = pd.Timestamp.now(tz="UTC").tz_localize(None)
         joined = join(predictions, raw_events, target, as_of)
@@ -156,6 +167,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             "pending": joined.count("pending"),
             "unmatched": joined.count("unmatched"),
             "unkeyed": joined.unkeyed,
+            **log_rows_metadata(rows),
             "by_version": dg.MetadataValue.md(_markdown(summary)),
             "by_version_and_day": dg.MetadataValue.md(_markdown(table)),
             "plot": dg.MetadataValue.md(
@@ -172,5 +184,6 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             experiment=f"playbook/{spec.name}",
         )
         yield _rollback_check(context, outcome)
+        yield log_rows_check(rows, context)
 
     return [performance]

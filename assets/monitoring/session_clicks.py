@@ -7,6 +7,9 @@ session is over at ``as_of``. The frame has the columns of
 :func:`assets.monitoring.performance.join_labels`' result, so the same per-version, per-day table,
 summary and rollback rule apply; there is no served decision, so precision and recall are null
 and AUC / PR-AUC of the scores among served items measure the ranking.
+
+The log is read with :func:`slate_needs`: a row whose items lack a numeric score or an item id
+is skipped and counted by :func:`runtime.request_log.load_request_log`, not a crash here.
 """
 
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from assets.monitoring.performance import (
 )
 from configs.schema.usecase import UseCaseSpec
 from runtime.funnel_roles import funnel_models, retrieval_keys
+from runtime.request_log_frame import served_times
+from runtime.request_log_rules import Need
 
 SESSION = pd.Timedelta("30min")
 
@@ -64,20 +69,31 @@ def session_target(spec: UseCaseSpec) -> SessionTarget | None:
     )
 
 
-def _request_time(request: object, logged_at: float) -> pd.Timestamp:
-    """The request's ``as_of`` (replayed traffic) when it has one, else when it was logged."""
-    as_of = request.get("as_of") if isinstance(request, dict) else None
-    stamp = pd.Timestamp(as_of) if as_of else pd.Timestamp(logged_at, unit="s")
-    return stamp.tz_convert(None) if stamp.tzinfo else stamp
+def slate_needs(target: SessionTarget) -> tuple[Need, ...]:
+    """What :func:`logged_slates` reads from each logged row of the endpoint: the served items,
+    each an object with a numeric ``score`` and the item's id, and the ranker's version."""
+    items = ("response", "items")
+    return (
+        Need(items, "list"),
+        Need((*items, "*"), "mapping"),
+        Need((*items, "*", "score"), "float", required=True),
+        Need((*items, "*", target.item_key), "id", required=True),
+        Need(("model_versions", target.model), "id"),
+    )
 
 
 def logged_slates(log: pd.DataFrame, target: SessionTarget) -> pd.DataFrame:
-    """One row per served item of the endpoint's logged requests."""
+    """One row per served item of the endpoint's logged requests, at the moment each was served
+    (its ``as_of`` for replayed traffic, else when logged: the log's ``served_at``)."""
     columns = ["logged_at", "day", "version", "key", "score", "decision"]
-    rows = [] if log.empty else log[log["endpoint"] == target.endpoint].itertuples()
+    if log.empty:
+        return pd.DataFrame([], columns=columns)
+    served = log[log["endpoint"] == target.endpoint]
+    if "served_at" not in served:  # a frame not read by load_request_log
+        served = served.assign(served_at=served_times(served))
     out = []
-    for row in rows:
-        moment = _request_time(row.request, row.logged_at)
+    for row in served.itertuples():
+        moment = pd.Timestamp(row.served_at)
         version = str((row.model_versions or {}).get(target.model, "")) or None
         for item in (row.response or {}).get("items", []):
             key = (str(row.unit), str(item.get(target.item_key)))

@@ -27,12 +27,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from assets.raw.source_paths import OutsideRootsError, Roots
 from configs.schema.source import FileTable, LabelRule
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
         "==": operator.eq, "!=": operator.ne}  # fmt: skip
 _PEEK_LINES = 100  # libsvm lines scanned by peek_columns; enough for any dense LETOR file
 _MAX_LISTED = 20  # columns listed in a not-found message before it is cut short
+_QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")  # quoted bits of a reader's error: file text
+_MAX_REASON = 300  # characters of a reader's error kept in a message
 _QID = re.compile(rb"^[ \t]*[^#\s]+[ \t]+qid:(\S+)", re.MULTILINE)  # 2nd token, as sklearn
 
 
@@ -59,16 +62,31 @@ def _join(base_dir: Path, path: str) -> str:
 
 
 def resolve_paths(table: FileTable, base_dir: Path) -> list[str]:
-    """Files the table's path or glob matches, sorted so that concatenation is reproducible."""
+    """Files the table's path or glob matches, sorted so that concatenation is reproducible.
+
+    Only files inside the allowed roots (``assets.raw.source_paths``): the glob's fixed folders
+    are checked before anything is listed, each match (symlinks followed) after.
+    """
     pattern = _join(base_dir, table.path)
-    if "://" in pattern:
-        fs, _ = fsspec.core.url_to_fs(pattern)
-        found = [fs.unstrip_protocol(p) for p in fs.glob(pattern) if fs.isfile(p)]
-    else:
-        found = [p for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
+    roots = Roots(table, base_dir)
+    try:
+        roots.check_pattern("path", pattern)
+        if "://" in pattern:
+            fs, _ = fsspec.core.url_to_fs(pattern)
+            found = [fs.unstrip_protocol(p) for p in fs.glob(pattern) if fs.isfile(p)]
+        else:
+            found = [p for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
+        roots.check_files("path", found)
+    except OutsideRootsError as err:
+        raise FileSourceError(err.field, err.message) from None
     if not found:
         raise FileSourceError("path", f"no file matches {pattern}")
     return sorted(found)
+
+
+def _reason(err: Exception) -> str:
+    """A reader's error without the text it quotes from the file: messages show no data."""
+    return _QUOTED.sub("'...'", str(err))[:_MAX_REASON]
 
 
 def _encoding_error(path: str, encoding: str, err: UnicodeDecodeError) -> FileSourceError:
@@ -121,7 +139,8 @@ def _read_csv(path: str, table: FileTable, nrows: int | None = None) -> pd.DataF
         raise
     except (ValueError, OSError) as err:
         raise FileSourceError(
-            "format", f"cannot read {path} as csv with separator {table.separator!r}: {err}"
+            "format",
+            f"cannot read {path} as csv with separator {table.separator!r}: {_reason(err)}",
         ) from None
     frame.columns = [str(c) for c in frame.columns]
     return frame
@@ -136,7 +155,7 @@ def _read_parquet(path: str, schema_only: bool = False) -> pd.DataFrame:
         else:
             frame = pd.read_parquet(path)
     except (ValueError, OSError, TypeError) as err:
-        raise FileSourceError("format", f"cannot read {path} as parquet: {err}") from None
+        raise FileSourceError("format", f"cannot read {path} as parquet: {_reason(err)}") from None
     named_index = any(name is not None for name in frame.index.names)
     return frame.reset_index(drop=not named_index)
 
@@ -169,7 +188,8 @@ def _read_libsvm_file(path: str) -> pd.DataFrame:
             qids = np.array(_QID.findall(handle.read())).astype(np.int64)
     except (ValueError, OSError) as err:
         raise FileSourceError(
-            "format", f"cannot read {path} as libsvm ('label qid:Q i:v ... # comment'): {err}"
+            "format",
+            f"cannot read {path} as libsvm ('label qid:Q i:v ... # comment'): {_reason(err)}",
         ) from None
     if 0 < len(qids) < len(labels):
         raise FileSourceError("format", f"{path} has qid: on some lines but not on others")
@@ -186,6 +206,10 @@ def _apply_groups(frame: pd.DataFrame, table: FileTable, base_dir: Path) -> pd.D
     path = _join(base_dir, table.group_file or "")
     if "qid" in frame:
         raise FileSourceError("group_file", "the libsvm data already has qid:; drop group_file")
+    try:
+        Roots(table, base_dir).check_files("group_file", [path])
+    except OutsideRootsError as err:
+        raise FileSourceError(err.field, err.message) from None
     try:
         with fsspec.open(path, "rt") as handle:
             sizes = np.array([int(token) for token in handle.read().split()], dtype=np.int64)
@@ -284,7 +308,7 @@ def _bad_rows(raw: pd.Series, failed: pd.Series, field: str, column: str, expect
         raise FileSourceError(
             field,
             f"column '{column}' should hold {expected}; {int(bad.sum())} rows do not, "
-            f"e.g. row {row} value {raw.iloc[row]!r}",
+            f"e.g. row {row}",
         )
 
 
@@ -303,9 +327,10 @@ def _timestamps(raw: pd.Series, column: str, table: FileTable) -> pd.Series:
         _bad_rows(raw, numbers.isna(), "timestamp_unit", column, f"epoch numbers in unit {unit!r}")
         try:
             parsed = pd.to_datetime(numbers, unit=unit, utc=True)
-        except (ValueError, OverflowError) as err:
+        except (ValueError, OverflowError):
             raise FileSourceError(
-                "timestamp_unit", f"column '{column}' is out of range for unit {unit!r}: {err}"
+                "timestamp_unit",
+                f"column '{column}' is out of range for unit {unit!r} (dates after 2262?)",
             ) from None
     else:
         parsed = pd.to_datetime(raw, format=fmt, utc=True, errors="coerce")

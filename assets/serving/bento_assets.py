@@ -6,6 +6,11 @@ repository, the registry or Dagster. The Bento is named ``playbook-<use case>``,
 (``BENTOML_HOME``) and is labelled with every model version it packs, per experiment arm. The
 build runs the real ``bentoml build`` CLI in a subprocess, with package versions pinned to the
 ones installed here and no lock step (no network).
+
+A Bento holds no host path and no secret: the bundle names the Feast repo relative to the home,
+and the build fails if the bundle holds the home's absolute path anyway. Where the service runs,
+it finds the home (the one holding it, else ``PLAYBOOK_HOME``) and reads the online store's
+settings from the environment (``PLAYBOOK_REDIS`` for Redis), as :mod:`runtime.bundle` says.
 """
 
 import os
@@ -66,6 +71,19 @@ def _build_context(target: Path, bundle: Path) -> None:
     shutil.copytree(bundle, target / "bundle")
 
 
+def _check_no_home_path(bundle: Path, home: Path) -> None:
+    """Fail if a file of ``bundle`` names ``home`` by its absolute path: a Bento is built to run
+    elsewhere, and a host path in it would read or write this machine's home."""
+    needle = str(home).encode()
+    found = [
+        str(path.relative_to(bundle))
+        for path in sorted(bundle.rglob("*"))
+        if path.is_file() and needle in path.read_bytes()
+    ]
+    if found:
+        raise dg.Failure(f"the serving bundle names the home {home} in {', '.join(found)}")
+
+
 def _bentofile(spec: UseCaseSpec, service_class: str, bundle: Bundle) -> dict:
     labels = {"use_case": spec.name, "endpoint": spec.serving.endpoint}
     labels.update(bundle.manifest.tag_labels())
@@ -116,6 +134,7 @@ def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     )
     def bento(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
         bundle = load_bundle(Path(str(home.layout.bundle(spec.name))))
+        _check_no_home_path(bundle.path, Path(str(home.layout.root)))
         bentofile = _bentofile(spec, service, bundle)
         store = bentoml_home(home)
         # BentoML refuses a build context under a hidden folder (the default home is

@@ -2,7 +2,8 @@
 
 For every experiment arm (just ``champion`` without an experiment) it resolves each model's
 registry alias to a version, takes those versions from MLflow, and writes them with the FAISS
-index, the validated spec and the Feast config into ``<home>/serving/<use case>/bundle``
+index, the validated spec and where the Feast repo is in the home (``feast/<use case>``, never a
+host path: the service finds the home when it starts) into ``<home>/serving/<use case>/bundle``
 (``runtime.bundle``). The folder is published with ``runtime.publish``: staged, loaded back, and
 swapped in only then, so a failed build keeps the previous bundle and a running service never
 sees half of one.
@@ -52,6 +53,25 @@ def _arms(spec: UseCaseSpec, mlflow: MLflowResource) -> list[Arm]:
     return arms
 
 
+def _feature_repo(
+    spec: UseCaseSpec, home: HomeResource, feature_store: FeatureStoreResource
+) -> str | None:
+    """The use case's Feast repo folder relative to the home, None without a repo."""
+    if not spec.features:
+        return None
+    repo = feature_store.repo_path(spec.name)
+    if not (repo / "feature_store.yaml").exists():
+        return None
+    root = Path(str(home.layout.root)).resolve()
+    if not repo.is_relative_to(root):
+        raise dg.Failure(
+            f"{spec.name}: the Feast repo {repo} is outside the home {root}; a bundle names it"
+            " relative to the home (set the feature store's root inside it, or serve with"
+            " PLAYBOOK_FEATURE_REPO)"
+        )
+    return repo.relative_to(root).as_posix()
+
+
 def serving_bundle_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if spec.serving is None or not spec.model:
         return None
@@ -92,7 +112,7 @@ def serving_bundle_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             version = mlflow.latest_version(layout.registered_model_name(spec.name, model))
             if (folder / "index.json").exists() and version is not None:
                 indices[model] = (version, str(folder))  # built from the latest run's embeddings
-        config = feature_store.repo_path(spec.name) / "feature_store.yaml"
+        feature_repo = _feature_repo(spec, home, feature_store)
         final = Path(str(home.layout.bundle(spec.name)))
         # must load before it replaces the served one
         with publishing(final, verify=load_bundle) as staging:
@@ -103,7 +123,7 @@ def serving_bundle_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
                 models,
                 {m: layout.registered_model_name(spec.name, m) for m in spec.model},
                 indices,
-                config if config.exists() else None,
+                feature_repo,
                 salt=(spec.experiment.salt or spec.experiment.name) if spec.experiment else "",
                 unit=spec.experiment.unit if spec.experiment else None,
             )

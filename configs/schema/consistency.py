@@ -218,6 +218,12 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
                 ("experiment", "unit"),
                 _missing(experiment.unit, list(spec.events.columns), "events column"),
             )
+        for i, guardrail in enumerate(experiment.guardrails):
+            if guardrail.kind == "label" and guardrail.metric not in spec.labels:
+                yield (
+                    ("experiment", "guardrails", i, "metric"),
+                    _missing(guardrail.metric, labels, "label"),
+                )
 
 
 def cross_check(spec: UseCaseSpec) -> list[Problem]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from configs.schema.consistency import Loc, Problem, cross_check
+from configs.schema.safe_yaml import YamlLoadError, read_yaml
 from configs.schema.usecase import UseCaseSpec
 
 ExtraCheck = Callable[[UseCaseSpec], Iterable[Problem]]
+_MAX_ISSUES = 50  # per file; the rest are counted
+_MAX_SHOWN = 80  # characters of a rejected value quoted in a message
+_MAX_MESSAGE = 600  # characters of one message (validators may quote a value whole)
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,37 @@ def _explain(error: dict[str, Any], path: Loc, data: Any) -> str:
         return "required field is missing"
     message = error["msg"].removeprefix("Value error, ")
     if kind in ("union_tag_invalid", "literal_error", "enum"):
-        return f"{message} (got {error.get('input')!r})"
+        return f"{message} (got {_shown(error.get('input'))})"
     if "input" in error and not isinstance(error["input"], (dict, list)) and kind != "value_error":
-        return f"{message} (got {error['input']!r})"
+        return f"{message} (got {_shown(error['input'])})"
     return message
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it, cut short: a hostile 1 MiB string is not echoed whole."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(text):,} chars)"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else f"{text[:_MAX_MESSAGE]}... (cut)"
+
+
+def _capped(shown: str, issues: list[SpecIssue]) -> list[SpecIssue]:
+    """At most ``_MAX_ISSUES`` issues a file, each one line of bounded length.
+
+    A generated file can break a rule 100,000 times, and a validator's message may quote a
+    megabyte-long value back; the report stays readable either way.
+    """
+    clipped = [
+        replace(issue, field=_clip(issue.field), message=_clip(issue.message))
+        for issue in issues[:_MAX_ISSUES]
+    ]
+    if len(issues) > _MAX_ISSUES:
+        clipped.append(
+            SpecIssue(shown, None, "", f"... and {len(issues) - _MAX_ISSUES} more problems")
+        )
+    return clipped
 
 
 def _dotted(path: Loc) -> str:
@@ -185,15 +216,16 @@ def load_spec(path: str | Path, extra_checks: Sequence[ExtraCheck] = ()) -> UseC
     path = Path(path)
     shown = str(path)
     if not path.is_file():
-        raise SpecError([SpecIssue(shown, None, "", "file not found")])
-    text = path.read_text(encoding="utf-8")
+        reason = "not a regular file" if path.exists() else "file not found"
+        raise SpecError([SpecIssue(shown, None, "", reason)])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SpecError([SpecIssue(shown, line, "", f"invalid YAML: {exc.problem}")]) from None
+        document = read_yaml(path)
+    except YamlLoadError as exc:
+        issues = [SpecIssue(shown, p.line, p.field, p.message) for p in exc.problems]
+        raise SpecError(_capped(shown, issues)) from None
+    except OSError as exc:
+        raise SpecError([SpecIssue(shown, None, "", f"cannot read: {exc.strerror}")]) from None
+    data, node = document.data, document.node
     if not isinstance(data, dict):
         raise SpecError(
             [SpecIssue(shown, 1, "", "expected a mapping of sections (name, source, ...)")]
@@ -213,15 +245,14 @@ def load_spec(path: str | Path, extra_checks: Sequence[ExtraCheck] = ()) -> UseC
                     _explain(error, field_path, data),
                 )
             )
-        raise SpecError(issues) from None
+        raise SpecError(_capped(shown, issues)) from None
     problems = list(cross_check(spec))
     if not problems:
         for check in extra_checks:
             problems.extend(check(spec))
     if problems:
-        raise SpecError(
-            [SpecIssue(shown, _locate(lines, loc), _dotted(loc), msg) for loc, msg in problems]
-        )
+        issues = [SpecIssue(shown, _locate(lines, loc), _dotted(loc), msg) for loc, msg in problems]
+        raise SpecError(_capped(shown, issues))
     return spec
 
 

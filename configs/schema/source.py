@@ -2,7 +2,9 @@
 
 Two kinds exist. ``synthetic`` runs a seeded generator whose parameters are validated here, so a
 bad size or rate is reported against the YAML line rather than deep inside numpy. ``file`` reads
-one file (a path or a glob) per table and maps its column names onto the spec's names.
+one file (a path or a glob) per table and maps its column names onto the spec's names; those
+paths must stay inside the project or ``$PLAYBOOK_DATA_ROOTS`` unless ``allow_outside_project``
+says otherwise (enforced where files are opened, ``assets.raw.source_paths``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from configs.schema.base import StrictModel, parse_duration
 
@@ -201,6 +203,12 @@ class FileTable(StrictModel):
         default_factory=dict,
         description="New columns derived by a rule: {label: {column: rating, op: '>=', value: 4}}.",
     )
+    _outside_allowed: bool = PrivateAttr(False)
+
+    @property
+    def outside_project_allowed(self) -> bool:
+        """The enclosing source's ``allow_outside_project`` (False for a table built alone)."""
+        return self._outside_allowed
 
     @field_validator("encoding")
     @classmethod
@@ -240,6 +248,19 @@ class FileSource(StrictModel):
         description="First daily partition; events before it are dropped. Omit for no partitions.",
     )
     end_date: date | None = Field(None, description="Last daily partition (inclusive).")
+    allow_outside_project: bool = Field(
+        False,
+        description=(
+            "Read paths outside the project folder and $PLAYBOOK_DATA_ROOTS, and remote URLs "
+            "(s3://, ...). Off by default, so a YAML cannot make validate read ../../etc/passwd."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _tables_inherit_permission(self) -> FileSource:
+        for table in self.tables.values():
+            table._outside_allowed = self.allow_outside_project
+        return self
 
     @model_validator(mode="after")
     def _events_present(self) -> FileSource:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from configs.schema.base import StrictModel, parse_duration
+from configs.schema.guardrails import GuardrailSpec
 from runtime.layout import LAST_EVENT_AT
 
 Aggregation = Literal[
@@ -300,7 +301,7 @@ class ArmSpec(StrictModel):
 
 
 class ExperimentSpec(StrictModel):
-    """An A/B test: arms, split, unit of assignment and the metric it is judged on."""
+    """An A/B test: arms, split, unit of assignment, the metric it is judged on and guardrails."""
 
     name: str
     salt: str | None = Field(None, description="Hash salt; defaults to the experiment name.")
@@ -310,6 +311,16 @@ class ExperimentSpec(StrictModel):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     power: float = Field(0.8, gt=0.5, lt=1)
     minimum_detectable_effect: float = Field(0.05, gt=0, description="Relative lift to detect.")
+    higher_is_better: bool = Field(
+        True, description="Direction of the metric; false for e.g. a fraud or chargeback rate."
+    )
+    guardrails: list[GuardrailSpec] = Field(
+        default_factory=list,
+        description=(
+            "Metrics the treatment must not degrade beyond a margin (non-inferiority tests);"
+            " one shown worse than its margin stops the test early."
+        ),
+    )
 
     @model_validator(mode="after")
     def _weights(self) -> ExperimentSpec:
@@ -319,6 +330,9 @@ class ExperimentSpec(StrictModel):
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names must be distinct, got {names}")
+        shown = [guardrail.label for guardrail in self.guardrails]
+        if len(set(shown)) != len(shown):
+            raise ValueError(f"guardrail names must be distinct (set name:), got {shown}")
         return self
 
 

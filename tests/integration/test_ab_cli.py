@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from assets.experiments.guardrail_plan import plan_guardrail
 from assets.experiments.plan import plan_sample_size, sample_size
 from configs import CONFIG_DIR
 from dagster_project.cli import main
@@ -55,7 +56,7 @@ def test_use_case_experiment_section() -> None:
     payload = json.loads(output)
     assert payload["experiment"] == "ranker_v2" and payload["mde"] == 0.05
     assert set(payload["units"]) == {"control", "treatment"}
-    code, output = _plan("fraud", "--baseline", "0.05")
+    code, output = _plan("search", "--baseline", "0.05")
     assert code == 1 and "has no experiment section" in output
     assert "Traceback" not in output
 
@@ -88,9 +89,47 @@ def test_three_arms_from_a_config_file(tmp_path: Path) -> None:
         (["feed", "--baseline", "0.1", "--ratio", "2"], 2, "--ratio"),
         (["--baseline", "0.6", "--mde", "0.9"], 1, "cannot exceed 100%"),
         (["nope", "--baseline", "0.1"], 1, "no such use case"),
+        (["--baseline", "0.1", "--mde", "0.1", "--guardrail", "x=1"], 2, "needs a USE_CASE"),
+        (["feed", "--baseline", "0.1", "--guardrail", "latency=1"], 2, "NAME one of"),
+        (["feed", "--baseline", "0.1", "--guardrail", "purchase=0:1"], 2, "non-zero mean"),
     ],
 )
 def test_bad_input_is_a_clear_error(args: list[str], code: int, message: str) -> None:
     exit_code, output = _plan(*args)
     assert exit_code == code, output
     assert message in output and "Traceback" not in output
+
+
+def test_guardrails_are_sized_beside_the_primary_and_the_binding_plan_is_named() -> None:
+    args = ["feed", "--baseline", "0.1", "--guardrail", "latency_p99=0.8"]
+    code, output = _plan(*args, "--guardrail", "purchase=0.02:0.03", "--json")
+    assert code == 0, output
+    payload = json.loads(output)
+    latency, errors, purchase = payload["guardrails"]
+    expected = plan_guardrail(
+        {"control": 0.5, "treatment": 0.5}, guardrail="latency_p99", kind="quantile",
+        margin=0.10, relative=True, sd_per_unit=0.8, guardrails=3,
+    )  # fmt: skip
+    assert latency["units"] == expected.units and latency["power"] == pytest.approx(1 - 0.2 / 3)
+    assert errors == {
+        "guardrail": "error_rate",
+        "units": None,
+        "missing": "--guardrail NAME=SPREAD",
+    }
+    # a relative margin's spread is the coefficient of variation: sd / mean = 1.5
+    assert purchase["sd_per_unit"] == pytest.approx(1.5) and purchase["baseline"] == 0.02
+    totals = {
+        "primary": payload["total"],
+        "latency_p99": latency["total"],
+        "purchase": purchase["total"],
+    }
+    assert payload["binding"]["plan"] == max(totals, key=totals.get)
+    assert payload["binding"]["total"] == max(totals.values())
+
+    code, output = _plan(*args)
+    assert code == 0, output
+    assert "guardrails (non-inferiority)" in output and "give --guardrail" in output
+    assert "binding:" in output and "all pass together >= 0.8" in output
+    code, output = _plan("feed", "--baseline", "0.1", "--n", "5000", "--guardrail", "purchase=3")
+    assert code == 0, output
+    assert "the 5,000 units given are too few for purchase" in output

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.experiments.experiment_analysis_assets import SRM_CHECK
+from assets.experiments.experiment_analysis_assets import GUARDRAIL_CHECK, SRM_CHECK
 from configs import CONFIG_DIR
 from dagster_project.use_case_files import load_use_cases
 from runtime import layout
@@ -95,8 +95,22 @@ def test_experiment_analysis_of_served_requests(
     exposed = metadata["exposed/control"].value + metadata["exposed/treatment"].value
     assert exposed == len(users)
     assert "lift CI" in metadata["comparison"].value
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == SRM_CHECK and check.passed
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert {SRM_CHECK, GUARDRAIL_CHECK} <= set(checks) and checks[SRM_CHECK].passed
+
+    # the guardrails of feed.yaml: both arms serve the same model, so none is harmful; the
+    # latencies are the handler's own, purchases the events', and failed requests are not logged
+    assert checks[GUARDRAIL_CHECK].passed
+    assert metadata["decision"].value == "keep_running" and not metadata["stop"].value
+    assert metadata["guardrail/error_rate/status"].value == "unavailable"
+    for name in ("latency_p99", "purchase"):
+        assert metadata[f"guardrail/{name}/status"].value in {"pending", "inconclusive"}
+        assert f"guardrail/{name}/harm_bound" in metadata
+    assert metadata["guardrail/latency_p99/value_control"].value > 0
+    assert "at most (at plan)" in metadata["guardrails"].value
+    assert "keep running" in metadata["summary"].value.lower()
+    guard_metadata = checks[GUARDRAIL_CHECK].metadata
+    assert "latency_p99" in guard_metadata["evidence"].value
 
     # the same log, judged by clicks within each request's session (delayed-label tracking)
     key = dg.AssetKey(layout.performance_key(_spec().name, "ranking"))
@@ -115,5 +129,6 @@ def test_experiment_analysis_without_a_log_is_no_data(
     assert result.asset_value(KEY).empty
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["verdict"].value == "no_data" and "no request log" in metadata["reason"].value
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed and check.metadata["status"].value == "no_data"
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    for name in (SRM_CHECK, GUARDRAIL_CHECK):
+        assert checks[name].passed and checks[name].metadata["status"].value == "no_data"

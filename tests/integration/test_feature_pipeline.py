@@ -200,7 +200,9 @@ def test_null_label_key_fails_clearly_and_keeps_the_previous_training_set(tmp_pa
     assert target.read_bytes() == before  # the earlier materialization is untouched
 
 
-def test_redis_online_store_is_a_config_choice(tmp_path: Path) -> None:
+def test_redis_online_store_is_a_config_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``serving.online_store: redis`` in the YAML: the asset loads Feast's Redis online store."""
     from configs import CONFIG_DIR
     from resources.feature_store import FeatureStoreResource
@@ -212,6 +214,8 @@ def test_redis_online_store_is_a_config_choice(tmp_path: Path) -> None:
     spec = spec.model_copy(update={"serving": serving}).with_path(spec.path)
     try:
         with redis_server() as connection:
+            # Feast reads the connection from the environment: it is never written to disk
+            monkeypatch.setenv("PLAYBOOK_REDIS", connection)
             store_resource = FeatureStoreResource(
                 root=str(tmp_path / "feast"), redis_connection=connection
             )

@@ -94,3 +94,14 @@ def test_baseline_feature_must_exist(tmp_path: Path) -> None:
     )
     (issue,) = _error(path).issues
     assert issue.field == "model.retrieval.baseline" and "feature" in issue.message
+
+
+def test_a_guardrail_on_an_unknown_label_is_named_when_the_config_loads(tmp_path: Path) -> None:
+    path = _feed_with(
+        tmp_path,
+        "{metric: purchase, max_degradation: 0.05}",
+        "{metric: purchse, max_degradation: 0.05}",
+    )
+    (issue,) = _error(path).issues
+    assert issue.field == "experiment.guardrails.2.metric"
+    assert "did you mean 'purchase'" in issue.message
