@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from configs import CONFIG_DIR
+from configs import CONFIG_DIR, CONFIGS_ENV, project_config_dir
 from dagster_project.ab_cli import ab
 from dagster_project.cli_support import (
     THIRD_PARTY_NOISE,
@@ -31,7 +31,6 @@ from dagster_project.cli_support import (
     silence_dagster_notices,
 )
 from dagster_project.run_summary import problems, verdict
-from dagster_project.use_case_files import config_dir
 from runtime.layout import home_location
 
 if TYPE_CHECKING:
@@ -54,8 +53,13 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 def validate(paths: tuple[str, ...]) -> None:
-    """Validate use-case YAML files (default: every file in the configs folder)."""
-    specs = load_or_exit(list(paths))
+    """Validate use-case YAML files (default: every file in the configs folder).
+
+    The configs folder is $PLAYBOOK_CONFIGS, else ./configs when it holds YAML files, else the
+    shipped examples. Beyond what every load checks, every value a run parses as the YAML says
+    (timestamps, derive sources, libsvm lines) is read, a block at a time.
+    """
+    specs = load_or_exit(list(paths), thorough=True)
     for spec in specs:
         console.print(f"[green]ok[/green] {spec.path}: use case {spec.name!r}", highlight=False)
 
@@ -84,11 +88,16 @@ def list_use_cases() -> None:
     "folder",
     type=click.Path(file_okay=False),
     default=None,
-    help="Where to write NAME.yaml.",
+    help=f"Where to write NAME.yaml (default: ${CONFIGS_ENV}, else ./configs).",
 )
 def new(name: str, template: str, folder: str | None) -> None:
-    """Scaffold configs/NAME.yaml from a shipped use case; the result validates as is."""
-    target = Path(folder or config_dir()) / f"{name}.yaml"
+    """Scaffold configs/NAME.yaml in the current project from a shipped use case.
+
+    The file validates as is. It goes to ``./configs`` (created if needed), or to the folder
+    ``$PLAYBOOK_CONFIGS`` names, never into the installed package.
+    """
+    target = Path(folder) if folder else project_config_dir()
+    target = target / f"{name}.yaml"
     if target.exists():
         raise click.ClickException(f"{target} already exists")
     if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):

@@ -23,17 +23,38 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from configs.schema import SpecError, UseCaseSpec
-from dagster_project.use_case_files import config_dir, config_paths, load_use_cases
+from configs import use_case_dir
+from configs.schema import SpecError, UseCaseSpec, load_specs
+from configs.schema.consistency import Problem
+from configs.schema.source import FileSource
+from dagster_project.use_case_files import config_paths, file_source_problems, load_use_cases
 from runtime.home_lock import HomeBusy, writer_lock
 
 # A pipe or CI log is not a terminal: use a width that fits asset names rather than 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def load_or_exit(paths: list[str] | None) -> list[UseCaseSpec]:
+def file_value_problems(spec: UseCaseSpec) -> Iterator[Problem]:
+    """``playbook validate``'s thorough file checks (every value parses), imported only for a
+    spec that reads files: they need pandas."""
+    if not isinstance(spec.source, FileSource):
+        return
+    from assets.raw.value_checks import file_value_problems as check_values
+
+    yield from check_values(spec)
+
+
+def load_or_exit(paths: list[str] | None, thorough: bool = False) -> list[UseCaseSpec]:
+    """Load the files or folders named (default: ``configs.use_case_dir()``), or exit 1.
+
+    ``thorough`` adds the checks that read whole data files (``validate`` asks for them; a
+    command about to read the files anyway does not).
+    """
     try:
-        return load_use_cases(paths or None)
+        if thorough:
+            checks = [file_source_problems, file_value_problems]
+            return load_specs(config_paths(paths or [use_case_dir()]), extra_checks=checks)
+        return load_use_cases(paths or [use_case_dir()])
     except SpecError as exc:
         console.print(f"[red]invalid configuration[/red]\n{exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
@@ -45,10 +66,12 @@ def resolve_targets(targets: tuple[str, ...], every: bool) -> list[UseCaseSpec]:
     paths = []
     for target in targets:
         path = Path(target)
-        paths.append(path if path.suffix in (".yaml", ".yml") else config_dir() / f"{target}.yaml")
+        paths.append(
+            path if path.suffix in (".yaml", ".yml") else use_case_dir() / f"{target}.yaml"
+        )
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        known = ", ".join(p.stem for p in config_paths())
+        known = ", ".join(p.stem for p in config_paths([use_case_dir()]))
         raise click.ClickException(
             f"no such use case or file: {', '.join(missing)} (known: {known})"
         )

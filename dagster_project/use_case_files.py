@@ -10,21 +10,19 @@ the same files, the same checks, the same all-or-nothing ``SpecError``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from configs import CONFIG_DIR
+from configs import use_case_dir
 from configs.schema import UseCaseSpec, load_specs
 from configs.schema.consistency import Problem
 from configs.schema.source import FileSource
 
-CONFIGS_ENV = "PLAYBOOK_CONFIGS"
-
 
 def config_dir() -> Path:
-    """The folder of use-case YAML files: ``PLAYBOOK_CONFIGS`` or the shipped ``configs/``."""
-    return Path(os.environ.get(CONFIGS_ENV, CONFIG_DIR))
+    """The folder of use-case YAML files (:func:`configs.use_case_dir`): ``PLAYBOOK_CONFIGS``,
+    else the current folder's ``configs/`` when it holds YAML, else the shipped use cases."""
+    return use_case_dir()
 
 
 def config_paths(paths: Iterable[str | Path] | None = None) -> list[Path]:

@@ -26,7 +26,8 @@ from runtime.postprocess import cap_per_category, filter_seen
 from runtime.request_log import RequestLog
 from runtime.routing import Arm
 from serving.handler import Handler, Served
-from serving.requests import RequestError, entity_value, mapping, moment, no_extra, top_k
+from serving.request_schemas import funnel_schema
+from serving.requests import RequestError, now
 
 
 class FunnelHandler(Handler):
@@ -48,6 +49,7 @@ class FunnelHandler(Handler):
         self.user_views = self.features.views_keyed_by(self.retrieval, {self.user_key})
         passthrough = [c for v in spec.features.values() for c in v.passthrough]
         self.context_columns = set(passthrough)
+        self.schema = funnel_schema(spec, self.unit_field, self.user_dtype, passthrough)
         self.searchers: dict[str, Any] = {}
         self.popular: dict[str, np.ndarray] = {}
         for (name, version), model in bundle.models.items():
@@ -61,15 +63,17 @@ class FunnelHandler(Handler):
             self.popular[version] = np.asarray(model.catalog_ids)[order]
 
     def parse(self, payload: Mapping[str, Any]) -> _Request:
-        payload = mapping("body", payload, required=True)
-        unit_field = self.unit_field if self.unit_field in payload else self.user_key
-        no_extra(payload, {self.unit_field, self.user_key, "k", "context", "as_of"})
-        unit = entity_value(unit_field, payload.get(unit_field), self.user_dtype)
+        """The request as the endpoint's schema (:func:`serving.request_schemas.funnel_schema`):
+        the unit in the key's type, ``k`` in range, only passthrough columns in ``context``,
+        ``as_of`` in range; the first problem is a RequestError naming its field."""
+        sent = self.schema.validate(payload)
+        unit = sent[self.unit_field]
+        as_of = sent.get("as_of")
         return _Request(
             unit=unit,
-            k=top_k(payload.get("k"), self.spec.serving.k),
-            context=mapping("context", payload.get("context")),
-            as_of=moment("as_of", payload.get("as_of")),
+            k=sent.get("k") or self.spec.serving.k,
+            context=sent.get("context") or {},
+            as_of=now() if as_of is None else as_of,
             arm=self.arm_for(unit),
         )
 

@@ -21,7 +21,8 @@ from runtime.models.features import feature_array
 from runtime.request_log import RequestLog
 from runtime.routing import Arm
 from serving.handler import Handler, Served
-from serving.requests import RequestError, entity_value, mapping, moment
+from serving.request_schemas import score_schema
+from serving.requests import RequestError, now
 
 TOP_CONTRIBUTIONS = 5
 
@@ -44,19 +45,18 @@ class ScoreHandler(Handler):
         self.keys = {k: d for k, d in keys.items() if k in spec.events.columns}
         self.request_columns = [c for c in spec.events.columns if c in sample.feature_columns]
         self.unit = spec.experiment.unit if spec.experiment else next(iter(self.keys), None)
+        self.schema = score_schema(spec, self.keys)
+        self.timestamp = spec.events.timestamp
 
     def parse(self, payload: Mapping[str, Any]) -> Request:
-        body = mapping("body", payload, required=True)
-        unknown = sorted(set(body) - {"transaction"})
-        if unknown:
-            raise RequestError(unknown[0], "unknown field; expected 'transaction'")
-        transaction = mapping("transaction", body.get("transaction"), required=True)
-        keys = {
-            key: entity_value(f"transaction.{key}", transaction.get(key), dtype)
-            for key, dtype in self.keys.items()
-        }
-        timestamp = self.spec.events.timestamp
-        as_of = moment(f"transaction.{timestamp}", transaction.get(timestamp))
+        """The request as the transaction schema built from the spec's events columns
+        (:func:`serving.request_schemas.score_schema`): keys in int64, finite numbers, times
+        in range, no unknown fields; the first problem is a RequestError naming its field."""
+        transaction = self.schema.validate(payload)["transaction"]
+        keys = {key: transaction[key] for key in self.keys}
+        as_of = transaction.get(self.timestamp)
+        if as_of is None:
+            as_of = now()
         unit = transaction.get(self.unit) if self.unit else None
         return Request(transaction, keys, as_of, unit, self.arm_for(unit))
 

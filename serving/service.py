@@ -4,9 +4,12 @@ Each class loads the serving bundle (``PLAYBOOK_BUNDLE``, default ``./bundle``, 
 ``bento`` asset puts it inside a Bento) and delegates every request to the endpoint's plain
 handler (``serving.funnel`` or ``serving.scoring``) through a :class:`MicroBatcher`, which
 answers concurrent requests in one batch, so the same code runs under BentoML, under the
-bare-FastAPI benchmark and in tests. The API methods take their fields untyped and the
-handler validates them, so a bad request is HTTP 422 naming the field rather than BentoML's
-generic 400 or a 500 from a model; ``/health`` reports the loaded versions and counters.
+bare-FastAPI benchmark and in tests. A body is checked twice before any model sees it: its
+bytes by :class:`JSONObjectBody` (size, content type, UTF-8, JSON syntax, depth, top-level
+fields; 413/415/422) and its fields by the handler's schema (:mod:`serving.request_schemas`:
+types, int64 ids, finite numbers, times in range; 422). The API methods take their fields
+untyped, so a bad request is an answer naming the field rather than BentoML's generic 400 or a
+500 from Feast or a model; ``/health`` reports the loaded versions and counters.
 
 Run one with ``bentoml serve serving.service:RecommendService`` (see the README), or serve a
 built Bento by its tag. Deployment knobs are environment variables (:class:`ServeSettings`),
@@ -15,13 +18,14 @@ read when the module is imported: ``PLAYBOOK_WORKERS=2 bentoml serve playbook-fe
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
-from bentoml.exceptions import UnprocessableEntity
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
@@ -84,6 +88,8 @@ SETTINGS = ServeSettings.from_env()
 # requests on their way to this worker process's batcher (see serving.batching.Arrivals)
 ARRIVALS = Arrivals()
 _CONFIG: dict[str, Any] = {
+    # this machine only unless asked: `bentoml serve ... --host 0.0.0.0` (or BENTOML_HOST)
+    "http": {"host": "127.0.0.1"},
     "traffic": {"timeout": 30},
     "workers": SETTINGS.workers,
     "logging": {"access": {"enabled": SETTINGS.access_log}},
@@ -116,7 +122,8 @@ def build_handler(bundle_folder: str | Path, log: bool = True) -> Handler:
 
 
 async def _answer(batcher: MicroBatcher, payload: dict[str, Any]) -> Any:
-    """The handler's answer, batched with concurrent requests, as a ready JSON response.
+    """The handler's answer, batched with concurrent requests, as a ready JSON response; a
+    RequestError is 422 ``{"error", "field"}``, as :class:`JSONObjectBody` answers.
 
     Handing BentoML a ``Response`` skips its output model, which builds a JSON schema of
     ``dict[str, Any]`` for every answer (about a tenth of a fraud request's CPU); NaN becomes
@@ -125,7 +132,7 @@ async def _answer(batcher: MicroBatcher, payload: dict[str, Any]) -> Any:
     try:
         answer = await batcher({k: v for k, v in payload.items() if v is not None})
     except RequestError as error:
-        raise UnprocessableEntity(str(error)) from None
+        return Response(json.dumps(error.body()), status_code=422, media_type="application/json")
     return Response(to_json(answer), media_type="application/json")
 
 
@@ -176,4 +183,8 @@ for _endpoint, _service in SERVICES.items():
     # the first added is the outermost of ours: a request counts as arriving before its body
     # is even read
     _service.add_asgi_middleware(ArrivalGate, arrivals=ARRIVALS, paths=(f"/{_endpoint}",))
-    _service.add_asgi_middleware(JSONObjectBody, paths=(f"/{_endpoint}",))
+    # the top-level fields are the API method's parameters: BentoML would drop any other
+    _fields = frozenset(inspect.signature(_service.apis[_endpoint].func).parameters) - {"self"}
+    _service.add_asgi_middleware(
+        JSONObjectBody, paths=(f"/{_endpoint}",), fields={f"/{_endpoint}": _fields}
+    )

@@ -11,9 +11,11 @@ How it is computed: events (one stream per time axis) and "expiry probes" (event
 ``[t - window, t]`` that only counts rows of its own axis; one row per (entity, time) is kept.
 Windows include both ends at microsecond resolution.
 
-The time axis of an aggregate is when its input became known: the event time, except for a
-label with ``available_at`` (fraud chargebacks), whose aggregates move when the label arrives.
-That is what keeps a "past frauds of this card" feature from leaking labels not yet known.
+The time axis of an aggregate is when its input became known: the event time, except for an
+outcome that arrives later (a label with ``available_at``, fraud chargebacks, or a fixed
+``available_after`` delay, and the label's ``outcomes`` columns), whose aggregates move when it
+arrives (``assets.features.availability``). That is what keeps a "past frauds of this card"
+feature from leaking labels not yet known.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from assets.features.aggregates import (
     compute_aggregates,
     plan_aggregates,
 )
+from assets.features.availability import outcome_axes, with_arrival_times
 from configs.schema.base import parse_duration
 from configs.schema.stages import FeatureViewSpec
 from configs.schema.usecase import UseCaseSpec
@@ -51,13 +52,6 @@ class FeatureTableDef:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.features)
-
-
-def _label_axes(spec: UseCaseSpec) -> dict[str, str]:
-    """Label columns whose values become known later, mapped to the column saying when."""
-    return {
-        label.column: label.available_at for label in spec.labels.values() if label.available_at
-    }
 
 
 def _aggregate_dtype(spec: UseCaseSpec, agg: str, column: str | None) -> str:
@@ -130,9 +124,11 @@ def compute_aggregate_table(
     view = spec.features[table.view]
     if spec.events.timestamp is None:
         raise ValueError(f"{spec.name}: features.{table.view}: aggregates need events.timestamp")
-    plans = plan_aggregates(view, _label_axes(spec), spec.events.timestamp)
+    # outcomes (labels and what reveals them) move when they become known, not at the event
+    plans = plan_aggregates(view, outcome_axes(spec), spec.events.timestamp)
     ratios = [(r.name, r.numerator, r.denominator) for r in view.ratios]
     until = events[spec.events.timestamp].max()  # the end of the data
+    events = with_arrival_times(spec, events)
     return compute_aggregates(events, table.keys, plans, created_at, ratios, until)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from assets.features.availability import known_at
 from assets.monitoring.drift_reference import DriftReference
 from assets.monitoring.shifts import Shift, label_rate_shift, volume_shift
 from configs.schema.usecase import UseCaseSpec
@@ -43,7 +44,8 @@ def watched_event_columns(spec: UseCaseSpec) -> tuple[list[str], list[str]]:
     keys = {entity.key for entity in spec.entities.values()}
     skip = keys | {spec.events.timestamp, spec.events.group}
     for label in spec.labels.values():
-        skip |= {label.column, label.available_at}
+        # a label, its arrival time and the columns that reveal it are outcomes, not inputs
+        skip |= {label.column, label.available_at, *label.outcomes}
     numeric, categorical = [], []
     for name, column in spec.events.columns.items():
         if name in skip or column.unique or name.endswith("_id") or column.dtype == "timestamp":
@@ -100,7 +102,7 @@ def shifts(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> 
     """Rows per day and each binary label's rate, window beside reference.
 
     A delayed label counts only where it had arrived by the end of the data (its
-    ``available_at``), so a window of fresh events is not read as "no fraud". A label with no
+    ``available_at`` or ``available_after``), so a window of fresh events is not read as "no fraud". A label with no
     known value on one side is left out rather than reported as a change.
     """
     timestamp = spec.events.timestamp
@@ -116,8 +118,9 @@ def shifts(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> 
         sides = []
         for frame in (reference, window):
             values = frame[label.column].astype("Float64")
-            if label.available_at:
-                values = values.where(frame[label.available_at] <= end)
+            arrived = known_at(spec, name, frame)
+            if arrived is not None:
+                values = values.where(arrived <= end)
             sides.append(values)
         try:
             found.append(label_rate_shift(*sides, metric=f"label_rate:{name}"))

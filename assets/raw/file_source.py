@@ -4,11 +4,12 @@ Anything a user can get wrong in the YAML (a path matching nothing, a column-nam
 encoding, an unparseable timestamp) raises ``FileSourceError`` naming the FileTable field to fix,
 so config validation can point at the YAML line instead of showing a pandas trace.
 
-libsvm / LETOR lines ``label qid:Q i:v ... # comment`` become ``label`` (int64 when every label is
-integral, else float64), ``qid`` (int64, only when the file has ``qid:`` or a ``group_file`` is
-given) and one float64 column ``f{i}`` per feature index seen anywhere in the file. A feature a line
-leaves out is 0.0, the sparse-format convention, not NaN. ``peek_columns`` reads only the first
-lines, so for libsvm it sees the features those lines use (all of them for dense LETOR files).
+Config checks come in two depths. ``peek_columns``/``check_mapping``, on every load: the columns
+after mapping, from a csv's header, a parquet schema, or every line of a libsvm file
+(``assets.raw.libsvm``, streamed: a feature first used on line 500 is still a column).
+``check_file_values``, added by ``playbook validate``: every value the run parses as the YAML
+says (timestamps, ``derive`` sources, libsvm lines), a block at a time
+(``assets.raw.file_values``), so a stray header line fails validate rather than the run.
 """
 
 from __future__ import annotations
@@ -16,49 +17,30 @@ from __future__ import annotations
 import codecs
 import difflib
 import glob
-import itertools
-import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import fsspec
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from assets.raw.file_common import FileSourceError, join_path, reason
+from assets.raw.file_values import check_values, derived, timestamps, value_columns
+from assets.raw.libsvm import check_lines, libsvm_columns, read_libsvm
 from assets.raw.source_paths import OutsideRootsError, Roots
-from configs.schema.source import FileTable, LabelRule
+from configs.schema.issues import short_list
+from configs.schema.source import FileTable
 
-_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
-        "==": operator.eq, "!=": operator.ne}  # fmt: skip
-_PEEK_LINES = 100  # libsvm lines scanned by peek_columns; enough for any dense LETOR file
-_MAX_LISTED = 20  # columns listed in a not-found message before it is cut short
-_QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")  # quoted bits of a reader's error: file text
-_MAX_REASON = 300  # characters of a reader's error kept in a message
-_QID = re.compile(rb"^[ \t]*[^#\s]+[ \t]+qid:(\S+)", re.MULTILINE)  # 2nd token, as sklearn
-
-
-class FileSourceError(ValueError):
-    """A FileTable that cannot be read as written.
-
-    ``field`` is the dotted path inside the FileTable (``path``, ``columns.user_id``,
-    ``timestamp_unit``) so the config loader can map it to a YAML line; ``message`` says what was
-    expected.
-    """
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def _join(base_dir: Path, path: str) -> str:
-    """Anchor a relative path at the YAML's folder; absolute paths and fsspec URLs stay as they are."""
-    if "://" in path:
-        return path
-    candidate = Path(path).expanduser()
-    return str(candidate if candidate.is_absolute() else Path(base_dir) / candidate)
+__all__ = [
+    "FileSourceError",
+    "check_file_values",
+    "check_mapping",
+    "peek_columns",
+    "read_table",
+    "resolve_paths",
+]
+VALUE_ROWS = 1_000_000  # rows of a csv or parquet file parsed at a time by check_mapping
 
 
 def resolve_paths(table: FileTable, base_dir: Path) -> list[str]:
@@ -67,7 +49,7 @@ def resolve_paths(table: FileTable, base_dir: Path) -> list[str]:
     Only files inside the allowed roots (``assets.raw.source_paths``): the glob's fixed folders
     are checked before anything is listed, each match (symlinks followed) after.
     """
-    pattern = _join(base_dir, table.path)
+    pattern = join_path(base_dir, table.path)
     roots = Roots(table, base_dir)
     try:
         roots.check_pattern("path", pattern)
@@ -82,11 +64,6 @@ def resolve_paths(table: FileTable, base_dir: Path) -> list[str]:
     if not found:
         raise FileSourceError("path", f"no file matches {pattern}")
     return sorted(found)
-
-
-def _reason(err: Exception) -> str:
-    """A reader's error without the text it quotes from the file: messages show no data."""
-    return _QUOTED.sub("'...'", str(err))[:_MAX_REASON]
 
 
 def _encoding_error(path: str, encoding: str, err: UnicodeDecodeError) -> FileSourceError:
@@ -140,7 +117,7 @@ def _read_csv(path: str, table: FileTable, nrows: int | None = None) -> pd.DataF
     except (ValueError, OSError) as err:
         raise FileSourceError(
             "format",
-            f"cannot read {path} as csv with separator {table.separator!r}: {_reason(err)}",
+            f"cannot read {path} as csv with separator {table.separator!r}: {reason(err)}",
         ) from None
     frame.columns = [str(c) for c in frame.columns]
     return frame
@@ -155,99 +132,16 @@ def _read_parquet(path: str, schema_only: bool = False) -> pd.DataFrame:
         else:
             frame = pd.read_parquet(path)
     except (ValueError, OSError, TypeError) as err:
-        raise FileSourceError("format", f"cannot read {path} as parquet: {_reason(err)}") from None
+        raise FileSourceError("format", f"cannot read {path} as parquet: {reason(err)}") from None
     named_index = any(name is not None for name in frame.index.names)
     return frame.reset_index(drop=not named_index)
 
 
-def _libsvm_head(path: str) -> tuple[bool, list[int]]:
-    """Whether the first lines carry ``qid:`` and which feature indices they use."""
-    has_qid, indices = False, set()
-    with fsspec.open(path, "rb") as handle:
-        for raw in itertools.islice(handle, _PEEK_LINES):
-            for token in raw.decode("latin-1").split("#", 1)[0].split()[1:]:
-                key = token.split(":", 1)[0]
-                has_qid |= key == "qid"
-                if key.isdigit():
-                    indices.add(int(key))
-    return has_qid, sorted(indices)
-
-
-def _read_libsvm_file(path: str) -> pd.DataFrame:
-    """Parse with scikit-learn's compiled reader, then densify only the feature columns seen.
-
-    qids are found with one regex pass instead of ``query_id=True``: scikit-learn grows its qid
-    array with ``np.append`` per line, which is quadratic (minutes for a 1M-line LETOR file).
-    """
-    from sklearn.datasets import load_svmlight_file  # deferred: sklearn is slow to import
-
-    try:
-        with fsspec.open(path, "rb") as handle:
-            matrix, labels = load_svmlight_file(handle, zero_based=True)
-            handle.seek(0)
-            qids = np.array(_QID.findall(handle.read())).astype(np.int64)
-    except (ValueError, OSError) as err:
-        raise FileSourceError(
-            "format",
-            f"cannot read {path} as libsvm ('label qid:Q i:v ... # comment'): {_reason(err)}",
-        ) from None
-    if 0 < len(qids) < len(labels):
-        raise FileSourceError("format", f"{path} has qid: on some lines but not on others")
-    seen = np.unique(matrix.indices)  # explicit zeros are kept by the reader, so they count
-    frame = pd.DataFrame(matrix[:, seen].toarray(), columns=[f"f{i}" for i in seen])
-    frame.insert(0, "label", labels)
-    if len(qids):
-        frame.insert(1, "qid", qids)
-    return frame
-
-
-def _apply_groups(frame: pd.DataFrame, table: FileTable, base_dir: Path) -> pd.DataFrame:
-    """Turn LightGBM-style group sizes into consecutive qids 0..n-1."""
-    path = _join(base_dir, table.group_file or "")
-    if "qid" in frame:
-        raise FileSourceError("group_file", "the libsvm data already has qid:; drop group_file")
-    try:
-        Roots(table, base_dir).check_files("group_file", [path])
-    except OutsideRootsError as err:
-        raise FileSourceError(err.field, err.message) from None
-    try:
-        with fsspec.open(path, "rt") as handle:
-            sizes = np.array([int(token) for token in handle.read().split()], dtype=np.int64)
-    except OSError as err:
-        raise FileSourceError("group_file", f"cannot read {path}: {err}") from None
-    except ValueError:
-        sizes = np.array([-1])
-    if (sizes <= 0).any():
-        raise FileSourceError("group_file", f"{path} should hold one positive group size a line")
-    if sizes.sum() != len(frame):
-        raise FileSourceError(
-            "group_file",
-            f"group sizes in {path} sum to {sizes.sum()} but the data has {len(frame)} rows",
-        )
-    frame.insert(1, "qid", np.repeat(np.arange(len(sizes), dtype=np.int64), sizes))
-    return frame
-
-
-def _read_libsvm(paths: list[str], table: FileTable, base_dir: Path) -> pd.DataFrame:
-    """All libsvm files as one frame: label, qid, then features in index order."""
-    frame = pd.concat([_read_libsvm_file(p) for p in paths], ignore_index=True)
-    features = sorted((c for c in frame.columns if c[0] == "f"), key=lambda c: int(c[1:]))
-    frame = frame[[c for c in ("label", "qid") if c in frame] + features]
-    frame[features] = frame[features].fillna(0.0)  # files with different feature sets
-    labels = frame["label"].to_numpy()
-    if np.isfinite(labels).all() and (labels == np.round(labels)).all():
-        frame["label"] = labels.astype(np.int64)
-    return _apply_groups(frame, table, base_dir) if table.group_file else frame
-
-
 def _missing(name: str, available: list[str], where: str, kind: str) -> str:
     """Not-found message listing what exists, with a did-you-mean for typos."""
-    listed = ", ".join(available[:_MAX_LISTED])
-    if len(available) > _MAX_LISTED:
-        listed += f", ... ({len(available)} columns)"
     close = difflib.get_close_matches(name, available, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{kind} '{name}' not found in {where}; it has: {listed}{hint}"
+    return f"{kind} '{name}' not found in {where}; it has: {short_list(available)}{hint}"
 
 
 def _spec_names(table: FileTable, available: list[str], where: str) -> list[str]:
@@ -281,18 +175,69 @@ def _spec_names(table: FileTable, available: list[str], where: str) -> list[str]
     return names
 
 
+def _file_columns(path: str, table: FileTable) -> list[str]:
+    """Columns of one csv or parquet file, from its header or schema alone."""
+    if table.format == "parquet":
+        return list(_read_parquet(path, schema_only=True).columns)
+    return list(_read_csv(path, table, nrows=0 if table.header else 1).columns)
+
+
+def _same_layout(paths: list[str], columns: list[list[str]]) -> None:
+    """A glob's files concatenate only when they have the same columns in the same order."""
+    for path, found in zip(paths[1:], columns[1:], strict=True):
+        if found != columns[0]:
+            differ = sorted(set(found) ^ set(columns[0]))
+            what = f"columns only one has: {short_list(differ)}" if differ else "column order"
+            raise FileSourceError(
+                "path",
+                f"{path} and {paths[0]} differ ({what}); a glob must match files of one layout",
+            )
+
+
 def peek_columns(table: FileTable, base_dir: Path) -> list[str]:
-    """Spec-side columns the table will have, from the first file's header/schema/first lines."""
-    first = resolve_paths(table, base_dir)[0]
-    if table.format == "csv":
-        available = list(_read_csv(first, table, nrows=0 if table.header else 1).columns)
-    elif table.format == "parquet":
-        available = list(_read_parquet(first, schema_only=True).columns)
+    """Spec-side columns the table will have, as ``read_table`` will produce them.
+
+    From the headers or schemas of a csv or parquet table's files, and from every line of a
+    libsvm table's (streamed, cached per file).
+    """
+    paths = resolve_paths(table, base_dir)
+    if table.format == "libsvm":
+        available = libsvm_columns(paths, table, base_dir)
     else:
-        has_qid, indices = _libsvm_head(first)
-        qid = ["qid"] if has_qid or table.group_file else []
-        available = ["label", *qid, *[f"f{i}" for i in indices]]
-    return _spec_names(table, available, first)
+        layouts = [_file_columns(path, table) for path in paths]
+        _same_layout(paths, layouts)
+        available = layouts[0]
+    return _spec_names(table, available, paths[0])
+
+
+def _csv_blocks(path: str, table: FileTable, columns: list[str]) -> Iterator[pd.DataFrame]:
+    options = _csv_options(table)
+    if not table.header and not table.names:  # headerless without names: columns "0", "1", ...
+        options["usecols"] = [int(c) for c in columns]
+    else:
+        options["usecols"] = columns
+    try:
+        for block in pd.read_csv(path, chunksize=VALUE_ROWS, **options):
+            block.columns = [str(c) for c in block.columns]
+            yield block
+    except UnicodeDecodeError as err:
+        raise _encoding_error(path, table.encoding, err) from None
+    except (ValueError, OSError) as err:
+        raise FileSourceError("format", f"cannot read {path} as csv: {reason(err)}") from None
+
+
+def _parquet_blocks(path: str, columns: list[str]) -> Iterator[pd.DataFrame]:
+    start = 0
+    try:
+        with fsspec.open(path, "rb") as handle:
+            batches = pq.ParquetFile(handle).iter_batches(batch_size=VALUE_ROWS, columns=columns)
+            for batch in batches:
+                block = batch.to_pandas()
+                block.index = pd.RangeIndex(start, start + len(block))
+                start += len(block)
+                yield block
+    except (ValueError, OSError, TypeError) as err:
+        raise FileSourceError("format", f"cannot read {path} as parquet: {reason(err)}") from None
 
 
 def check_mapping(table: FileTable, base_dir: Path) -> None:
@@ -300,90 +245,54 @@ def check_mapping(table: FileTable, base_dir: Path) -> None:
     peek_columns(table, base_dir)
 
 
-def _bad_rows(raw: pd.Series, failed: pd.Series, field: str, column: str, expected: str) -> None:
-    """Raise naming the first value that did not parse (missing values are allowed)."""
-    bad = (failed & raw.notna()).to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise FileSourceError(
-            field,
-            f"column '{column}' should hold {expected}; {int(bad.sum())} rows do not, "
-            f"e.g. row {row}",
-        )
+def check_file_values(table: FileTable, base_dir: Path) -> None:
+    """Thorough config-time check that every file of the table parses as a run will parse it.
 
-
-def _timestamps(raw: pd.Series, column: str, table: FileTable) -> pd.Series:
-    """Parse one timestamp column to tz-naive UTC ``datetime64[ns]``."""
-    unit, fmt = table.timestamp_unit, table.timestamp_format
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    elif unit or pd.api.types.is_numeric_dtype(raw):
-        if not unit:
-            raise FileSourceError(
-                "timestamp_unit",
-                f"column '{column}' holds numbers; set timestamp_unit (s, ms, us, ns)",
-            )
-        numbers = pd.to_numeric(raw, errors="coerce")
-        _bad_rows(raw, numbers.isna(), "timestamp_unit", column, f"epoch numbers in unit {unit!r}")
-        try:
-            parsed = pd.to_datetime(numbers, unit=unit, utc=True)
-        except (ValueError, OverflowError):
-            raise FileSourceError(
-                "timestamp_unit",
-                f"column '{column}' is out of range for unit {unit!r} (dates after 2262?)",
-            ) from None
-    else:
-        parsed = pd.to_datetime(raw, format=fmt, utc=True, errors="coerce")
-        expected = f"text in format {fmt!r}" if fmt else "dates pandas can parse (or set this)"
-        _bad_rows(raw, parsed.isna(), "timestamp_format", column, expected)
-    if parsed.dt.tz is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed.astype("datetime64[ns]")
-
-
-def _derive(frame: pd.DataFrame, name: str, rule: LabelRule, table: FileTable) -> pd.Series:
-    """0/1 int8 column from a numeric rule; the rule may name the spec or the file column."""
-    field = f"derive.{name}.column"
-    inverse = {file_column: spec for spec, file_column in table.columns.items()}
-    values = frame[rule.column if rule.column in frame else inverse[rule.column]]
-    if not pd.api.types.is_numeric_dtype(values):
-        raise FileSourceError(
-            field, f"column '{rule.column}' is not numeric (dtype {values.dtype})"
-        )
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise FileSourceError(
-            field,
-            f"column '{rule.column}' has missing values (e.g. row {row}); derive needs numbers",
-        )
-    return _OPS[rule.op](values, rule.value).astype(np.int8)
+    Every value of the columns the YAML says how to parse (timestamps, ``derive`` sources) of a
+    csv or parquet table, every line of a libsvm table: read a block at a time, so memory stays
+    bounded whatever the file's size. ``playbook validate`` runs it; loading the code location
+    does not (it would read whole files on every load).
+    """
+    paths = resolve_paths(table, base_dir)
+    if table.format == "libsvm":
+        for path in paths:
+            check_lines(path)
+        return
+    columns = value_columns(table)
+    for path in paths if columns else []:
+        present = [c for c in columns if c in _file_columns(path, table)]
+        if not present:
+            continue  # a declared column the file lacks: the cheap checks report it
+        if table.format == "parquet":
+            check_values(table, path, _parquet_blocks(path, present), None)
+        else:
+            check_values(table, path, _csv_blocks(path, table, present), 2 if table.header else 1)
 
 
 def read_table(
-    table: FileTable, base_dir: Path, timestamp_columns: Sequence[str] = ()
+    table: FileTable, base_dir: Path, timestamp_columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Read, concatenate, rename to spec names, parse timestamps and add derived labels."""
+    """Read, concatenate, rename to spec names, parse timestamps and add derived labels.
+
+    ``timestamp_columns`` defaults to the ones the use case declared (``table.timestamp_columns``).
+    """
     paths = resolve_paths(table, base_dir)
     if table.format == "libsvm":
-        frame = _read_libsvm(paths, table, base_dir)
+        frame = read_libsvm(paths, table, base_dir)
     else:
         read = _read_parquet if table.format == "parquet" else lambda p: _read_csv(p, table)
         frames = [read(p) for p in paths]
-        for path, part in zip(paths[1:], frames[1:], strict=True):
-            if list(part.columns) != list(frames[0].columns):
-                raise FileSourceError(
-                    "path",
-                    f"{path} has columns {list(part.columns)} but {paths[0]} has "
-                    f"{list(frames[0].columns)}; a glob must match files of one layout",
-                )
+        _same_layout(paths, [list(part.columns) for part in frames])
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     _spec_names(table, list(frame.columns), paths[0])
     frame = frame.rename(columns={f: s for s, f in table.columns.items()})
     if table.row_id:
         frame.insert(0, table.row_id, pd.RangeIndex(len(frame), dtype="int64").to_numpy())
+    if timestamp_columns is None:
+        timestamp_columns = table.timestamp_columns
     for column in timestamp_columns:
         if column in frame:
-            frame[column] = _timestamps(frame[column], column, table)
+            frame[column] = timestamps(frame[column], column, table)
     for name, rule in table.derive.items():
-        frame[name] = _derive(frame, name, rule, table)
+        frame[name] = derived(frame, name, rule, table)
     return frame

@@ -30,21 +30,51 @@ def daily_partitions(spec: UseCaseSpec) -> dg.DailyPartitionsDefinition | None:
     return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_date=end)
 
 
-def check_result(report: ValidationReport) -> dg.AssetCheckResult:
-    """Turn a validation report into the Dagster check result shown in the UI."""
+def declared_at(spec: UseCaseSpec, table: str) -> dict[str, str]:
+    """Column -> ``FILE:LINE`` of its declaration in the YAML (where a failed check is fixed)."""
+    if table == "events":
+        locs = {column: ("events", "columns", column) for column in spec.events.columns}
+    else:
+        name, entity = next((n, e) for n, e in spec.entities.items() if e.table == table)
+        locs = {column: ("entities", name, "columns", column) for column in entity.columns}
+        locs[entity.key] = ("entities", name, "key")
+    out = {}
+    for column, loc in locs.items():
+        issue = spec.issue(loc, "")
+        out[column] = f"{issue.file}:{issue.line}" if issue.line else issue.file
+    return out
+
+
+def check_result(
+    report: ValidationReport, declared: dict[str, str] | None = None
+) -> dg.AssetCheckResult:
+    """Turn a validation report into the Dagster check result shown in the UI.
+
+    ``declared`` (column -> ``FILE:LINE``) adds where each failing column's rules are written.
+    """
     metadata: dict[str, dg.MetadataValue | int] = {
         "rows": report.rows,
         "failed_rows": report.failed_rows,
     }
+    description = None
     if not report.passed:
-        metadata["failures"] = dg.MetadataValue.md(report.failures.to_markdown(index=False))
+        failures = report.failures
+        if declared:
+            failures = failures.assign(declared=failures["column"].map(declared).fillna(""))
+            lines = [f"{c} ({declared[c]})" for c in failures["column"].unique() if c in declared]
+        else:
+            lines = []
+        metadata["failures"] = dg.MetadataValue.md(failures.to_markdown(index=False))
         metadata["sample"] = dg.MetadataValue.md(report.sample.head(10).to_markdown(index=False))
+        description = f"{report.failed_rows} value(s) break the spec"
+        if lines:
+            description += f": {', '.join(lines)}"
     return dg.AssetCheckResult(
         check_name=SCHEMA_CHECK,
         passed=report.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=rounded_metadata(metadata),
-        description=f"{report.failed_rows} value(s) break the spec" if not report.passed else None,
+        description=description,
     )
 
 
@@ -108,7 +138,7 @@ def raw_events_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
             yield dg.Output(
                 by_day, metadata=rounded_metadata(table_metadata(frame, timestamp, labels))
             )
-        yield check_result(report)
+        yield check_result(report, declared_at(spec, "events"))
 
     return raw_events
 
@@ -123,7 +153,7 @@ def entity_table_asset(spec: UseCaseSpec, table: str) -> dg.AssetsDefinition:
     def raw_entity_table():
         frame, report = _validated(table, entity_table(spec, table), entity.table_columns())
         yield dg.Output(frame, metadata=rounded_metadata(table_metadata(frame, entity.timestamp)))
-        yield check_result(report)
+        yield check_result(report, declared_at(spec, table))
 
     return raw_entity_table
 

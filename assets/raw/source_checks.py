@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from assets.raw.file_source import FileSourceError, check_mapping, peek_columns
+from assets.split.fixed_test import fixed_test_problems
 from configs.schema.consistency import Problem
+from configs.schema.issues import short_list
 from configs.schema.source import FileSource
 from configs.schema.usecase import UseCaseSpec
 
@@ -42,7 +44,8 @@ def file_source_problems(spec: UseCaseSpec) -> Iterator[Problem]:
                 yield (
                     (*where, column),
                     (
-                        f"column {column!r} is not in {file_table.path} after mapping (it has: {', '.join(found)});"
+                        f"column {column!r} is not in {file_table.path} after mapping (it has: {short_list(found)});"
                         f" map it under source.tables.{table}.columns"
                     ),
                 )
+    yield from fixed_test_problems(spec)

@@ -3,7 +3,9 @@
 A synthetic source rebuilds its deterministic world on each call (cheap) and generates only the
 days asked for; a file source reads its file and cuts it into days. Either way the result is
 keyed by partition (``YYYY-MM-DD``), so a single-run backfill of many days and a run of one day
-share one code path.
+share one code path. A file that does not read as its YAML says (a value ``timestamp_unit``
+cannot parse, a mapped column gone) fails with the YAML's ``FILE:LINE: field: message``, the line
+``playbook validate`` would have named.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from assets.raw.file_source import read_table
+from assets.raw.file_source import FileSourceError, read_table
 from assets.raw.synthetic import build_world
+from assets.split.fixed_test import with_test_file_rows
 from configs.schema.source import FileSource, SyntheticSource
 from configs.schema.tables import Columns
 from configs.schema.usecase import UseCaseSpec
@@ -38,6 +41,17 @@ def _world(source: SyntheticSource):
     return build_world(source.params, source.seed, source.start_date, source.days)
 
 
+def _read(spec: UseCaseSpec, table: str, columns: Columns) -> pd.DataFrame:
+    """Read one file table; a problem the YAML causes names its file and line, as validate does."""
+    source = spec.source
+    assert isinstance(source, FileSource)
+    try:
+        return read_table(source.tables[table], spec.base_dir, _timestamp_columns(columns))
+    except FileSourceError as err:
+        loc = ("source", "tables", table, *err.field.split("."))
+        raise spec.field_error(loc, err.message) from None
+
+
 def entity_table(spec: UseCaseSpec, table: str) -> pd.DataFrame:
     """The attribute table of one entity (``users``, ``items``, ``cards``, ...)."""
     entity = spec.entity_tables()[table]
@@ -46,20 +60,20 @@ def entity_table(spec: UseCaseSpec, table: str) -> pd.DataFrame:
         return _world(source).entity_table(table)
     assert isinstance(source, FileSource)
     if table not in source.tables:
-        raise ValueError(
-            f"{spec.path}: source.tables has no {table!r} table for entity key {entity.key!r}"
+        name = next(n for n, e in spec.entities.items() if e.table == table)
+        raise spec.field_error(
+            ("entities", name, "table"), f"source.tables has no {table!r} table to read it from"
         )
-    return read_table(
-        source.tables[table], spec.base_dir, _timestamp_columns(entity.table_columns())
-    )
+    return _read(spec, table, entity.table_columns())
 
 
 def _file_events(spec: UseCaseSpec) -> pd.DataFrame:
-    source = spec.source
-    assert isinstance(source, FileSource)
-    return read_table(
-        source.tables["events"], spec.base_dir, _timestamp_columns(spec.events.columns)
-    )
+    """The events table, with the rows of ``split.test_file`` appended when the YAML names one."""
+    events = _read(spec, "events", spec.events.columns)
+    try:
+        return with_test_file_rows(spec, events)
+    except FileSourceError as err:
+        raise spec.field_error(tuple(err.field.split(".")), err.message) from None
 
 
 def events_by_day(spec: UseCaseSpec, days: Sequence[str]) -> dict[str, pd.DataFrame]:

@@ -1,24 +1,32 @@
 """Train / validation / test assignment from the ``split`` section: plain functions, no Dagster.
 
-Temporal splits cut the event-time span into consecutive windows by the configured fractions and
-leave a ``gap`` before validation and before test: features of rows near a boundary are computed
-from windows that would otherwise reach across it. Rows inside a gap are marked ``gap`` and left
-out. Group splits (data without time, e.g. LETOR) send whole queries to one side by a salted,
-stable hash, so a query never appears on both sides.
+Temporal splits are consecutive time windows, cut where the YAML says: at fractions of the
+event-time span, at fractions of the rows in time order (``by: rows``: the cut falls on the
+time of the first row past the share, so every earlier row is before it), or at cut dates. A
+``gap`` separates them so features of rows near a boundary, computed from windows that would
+otherwise reach across it, stay on their side; rows inside a gap are marked ``gap`` and left out.
+Fractions take the gap from the start of the later split (train keeps its share), cut dates from
+the end of the earlier one (a split starts exactly on its date). Group splits (data without time,
+e.g. LETOR) send whole queries to one side by a salted, stable hash, so a query never appears on
+both sides. Rows of a fixed test file (``split.test_file``, marked ``TEST_FILE_ROWS`` in the raw
+events) are the test split whatever their time or group; the windows and fractions then divide
+the other rows into train and validation only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from configs.schema.base import parse_duration
-from configs.schema.tables import SplitSpec
+from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 
 SPLITS = ("train", "validation", "test")
 GAP = "gap"
+ONE_NS = pd.Timedelta(1, "ns")
 
 
 @dataclass(frozen=True)
@@ -30,23 +38,89 @@ class TimeWindow:
     end: pd.Timestamp
 
 
-def temporal_windows(first: pd.Timestamp, last: pd.Timestamp, spec: SplitSpec) -> list[TimeWindow]:
-    """Consecutive windows covering [first, last], separated by ``spec.gap``.
+def _names(spec: SplitSpec) -> list[str]:
+    """The windowed splits, in time order: no test window when a test file gives the test rows,
+    no validation window when cut dates leave it out."""
+    names = ["train"]
+    if spec.has_validation or not spec.dated:
+        names.append("validation")
+    if spec.test_file is None:
+        names.append("test")
+    return names
 
-    The last window's end is just after ``last`` so the final event belongs to test.
+
+def _between(
+    first: pd.Timestamp,
+    end: pd.Timestamp,
+    cuts: Sequence[pd.Timestamp],
+    names: Sequence[str],
+    gap: pd.Timedelta,
+    gap_after_cut: bool,
+) -> list[TimeWindow]:
+    """Windows ``names`` from ``first`` to ``end`` with boundaries ``cuts``, a gap at each cut."""
+    bounds = [first, *cuts, end]
+    windows = []
+    for i, name in enumerate(names):
+        start, stop = bounds[i], bounds[i + 1]
+        if i > 0 and gap_after_cut:
+            start = start + gap
+        if i < len(names) - 1 and not gap_after_cut:
+            stop = stop - gap
+        windows.append(TimeWindow(name, start, stop))
+    return windows
+
+
+def temporal_windows(first: pd.Timestamp, last: pd.Timestamp, spec: SplitSpec) -> list[TimeWindow]:
+    """Consecutive windows covering [first, last] by span fractions, separated by ``spec.gap``.
+
+    The last window's end is just after ``last`` so the final event belongs to it.
     """
     if last < first:
         raise ValueError(f"empty time span: last event {last} is before first {first}")
     span = last - first
-    gap = pd.Timedelta(parse_duration(spec.gap))
+    names = _names(spec)
     train_end = first + span * spec.train
-    validation_end = train_end + span * spec.validation
-    end = last + pd.Timedelta(1, "ns")
-    return [
-        TimeWindow("train", first, train_end),
-        TimeWindow("validation", train_end + gap, validation_end),
-        TimeWindow("test", validation_end + gap, end),
-    ]
+    cuts = [train_end, train_end + span * spec.validation][: len(names) - 1]
+    return _between(first, last + ONE_NS, cuts, names, _gap(spec), gap_after_cut=True)
+
+
+def row_windows(times: pd.Series, spec: SplitSpec) -> list[TimeWindow]:
+    """Windows holding exactly the configured shares of the rows, in time order (``by: rows``).
+
+    Train is the earliest ``round(n * train)`` rows, validation the next ``round(n * (train +
+    validation)) - round(n * train)``: each cut is the time of the first row past its share.
+    Rows sharing that time go together to the later split (a window cannot split an instant),
+    and a gap drops rows from the start of validation and of test.
+    """
+    ordered = np.sort(times.dropna().to_numpy())
+    if len(ordered) == 0:
+        raise ValueError("cannot cut an empty events table by rows")
+    n = len(ordered)
+    first, end = pd.Timestamp(ordered[0]), pd.Timestamp(ordered[-1]) + ONE_NS
+    names = _names(spec)
+    counts = [round(n * spec.train), round(n * (spec.train + spec.validation))]
+    cuts = [pd.Timestamp(ordered[k]) if k < n else end for k in counts[: len(names) - 1]]
+    return _between(first, end, cuts, names, _gap(spec), gap_after_cut=True)
+
+
+def dated_windows(first: pd.Timestamp, last: pd.Timestamp, spec: SplitSpec) -> list[TimeWindow]:
+    """Windows starting exactly at the cut dates; the gap ends the split before each cut early."""
+    cuts = [pd.Timestamp(c) for c in (spec.validation_from, spec.test_from) if c is not None]
+    end = last + ONE_NS
+    return _between(first, end, cuts, _names(spec), _gap(spec), gap_after_cut=False)
+
+
+def split_windows(times: pd.Series, spec: SplitSpec) -> list[TimeWindow]:
+    """The temporal windows of ``times`` (the rows to divide) in the form the spec states."""
+    if spec.dated:
+        return dated_windows(times.min(), times.max(), spec)
+    if spec.by == "rows":
+        return row_windows(times, spec)
+    return temporal_windows(times.min(), times.max(), spec)
+
+
+def _gap(spec: SplitSpec) -> pd.Timedelta:
+    return pd.Timedelta(parse_duration(spec.gap))
 
 
 def assign_temporal(times: pd.Series, windows: list[TimeWindow]) -> pd.Series:
@@ -67,6 +141,45 @@ def assign_groups(groups: pd.Series, spec: SplitSpec) -> pd.Series:
     edges = np.array([spec.train, spec.train + spec.validation])
     labels = np.array(SPLITS, dtype=object)[np.searchsorted(edges, unit, side="right")]
     return pd.Series(labels, index=groups.index, name="split", dtype="category")
+
+
+def fixed_test_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows came from ``split.test_file`` (none when the frame has no such mark)."""
+    if TEST_FILE_ROWS not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[TEST_FILE_ROWS].fillna(False).to_numpy(dtype=bool)
+
+
+def _with_fixed_test(split: pd.Series, fixed: np.ndarray) -> pd.Series:
+    if not fixed.any():
+        return split
+    labels = split.astype(object).to_numpy()
+    labels[fixed] = "test"
+    return pd.Series(labels, index=split.index, name="split", dtype="category")
+
+
+def assign_split(
+    spec: SplitSpec,
+    frame: pd.DataFrame,
+    plan: pd.DataFrame,
+    time_column: str | None,
+    group_column: str | None,
+) -> pd.Series:
+    """Split name of each row of ``frame`` (a training set): the plan's windows for temporal
+    splits, the group hash otherwise, and test for every row of a fixed test file."""
+    if spec.method == "group":
+        if group_column is None:
+            raise ValueError("a group split needs events.group")
+        split = assign_groups(frame[group_column], spec)
+    else:
+        if time_column is None:
+            raise ValueError("a temporal split needs events.timestamp")
+        windows = [
+            TimeWindow(row.split, pd.Timestamp(row.window_start), pd.Timestamp(row.window_end))
+            for row in plan.dropna(subset=["window_start"]).itertuples()
+        ]
+        split = assign_temporal(frame[time_column], windows)
+    return _with_fixed_test(split, fixed_test_rows(frame))
 
 
 def split_summary(
@@ -111,27 +224,32 @@ def plan_split(
     group_column: str | None,
     label_columns: dict[str, str],
 ) -> pd.DataFrame:
-    """The split plan of an events table: per split its window (temporal), rows, groups, label rates."""
+    """The split plan of an events table: per split its window (temporal), rows, groups, label rates.
+
+    The windows (or group fractions) divide the rows that are not from a fixed test file; those
+    are test. A split with no window (the test of a test file) has no window bounds.
+    """
     if events.empty:
         raise ValueError("cannot plan a split of an empty events table")
-    if spec.method == "temporal":
-        if time_column is None:
-            raise ValueError("a temporal split needs events.timestamp")
-        times = events[time_column]
-        windows = temporal_windows(times.min(), times.max(), spec)
-        summary = split_summary(
-            events, assign_temporal(times, windows), time_column, group_column, label_columns
-        )
-        bounds = pd.DataFrame(
-            {
-                "split": [w.name for w in windows],
-                "window_start": [w.start for w in windows],
-                "window_end": [w.end for w in windows],
-            }
-        )
-        return summary.merge(bounds, on="split", how="left")
-    if group_column is None:
-        raise ValueError("a group split needs events.group")
-    return split_summary(
-        events, assign_groups(events[group_column], spec), time_column, group_column, label_columns
+    fixed = fixed_test_rows(events)
+    if spec.method == "group":
+        if group_column is None:
+            raise ValueError("a group split needs events.group")
+        split = _with_fixed_test(assign_groups(events[group_column], spec), fixed)
+        return split_summary(events, split, time_column, group_column, label_columns)
+    if time_column is None:
+        raise ValueError("a temporal split needs events.timestamp")
+    times = events[time_column]
+    if fixed.all():
+        raise ValueError("every row is from split.test_file: none is left for train")
+    windows = split_windows(times[~fixed], spec)
+    split = _with_fixed_test(assign_temporal(times, windows), fixed)
+    summary = split_summary(events, split, time_column, group_column, label_columns)
+    bounds = pd.DataFrame(
+        {
+            "split": [w.name for w in windows],
+            "window_start": [w.start for w in windows],
+            "window_end": [w.end for w in windows],
+        }
     )
+    return summary.merge(bounds, on="split", how="left")

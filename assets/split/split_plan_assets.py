@@ -10,10 +10,34 @@ import pandas as pd
 from assets.metadata import asset_identity, rounded_metadata
 from assets.split.plan import SPLITS, mature_rows, plan_split
 from assets.training.label_rows import maturity
+from configs.schema.split import SplitSpec
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
 
 NON_EMPTY_CHECK = "splits_not_empty"
+
+
+def describe_split(split: SplitSpec) -> str:
+    """The split as its YAML states it, in words (asset descriptions, plan metadata)."""
+    if split.method == "group":
+        text = f"group split (train {split.train:g}, validation {split.validation:g} of the groups"
+        text += ")" if split.test_file is None else "; test: the rows of test_file)"
+        return text
+    if split.dated:
+        cuts = [
+            f"{name} from {moment:%Y-%m-%d %H:%M:%S}"
+            for name, moment in (("validation", split.validation_from), ("test", split.test_from))
+            if moment is not None
+        ]
+        text = f"temporal split at cut dates ({', '.join(cuts)}"
+    else:
+        unit = "rows" if split.by == "rows" else "time span"
+        shares = [f"{k} {getattr(split, k):g}" for k in ("train", "validation", "test")]
+        if split.test_file is not None:
+            shares = shares[:2]
+        text = f"temporal split by {unit} ({', '.join(shares)}"
+    text += "; test: the rows of test_file" if split.test_file is not None else ""
+    return f"{text}), gap {split.gap}"
 
 
 def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
@@ -26,8 +50,8 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         **asset_identity(spec, "split"),
         kinds={"pandas"},
         description=(
-            f"{spec.split.method} train/validation/test split (gap {spec.split.gap})"
-            " over the events whose labels are final (mature) at the end of the data."
+            f"Train/validation/test: {describe_split(spec.split)}, over the events whose labels"
+            " are final (mature) at the end of the data."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -47,13 +71,14 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         if data_end is not None:  # the last event of all, mature or not: where serving starts
             plan["data_end"] = data_end
         rows = dict(zip(plan["split"], plan["rows"], strict=True))
-        wanted = [s for s in SPLITS if s != "validation" or spec.split.validation > 0]
+        wanted = [s for s in SPLITS if s != "validation" or spec.split.has_validation]
         empty = [s for s in wanted if rows.get(s, 0) == 0]
         yield dg.Output(
             plan,
             metadata=rounded_metadata(
                 {
                     "plan": dg.MetadataValue.md(plan.to_markdown(index=False)),
+                    "split": describe_split(spec.split),
                     **{f"rows/{k}": int(v) for k, v in rows.items()},
                 }
             ),

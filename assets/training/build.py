@@ -16,11 +16,12 @@ from datetime import timedelta
 import pandas as pd
 
 from assets.features.aggregates import CREATED_TIMESTAMP, EVENT_TIMESTAMP
-from assets.split.plan import GAP, TimeWindow, assign_groups, assign_temporal
+from assets.split.plan import GAP, assign_split
 from assets.training.label_rows import AS_OF, label_rows
 from assets.training.model_views import label_columns, model_tables, passthrough_columns
 from assets.training.negatives import SAMPLED, sample_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
+from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
 
@@ -73,16 +74,6 @@ def join_features(
     return joined, features
 
 
-def _split(spec: UseCaseSpec, frame: pd.DataFrame, plan: pd.DataFrame) -> pd.Series:
-    if spec.split.method == "group":
-        return assign_groups(frame[spec.events.group], spec.split)
-    windows = [
-        TimeWindow(row.split, pd.Timestamp(row.window_start), pd.Timestamp(row.window_end))
-        for row in plan.dropna(subset=["window_start"]).itertuples()
-    ]
-    return assign_temporal(frame[spec.events.timestamp], windows)
-
-
 def build_training_set(
     spec: UseCaseSpec,
     model: str,
@@ -116,7 +107,10 @@ def build_training_set(
         frame = pd.concat([positives, drawn], ignore_index=True)
         frame = frame.sort_values(AS_OF, kind="stable", ignore_index=True)
     joined, features = join_features(spec, model, frame, table_paths)
-    joined[SPLIT] = _split(spec, joined, split_plan)
+    joined[SPLIT] = assign_split(
+        spec.split, joined, split_plan, spec.events.timestamp, spec.events.group
+    )
+    joined = joined.drop(columns=TEST_FILE_ROWS, errors="ignore")
     in_gap = (joined[SPLIT] == GAP).to_numpy()
     joined = joined[~in_gap].reset_index(drop=True)
     joined[SPLIT] = joined[SPLIT].cat.remove_unused_categories()

@@ -2,10 +2,12 @@
 
 A prediction about an event is made just before it, so every label row is joined to features as
 of ``event time - 1µs`` (``AS_OF``): the event itself, and anything stamped at the same instant,
-is never part of its own features. Labels that arrive late (fraud chargebacks, ``available_at``)
-take the value known at the end of the data — a chargeback that had not arrived yet is a 0, as
-in production — and rows younger than the labels' ``maturity`` are dropped: their labels are not
-final, and using their future values would train on information nobody had.
+is never part of its own features. Labels that arrive late (fraud chargebacks: ``available_at``,
+or a fixed ``available_after`` delay) take the value known at the end of the data — a chargeback
+that had not arrived yet is a 0, as in production — and rows younger than the labels' ``maturity``
+are dropped: their labels are not final, and using their future values would train on
+information nobody had. Rows read from ``split.test_file`` keep their mark, so the split can
+send them to test.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from assets.features.availability import known_at
 from assets.split.plan import mature_rows
 from assets.training.model_views import key_columns, label_columns, passthrough_columns
 from configs.schema.base import parse_duration
+from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 
 AS_OF = "as_of"
@@ -67,9 +71,9 @@ def _labels_as_known(
     """Delayed labels as known at ``cutoff``: not arrived yet means 0."""
     updates = {}
     for name, column in label_columns(spec, model).items():
-        available = spec.labels[name].available_at
-        if available:
-            arrived = (events[available] <= cutoff).to_numpy()
+        arrival = known_at(spec, name, events)
+        if arrival is not None:
+            arrived = (arrival <= cutoff).to_numpy()
             updates[column] = frame[column].where(arrived, 0)
     return frame.assign(**updates) if updates else frame
 
@@ -84,6 +88,8 @@ def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows
     columns += [
         c for c in (*labels.values(), *passthrough_columns(spec, model)) if c not in columns
     ]
+    if TEST_FILE_ROWS in events:  # which rows came from split.test_file
+        columns.append(TEST_FILE_ROWS)
     required = _key_fields(spec, keys) | ({time: "events.timestamp"} if time else {})
     _check_not_null(spec, events, required)
     for name, column in labels.items():

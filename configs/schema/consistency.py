@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from difflib import get_close_matches
 
 from configs.schema.base import parse_duration
+from configs.schema.issues import short_list
+from configs.schema.leakage import check_leakage
+from configs.schema.requirements import requirement_problems
 from configs.schema.usecase import UseCaseSpec
 from runtime.layout import SECONDS_SINCE_LAST, attributes_view, feature_column, feature_name
 
@@ -20,7 +23,7 @@ Problem = tuple[Loc, str]
 def _missing(name: str, known: list[str], what: str) -> str:
     guess = get_close_matches(name, known, n=1)
     hint = f"; did you mean {guess[0]!r}?" if guess else ""
-    return f"{what} {name!r} is not declared{hint} (declared: {', '.join(known) or 'none'})"
+    return f"{what} {name!r} is not declared{hint} (declared: {short_list(known)})"
 
 
 def _check_events(spec: UseCaseSpec) -> Iterator[Problem]:
@@ -74,7 +77,7 @@ def _check_source_and_split(spec: UseCaseSpec) -> Iterator[Problem]:
             ("split", "method"),
             ("temporal split needs events.timestamp; use method: group for data without time"),
         )
-    if spec.split.method == "temporal" and spec.source.kind == "synthetic":
+    if spec.split.method == "temporal" and spec.source.kind == "synthetic" and not spec.split.dated:
         span = spec.source.days * 86400.0
         gap = parse_duration(spec.split.gap).total_seconds()
         for part in ("validation", "test"):
@@ -235,6 +238,8 @@ def cross_check(spec: UseCaseSpec) -> list[Problem]:
         _check_source_and_split,
         _check_features,
         _check_models_and_experiment,
+        check_leakage,
+        requirement_problems,
     ):
         problems.extend(check(spec))
     return problems

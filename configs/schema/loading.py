@@ -11,7 +11,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from configs.schema.consistency import Loc, Problem, cross_check
+from configs.schema.issues import SpecError, SpecIssue, dotted, line_of, short_list
 from configs.schema.safe_yaml import YamlLoadError, read_yaml
 from configs.schema.usecase import UseCaseSpec
 
@@ -27,30 +28,6 @@ ExtraCheck = Callable[[UseCaseSpec], Iterable[Problem]]
 _MAX_ISSUES = 50  # per file; the rest are counted
 _MAX_SHOWN = 80  # characters of a rejected value quoted in a message
 _MAX_MESSAGE = 600  # characters of one message (validators may quote a value whole)
-
-
-@dataclass(frozen=True)
-class SpecIssue:
-    """One problem in one file, located as precisely as the YAML allows."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field or '<root>'}: {self.message}"
-
-
-class SpecError(ValueError):
-    """Raised with every problem found; ``str()`` is the report a user reads."""
-
-    def __init__(self, issues: Sequence[SpecIssue]):
-        self.issues = list(issues)
-        files = sorted({issue.file for issue in self.issues})
-        head = f"{len(self.issues)} problem(s) in {', '.join(files)}:"
-        super().__init__("\n".join([head, *(f"  {issue}" for issue in self.issues)]))
 
 
 def _line_map(node: yaml.Node, loc: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
@@ -195,23 +172,28 @@ def _capped(shown: str, issues: list[SpecIssue]) -> list[SpecIssue]:
     return clipped
 
 
-def _dotted(path: Loc) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def _locate(lines: dict[Loc, int], path: Loc) -> int | None:
-    """Line of the deepest existing prefix of ``path`` (a missing key points at its parent)."""
-    for end in range(len(path), 0, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return 1 if path else None
+def _unmatched_patterns(spec: UseCaseSpec) -> list[Problem]:
+    """Wildcard ``passthrough`` names that matched no column, at their written positions."""
+    candidates = spec.pattern_candidates()
+    problems: list[Problem] = []
+    for name, view in spec.features.items():
+        for index, pattern in view.unmatched_patterns():
+            problems.append(
+                (
+                    ("features", name, "passthrough", index),
+                    f"pattern {pattern!r} matches no events column that can be a feature"
+                    f" (keys, time, group and labels excepted; candidates: {short_list(candidates)})",
+                )
+            )
+    return problems
 
 
 def load_spec(path: str | Path, extra_checks: Sequence[ExtraCheck] = ()) -> UseCaseSpec:
     """Read and fully validate one YAML file; raise ``SpecError`` listing every problem.
 
-    ``extra_checks`` run after schema and cross-section validation; the Dagster side passes checks
-    that need the file system (does the source file exist, does a mapped column exist).
+    ``extra_checks`` run after schema and cross-section validation, in order, each only when the
+    ones before found nothing; the Dagster side passes checks that need the file system (does the
+    source file exist, does a mapped column exist, do its values parse).
     """
     path = Path(path)
     shown = str(path)
@@ -240,18 +222,25 @@ def load_spec(path: str | Path, extra_checks: Sequence[ExtraCheck] = ()) -> UseC
             issues.append(
                 SpecIssue(
                     shown,
-                    _locate(lines, field_path),
-                    _dotted(field_path),
+                    line_of(lines, field_path),
+                    dotted(field_path),
                     _explain(error, field_path, data),
                 )
             )
         raise SpecError(_capped(shown, issues)) from None
+    spec.with_lines(lines)
+    issues = [
+        SpecIssue(shown, line_of(lines, loc), dotted(loc), message)
+        for loc, message in _unmatched_patterns(spec)
+    ]
+    # the checks see passthrough patterns expanded; spec.issue maps positions back to the YAML
     problems = list(cross_check(spec))
-    if not problems:
-        for check in extra_checks:
-            problems.extend(check(spec))
-    if problems:
-        issues = [SpecIssue(shown, _locate(lines, loc), _dotted(loc), msg) for loc, msg in problems]
+    for check in extra_checks:  # each assumes the ones before passed (files exist, columns too)
+        if problems or issues:
+            break
+        problems.extend(check(spec))
+    issues += [spec.issue(loc, message) for loc, message in problems]
+    if issues:
         raise SpecError(_capped(shown, issues))
     return spec
 

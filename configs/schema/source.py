@@ -204,11 +204,22 @@ class FileTable(StrictModel):
         description="New columns derived by a rule: {label: {column: rating, op: '>=', value: 4}}.",
     )
     _outside_allowed: bool = PrivateAttr(False)
+    _timestamps: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def outside_project_allowed(self) -> bool:
         """The enclosing source's ``allow_outside_project`` (False for a table built alone)."""
         return self._outside_allowed
+
+    @property
+    def timestamp_columns(self) -> list[str]:
+        """Spec-side names of the columns parsed as timestamps (the use case declares them)."""
+        return list(self._timestamps)
+
+    def declare_timestamps(self, columns: list[str]) -> None:
+        """Set by the use case from its column declarations: validate parses these columns of
+        the whole file with ``timestamp_unit``/``timestamp_format``, as a run will."""
+        self._timestamps = list(columns)
 
     @field_validator("encoding")
     @classmethod

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from configs.schema.base import StrictModel, parse_duration
 from configs.schema.guardrails import GuardrailSpec
+from configs.schema.patterns import expand, is_pattern
 from runtime.layout import LAST_EVENT_AT
 
 Aggregation = Literal[
@@ -78,8 +79,14 @@ class FeatureViewSpec(StrictModel):
     attributes: list[str] = Field(default_factory=list, description="Static entity-table columns.")
     passthrough: list[str] = Field(
         default_factory=list,
-        description="Events columns used as features as they are (e.g. LETOR f1..f46).",
+        description=(
+            "Events columns used as features as they are (e.g. LETOR f1..f46); a name with a"
+            " wildcard ('f*', 'v[0-9]*') stands for every declared events column it matches,"
+            " keys, time, group and labels excepted."
+        ),
     )
+    _origin: list[int] | None = PrivateAttr(None)
+    _unmatched: list[tuple[int, str]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _ttl_covers_windows(self) -> FeatureViewSpec:
@@ -105,6 +112,28 @@ class FeatureViewSpec(StrictModel):
         """Every windowed feature of the view, ratios last."""
         names = [name for aggregate in self.aggregates for name in aggregate.feature_names()]
         return names + [ratio.name for ratio in self.ratios]
+
+    def expand_passthrough(self, candidates: list[str]) -> None:
+        """Replace the wildcard names of ``passthrough`` by the ``candidates`` they match.
+
+        Called once by the use case, which knows the events columns; the written positions are
+        kept (``written_index``), and patterns that matched nothing (``unmatched_patterns``)
+        are left out for the loader to report.
+        """
+        if not any(is_pattern(name) for name in self.passthrough):
+            return
+        expansion = expand(self.passthrough, candidates)
+        self.passthrough = expansion.names
+        self._origin, self._unmatched = expansion.origin, expansion.unmatched
+
+    def written_index(self, index: int) -> int:
+        """The position in the YAML's ``passthrough`` list that ``passthrough[index]`` came from."""
+        origin = self._origin
+        return origin[index] if origin is not None and 0 <= index < len(origin) else index
+
+    def unmatched_patterns(self) -> list[tuple[int, str]]:
+        """(written position, pattern) of each wildcard name that matched no events column."""
+        return list(self._unmatched)
 
 
 ProblemType = Literal["binary_classification", "learning_to_rank", "multi_task", "two_tower"]

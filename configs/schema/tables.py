@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from configs.schema.base import StrictModel, parse_duration
+from configs.schema.split import SplitSpec as SplitSpec  # its home before it had four forms
 
 DType = Literal["int", "float", "string", "bool", "timestamp"]
 
@@ -114,11 +115,14 @@ class EventsSpec(StrictModel):
 class LabelSpec(StrictModel):
     """A label column of the events and when it becomes known.
 
-    A delayed label (``available_at``) is used as it was known at the end of the data: a
-    positive whose confirmation had not arrived yet counts as 0, as it would in production. Rows
-    younger than ``maturity`` at that moment are left out of splits and training sets, because
-    their labels are not final yet (fraud: the time after which no chargeback is expected for
-    most transactions).
+    A delayed label is used as it was known at the end of the data: a positive whose
+    confirmation had not arrived yet counts as 0, as it would in production. When it arrives is
+    either a column (``available_at``) or a fixed delay after the event (``available_after``,
+    for data without a label-time column); ``0s`` states that it is known at the event itself.
+    Aggregates over the label, and over the other columns that reveal the same outcome
+    (``outcomes``), move only when it is known. Rows younger than ``maturity`` at the end of the
+    data are left out of splits and training sets, because their labels are not final yet
+    (fraud: the time after which no chargeback is expected for most transactions).
     """
 
     column: str = Field(description="Events column holding the label.")
@@ -128,42 +132,70 @@ class LabelSpec(StrictModel):
     available_at: str | None = Field(
         None, description="Events column with the time the label became known (delayed labels)."
     )
+    available_after: str | None = Field(
+        None,
+        description=(
+            "Delay after the event time at which the label becomes known, e.g. 7d (no label-time"
+            " column); 0s: known at the event itself."
+        ),
+    )
+    outcomes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Other events columns revealing the same outcome (e.g. rating, from which liked is"
+            " derived): known when the label is, never earlier."
+        ),
+    )
     maturity: str = Field(
-        "0d", description="How long after an event its label counts as final, e.g. 3d."
+        "0d",
+        description=(
+            "How long after an event its label counts as final, e.g. 3d; defaults to"
+            " available_after when that is given."
+        ),
     )
     description: str | None = None
 
-    @field_validator("maturity")
+    @model_validator(mode="before")
     @classmethod
-    def _maturity_parses(cls, maturity: str) -> str:
-        parse_duration(maturity)
-        return maturity
+    def _final_when_known(cls, data: Any) -> Any:
+        """A label known ``available_after`` the event is final then: rows younger than that
+        would all read 0, so the delay is the default maturity."""
+        if isinstance(data, dict) and "maturity" not in data:
+            try:
+                parse_duration(data.get("available_after"))
+            except ValueError:
+                return data  # no delay, or a bad one: reported against available_after alone
+            return {**data, "maturity": data["available_after"]}
+        return data
 
-
-class SplitSpec(StrictModel):
-    """How rows are divided into train / validation / test.
-
-    ``temporal`` cuts the event-time span into consecutive windows by these fractions, leaving
-    ``gap`` between them so features computed near a boundary cannot see across it. ``group``
-    assigns whole groups (queries) by a stable hash, for data without time.
-    """
-
-    method: Literal["temporal", "group"] = "temporal"
-    train: float = Field(0.7, gt=0, lt=1)
-    validation: float = Field(0.15, ge=0, lt=1)
-    test: float = Field(0.15, gt=0, lt=1)
-    gap: str = Field("0d", description="Duration dropped before validation and before test.")
-    seed: int = Field(0, ge=0, description="Salt of the group hash (method: group).")
+    @field_validator("maturity", "available_after")
+    @classmethod
+    def _durations_parse(cls, duration: str | None) -> str | None:
+        if duration is not None:
+            parse_duration(duration)
+        return duration
 
     @model_validator(mode="after")
-    def _fractions(self) -> SplitSpec:
-        from configs.schema.base import parse_duration
-
-        total = self.train + self.validation + self.test
-        if abs(total - 1.0) > 1e-6:
+    def _one_availability_rule(self) -> LabelSpec:
+        if self.available_after is None:
+            return self
+        if self.available_at is not None:
             raise ValueError(
-                f"train + validation + test must sum to 1, got {total:g}"
-                f" ({self.train:g} + {self.validation:g} + {self.test:g})"
+                "give available_at (a label-time column) or available_after (a delay), not both"
             )
-        parse_duration(self.gap)
+        delay = parse_duration(self.available_after)
+        if parse_duration(self.maturity) < delay:
+            raise ValueError(
+                f"maturity {self.maturity} is shorter than available_after"
+                f" {self.available_after}: rows in between would train on labels nobody knew"
+                " yet (all 0); drop maturity or make it at least the delay"
+            )
         return self
+
+    def availability_rule(self) -> str | None:
+        """The YAML of this label's availability rule, or None when it has none."""
+        if self.available_at is not None:
+            return f"available_at: {self.available_at}"
+        if self.available_after is not None:
+            return f"available_after: {self.available_after}"
+        return None

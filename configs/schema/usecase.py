@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from configs.schema.base import StrictModel
-from configs.schema.source import Source
+from configs.schema.issues import Loc, SpecFieldError, SpecIssue, dotted, line_of
+from configs.schema.source import FileSource, Source
 from configs.schema.stages import (
     ExperimentSpec,
     FeatureViewSpec,
@@ -50,6 +51,7 @@ class UseCaseSpec(StrictModel):
     experiment: ExperimentSpec | None = None
 
     _path: Path | None = PrivateAttr(default=None)
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -80,6 +82,44 @@ class UseCaseSpec(StrictModel):
                 )
         return tags
 
+    @model_validator(mode="after")
+    def _resolve_references(self) -> UseCaseSpec:
+        """Expand column patterns and tell each file table which columns hold timestamps.
+
+        Both need more than one section: a ``passthrough`` pattern matches the events columns,
+        and a file table is read as its entity or the events declare it.
+        """
+        candidates = self.pattern_candidates()
+        for view in self.features.values():
+            view.expand_passthrough(candidates)
+        if isinstance(self.source, FileSource):
+            for name, table in self.source.tables.items():
+                columns = self.events.columns if name == "events" else None
+                entity = self.entity_tables().get(name)
+                if entity is not None:
+                    columns = entity.table_columns()
+                table.declare_timestamps(
+                    [
+                        column
+                        for column, spec in (columns or {}).items()
+                        if spec.dtype == "timestamp"
+                    ]
+                )
+        return self
+
+    def pattern_candidates(self) -> list[str]:
+        """Events columns a ``passthrough`` pattern may match: not a key, the event time, the
+        group, a label or what reveals one, nor any timestamp column (none is a feature)."""
+        roles = {self.events.timestamp, self.events.group}
+        roles |= {entity.key for entity in self.entities.values()}
+        for label in self.labels.values():
+            roles |= {label.column, label.available_at, *label.outcomes}
+        return [
+            name
+            for name, column in self.events.columns.items()
+            if name not in roles and column.dtype != "timestamp"
+        ]
+
     @property
     def path(self) -> Path | None:
         """The YAML file this spec was read from (None when built in code)."""
@@ -93,6 +133,29 @@ class UseCaseSpec(StrictModel):
     def with_path(self, path: Path) -> UseCaseSpec:
         self._path = path
         return self
+
+    def with_lines(self, lines: dict[Loc, int]) -> UseCaseSpec:
+        """Keep the YAML line of every field (the loader's map), for errors found at run time."""
+        self._lines = dict(lines)
+        return self
+
+    def written_loc(self, loc: Loc) -> Loc:
+        """``loc`` with an expanded ``passthrough`` position turned back into the written one."""
+        if len(loc) >= 4 and loc[0] == "features" and loc[2] == "passthrough":
+            view, index = self.features.get(str(loc[1])), loc[3]
+            if view is not None and isinstance(index, int):
+                return (*loc[:3], view.written_index(index), *loc[4:])
+        return loc
+
+    def issue(self, loc: Loc, message: str) -> SpecIssue:
+        """A problem with the field at ``loc``, located at its YAML line when the loader read it."""
+        shown = str(self._path) if self._path else f"use case {self.name}"
+        written = self.written_loc(loc)
+        return SpecIssue(shown, line_of(self._lines, written), dotted(written), message)
+
+    def field_error(self, loc: Loc, message: str) -> SpecFieldError:
+        """The exception to raise for such a problem found while running (one located line)."""
+        return SpecFieldError(self.issue(loc, message))
 
     def entity_tables(self) -> dict[str, EntitySpec]:
         """Entities that have an attribute table, keyed by table name."""

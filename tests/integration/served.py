@@ -7,8 +7,10 @@ a real ``bentoml serve`` subprocess on a free 127.0.0.1 port.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from dagster_project.use_case_files import load_use_cases
 from tests.integration.test_raw_assets import _run, _small
 
 DAYS = {"fraud": 21, "feed": 14, "search": 14}
+REPO = Path(__file__).resolve().parents[2]
+SOURCE_PACKAGES = ("assets", "configs", "resources", "runtime", "serving")
 
 
 def materialized_home(factory: pytest.TempPathFactory, use_case: str) -> Path:
@@ -33,15 +37,30 @@ def materialized_home(factory: pytest.TempPathFactory, use_case: str) -> Path:
     root = factory.getbasetemp().parent  # shared by every xdist worker of this session
     # a hidden folder, as the default home ./.playbook is: BentoML refuses some hidden paths
     home = root / f".served-{use_case}"
+    done, code = home / "done", source_hash()
     with FileLock(str(root / f"served-{use_case}.lock")):
-        if not (home / "done").exists():
+        if not done.exists() or done.read_text() != code:
+            # built by other code (an earlier session or checkout): its Bento would carry that
+            # code's serving/ and runtime/, so the home is built again from scratch
+            shutil.rmtree(home, ignore_errors=True)
             (spec,) = load_use_cases([CONFIG_DIR / f"{use_case}.yaml"])
             spec = _small(spec, days=DAYS[use_case])
             skip = ("funnel_evaluation", "triton_repository", "drift_report", "performance")
             result = _run(spec, home, stages_to_skip=(*skip, "experiment_analysis"))
             assert result.success
-            (home / "done").touch()
+            done.write_text(code)
     return home
+
+
+def source_hash() -> str:
+    """A digest of the code and configs a materialized home and its Bento are built from."""
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        for path in sorted((REPO / package).rglob("*")):
+            if path.suffix in {".py", ".yaml", ".json"} and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def free_port() -> int:

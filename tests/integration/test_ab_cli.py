@@ -105,17 +105,12 @@ def test_guardrails_are_sized_beside_the_primary_and_the_binding_plan_is_named()
     code, output = _plan(*args, "--guardrail", "purchase=0.02:0.03", "--json")
     assert code == 0, output
     payload = json.loads(output)
-    latency, errors, purchase = payload["guardrails"]
+    latency, purchase = payload["guardrails"]
     expected = plan_guardrail(
         {"control": 0.5, "treatment": 0.5}, guardrail="latency_p99", kind="quantile",
-        margin=0.10, relative=True, sd_per_unit=0.8, guardrails=3,
+        margin=0.10, relative=True, sd_per_unit=0.8, guardrails=2,
     )  # fmt: skip
-    assert latency["units"] == expected.units and latency["power"] == pytest.approx(1 - 0.2 / 3)
-    assert errors == {
-        "guardrail": "error_rate",
-        "units": None,
-        "missing": "--guardrail NAME=SPREAD",
-    }
+    assert latency["units"] == expected.units and latency["power"] == pytest.approx(1 - 0.2 / 2)
     # a relative margin's spread is the coefficient of variation: sd / mean = 1.5
     assert purchase["sd_per_unit"] == pytest.approx(1.5) and purchase["baseline"] == 0.02
     totals = {

@@ -25,11 +25,12 @@ from dagster_graphql.client.query import LAUNCH_PIPELINE_REEXECUTION_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
 from upath import UPath
 
+from configs import CONFIGS_ENV
 from configs.schema import UseCaseSpec
 from dagster_project.definitions import defs
 from dagster_project.location_runs import LOCATION_NAME
 from dagster_project.materialize import RANGE_END, RANGE_START, materialize_use_case, reexecute
-from dagster_project.use_case_files import CONFIGS_ENV, load_use_cases
+from dagster_project.use_case_files import load_use_cases
 from resources.home import dagster_home
 from runtime.layout import HOME_ENV
 from tests.conftest import REPO
