@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# wrk: the load generator of the SLO checks (configs' `slo` sections) that gate promotion
 run: $(STAMP)
+	scripts/install_wrk.sh
 	$(BIN)/playbook materialize --all
 
 # The UI listens on this machine only; `make dev DEV_HOST=0.0.0.0` serves other machines too.
@@ -39,6 +41,7 @@ test: lint
 	scripts/install_postgres.sh
 	scripts/install_triton.sh
 	scripts/install_chromium.sh
+	scripts/install_wrk.sh
 	$(BIN)/python -m pytest -n 2 tests
 
 schema: $(STAMP)

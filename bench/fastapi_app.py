@@ -48,8 +48,9 @@ def make_app() -> FastAPI:
 
     from runtime.request_log import to_json
     from serving.batching import ArrivalGate, Arrivals, MicroBatcher
+    from serving.json_body import JSONObjectBody
     from serving.requests import RequestError
-    from serving.service import build_handler, bundle_path
+    from serving.service import ENDPOINT_FIELDS, build_handler, bundle_path
 
     handler = build_handler(bundle_path())
     arrivals = Arrivals()
@@ -62,11 +63,19 @@ def make_app() -> FastAPI:
         yield
 
     app = FastAPI(lifespan=lifespan)
+    # the same checks of the body as the BentoML services, in the same order: Starlette runs the
+    # last added outermost, so the ArrivalGate (added last) counts a request before its body is read
+    fields = {f"/{endpoint}": ENDPOINT_FIELDS[endpoint]}
+    app.add_middleware(JSONObjectBody, paths=(f"/{endpoint}",), fields=fields)
     app.add_middleware(ArrivalGate, arrivals=arrivals, paths=(f"/{endpoint}",))
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.post("/health")
+    async def health() -> dict[str, Any]:
+        return {**handler.health(), "batching": batcher.stats()}
 
     @app.post(f"/{endpoint}")
     async def answer(payload: dict[str, Any] = Body(...)) -> Any:  # noqa: B008

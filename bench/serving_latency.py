@@ -14,22 +14,16 @@ For each use case, the same serving bundle is answered three ways in one invocat
 ``--workers`` (default 1) is applied equally to both servers, so the comparison stays fair; the
 timed runs start once every worker has logged its start (the report's header says how many did).
 
-The load generator is ``wrk`` (install it with ``scripts/install_wrk.sh``): one thread, C
-connections, ``--seconds`` timed seconds per level after a 2 s warm-up run at the same C, POSTing
-a rotating set of real request bodies (card, merchant and amount of real fraud transactions; users
-or queries seen in the raw events) written to a JSON-lines file that ``bench/wrk_bodies.lua``
-cycles through. wrk rather than a Python client because on a 2-core box its own CPU cost is small
-next to a Python ``httpx`` client's, which took a large share of the CPU and so distorted the
-server figures (bare FastAPI fraud: 401 RPS under httpx, 645 under wrk). The load model is the
-same closed loop as before: each connection sends its next request when the last answer arrives,
-and a latency is measured from the request's write to its answer. wrk 4.1's own percentiles
-are "coordinated omission corrected" (synthetic samples for the requests a stalled connection did
-not send, an open-loop view that turned one 2 s stall into a p95 of 1.7 s where the measured p95
-was 8 ms); the Lua script undoes that correction, exactly, so the percentiles here are of the
-measured latencies, one per answered request (see ``bench/wrk_bodies.lua``; each run's full wrk
-output, with wrk's corrected figures, is kept in the logs folder). Errors are wrk's: HTTP status
->= 400 plus connect/read/write errors and timeouts (a request over ``WRK_TIMEOUT`` counts as a
-timeout and is left out of the percentiles).
+The load generator is ``wrk`` (install it with ``scripts/install_wrk.sh``), run by
+:mod:`assets.serving.load_test` as the SLO check runs it (its docstring says why wrk and how the
+percentiles are of the measured latencies, wrk's coordinated-omission correction undone by
+``assets/serving/wrk_bodies.lua``): one thread, C connections, ``--seconds`` timed seconds per
+level after a 2 s warm-up run at the same C, POSTing a rotating set of real request bodies (card,
+merchant and amount of real fraud transactions; users or queries seen in the raw events). The
+load is a closed loop: each connection sends its next request when the last answer arrives. Each
+run's full wrk output, with wrk's corrected figures, is kept in the logs folder. Errors are
+wrk's: HTTP status >= 400 plus connect/read/write errors and timeouts (a request over
+``WRK_TIMEOUT`` counts as a timeout and is left out of the percentiles).
 
 It reports p50/p95/p99 latency and RPS per target and client count, the ratios BentoML/FastAPI,
 and whether the issue's goals hold: fraud p99 <= 8 ms and feed p99 <= 50 ms at 8 clients, and
@@ -50,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -61,7 +54,8 @@ sys.path.insert(0, str(ROOT))
 
 # The parts live beside this script: the use cases' worlds, the two servers, the measuring and
 # the report. This file keeps the command line and runs one use case after another.
-from bench.serving_load import WRK_INSTALL, in_process, over_http, profile, write_bodies  # noqa: E402
+from assets.serving.load_test import LoadGeneratorMissing, require_wrk, write_bodies  # noqa: E402
+from bench.serving_load import in_process, over_http, profile  # noqa: E402
 from bench.serving_report import report  # noqa: E402
 from bench.serving_targets import bentoml_server, fastapi_server, workers_up  # noqa: E402
 from bench.serving_world import ENDPOINTS, USE_CASES, request_bodies, use_case_home  # noqa: E402
@@ -109,8 +103,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server")
     parser.add_argument("--profile", type=int, default=0, help="cProfile this many requests")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit(f"wrk, the load generator, is not installed: run {WRK_INSTALL}")
+    try:
+        require_wrk()
+    except LoadGeneratorMissing as error:
+        raise SystemExit(str(error)) from None
     chosen = args.use_case or ["fraud"]
     use_cases = list(USE_CASES) if "all" in chosen else list(dict.fromkeys(chosen))
     args.clients = [int(c) for c in args.clients.split(",")]

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from assets.serving.bento_serve import (
+    BENTO_WORKER_STARTED,
+    free_port,
+    serve_bento,
+    serving_process,
+    started_workers,
+)
 from bench.serving_world import ENDPOINTS
 from serving.service import BUNDLE_ENV, REQUEST_LOG_ENV, SERVICES, WORKERS_ENV
-from tests.integration.served import (
-    BENTO_WORKER_STARTED,
-    bento_server,
-    free_port,
-    started_workers,
-    subprocess_server,
-)
 
 APP = Path(__file__).with_name("fastapi_app.py")
 WORKER_STARTED = {  # one line per worker in the server's output, the worker's id in the group
@@ -47,8 +47,8 @@ def fastapi_server(home: Path, use_case: str, logs: Path, workers: int = 1) -> I
     command = [sys.executable, str(APP), "--port", str(port), "--workers", str(workers)]
     env = _env(home, use_case, logs / "fastapi.sqlite")
     url = f"http://127.0.0.1:{port}"
-    with subprocess_server(command, env, url, logs / "fastapi.out", 180) as served:
-        yield served
+    with serving_process(command, env, url, logs / "fastapi.out", 180) as served:
+        yield served.url
 
 
 @contextmanager
@@ -58,8 +58,10 @@ def bentoml_server(home: Path, use_case: str, logs: Path, workers: int = 1) -> I
     settings = {WORKERS_ENV: str(workers)}
     log = logs / "bentoml.sqlite"
     if (home / "bentoml" / "bentos" / f"playbook-{use_case}").is_dir():
-        with bento_server(home, use_case, log, timeout=180, settings=settings) as served:
-            yield served
+        tag, output = f"playbook-{use_case}:latest", log.with_suffix(".out")
+        env = {REQUEST_LOG_ENV: str(log)}
+        with serve_bento(tag, home / "bentoml", workers, output, env, timeout=180) as served:
+            yield served.url
         return
     print(f"[{use_case}] no built Bento: serving serving.service from the bundle", flush=True)
     port = free_port()
@@ -68,8 +70,8 @@ def bentoml_server(home: Path, use_case: str, logs: Path, workers: int = 1) -> I
     command += ["--host", "127.0.0.1", "--port", str(port)]
     env = {**_env(home, use_case, log), **settings}
     url = f"http://127.0.0.1:{port}"
-    with subprocess_server(command, env, url, log.with_suffix(".out"), 180) as served:
-        yield served
+    with serving_process(command, env, url, log.with_suffix(".out"), 180) as served:
+        yield served.url
 
 
 def workers_up(target: str, output: Path, workers: int, timeout: float = 180) -> int:

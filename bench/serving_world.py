@@ -30,7 +30,9 @@ def use_case_home(root: Path, use_case: str, items: int | None) -> Path:
             return home
     home = root / use_case
     (spec,) = load_use_cases([CONFIG_DIR / f"{use_case}.yaml"])
-    spec = _small(spec, days=DAYS[use_case])
+    # no SLO check: its gate would keep a first version from champion on a loaded machine, and
+    # the benchmark measures the service whatever its latency
+    spec = _small(spec, days=DAYS[use_case]).model_copy(update={"slo": None})
     if use_case == "feed" and items:
         params = spec.source.params.model_copy(update={"n_items": items})
         source = spec.source.model_copy(update={"params": params})

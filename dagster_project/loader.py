@@ -26,6 +26,7 @@ from assets.monitoring.performance_assets import performance_assets
 from assets.raw.raw_assets import raw_assets
 from assets.serving.bento_assets import bento_asset
 from assets.serving.bundle_assets import serving_bundle_asset
+from assets.serving.slo_check_assets import slo_check_asset
 from assets.serving.triton_assets import triton_repository_assets
 from assets.split.split_plan_assets import split_plan_asset
 from assets.training.training_set_assets import training_set_assets
@@ -48,6 +49,8 @@ LOCAL_REDIS = "127.0.0.1:6379"
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     """Every asset of one use case, in dependency order."""
     store = feature_store_asset(spec)
+    slo = slo_check_asset(spec)
+    bundle = serving_bundle_asset(spec, slo.key if slo is not None else None)
     return [
         *raw_assets(spec),
         split_plan_asset(spec),
@@ -56,8 +59,11 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         *training_set_assets(spec),
         *model_assets(spec),
         *index_assets(spec),
+        # before the funnel evaluation: in `playbook materialize` order, it then reads the
+        # champion the SLO check left
+        *([slo] if slo is not None else []),
         *([funnel] if (funnel := funnel_asset(spec)) is not None else []),
-        *([bundle] if (bundle := serving_bundle_asset(spec)) is not None else []),
+        *([bundle] if bundle is not None else []),
         *([bento] if (bento := bento_asset(spec)) is not None else []),
         *triton_repository_assets(spec),
         *experiment_assets(spec),

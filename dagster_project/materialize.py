@@ -132,6 +132,7 @@ def materialize_use_case(
                 error="an upstream asset failed or failed a blocking check",
                 job=job_name,
             )
+            failed.add(_asset_key(asset))  # and what depends on it is skipped in turn
         else:
             if job_name not in jobs:
                 jobs[job_name] = defs.resolve_job_def(job_name)

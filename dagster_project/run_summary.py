@@ -4,7 +4,10 @@ The summary table of a use case is 20-40 rows; a failed check hides in its last 
 non-blocking check that failed (a model that kept the champion, a funnel that did not beat the
 popular list) changes neither the exit status nor the colour of the run. So the output ends with
 what needs a look, in the order it ran, and a verdict a log reader or a CI step can
-grep. Plain functions over the step results, without Dagster, so they are tested on their own.
+grep. A failed check's line ends with the check's own one-line description when the step carries
+it (``feed/funnel_evaluation: check beats_popular_list failed (warning): recall@20: funnel 0.086
+vs popular list 0.111``), so the number that failed is on the terminal, not only in the UI. Plain
+functions over the step results, without Dagster, so they are tested on their own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ class Step(Protocol):
     check_severity: dict[str, str]  # check -> "blocking" or "warning"
     error: str | None
     blocking: bool
+
+
+def check_notes(step: Step) -> dict[str, str]:
+    """Per check, its ``AssetCheckEvaluation.description`` if the step kept it (``check_notes``,
+    filled by ``materialize_use_case``); a step without the attribute has none."""
+    return dict(getattr(step, "check_notes", None) or {})
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ def problems(steps: Sequence[Step]) -> list[Problem]:
     found: list[Problem] = []
     skipped: list[str] = []
     for step in steps:
+        notes = check_notes(step)
         if step.status == "skipped":
             skipped.append(step.asset)
             continue
@@ -60,8 +70,9 @@ def problems(steps: Sequence[Step]) -> list[Problem]:
             if not passed:
                 severity = step.check_severity.get(name)
                 marked = f" ({severity})" if severity else ""
+                note = f": {notes[name]}" if notes.get(name) else ""
                 found.append(
-                    Problem(f"{step.asset}: check {name} failed{marked}", _stops(step, name))
+                    Problem(f"{step.asset}: check {name} failed{marked}{note}", _stops(step, name))
                 )
     if skipped:
         found.append(

@@ -1,7 +1,8 @@
 """The plain definitions of a Feast repo, and the Feast objects they stand for.
 
 The assets stage describes a use case's feature repo with these frozen dataclasses (no Feast or
-YAML types), and :func:`feast_objects` turns them into the entities, file sources, feature views
+YAML types), and :func:`feast_objects` turns them into the entities, file sources, feature views,
+on-demand feature views (request-time features, with a request source for the event row's fields)
 and feature services that :class:`resources.feature_store.FeatureStoreResource` applies. They live
 apart from the resource so that what a repo *is* can be read, built and tested without the
 resource that registers, materializes and serves it.
@@ -16,8 +17,19 @@ from typing import Any, Literal
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Array, FeastType, Float64, Int64, String, UnixTimestamp
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    RequestSource,
+    ValueType,
+)
+from feast.types import Array, Bool, FeastType, Float64, Int64, String, UnixTimestamp
+
+from runtime.request_features import feast_udf
 
 EntityDtype = Literal["int", "string"]
 FeatureDtype = Literal["float", "int", "string", "timestamp", "int_list", "string_list"]
@@ -36,6 +48,14 @@ FEATURE_TYPES: dict[str, FeastType] = {
     "timestamp": UnixTimestamp,
     "int_list": Array(Int64),
     "string_list": Array(String),
+}
+# A request field's type, by its events column's dtype.
+REQUEST_TYPES: dict[str, FeastType] = {
+    "float": Float64,
+    "int": Int64,
+    "string": String,
+    "bool": Bool,
+    "timestamp": UnixTimestamp,
 }
 
 
@@ -66,17 +86,45 @@ class FeatureViewDef:
 
 
 @dataclass(frozen=True)
+class OnDemandViewDef:
+    """An on-demand feature view: request-time features computed when they are read.
+
+    ``features`` are ``(name, expression, dtype)``, the expression in the YAML's language
+    (:mod:`configs.schema.request_expressions`), computed by :mod:`runtime.request_features`;
+    ``request_fields`` the event row's fields it reads, ``(column, events dtype)``, which a
+    ``RequestSource`` named ``<name>_source`` asks of the caller; ``sources`` the feature views
+    whose features it reads.
+    """
+
+    name: str
+    features: tuple[tuple[str, str, str], ...]
+    request_fields: tuple[tuple[str, str], ...]
+    sources: tuple[str, ...] = ()
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def expressions(self) -> dict[str, str]:
+        return {name: expression for name, expression, _ in self.features}
+
+
+@dataclass(frozen=True)
 class FeatureRepoDef:
-    """Everything one use case registers: its views and the feature service of each model."""
+    """Everything one use case registers: its views and the feature service of each model.
+
+    On-demand views stand on their own, in no feature service: a model's service lists the
+    views the online store holds, and ``/score`` computes the request features itself.
+    """
 
     project: str
     views: tuple[FeatureViewDef, ...]
     services: Mapping[str, tuple[str, ...]]
     origin: str = ""  # the file these come from (the use case's YAML), named in the repo's .py
+    on_demand: tuple[OnDemandViewDef, ...] = ()
 
 
 def feast_objects(repo: FeatureRepoDef) -> list[Any]:
-    """Entities, file sources, feature views and feature services for ``repo``."""
+    """Entities, sources, feature views, on-demand views and feature services for ``repo``."""
     entities: dict[str, Entity] = {}
     views: dict[str, FeatureView] = {}
     for view in repo.views:
@@ -92,8 +140,16 @@ def feast_objects(repo: FeatureRepoDef) -> list[Any]:
     # Each view keeps a source object of its own, equal to the one listed: Feast's apply restamps
     # the sources it applies, and the view's copy keeps the times that
     # :func:`resources.feast_apply.keep_source_times` sets.
-    sources = [_file_source(view) for view in repo.views]
-    return [*entities.values(), *sources, *views.values(), *services]
+    sources: list[Any] = [_file_source(view) for view in repo.views]
+    on_demand = []
+    for odfv in repo.on_demand:
+        unknown = [name for name in odfv.sources if name not in views]
+        if unknown:
+            raise ValueError(f"on-demand view {odfv.name!r} reads unknown views {unknown}")
+        request = _request_source(odfv)
+        sources.append(request)
+        on_demand.append(_on_demand_view(odfv, [views[n] for n in odfv.sources], request))
+    return [*entities.values(), *sources, *views.values(), *on_demand, *services]
 
 
 def _entity(entity: EntityDef) -> Entity:
@@ -123,6 +179,29 @@ def _feature_view(view: FeatureViewDef, entities: list[Entity]) -> FeatureView:
         online=True,
         description=view.description,
         tags=dict(view.tags),
+    )
+
+
+def _request_source(odfv: OnDemandViewDef) -> RequestSource:
+    return RequestSource(
+        name=f"{odfv.name}_source",
+        schema=[Field(name=c, dtype=REQUEST_TYPES[d]) for c, d in odfv.request_fields],
+    )
+
+
+def _on_demand_view(
+    odfv: OnDemandViewDef, views: list[FeatureView], request: RequestSource
+) -> OnDemandFeatureView:
+    udf = feast_udf(odfv.name, odfv.expressions)
+    return OnDemandFeatureView(
+        name=odfv.name,
+        sources=[*views, request],
+        schema=[Field(name=name, dtype=FEATURE_TYPES[d]) for name, _, d in odfv.features],
+        mode="pandas",
+        udf=udf,
+        udf_string=udf.source,  # type: ignore[attr-defined]
+        description=odfv.description,
+        tags=dict(odfv.tags),
     )
 
 

@@ -11,6 +11,11 @@ Feast's own ``apply`` on a Redis repo restamps them; the next asset run writes t
 A source under the repo's home is written relative to the file (``_here("../../tables/...")``,
 made absolute when the file is run, as the registry needs it), so the file names no host path
 and stays true when the home is moved or copied (:mod:`runtime.relocate` re-roots the registry).
+
+An on-demand feature view (request-time features) is written as the call that made it:
+``feast_udf(name, {feature: expression})`` from :mod:`runtime.request_features`, so the file
+shows the expressions and runs the function training and serving run; its ``udf_string`` is the
+self-contained source Feast rebuilds the function from.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import feast.types
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    RequestSource,
+)
 from feast.data_source import DataSource
 from feast.types import Array, PrimitiveFeastType
 
@@ -50,6 +63,13 @@ _KINDS: tuple[tuple[type, str, str], ...] = (
         "# is stamped now, and Feast compares a materialized view's source down to its times).",
     ),
     (FeatureView, "view", "Feature views"),
+    (
+        OnDemandFeatureView,
+        "on_demand_view",
+        "On-demand feature views: request-time features, computed when read from the request's\n"
+        "# fields and the views' features by Playbook's runtime.request_features (Playbook must be\n"
+        "# installed where they are read), the function its training sets and /score use.",
+    ),
     (FeatureService, "service", "Feature services"),
 )
 
@@ -79,8 +99,13 @@ def render_definitions(
             path = _source_path(obj.path, folder, home)
             relative |= path.startswith("_here(")
             text = _file_source(obj, path) + _times(variable, (source_times or {}).get(obj.name))
+        elif isinstance(obj, RequestSource):
+            text = _request_source(obj, types)
         elif isinstance(obj, FeatureView):
             text = _feature_view(obj, names, types)
+        elif isinstance(obj, OnDemandFeatureView):  # two statements: its function, then it
+            sections[_kind(obj)[2]].append(_on_demand_view(obj, variable, names, types))
+            continue
         elif isinstance(obj, FeatureService):
             text = _feature_service(obj, names)
         else:
@@ -100,6 +125,8 @@ def render_definitions(
     imports.append(f"from feast import {', '.join(sorted(feast_names))}")
     if types:
         imports.append(f"from feast.types import {', '.join(sorted(types))}")
+    if any(isinstance(o, OnDemandFeatureView) for o in objects):
+        imports += ["", "from runtime.request_features import feast_udf"]
     project_line = f"project = Project(name={_string(project)})"
     body = [f"# {title}\n\n" + "\n\n".join(items) for title, items in sections.items() if items]
     helper = [f"\n{_HERE}\n"] if relative else []  # two blank lines around a function
@@ -176,6 +203,12 @@ class _Names:
                 name, n = f"{base}_{n}", n + 1
             taken.add(name)
             self._by_key[object_key(obj)] = name
+            if isinstance(obj, OnDemandFeatureView):  # and its function's
+                udf, n = f"{identifier(obj.name)}_udf", 2
+                while udf in taken:
+                    udf, n = f"{identifier(obj.name)}_udf_{n}", n + 1
+                taken.add(udf)
+                self._by_key[("udf", obj.name)] = udf
 
     def of(self, obj: Any) -> str:
         return self._by_key[object_key(obj)]
@@ -318,6 +351,42 @@ def _feature_view(view: FeatureView, names: _Names, types: set[str]) -> str:
     if view.offline:
         args.append(("offline", "True"))
     return _call("FeatureView", [*args, *_common(view)])
+
+
+def _request_source(source: RequestSource, types: set[str]) -> str:
+    schema = [_field(field, types) for field in source.schema]
+    args = [("name", _string(source.name)), ("schema", _list(schema, 4, len("schema=")))]
+    return _call("RequestSource", [*args, *_common(source)])
+
+
+def _on_demand_view(
+    view: OnDemandFeatureView, variable: str, names: _Names, types: set[str]
+) -> str:
+    """``<udf> = feast_udf(...)`` then the view, which takes it and its source."""
+    owner = f"on-demand view {view.name!r}"
+    udf = getattr(view.feature_transformation, "udf", None)
+    expressions = getattr(udf, "expressions", None)
+    if not isinstance(expressions, dict) or view.mode != "pandas":
+        raise ValueError(f"{owner}: only views made by runtime.request_features.feast_udf")
+    projections = list(view.source_feature_view_projections.values())
+    if any(p.name_alias or p.desired_features for p in projections):
+        raise ValueError(f"{owner}: projections of its sources cannot be written")
+    sources = names.named("view", [p.name for p in projections], owner)
+    sources += names.named("source", list(view.source_request_sources), owner)
+    function = names.named("udf", [view.name], owner)[0]
+    listed = "".join(f"        {_string(k)}: {_string(v)},\n" for k, v in expressions.items())
+    made = f"{function} = feast_udf(\n    {_string(view.name)},\n    {{\n{listed}    }},\n)"
+    schema = [_field(field, types) for field in view.features]
+    args = [
+        ("name", _string(view.name)),
+        ("sources", _list(sources, 4, len("sources="))),
+        ("schema", _list(schema, 4, len("schema="))),
+        ("mode", _string(view.mode)),
+        ("udf", function),
+        ("udf_string", f"{function}.source"),
+        *_common(view),
+    ]
+    return f"{made}\n{variable} = {_call('OnDemandFeatureView', args)}"
 
 
 def _feature_service(service: FeatureService, names: _Names) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from feast import Entity, FeatureService, FeatureView, Project
+from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
 from feast.data_source import DataSource
 from feast.feature_view import DUMMY_ENTITY
 from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
@@ -63,7 +63,7 @@ def repo_contents(objects: Iterable[Any]) -> RepoContents:
         projects=[o for o in objects if isinstance(o, Project)],
         data_sources=sources,
         feature_views=views,
-        on_demand_feature_views=[],
+        on_demand_feature_views=[o for o in objects if isinstance(o, OnDemandFeatureView)],
         stream_feature_views=[],
         label_views=[],
         entities=[*(o for o in objects if isinstance(o, Entity)), DUMMY_ENTITY],
@@ -113,12 +113,16 @@ def write_text_atomic(path: Path, text: str) -> bool:
 
 def plan_spec(obj: Any) -> Any:
     """The proto of a Feast object that ``feast plan`` compares (a spec, or a data source's
-    whole proto), less the project and the data sources' ``meta``: their times, which Feast's
-    own ``DataSource.__eq__`` leaves out too."""
+    whole proto), less the project, the data sources' ``meta`` (their times, which Feast's own
+    ``DataSource.__eq__`` leaves out too) and an on-demand view's pickled function (``body``:
+    Feast compares its source text, ``body_text``, and rebuilds the function from it)."""
     proto = obj.to_proto()
     spec = proto if isinstance(obj, DataSource) else proto.spec
     if "project" in spec.DESCRIPTOR.fields_by_name:
         spec.ClearField("project")
+    if isinstance(obj, OnDemandFeatureView):
+        spec.feature_transformation.user_defined_function.ClearField("body")
+        spec.user_defined_function.ClearField("body")
     _clear_source_meta(spec)
     return spec
 
@@ -127,7 +131,12 @@ def _clear_source_meta(message: Any) -> None:
     if message.DESCRIPTOR.full_name == DataSourceProto.DESCRIPTOR.full_name:
         message.ClearField("meta")
     for field, value in message.ListFields():
-        if field.message_type is None or field.message_type.GetOptions().map_entry:
+        if field.message_type is None:
             continue
-        for item in [value] if hasattr(value, "DESCRIPTOR") else value:  # one, or repeated
+        if field.message_type.GetOptions().map_entry:  # e.g. an on-demand view's sources
+            values = field.message_type.fields_by_name["value"]
+            items = list(value.values()) if values.message_type is not None else []
+        else:
+            items = [value] if hasattr(value, "DESCRIPTOR") else list(value)  # one, or repeated
+        for item in items:
             _clear_source_meta(item)

@@ -14,10 +14,13 @@ MLflow:
 * aliases (``champion``, ``challenger``) rather than the deprecated stages;
 * the promotion gate: :func:`runtime.promotion.promotion_gate` is the pure decision, and
   :meth:`MLflowResource.run_gate` evaluates challenger and champion on the same data, moves
-  ``champion`` only on a pass, and tags it with the version it replaced
-  (``playbook.previous_champion``);
+  ``champion`` only on a pass (:meth:`MLflowResource.promote`, which tags it with the version it
+  replaced, ``playbook.previous_champion``); with an SLO to meet, a pass leaves the version
+  ``challenger``, tagged ``playbook.awaiting_slo``, for the SLO check to promote
+  (:mod:`resources.mlflow_slo` keeps that check's verdict on the version and its run);
 * rollback: :meth:`MLflowResource.rollback` moves ``champion`` back to an earlier version and
-  records the event as tags on both versions and on the registered model, and as an MLflow run.
+  records the event as tags on both versions and on the registered model, and as an MLflow run
+  (:mod:`resources.mlflow_rollback`).
 
 MLflow's fluent logging (``log_model``, ``register_model``) reads a process-wide tracking URI, so
 those calls run inside :func:`_using`, which sets this resource's URIs under a lock and restores
@@ -47,13 +50,11 @@ from pydantic import PrivateAttr
 
 from resources import mlflow_dataset, mlflow_logging, mlflow_native
 from resources.home import playbook_home
+from resources.mlflow_rollback import roll_back
 from runtime.layout import CHALLENGER, CHAMPION, HomeLayout
 from runtime.promotion import (
-    LAST_ROLLBACK_TAG,
+    AWAITING_SLO_TAG,
     PREVIOUS_CHAMPION_TAG,
-    RESTORED_TAG,
-    ROLLBACK_TAG_PREFIX,
-    ROLLED_BACK_TAG,
     GateVerdict,
     RollbackEvent,
     promotion_gate,
@@ -324,13 +325,16 @@ class MLflowResource(dg.ConfigurableResource):
         evaluate: Callable[[mlflow.pyfunc.PyFuncModel], float],
         higher_is_better: bool,
         margin: float,
+        hold_for_slo: bool = False,
     ) -> GateVerdict:
         """Gate ``challenger_version`` against the current champion and promote on a pass.
 
         The version gets the ``challenger`` alias; ``evaluate`` scores both models on the same
         evaluation set (the callback owns the data, so both see identical rows); ``champion``
         moves only when :func:`promotion_gate` says so. The verdict is kept as tags on the
-        version, so the registry shows why a version was or was not promoted.
+        version, so the registry shows why a version was or was not promoted. With
+        ``hold_for_slo`` a pass tags the version ``playbook.awaiting_slo=true`` instead of
+        promoting it: the SLO check serves it under load and promotes it if the SLO holds.
         """
         challenger = str(challenger_version)
         self.set_alias(name, CHALLENGER, challenger)
@@ -343,61 +347,42 @@ class MLflowResource(dg.ConfigurableResource):
                 float(evaluate(self.load_model(name, champion))) if champion is not None else None
             )
             verdict = promotion_gate(challenger_metric, champion_metric, higher_is_better, margin)
+            if verdict.promote and hold_for_slo:
+                waits = "; stays challenger until the SLO check serves it and the SLO holds"
+                verdict = replace(verdict, reason=verdict.reason + waits)
         verdict = replace(verdict, champion_version=champion)
-        mlflow_logging.tag_verdict(
-            self.client(), name, challenger, verdict, higher_is_better, margin
-        )
-        if verdict.promote:
-            if champion is not None and champion != challenger:
-                self.client().set_model_version_tag(
-                    name, challenger, PREVIOUS_CHAMPION_TAG, champion
-                )
-            self.set_alias(name, CHAMPION, challenger)
+        client = self.client()
+        mlflow_logging.tag_verdict(client, name, challenger, verdict, higher_is_better, margin)
+        if verdict.promote and champion != challenger:
+            if hold_for_slo:
+                client.set_model_version_tag(name, challenger, AWAITING_SLO_TAG, "true")
+            else:
+                self.promote(name, challenger)
         return verdict
+
+    def promote(self, name: str, version: str | int) -> str | None:
+        """Point ``champion`` at ``version``, tagging it with the version it replaced
+        (``playbook.previous_champion``, what a rollback returns to); that version, or None.
+        The version no longer awaits the SLO (a tag it had is removed)."""
+        target, client = str(version), self.client()
+        champion = self.version_by_alias(name, CHAMPION)
+        if champion is not None and champion != target:
+            client.set_model_version_tag(name, target, PREVIOUS_CHAMPION_TAG, champion)
+        if AWAITING_SLO_TAG in self.version_tags(name, target):
+            client.delete_model_version_tag(name, target, AWAITING_SLO_TAG)
+        self.set_alias(name, CHAMPION, target)
+        return champion
+
+    def awaiting_slo(self, name: str) -> str | None:
+        """The ``challenger`` version of ``name`` when it passed the gate and awaits the SLO."""
+        challenger = self.version_by_alias(name, CHALLENGER)
+        waits = challenger and self.version_tags(name, challenger).get(AWAITING_SLO_TAG) == "true"
+        return challenger if waits and challenger != self.version_by_alias(name, CHAMPION) else None
 
     def rollback(
         self, name: str, to_version: str | int, reason: str, experiment: str | None = None
     ) -> RollbackEvent:
-        """Move ``champion`` of ``name`` back to ``to_version`` and record why.
-
-        The version losing the alias is tagged ``playbook.rolled_back=true``, the one getting it
-        ``playbook.restored=true``; both get ``playbook.rollback.{reason,at,from,to}``, the
-        registered model gets ``playbook.last_rollback`` (one line), and with ``experiment`` a
-        finished run named ``rollback`` holds the same as tags and params, so the event shows in
-        the MLflow UI beside the training runs. Raises ``ValueError`` when there is no champion
-        or it already is ``to_version``, and MLflow's error when the version does not exist.
-        """
-        target = str(to_version)
-        client = self.client()
-        client.get_model_version(name, target)  # fails clearly on an unknown version
-        current = self.version_by_alias(name, CHAMPION)
-        if current is None or current == target:
-            raise ValueError(
-                f"{name}: cannot roll back to version {target}: champion is {current or 'unset'}"
-            )
-        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        record = {"reason": reason, "at": at, "from": current, "to": target}
-        run_id = None
-        if experiment is not None:
-            run = client.create_run(
-                self.experiment_id(experiment),
-                run_name="rollback",
-                tags={
-                    "playbook.event": "rollback",
-                    "playbook.registered_name": name,
-                    **{ROLLBACK_TAG_PREFIX + k: v for k, v in record.items()},
-                },
-            )
-            run_id = run.info.run_id
-            for key in ("from", "to"):
-                client.log_param(run_id, f"{key}_version", record[key])
-            client.set_terminated(run_id)
-        self.set_alias(name, CHAMPION, target)
-        for version, flag in ((current, ROLLED_BACK_TAG), (target, RESTORED_TAG)):
-            client.set_model_version_tag(name, version, flag, "true")
-            for key, value in record.items():
-                client.set_model_version_tag(name, version, ROLLBACK_TAG_PREFIX + key, value)
-        client.set_registered_model_tag(
-            name, LAST_ROLLBACK_TAG, f"{at}: v{current} -> v{target}: {reason}"
-        )
-        return RollbackEvent(name, current, target, reason, at, run_id)
+        """Move ``champion`` of ``name`` back to ``to_version`` and record why, with
+        ``experiment`` as a ``rollback`` run too (:func:`resources.mlflow_rollback.roll_back`)."""
+        experiment_id = self.experiment_id(experiment) if experiment is not None else None
+        return roll_back(self.client(), name, to_version, reason, experiment_id)

@@ -1,15 +1,17 @@
-"""Post-processing of a ranked candidate list: business rules and diversity, no Dagster.
+"""Post-processing of a funnel's candidates: business rules, diversity and the final order.
 
-Applied after ranking, in the service and in the offline funnel evaluation alike, so what is
-measured offline is what is served: items the user already interacted with are dropped, and at
-most ``max_per_category`` items of one category make the final ``k`` (a greedy cap that keeps
-the ranking order otherwise).
+Applied in the service and in the offline funnel evaluation alike, so what is measured offline is
+what is served: items the user already saw are dropped, at most ``max_per_category`` items of one
+category make the final ``k`` (a greedy cap that keeps the given order otherwise), and
+:func:`select_and_order` makes the final list from the retrieval order and the ranker's scores.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
+
+import numpy as np
 
 
 def filter_seen(items: Sequence[Hashable], seen: Iterable[Hashable]) -> list[Hashable]:
@@ -41,3 +43,30 @@ def cap_per_category(
         if len(out) == k:
             break
     return out
+
+
+def select_and_order(
+    pool: Sequence[Hashable],
+    categories: Sequence[Hashable | None],
+    scores: Sequence[float] | np.ndarray,
+    k: int,
+    max_per_category: int | None,
+) -> list[Hashable]:
+    """The final list of a two-stage funnel: retrieval picks the items, the ranker orders them.
+
+    ``pool`` is in retrieval order (the nearest items first, seen ones already dropped) with the
+    item's category and ranking score alongside. The first ``k`` of that order within the category
+    cap are shown, best ``scores`` first (ties keep the retrieval order).
+
+    Why the retrieval order picks and the score only orders: the ranker is trained on logged
+    slates (items a policy had already chosen) from user-level and item-level features, with no
+    user x item signal; asked to pick ``k`` of hundreds of candidates it picks by item-level
+    expected value and loses the personalisation retrieval found. On the feed it then falls
+    behind the popular list at every pool size, while retrieval's own top ``k`` beats it (see
+    ``assets.funnel.evaluate``). Ordering a chosen slate is what the ranker learned and is gated on.
+    """
+    positions = cap_per_category(range(len(pool)), categories, k, max_per_category)
+    ordered = sorted(
+        positions, key=lambda i: -float(scores[i])
+    )  # stable: ties keep retrieval order
+    return [pool[i] for i in ordered]

@@ -1,13 +1,17 @@
 """The registry's promotion policy and its records, with no MLflow or Dagster.
 
-:func:`promotion_gate` decides whether a challenger takes ``champion``; :class:`RollbackEvent`
-is what a rollback records. The tag names below are how both are written on model versions, so
-the report, the UI and the rollback check read them back by the same names.
+:func:`promotion_gate` decides whether a challenger takes ``champion`` offline; with an ``slo``
+section that pass is not enough: the version waits (``playbook.awaiting_slo``) until
+:func:`slo_verdict` says the served version met the SLO under load. :class:`RollbackEvent` is
+what a rollback records. The tag names below are how all three are written on model versions,
+so the report, the UI and the rollback check read them back by the same names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from configs.schema.slo import SLOSpec
 
 GATE_TAG_PREFIX = "playbook.gate."
 PREVIOUS_CHAMPION_TAG = "playbook.previous_champion"
@@ -15,6 +19,9 @@ ROLLED_BACK_TAG = "playbook.rolled_back"  # "true" on the version champion moved
 RESTORED_TAG = "playbook.restored"  # "true" on the version champion moved back to
 ROLLBACK_TAG_PREFIX = "playbook.rollback."  # reason, at, from, to (on both versions)
 LAST_ROLLBACK_TAG = "playbook.last_rollback"  # on the registered model
+# "true" on a version that passed the offline gate and waits for the SLO check to promote it
+AWAITING_SLO_TAG = "playbook.awaiting_slo"
+SLO_TAG_PREFIX = "playbook.slo."  # the SLO check's verdict and figures, on the versions it tested
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,54 @@ def promotion_gate(
             f"by {-delta:.6g}, beyond margin {margin:.6g}"
         )
     return GateVerdict(promote, reason, delta, challenger_metric, champion_metric)
+
+
+@dataclass(frozen=True)
+class SLOVerdict:
+    """Whether a served candidate met its SLO; ``reasons`` name each bound and its figure."""
+
+    holds: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        """One line: what failed, or that every bound held."""
+        return "; ".join(self.reasons)
+
+
+def slo_verdict(
+    slo: SLOSpec,
+    p99_ms: float,
+    qps: float,
+    error_rate: float,
+    answered: int,
+    workers_started: int,
+) -> SLOVerdict:
+    """Judge measured figures against ``slo``: every bound must hold.
+
+    A run that answered nothing, or served with fewer workers than the SLO states, proves
+    nothing about the SLO and fails it (its latency figures would be of another service).
+    """
+    failed: list[str] = []
+    held: list[str] = []
+    if workers_started < slo.workers:
+        failed.append(f"only {workers_started} of {slo.workers} workers started")
+    if answered == 0:
+        failed.append("no request was answered")
+    checks = [
+        (p99_ms <= slo.p99_ms, f"p99 {p99_ms:.2f} ms", f"{slo.p99_ms:g} ms", "<=", ">"),
+        (
+            error_rate <= slo.max_error_rate,
+            f"error rate {error_rate:.4g}",
+            f"{slo.max_error_rate:g}",
+            "<=",
+            ">",
+        ),
+    ]
+    if slo.peak_qps is not None:
+        checks.append((qps >= slo.peak_qps, f"{qps:.0f} req/s", f"{slo.peak_qps:g}", ">=", "<"))
+    for ok, figure, bound, good, bad in checks:
+        (held if ok else failed).append(f"{figure} {good if ok else bad} {bound}")
+    if failed:
+        return SLOVerdict(False, tuple(failed))
+    return SLOVerdict(True, tuple(held))

@@ -2,7 +2,10 @@
 
 The transaction names its entities (``card_id``, ``merchant_id``...); their online features are
 read as of the transaction's time (default now), request-time columns the model uses are taken
-from the transaction itself, and the calibrated model answers with P(positive), the
+from the transaction itself, request-time features (``features.<view>.request``: ``log1p(amount)``,
+``ratio(amount, card_velocity__amount_mean_30d)``...) are computed from its fields and the online
+features by :mod:`runtime.request_features`, as the training set computed them from the event
+row (its time: the transaction's, else the time of the request), and the calibrated model answers with P(positive), the
 approve / review / decline band chosen on validation data, and the features that pushed the
 score most (LightGBM's ``pred_contrib``: per-feature SHAP values in log-odds), for the reviewer.
 """
@@ -16,8 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from configs.schema.request_checks import event_inputs, request_features
 from runtime.bundle import Bundle
 from runtime.models.features import feature_array
+from runtime.request_features import add_to_rows
 from runtime.request_log import RequestLog
 from runtime.routing import Arm
 from serving.handler import Handler, Served
@@ -44,6 +49,15 @@ class ScoreHandler(Handler):
         # join keys the scorer's features need, then every events column the model reads as is
         self.keys = {k: d for k, d in keys.items() if k in spec.events.columns}
         self.request_columns = [c for c in spec.events.columns if c in sample.feature_columns]
+        # request features of any served version of the scorer (arms may serve several)
+        served_columns = {
+            column
+            for (model, _), obj in bundle.models.items()
+            if model == self.scorer
+            for column in obj.feature_columns
+        }
+        self.request_features = [f for f in request_features(spec) if f.column in served_columns]
+        self.request_inputs = event_inputs(spec, self.request_features)
         self.unit = spec.experiment.unit if spec.experiment else next(iter(self.keys), None)
         self.schema = score_schema(spec, self.keys)
         self.timestamp = spec.events.timestamp
@@ -68,6 +82,11 @@ class ScoreHandler(Handler):
             request.row, request.misses = row, missed
             for column in self.request_columns:
                 row[column] = request.transaction.get(column)
+            for column in self.request_inputs:  # the event row's fields, as in training
+                row[column] = request.transaction.get(column)
+            if self.timestamp in self.request_inputs:
+                row[self.timestamp] = request.as_of
+        add_to_rows(rows, self.request_features)
         results: dict[int, Served | RequestError] = {}
         versions = [r.arm.versions[self.scorer] for r in requests]
         for version in dict.fromkeys(versions):

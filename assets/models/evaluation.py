@@ -19,6 +19,8 @@ ECE_BINS = 15
 _EPS = 1e-15
 # Metrics where smaller is better; every other metric here is better when larger.
 LOWER_IS_BETTER = frozenset({"log_loss", "ece", "brier"})
+# Counts reported beside the metrics; never compared (see :func:`is_count`).
+COUNTS = frozenset({"rows", "groups", "positive_rate", "units", "users", "fallback_users"})
 
 
 # --------------------------------------------------------------------------- classification
@@ -143,21 +145,31 @@ def ranking_metrics(
 # --------------------------------------------------------------------------- comparison
 
 
+def base_metric(name: str) -> str:
+    """A metric name without its part and cut-off: ``cold/ndcg@10`` is read as ``ndcg``."""
+    return name.rsplit("/", 1)[-1].split("@")[0]
+
+
+def is_count(name: str) -> bool:
+    """Counts reported beside the metrics (``rows``, ``cold/units``, ``dropped/seen``...), which
+    have no better direction and are not compared."""
+    return name.startswith("dropped/") or base_metric(name) in COUNTS
+
+
 def higher_is_better(metric: str) -> bool:
-    """Direction of a metric name (``ndcg@10`` is read as ``ndcg``)."""
-    return metric.split("@")[0] not in LOWER_IS_BETTER
+    """Direction of a metric name (``ndcg@10`` and ``cold/ndcg@10`` are read as ``ndcg``)."""
+    return base_metric(metric) not in LOWER_IS_BETTER
 
 
 def compare(metrics: Mapping[str, float], baseline_metrics: Mapping[str, float]) -> pd.DataFrame:
     """One row per metric both sides have: model, baseline, delta (model - baseline), better.
 
     ``better`` is True when the model is strictly better in the metric's own direction; counts
-    such as ``rows`` and ``groups`` are not metrics and are left out.
+    such as ``rows``, ``groups`` and ``cold/units`` are not metrics and are left out.
     """
-    skip = {"rows", "groups", "positive_rate"}
     rows = []
     for name in metrics:
-        if name in skip or name not in baseline_metrics:
+        if is_count(name) or name not in baseline_metrics:
             continue
         model, base = float(metrics[name]), float(baseline_metrics[name])
         delta = model - base

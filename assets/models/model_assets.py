@@ -151,6 +151,7 @@ def register_and_gate(
         evaluate,
         trained.higher_is_better,
         spec.model[model].promotion_margin,
+        hold_for_slo=spec.slo is not None,  # then the SLO check promotes (slo_check_assets)
     )
     return version, verdict
 

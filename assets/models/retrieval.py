@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from assets.models.evaluation import compare
+from assets.models.evaluation_rows import retrieval_options
 from assets.models.plots import cutoff_plot
 from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline, popularity_scores
 from assets.models.two_tower import train_two_tower
@@ -94,6 +95,8 @@ def train_retrieval(
     test_pos = test[test[label] > 0]
     ks = tuple(spec.metrics.k)
     first_rows = test.drop_duplicates(user_key, keep="first")
+    # which users are judged and which items are left out of their lists (the YAML's evaluation)
+    options = retrieval_options(spec, model, parts["train"], label)
 
     def evaluate_model(candidate: TwoTowerModel) -> dict[str, float]:
         ids, vectors = candidate.item_embeddings()
@@ -107,11 +110,12 @@ def train_retrieval(
             item_key,
             ks,
             fallback_scores=popularity_scores(train_pos, ids, item_key),
+            **options,
         )
 
     metrics = evaluate_model(fitted)
     item_ids, item_vectors = fitted.item_embeddings()
-    baseline = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, ks)
+    baseline = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, ks, **options)
     primary = f"recall@{ks[0]}"
     curve_ks = (5, 10, 20, 50, 100)
     model_curve = evaluate_retrieval(
@@ -124,8 +128,11 @@ def train_retrieval(
         item_key,
         curve_ks,
         fallback_scores=popularity_scores(train_pos, item_ids, item_key),
+        **options,
     )
-    popular_curve = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, curve_ks)
+    popular_curve = popularity_baseline(
+        item_ids, train_pos, test_pos, user_key, item_key, curve_ks, **options
+    )
     plots = cutoff_plot(
         "recall@k over the whole catalog (future clicks)",
         {

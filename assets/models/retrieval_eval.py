@@ -14,14 +14,22 @@ The protocol (the same for every model, so numbers are comparable):
 Users the model has no vector for (cold users) are scored with ``fallback_scores`` when given
 (a popularity ranking, the rule the serving path uses) and counted as misses otherwise, so a
 model is never rewarded for silently skipping hard users.
+
+The YAML's ``evaluation`` can change what is removed (``seen``: every training interaction, or
+nothing, instead of the training positives) and which users count (``warm_users`` with
+``units``: warm users only, or all with the warm and cold means also reported apart); see
+:func:`assets.models.evaluation_rows.retrieval_options`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from assets.models.evaluation_rows import PartTotals
 
 _CHUNK = 2048  # users scored at once: bounds the (users x catalog) score matrix in memory
 
@@ -93,30 +101,36 @@ def evaluate_retrieval(
     item_key: str,
     ks: Sequence[int] = (10, 50),
     fallback_scores: np.ndarray | None = None,
+    *,
+    seen: pd.DataFrame | None = None,
+    warm_users: Collection[Hashable] | None = None,
+    units: str = "all",
 ) -> dict[str, float]:
     """Mean recall/hit-rate/ndcg@k of exact dot-product retrieval over the whole catalog.
 
     ``user_vectors`` is ``{user: vector}`` or an array with one row per test user in sorted
     order. ``fallback_scores`` (one score per catalog item) ranks users without a vector;
     without it they count as misses. Returns the metrics plus ``users`` (evaluated) and
-    ``fallback_users`` (how many of them were ranked by the fallback).
+    ``fallback_users`` (how many of them were ranked by the fallback). ``seen`` (default: the
+    training positives) is what is removed per user; with ``warm_users``, ``units="warm"``
+    skips the other users and ``"all"`` adds ``warm/`` and ``cold/`` means.
     """
     item_ids = np.asarray(item_ids)
     position = pd.Index(item_ids)
-    history = _groups(train_positives, user_key, item_key)
+    history = _groups(train_positives if seen is None else seen, user_key, item_key)
     future = _groups(test_positives, user_key, item_key)
     sorted_users = sorted(future)
     users, relevant = [], []
     for user in sorted_users:
         wanted = future[user] - history.get(user, set())
-        if wanted:
+        if wanted and (units == "all" or warm_users is None or user in warm_users):
             users.append(user)
             relevant.append(wanted)
     matrix, has = _user_matrix(user_vectors, users, sorted_users)
     vectors = np.asarray(item_vectors, dtype=np.float32)
     fallback = None if fallback_scores is None else np.asarray(fallback_scores, dtype=np.float32)
     depth = max(ks)
-    totals: dict[str, float] = {}
+    totals = PartTotals(warm_users if units == "all" else None)
     fallback_users = 0
     for start in range(0, len(users), _CHUNK):
         stop = min(start + _CHUNK, len(users))
@@ -136,10 +150,8 @@ def evaluate_retrieval(
                 ranked: list = []
             else:
                 ranked = [item_ids[j] for j in top[row] if np.isfinite(scores[row, j])]
-            for name, value in _metrics(ranked, relevant[start + row], ks).items():
-                totals[name] = totals.get(name, 0.0) + value
-    count = max(len(users), 1)
-    result = {name: value / count for name, value in totals.items()}
+            totals.add(users[start + row], _metrics(ranked, relevant[start + row], ks))
+    result = totals.means()
     result["users"] = float(len(users))
     result["fallback_users"] = float(fallback_users)
     return result
@@ -160,10 +172,12 @@ def popularity_baseline(
     user_key: str,
     item_key: str,
     ks: Sequence[int] = (10, 50),
+    **options: Any,
 ) -> dict[str, float]:
     """The most-clicked training items for everyone, scored by :func:`evaluate_retrieval`.
 
     A model has to beat this to be worth serving: it is also the cold-user fallback.
+    ``options`` (``seen``, ``warm_users``, ``units``) go to :func:`evaluate_retrieval`.
     """
     item_ids = np.asarray(item_ids)
     return evaluate_retrieval(
@@ -176,4 +190,5 @@ def popularity_baseline(
         item_key,
         ks,
         fallback_scores=popularity_scores(train_positives, item_ids, item_key),
+        **options,
     )

@@ -4,7 +4,11 @@ The ``problem`` of the YAML picks the learner — LightGBM binary classifier wit
 decision bands, LambdaRank ranker, or the feed's expected-value model (calibrated P(click) x
 P(purchase | click) x value) — and the evaluation that goes with it. Every metric comes beside
 the same metric of the named baseline, computed on the same test rows, so a number always comes
-with the number it must beat. Plain functions: the asset only wires them to storage and MLflow.
+with the number it must beat. Which test rows count (warm units only, a filter, seen items
+removed) is the YAML's ``evaluation`` (:mod:`assets.models.evaluation_rows`); the model, the
+baseline and the promotion gate's candidates are all judged on those rows, and the predictions
+table keeps every test row with ``evaluated`` and ``cold_unit`` beside its score. Plain
+functions: the asset only wires them to storage and MLflow.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import numpy as np
 import pandas as pd
 
 from assets.models.baselines import baseline_scores
+from assets.models.card_precision import card_precision_metrics
 from assets.models.evaluation import (
     classification_metrics,
     compare,
     higher_is_better,
     ranking_metrics,
 )
+from assets.models.evaluation_rows import EvaluationPlan, plan_evaluation, ranked_item_key
 from assets.models.plots import classification_plots, cutoff_plot
 from assets.models.tabular import (
     band_summary,
@@ -38,6 +44,7 @@ from runtime import layout
 SCORE = "score"
 REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
 TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
+CLASSIFICATION = ("auc", "pr_auc", "log_loss", "ece")
 
 
 @dataclass
@@ -97,34 +104,71 @@ def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
     return parts["train"], parts["validation"], parts["test"]
 
 
+def card_precision_ks(spec: UseCaseSpec) -> tuple[int, ...]:
+    """The k of ``card_precision@k`` when the YAML's metrics name it, else none."""
+    metrics = spec.metrics
+    named = metrics is not None and "card_precision" in (metrics.primary, *metrics.others)
+    return tuple(metrics.k) if named else ()
+
+
+def classification_primary(spec: UseCaseSpec) -> str:
+    """The gate's metric of a classifier: ``metrics.primary`` (card_precision at the first k),
+    PR-AUC when the primary is a ranking metric."""
+    primary = spec.metrics.primary
+    if primary == "card_precision":
+        return f"card_precision@{spec.metrics.k[0]}"
+    return primary if primary in CLASSIFICATION else "pr_auc"
+
+
+def _classification_judge(spec, test: pd.DataFrame, label: str, unit: str):
+    """``judge(scores, rows)``: the classification metrics (and card precision) of ``rows``."""
+    ks = card_precision_ks(spec)
+    y = test[label].to_numpy()
+
+    def judge(scores, rows: np.ndarray) -> dict[str, float]:
+        scores = np.asarray(scores, dtype=float)
+        metrics = classification_metrics(y[rows], scores[rows])
+        if ks:
+            time = spec.events.timestamp
+            part = test.loc[rows, [unit, time, label]].assign(**{SCORE: scores[rows]})
+            metrics.update(card_precision_metrics(part, unit, time, label, SCORE, ks))
+        return metrics
+
+    return judge
+
+
 def _classification(spec, model, frame, features, params):
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
     train, valid, test = model_splits(spec, model, frame)
+    plan = plan_evaluation(spec, model, train, test, label)
     fitted = train_classifier(train, valid, features, label, params)
     scores = fitted.predict_proba(test)
-    metrics = classification_metrics(test[label], scores)
+    judge = _classification_judge(spec, test, label, plan.unit)
+    metrics = plan.metrics(lambda rows: judge(scores, rows), test)
     baseline = baseline_scores(stage.baseline or "random", train, test, features, label)
-    baseline_metrics = classification_metrics(test[label], baseline)
-    primary = spec.metrics.primary if spec.metrics.primary in metrics else "pr_auc"
+    baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
+    primary = classification_primary(spec)
+    rows = plan.evaluated
     extra: dict[str, Any] = {}
     if stage.decision_bands is not None:
         bands = decision_bands(valid[label], fitted.predict_proba(valid), stage.decision_bands)
         extra["bands"] = fitted.bands = bands  # served with the model
         extra["bands_on_test"] = band_summary(
-            test[label].to_numpy(), scores, bands, stage.decision_bands
+            test[label].to_numpy()[rows], np.asarray(scores)[rows], bands, stage.decision_bands
         )
-    extra["plots"] = classification_plots(test[label], scores, baseline, stage.baseline or "random")
+    extra["plots"] = classification_plots(
+        test[label][rows], np.asarray(scores)[rows], baseline[rows], stage.baseline or "random"
+    )
     predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
     if "bands" in extra:
         predictions["decision"] = extra["bands"].apply_bands(scores)
 
     def evaluate(candidate) -> float:
-        return classification_metrics(test[label], candidate.predict(model_input(test, features)))[
-            primary
-        ]
+        candidate_scores = candidate.predict(model_input(test, features))
+        return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
 
-    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, extra
+    return fitted, metrics, baseline_metrics, primary, plan.annotate(predictions), evaluate, extra
 
 
 def split_ranking_metrics(
@@ -137,11 +181,21 @@ def split_ranking_metrics(
 CURVE_KS = (1, 3, 5, 10, 20)
 
 
-def _gain_plot(spec, test, label, scores, baseline, baseline_name) -> dict[str, bytes]:
-    """NDCG by cut-off for the model and its baseline on the test groups."""
+def _ranking_judge(spec, test: pd.DataFrame, label: str):
+    """``judge(scores, rows)``: the ranking metrics of the groups of ``rows``."""
+
+    def judge(scores, rows: np.ndarray) -> dict[str, float]:
+        return split_ranking_metrics(spec, test[rows], np.asarray(scores, dtype=float)[rows], label)
+
+    return judge
+
+
+def _gain_plot(spec, test, label, scores, baseline, baseline_name, plan: EvaluationPlan):
+    """NDCG by cut-off for the model and its baseline on the evaluated test groups."""
     curves = {}
+    rows = plan.evaluated
     for name, values in (("model", scores), (baseline_name, baseline)):
-        frame = test.assign(**{SCORE: values})
+        frame = test[rows].assign(**{SCORE: np.asarray(values)[rows]})
         metrics = ranking_metrics(frame, spec.events.group, label, SCORE, CURVE_KS)
         curves[name] = {k: metrics[f"ndcg@{k}"] for k in CURVE_KS}
     return cutoff_plot(f"NDCG@k by {label}", curves, "ndcg@k")
@@ -162,31 +216,24 @@ def _ranking(spec, model, frame, features, params):
     if spec.events.group is None:
         raise ValueError(f"{spec.name}: model.{model}: learning_to_rank needs events.group")
     train, valid, test = model_splits(spec, model, frame)
+    plan = plan_evaluation(spec, model, train, test, label)
     fitted = train_ranker(train, valid, features, label, spec.events.group, params)
     scores = fitted.predict(test)
-    metrics = split_ranking_metrics(spec, test, scores, label)
-    item_key = _item_key(spec, model)
+    judge = _ranking_judge(spec, test, label)
+    metrics = plan.metrics(lambda rows: judge(scores, rows), test)
+    item_key = ranked_item_key(spec, model)
     baseline = baseline_scores(stage.baseline or "random", train, test, features, label, item_key)
-    baseline_metrics = split_ranking_metrics(spec, test, baseline, label)
+    baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
     primary = primary_ranking_metric(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
-    plots = _gain_plot(spec, test, label, scores, baseline, stage.baseline or "random")
+    plots = _gain_plot(spec, test, label, scores, baseline, stage.baseline or "random", plan)
 
     def evaluate(candidate) -> float:
-        return split_ranking_metrics(
-            spec, test, candidate.predict(model_input(test, features)), label
-        )[primary]
+        candidate_scores = candidate.predict(model_input(test, features))
+        return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
 
-    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {"plots": plots}
-
-
-def _item_key(spec: UseCaseSpec, model: str) -> str | None:
-    """The key of the entity being ranked: the sampled one, else the last events entity key."""
-    negatives = spec.model[model].negatives
-    if negatives is not None:
-        return spec.entities[negatives.entity].key
-    keys = [e.key for e in spec.entities.values() if e.key in spec.events.columns]
-    return keys[-1] if keys else None
+    extra = {"plots": plots}
+    return fitted, metrics, baseline_metrics, primary, plan.annotate(predictions), evaluate, extra
 
 
 def _expected_value(spec, model, frame, features, params):
@@ -204,6 +251,7 @@ def _expected_value(spec, model, frame, features, params):
         )
     click, purchase = labels
     train, valid, test = model_splits(spec, model, frame)
+    plan = plan_evaluation(spec, model, train, test, click)
     fitted = train_expected_value(
         train, valid, features, click, purchase, stage.value_feature, params
     )
@@ -211,26 +259,28 @@ def _expected_value(spec, model, frame, features, params):
     test = test.assign(**{REVENUE: test[purchase] * value})
     scores = fitted.predict(test)
     heads = fitted.heads(test)
-    metrics = split_ranking_metrics(spec, test, scores, REVENUE)
-    metrics["auc_click"] = classification_metrics(test[click], heads["p_click"])["auc"]
-    metrics["ece_click"] = classification_metrics(test[click], heads["p_click"])["ece"]
+    judge = _ranking_judge(spec, test, REVENUE)
+    metrics = plan.metrics(lambda rows: judge(scores, rows), test)
+    rows = plan.evaluated
+    clicks = classification_metrics(test[click].to_numpy()[rows], heads["p_click"].to_numpy()[rows])
+    metrics.update(auc_click=clicks["auc"], ece_click=clicks["ece"])
     baseline = baseline_scores(
-        stage.baseline or "random", train, test, features, click, _item_key(spec, model)
+        stage.baseline or "random", train, test, features, click, ranked_item_key(spec, model)
     )
-    baseline_metrics = split_ranking_metrics(spec, test, baseline, REVENUE)
+    baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
     primary = primary_ranking_metric(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(
         **{SCORE: scores, "p_click": heads["p_click"].to_numpy()}
     )
 
-    plots = _gain_plot(spec, test, REVENUE, scores, baseline, stage.baseline or "random")
+    plots = _gain_plot(spec, test, REVENUE, scores, baseline, stage.baseline or "random", plan)
 
     def evaluate(candidate) -> float:
-        return split_ranking_metrics(
-            spec, test, candidate.predict(model_input(test, features)), REVENUE
-        )[primary]
+        candidate_scores = candidate.predict(model_input(test, features))
+        return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
 
-    return fitted, metrics, baseline_metrics, primary, predictions, evaluate, {"plots": plots}
+    extra = {"plots": plots}
+    return fitted, metrics, baseline_metrics, primary, plan.annotate(predictions), evaluate, extra
 
 
 TRAINERS = {

@@ -11,6 +11,9 @@ A Bento holds no host path and no secret: the bundle names the Feast repo relati
 and the build fails if the bundle holds the home's absolute path anyway. Where the service runs,
 it finds the home (the one holding it, else ``PLAYBOOK_HOME``) and reads the online store's
 settings from the environment (``PLAYBOOK_REDIS`` for Redis), as :mod:`runtime.bundle` says.
+
+:func:`build_bento` is also what the SLO check builds its candidate Bento with, into a store of
+its own, so the Bento it measures is built exactly as the one deployed.
 """
 
 import os
@@ -117,6 +120,25 @@ def _bentoml_build(spec: UseCaseSpec, build: Path, store: Path) -> str:
     return result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
 
 
+def build_bento(
+    spec: UseCaseSpec, bundle_folder: Path, store: Path, home: Path
+) -> tuple[str, dict]:
+    """``bentoml build`` of the bundle in ``bundle_folder`` into the BentoML store ``store``;
+    the new tag and the bentofile it was built from. Fails if the bundle names ``home``."""
+    if spec.serving is None:
+        raise dg.Failure(f"{spec.name}: a Bento serves the serving section, and there is none")
+    bundle = load_bundle(bundle_folder)
+    _check_no_home_path(bundle.path, home)
+    bentofile = _bentofile(spec, SERVICES[spec.serving.endpoint].inner.__name__, bundle)
+    # BentoML refuses a build context under a hidden folder (the default home is
+    # ./.playbook), so the context is assembled in a temporary folder
+    with tempfile.TemporaryDirectory(prefix=f"playbook-bento-{spec.name}-") as scratch:
+        build = Path(scratch) / "build"
+        _build_context(build, bundle.path)
+        (build / "bentofile.yaml").write_text(yaml.safe_dump(bentofile), encoding="utf-8")
+        return _bentoml_build(spec, build, store), bentofile
+
+
 def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if spec.serving is None or not spec.model:
         return None
@@ -133,17 +155,10 @@ def bento_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         ),
     )
     def bento(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
-        bundle = load_bundle(Path(str(home.layout.bundle(spec.name))))
-        _check_no_home_path(bundle.path, Path(str(home.layout.root)))
-        bentofile = _bentofile(spec, service, bundle)
         store = bentoml_home(home)
-        # BentoML refuses a build context under a hidden folder (the default home is
-        # ./.playbook), so the context is assembled in a temporary folder
-        with tempfile.TemporaryDirectory(prefix=f"playbook-bento-{spec.name}-") as scratch:
-            build = Path(scratch) / "build"
-            _build_context(build, bundle.path)
-            (build / "bentofile.yaml").write_text(yaml.safe_dump(bentofile), encoding="utf-8")
-            tag = _bentoml_build(spec, build, store)
+        tag, bentofile = build_bento(
+            spec, Path(str(home.layout.bundle(spec.name))), store, Path(str(home.layout.root))
+        )
         context.log.info(f"built Bento {tag}")
         return dg.MaterializeResult(
             metadata=rounded_metadata(

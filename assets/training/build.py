@@ -5,7 +5,9 @@ Every feature is joined as of the label row's ``as_of`` through one interface,
 sources point at, with the same TTLs; its semantics are Feast's DuckDB offline store's (tested
 against it). Columns are ``<table>__<feature>``, Feast's full feature names, so training and
 online serving name every feature the same way. A ``time_since_last`` feature is stored as the
-timestamp of the last event; here it becomes seconds before the row's as-of moment.
+timestamp of the last event; here it becomes seconds before the row's as-of moment. Request-time
+features (``features.<view>.request``) come last, computed from each row's own fields and its
+joined features by :mod:`runtime.request_features`, the function ``/score`` and Feast call.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ import pandas as pd
 from assets.features.aggregates import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from assets.split.plan import GAP, assign_split
 from assets.training.label_rows import AS_OF, label_rows
-from assets.training.model_views import label_columns, model_tables, passthrough_columns
+from assets.training.model_views import (
+    label_columns,
+    model_request_features,
+    model_tables,
+    passthrough_columns,
+)
 from assets.training.negatives import SAMPLED, sample_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
+from runtime.request_features import add_request_features
 
 SPLIT = "split"
 
@@ -107,6 +115,9 @@ def build_training_set(
         frame = pd.concat([positives, drawn], ignore_index=True)
         frame = frame.sort_values(AS_OF, kind="stable", ignore_index=True)
     joined, features = join_features(spec, model, frame, table_paths)
+    requested = model_request_features(spec, model)
+    joined = add_request_features(joined, requested)
+    features += [feature.column for feature in requested]
     joined[SPLIT] = assign_split(
         spec.split, joined, split_plan, spec.events.timestamp, spec.events.group
     )

@@ -17,8 +17,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from assets.features.availability import known_at
+from assets.models.evaluation_rows import evaluation_columns
 from assets.split.plan import mature_rows
-from assets.training.model_views import key_columns, label_columns, passthrough_columns
+from assets.training.model_views import (
+    key_columns,
+    label_columns,
+    passthrough_columns,
+    request_input_columns,
+)
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
@@ -85,9 +91,8 @@ def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows
     time = spec.events.timestamp
     group = spec.events.group
     columns = list(dict.fromkeys([*keys, *([time] if time else []), *([group] if group else [])]))
-    columns += [
-        c for c in (*labels.values(), *passthrough_columns(spec, model)) if c not in columns
-    ]
+    row_columns = (*passthrough_columns(spec, model), *request_input_columns(spec, model))
+    columns += [c for c in dict.fromkeys((*labels.values(), *row_columns)) if c not in columns]
     if TEST_FILE_ROWS in events:  # which rows came from split.test_file
         columns.append(TEST_FILE_ROWS)
     required = _key_fields(spec, keys) | ({time: "events.timestamp"} if time else {})
@@ -99,6 +104,9 @@ def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows
                 "label events have a null label"
             )
     frame = events[columns]
+    # the event id, the unit and "a positive was known before" for the YAML's evaluation; before
+    # the maturity filter, so rows dropped as immature still count as known history
+    frame = frame.assign(**evaluation_columns(spec, model, events))
     dropped = 0
     if time:
         cutoff = events[time].max()

@@ -7,6 +7,7 @@ training set built for the model can never disagree.
 from __future__ import annotations
 
 from assets.features.views import FeatureTableDef, feature_tables
+from configs.schema.request_checks import RequestFeature, event_inputs, request_features
 from configs.schema.usecase import UseCaseSpec
 
 
@@ -26,6 +27,17 @@ def passthrough_columns(spec: UseCaseSpec, model: str) -> list[str]:
     """Events columns a model uses as they are (request-time features such as LETOR f1..f46)."""
     columns = [c for view in model_view_names(spec, model) for c in spec.features[view].passthrough]
     return list(dict.fromkeys(columns))
+
+
+def model_request_features(spec: UseCaseSpec, model: str) -> list[RequestFeature]:
+    """Request-time features a model reads (``features.<view>.request`` of its views)."""
+    return request_features(spec, model_view_names(spec, model))
+
+
+def request_input_columns(spec: UseCaseSpec, model: str) -> list[str]:
+    """Events columns a model's request features read (``amount``, ``event_time``): its label
+    rows carry them, as a request carries its fields."""
+    return event_inputs(spec, model_request_features(spec, model))
 
 
 def label_columns(spec: UseCaseSpec, model: str) -> dict[str, str]:

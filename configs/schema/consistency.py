@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from difflib import get_close_matches
 
 from configs.schema.base import parse_duration
+from configs.schema.evaluation_checks import check_evaluation
 from configs.schema.issues import short_list
 from configs.schema.leakage import check_leakage
 from configs.schema.requirements import requirement_problems
+from configs.schema.slo import slo_problems
 from configs.schema.usecase import UseCaseSpec
 from runtime.layout import SECONDS_SINCE_LAST, attributes_view, feature_column, feature_name
 
@@ -239,7 +241,9 @@ def cross_check(spec: UseCaseSpec) -> list[Problem]:
         _check_features,
         _check_models_and_experiment,
         check_leakage,
+        check_evaluation,
         requirement_problems,
+        slo_problems,
     ):
         problems.extend(check(spec))
     return problems

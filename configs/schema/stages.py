@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from configs.schema.base import StrictModel, parse_duration
 from configs.schema.guardrails import GuardrailSpec
 from configs.schema.patterns import expand, is_pattern
+from configs.schema.request_expressions import RequestName, RequestText
 from runtime.layout import LAST_EVENT_AT
 
 Aggregation = Literal[
@@ -68,10 +69,15 @@ class RatioSpec(StrictModel):
 
 
 class FeatureViewSpec(StrictModel):
-    """Features of one entity (or entity pair) computed from the events plus static attributes."""
+    """Features of one entity (or entity pair) computed from the events plus static attributes,
+    and request-time features computed from the event row itself when it is scored."""
 
     entities: list[str] = Field(
-        min_length=1, description="Entity names; two for a cross (user x category)."
+        default_factory=list,
+        description=(
+            "Entity names; two for a cross (user x category). Needed by aggregates and"
+            " attributes; a view of request features only has none."
+        ),
     )
     ttl: str = Field("30d", description="How long a value stays valid for point-in-time joins.")
     aggregates: list[AggregateSpec] = Field(default_factory=list)
@@ -85,8 +91,30 @@ class FeatureViewSpec(StrictModel):
             " keys, time, group and labels excepted."
         ),
     )
+    request: dict[RequestName, RequestText] = Field(
+        default_factory=dict,
+        description=(
+            "Request-time features, name -> expression over the event row and the features"
+            " joined to it, computed the same way at training and at serving (a Feast"
+            " on-demand feature view <view>_request): a column as it is ('amount'), or one of"
+            " log1p(x), hour_of_day(t), day_of_week(t), is_weekend(t), is_night(t) (times in"
+            " UTC, or a quoted zone as second argument: hour_of_day(event_time,"
+            " 'Europe/Paris')), ratio(a, b), differs(a, b). Arguments are events columns or"
+            " joined features named <table>__<feature>, e.g."
+            " ratio(amount, card_velocity__amount_mean_30d)."
+        ),
+    )
     _origin: list[int] | None = PrivateAttr(None)
     _unmatched: list[tuple[int, str]] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _entities_when_stored(self) -> FeatureViewSpec:
+        if not self.entities and (self.aggregates or self.attributes or self.ratios):
+            raise ValueError(
+                "aggregates and attributes are kept per entity: name the view's entities"
+                " (e.g. entities: [user]); only a view of request features needs none"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ttl_covers_windows(self) -> FeatureViewSpec:
@@ -208,6 +236,52 @@ class TuningSpec(StrictModel):
     space: dict[str, SearchRangeSpec] = Field(min_length=1, description="Parameter -> range.")
 
 
+class EvaluationFilterSpec(StrictModel):
+    """Test rows left out of the evaluation, each rule a named, checked key (no expressions)."""
+
+    drop_units_with_prior_label: str | None = Field(
+        None,
+        description=(
+            "A label (its name or column): leave out test rows whose unit already had a positive"
+            " of it known before the row's time, e.g. cards already known compromised; known when"
+            " the label's available_at / available_after says, never earlier."
+        ),
+    )
+
+
+SeenItems = Literal["all", "train_positives", "none"]
+
+
+class EvaluationSpec(StrictModel):
+    """Which units and rows a model is judged on; the promotion gate compares the same rows."""
+
+    unit: str | None = Field(
+        None,
+        description=(
+            "Entity whose key is the evaluation unit (card, user); default: two_tower's user,"
+            " else the first entity whose key is an events column."
+        ),
+    )
+    units: Literal["warm", "all"] = Field(
+        "all",
+        description=(
+            "warm: only units seen in the train split; all: every unit, with the metrics of warm"
+            " and cold units also reported apart (warm/<metric>, cold/<metric>)."
+        ),
+    )
+    exclude_seen: SeenItems | None = Field(
+        None,
+        description=(
+            "two_tower and rankers: what is removed from a unit's candidates (and from what"
+            " counts as relevant): all items it interacted with in the train split, only its"
+            " train positives, or none. Default: train_positives for two_tower, none for rankers."
+        ),
+    )
+    filter: EvaluationFilterSpec = Field(
+        default_factory=EvaluationFilterSpec, description="Test rows left out of the evaluation."
+    )
+
+
 class ModelStageSpec(StrictModel):
     """One trained model: its problem type, label(s) and learner parameters."""
 
@@ -241,19 +315,40 @@ class ModelStageSpec(StrictModel):
     tuning: TuningSpec | None = Field(
         None, description="LightGBM models: an Optuna search of params on the validation split."
     )
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec,
+        description="Which units and test rows the metrics (and the promotion gate) count.",
+    )
 
 
 Metric = Literal[
-    "auc", "pr_auc", "log_loss", "ece", "ndcg", "mrr", "map", "recall", "hit_rate", "precision"
+    "auc",
+    "pr_auc",
+    "log_loss",
+    "ece",
+    "card_precision",
+    "ndcg",
+    "mrr",
+    "map",
+    "recall",
+    "hit_rate",
+    "precision",
 ]
 
 
 class MetricsSpec(StrictModel):
-    """Offline metrics; the first is the one the promotion gate compares."""
+    """Offline metrics; the first is the one the promotion gate compares.
+
+    ``card_precision`` (binary_classification, events with time) is the fraud literature's
+    alert-budget metric: per day, the share of compromised cards among the k riskiest.
+    """
 
     primary: Metric
     others: list[Metric] = Field(default_factory=list)
-    k: list[int] = Field(default_factory=lambda: [10], description="Cut-offs for @K metrics.")
+    k: list[int] = Field(
+        default_factory=lambda: [10],
+        description="Cut-offs for @K metrics (card_precision: cards checked per day, e.g. 100).",
+    )
 
 
 class ServingSpec(StrictModel):

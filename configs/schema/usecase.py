@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from configs.schema.base import StrictModel
 from configs.schema.issues import Loc, SpecFieldError, SpecIssue, dotted, line_of
+from configs.schema.slo import SLOSpec
 from configs.schema.source import FileSource, Source
 from configs.schema.stages import (
     ExperimentSpec,
@@ -49,6 +50,7 @@ class UseCaseSpec(StrictModel):
     quality: QualitySpec = Field(default_factory=QualitySpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     experiment: ExperimentSpec | None = None
+    slo: SLOSpec | None = None
 
     _path: Path | None = PrivateAttr(default=None)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)

@@ -1,4 +1,5 @@
--- wrk script of bench/serving_latency.py: POST real request bodies, cycling, and one result line.
+-- wrk script of the SLO check (assets/serving/load_test.py) and bench/serving_latency.py: POST
+-- real request bodies, cycling, and two result lines.
 --
 -- The bodies are the lines of the JSON-lines file named by WRK_BODIES (one JSON object a line);
 -- each request is a POST with Content-Type application/json and the next body, round-robin.
@@ -6,7 +7,8 @@
 -- done() prints one line "WRK_RESULT {json}": the latency percentiles p50/p95/p99, mean and max
 -- in milliseconds (wrk's histogram is in microseconds), the requests, the duration, the RPS and
 -- the errors: status (HTTP status >= 400, wrk's summary.errors.status) and
--- connect/read/write/timeout.
+-- connect/read/write/timeout. A second line "WRK_HISTOGRAM v:c,v:c,..." holds the histogram the
+-- percentiles are read from: each measured latency v (microseconds) with its count c.
 --
 -- The percentiles are of the latencies wrk measured, one per answered request, from the write of
 -- the request to its answer. wrk 4.1 itself reports "coordinated omission corrected" ones: before
@@ -20,7 +22,7 @@
 -- p99 is kept as wrk_p99_ms; without WRK_CONNECTIONS the percentiles are wrk's.
 --
 --   WRK_BODIES=bodies.jsonl WRK_CONNECTIONS=8 \
---     wrk -t1 -c8 -d10s --latency -s bench/wrk_bodies.lua http://127.0.0.1:3000/score
+--     wrk -t1 -c8 -d10s --latency -s assets/serving/wrk_bodies.lua http://127.0.0.1:3000/score
 
 local path = os.getenv("WRK_BODIES")
 if not path then
@@ -100,4 +102,11 @@ done = function(summary, latency, requests)
     max / 1000, tostring(corrected), latency:percentile(99) / 1000,
     e.status, e.connect, e.read, e.write, e.timeout
   ))
+  local pairs_out = {}
+  for k, v in ipairs(values) do
+    if counts[k] > 0 then
+      pairs_out[#pairs_out + 1] = string.format("%d:%d", v, counts[k])
+    end
+  end
+  io.write("WRK_HISTOGRAM " .. table.concat(pairs_out, ",") .. "\n")
 end
