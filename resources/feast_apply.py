@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feast import Entity, FeatureService, FeatureStore, FeatureView
+from feast import FeatureStore, FeatureView
 from feast.diff.property_diff import TransitionType
 
 from resources.feast_render import SourceTimes
@@ -72,12 +72,8 @@ def stale_objects(store: FeatureStore, wanted: list[Any]) -> list[Any]:
         *(e for e in store.list_entities() if not e.name.startswith("__")),
         *store.list_data_sources(),
         *store.list_feature_views(),
+        *store.list_on_demand_feature_views(),
         *store.list_feature_services(),
     ]
-    kind = {Entity: "Entity", FeatureView: "FeatureView", FeatureService: "FeatureService"}
-    stale = []
-    for obj in registered:
-        name = next((v for k, v in kind.items() if isinstance(obj, k)), "FileSource")
-        if (name, obj.name) not in keep:
-            stale.append(obj)
-    return stale
+    # by class name: a RequestSource and a FileSource of one name are different objects
+    return [o for o in registered if (type(o).__name__, o.name) not in keep]

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import yaml
 
+from assets.features.on_demand_views import on_demand_view_defs
 from assets.features.views import feature_tables
 from assets.metadata import asset_identity, rounded_metadata
 from assets.training.model_views import model_tables
@@ -51,6 +52,7 @@ def feature_repo_def(spec: UseCaseSpec, paths: dict[str, str]) -> FeatureRepoDef
         project=spec.name,
         views=tuple(views),
         services={k: v for k, v in services.items() if v},
+        on_demand=on_demand_view_defs(spec),
         origin=str(spec.path) if spec.path else "",
     )
 

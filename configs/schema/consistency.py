@@ -13,6 +13,7 @@ from configs.schema.base import parse_duration
 from configs.schema.evaluation_checks import check_evaluation
 from configs.schema.issues import short_list
 from configs.schema.leakage import check_leakage
+from configs.schema.request_checks import check_request_features
 from configs.schema.requirements import requirement_problems
 from configs.schema.slo import slo_problems
 from configs.schema.usecase import UseCaseSpec
@@ -242,6 +243,7 @@ def cross_check(spec: UseCaseSpec) -> list[Problem]:
         _check_models_and_experiment,
         check_leakage,
         check_evaluation,
+        check_request_features,
         requirement_problems,
         slo_problems,
     ):
