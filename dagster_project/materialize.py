@@ -44,6 +44,8 @@ class StepResult:
     rows: int | None = None
     checks: dict[str, bool] = field(default_factory=dict)
     error: str | None = None
+    # a check's own one-line description (its figures), shown on the summary line
+    check_notes: dict[str, str] = field(default_factory=dict)
     blocking: bool = False  # failed, skipped, or a blocking check failed: stops what follows
     # per evaluated check: "blocking" (a failure stops what depends on the asset) or "warning"
     check_severity: dict[str, str] = field(default_factory=dict)
@@ -160,6 +162,8 @@ def materialize_use_case(
                 step.rows = int(rows.value) if rows is not None else step.rows
             for evaluation in result.get_asset_check_evaluations():
                 step.checks[evaluation.check_name] = evaluation.passed
+                if evaluation.description:
+                    step.check_notes[evaluation.check_name] = evaluation.description
             if not result.success:
                 step.status, step.error = "failed", _first_error(result)
             elif not all(step.checks.values()):

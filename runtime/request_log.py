@@ -78,7 +78,7 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
             connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {parts[0]} {parts[1]}")
 
 
-def _plain(value: Any) -> Any:
+def plain_json_value(value: Any) -> Any:
     """JSON for numpy scalars/arrays and timestamps; NaN, infinities and pandas' NA as null."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -87,20 +87,20 @@ def _plain(value: Any) -> Any:
     if value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_json_value(v) for v in value.tolist()]
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_json_value(v) for v in value]
     return value
 
 
 def to_json(value: Any) -> str:
     """Strict JSON text of ``value``: non-finite numbers as null (``allow_nan=False`` makes any
     that slipped through an error, never an ``Infinity`` token); unknown objects as text."""
-    return json.dumps(_plain(value), separators=(",", ":"), default=str, allow_nan=False)
+    return json.dumps(plain_json_value(value), separators=(",", ":"), default=str, allow_nan=False)
 
 
 class RequestLog:

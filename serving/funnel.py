@@ -22,8 +22,8 @@ import pandas as pd
 from runtime.ann_index import ExactSearch
 from runtime.bundle import Bundle
 from runtime.funnel_roles import category_column, funnel_models, history_items, retrieval_keys
-from runtime.postprocess import cap_per_category, filter_seen
-from runtime.request_log import RequestLog
+from runtime.postprocess import filter_seen, select_and_order
+from runtime.request_log import RequestLog, plain_json_value
 from runtime.routing import Arm
 from serving.handler import Handler, Served
 from serving.request_schemas import funnel_schema
@@ -152,7 +152,9 @@ class FunnelHandler(Handler):
         user_misses: np.ndarray,
         item_misses: np.ndarray,
     ) -> list[Served]:
-        """Per request: its candidates by score, the category cap and ``k``; response and log."""
+        """Per request: the first ``k`` candidates in retrieval order within the category cap,
+        ordered by the ranker's score (:func:`runtime.postprocess.select_and_order`, the rule the
+        offline funnel evaluation measures); response and log."""
         serving = self.spec.serving
         category = category_column(candidates.columns)
         item_values = candidates[self.item_key].tolist()
@@ -162,10 +164,10 @@ class FunnelHandler(Handler):
         finals, shown = [], []
         for i, request in enumerate(requests):
             start, end = starts[i], starts[i + 1]
-            order = start + np.argsort(-scores[start:end], kind="stable")
-            final = cap_per_category(
-                [item_values[j] for j in order],
-                [categories[j] for j in order],
+            final = select_and_order(
+                item_values[start:end],
+                categories[start:end],
+                scores[start:end],
                 request.k,
                 serving.max_per_category,
             )
@@ -180,7 +182,8 @@ class FunnelHandler(Handler):
             rows = finals[i]
             misses = int(user_misses[i] + item_misses[owners == i].sum())
             items = [
-                {self.item_key: _plain(item_values[j]), "score": float(scores[j])} for j in rows
+                {self.item_key: plain_json_value(item_values[j]), "score": float(scores[j])}
+                for j in rows
             ]
             response = {
                 "items": items,
@@ -211,7 +214,3 @@ class _Request:
     arm: Arm
     cold: bool = False
     pool: list[Any] = field(default_factory=list)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

@@ -23,7 +23,7 @@ from configs.schema.request_checks import event_inputs, request_features
 from runtime.bundle import Bundle
 from runtime.models.features import feature_array
 from runtime.request_features import add_to_rows
-from runtime.request_log import RequestLog
+from runtime.request_log import RequestLog, plain_json_value
 from runtime.routing import Arm
 from serving.handler import Handler, Served
 from serving.request_schemas import score_schema
@@ -136,7 +136,7 @@ class ScoreHandler(Handler):
         reasons = [
             {
                 "feature": columns[i],
-                "value": _plain(row[columns[i]]),
+                "value": plain_json_value(row[columns[i]]),
                 "contribution": float(contributions[i]),
             }
             for i in top
@@ -171,11 +171,3 @@ class Request:
     arm: Arm
     row: dict[str, Any] = field(default_factory=dict)
     misses: int = 0
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value

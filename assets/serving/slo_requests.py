@@ -25,6 +25,7 @@ from assets.split.plan import assign_split
 from configs.schema.slo import SLOSpec
 from configs.schema.usecase import UseCaseSpec
 from runtime.funnel_roles import funnel_models, retrieval_keys
+from runtime.request_log import plain_json_value
 
 
 def test_events(spec: UseCaseSpec, raw_events: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
@@ -45,14 +46,6 @@ def unit_column(spec: UseCaseSpec) -> str:
     if spec.experiment is not None:
         return spec.experiment.unit
     return next(e.key for e in spec.entities.values() if e.key in spec.events.columns)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
 
 
 def _transaction_columns(spec: UseCaseSpec) -> list[str]:
@@ -92,8 +85,12 @@ def request_bodies(
     if endpoint == "score":
         columns = _transaction_columns(spec)
         return [
-            {"transaction": {c: v for c in columns if (v := _plain(record[c])) is not None}}
+            {
+                "transaction": {
+                    c: v for c in columns if (v := plain_json_value(record[c])) is not None
+                }
+            }
             for record in records
         ]
     field = "user_id" if endpoint == "recommend" else "query"
-    return [{field: _plain(record[unit]), "k": spec.serving.k} for record in records]
+    return [{field: plain_json_value(record[unit]), "k": spec.serving.k} for record in records]
