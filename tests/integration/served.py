@@ -36,13 +36,17 @@ def materialized_home(factory: pytest.TempPathFactory, use_case: str) -> Path:
     """A home with ``use_case`` (small world) materialized through its ``bento`` asset."""
     root = factory.getbasetemp().parent  # shared by every xdist worker of this session
     # a hidden folder, as the default home ./.playbook is: BentoML refuses some hidden paths
-    home = root / f".served-{use_case}"
-    done, code = home / "done", source_hash()
+    # one home per version of the code: a home built by other code (an earlier session or
+    # checkout) would serve that code's Bento. A new path, not the old one emptied: MLflow keeps
+    # a connection per store path in the process, and a database replaced under it is read-only
+    code = source_hash()
+    home = root / f".served-{use_case}-{code[:12]}"
+    done = home / "done"
     with FileLock(str(root / f"served-{use_case}.lock")):
         if not done.exists() or done.read_text() != code:
-            # built by other code (an earlier session or checkout): its Bento would carry that
-            # code's serving/ and runtime/, so the home is built again from scratch
-            shutil.rmtree(home, ignore_errors=True)
+            for old in root.glob(f".served-{use_case}-*"):
+                if old != home:
+                    shutil.rmtree(old, ignore_errors=True)
             (spec,) = load_use_cases([CONFIG_DIR / f"{use_case}.yaml"])
             spec = _small(spec, days=DAYS[use_case])
             skip = ("funnel_evaluation", "triton_repository", "drift_report", "performance")
