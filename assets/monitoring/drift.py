@@ -20,6 +20,8 @@ import pandas as pd
 from assets.features.availability import known_at
 from assets.monitoring.drift_reference import DriftReference
 from assets.monitoring.shifts import Shift, label_rate_shift, volume_shift
+from configs.schema.request_checks import request_features
+from configs.schema.request_expressions import TRANSFORMS
 from configs.schema.usecase import UseCaseSpec
 
 SCORE = "score"
@@ -37,6 +39,20 @@ class Drift:
     def breakdown(self, feature: str) -> pd.DataFrame:
         """Reference and window share and PSI term per bin of ``feature``."""
         return self.reference.features[feature].breakdown(self.window[feature])
+
+
+def calendar_columns(spec: UseCaseSpec) -> set[str]:
+    """Request-time features read off the clock (hour, weekday, weekend, night).
+
+    The drift window is a slice of time, so their distribution in it differs from the
+    reference's by construction (a 3-day window holds 3 weekdays): a PSI alert on them says
+    when the window was cut, not that the world changed. They are left out of model drift.
+    """
+    return {
+        feature.column
+        for feature in request_features(spec)
+        if feature.expression.transform and TRANSFORMS[feature.expression.transform].zone
+    }
 
 
 def watched_event_columns(spec: UseCaseSpec) -> tuple[list[str], list[str]]:
@@ -85,7 +101,12 @@ def model_drift(
     score: Callable[[pd.DataFrame], np.ndarray] | None,
 ) -> Drift:
     """PSI of a model's features and (with ``score``) of its score, window vs reference."""
-    columns = [c for c in features if c in reference.columns and _scalar(reference[c])]
+    calendar = calendar_columns(spec)
+    columns = [
+        c
+        for c in features
+        if c in reference.columns and _scalar(reference[c]) and c not in calendar
+    ]
     scored = score is not None and len(reference) and len(window)
     if scored:
         reference = reference.assign(**{SCORE: score(reference)})
