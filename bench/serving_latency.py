@@ -13,6 +13,9 @@ For each use case, the same serving bundle is answered three ways in one invocat
 
 ``--workers`` (default 1) is applied equally to both servers, so the comparison stays fair; the
 timed runs start once every worker has logged its start (the report's header says how many did).
+Both servers run at once and each client level is measured on one then the other (the first
+alternating), so that on a shared machine both rows of a level see about the same load; each
+row gives the 1-minute load average at its end.
 
 The load generator is ``wrk`` (install it with ``scripts/install_wrk.sh``), run by
 :mod:`assets.serving.load_test` as the SLO check runs it (its docstring says why wrk and how the
@@ -75,18 +78,27 @@ def bench(use_case: str, root: Path, args: argparse.Namespace) -> str:
     profiled = profile(handler, bodies, args.profile) if args.profile else ""
     if handler.log is not None:
         handler.log.flush()
-    started = {}
-    for target, server in (("fastapi", fastapi_server), ("bentoml", bentoml_server)):
-        with server(home, use_case, logs, args.workers) as url:
-            started[target] = workers_up(target, logs / f"{target}.out", args.workers)
-            endpoint = f"{url}/{ENDPOINTS[use_case]}"
-            for clients in args.clients:
+    with (
+        fastapi_server(home, use_case, logs, args.workers) as fastapi_url,
+        bentoml_server(home, use_case, logs, args.workers) as bentoml_url,
+    ):
+        urls = {"fastapi": fastapi_url, "bentoml": bentoml_url}
+        started = {t: workers_up(t, logs / f"{t}.out", args.workers) for t in urls}
+        # both servers up (an idle one takes no CPU), each level run on one then the other, the
+        # first alternating: the two rows of a level are seconds apart, so a change in the load
+        # of a shared machine falls on both alike
+        for level, clients in enumerate(args.clients):
+            for target in list(urls)[:: 1 if level % 2 == 0 else -1]:
+                endpoint = f"{urls[target]}/{ENDPOINTS[use_case]}"
                 row, cpu = over_http(target, endpoint, bodies_file, clients, args.seconds, logs)
+                row["load"] = os.getloadavg()[0]
                 rows.append(row)
                 print(
                     f"[{use_case}] {target} x{clients} done (wrk used {cpu:.0f}% of a core)",
                     flush=True,
                 )
+    order = {"in-process": 0, "fastapi": 1, "bentoml": 2}
+    rows.sort(key=lambda r: (order[r["target"]], r["clients"]))
     text = report(use_case, rows, args.workers, started)
     if profiled:
         text += f"\n-- cProfile of {args.profile} in-process requests --\n{profiled}"

@@ -4,6 +4,14 @@ The load generator is ``wrk`` run by :mod:`assets.serving.load_test` (the same r
 check uses), whose percentiles are of the measured latencies (its docstring says why); this
 module turns either kind of run into one row of the report. It also holds the optional cProfile
 of in-process requests.
+
+Each HTTP row also says how the clients' connections were split between the server's worker
+processes, counted mid-run. Both servers' workers accept from one shared listening socket, and
+a worker that wakes to a burst of connections accepts every one pending (uvloop's libuv does),
+so the split is left to chance: in one run of fraud at 8 clients, FastAPI's two workers held 8
+and 0 connections and BentoML's 4 and 4; at 32, 2 and 30 against 31 and 1. One worker with all
+8 clients and one idle answer like a single worker, so the split explains most of the spread
+between runs at 2 workers; compare rows whose splits are alike.
 """
 
 from __future__ import annotations
@@ -11,15 +19,30 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
+import psutil
 
 from assets.serving.load_test import wrk
 
 WRK_WARMUP_S = 2
+SPLIT_AFTER_S = 2  # into the timed run: every connection is open by then
+
+
+def connection_split(port: int) -> str:
+    """The established connections to ``port``, counted per server process: "4+4"."""
+    per_process = Counter(
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port and c.pid
+    )
+    return "+".join(str(n) for n in sorted(per_process.values(), reverse=True)) or "?"
 
 
 def summary(
@@ -67,7 +90,12 @@ def over_http(
     """A warm-up wrk run then a timed one at ``clients`` connections; the row and wrk's CPU %."""
     wrk(url, bodies, clients, WRK_WARMUP_S, logs / f"wrk-{target}-{clients}-warmup.out")
     output = logs / f"wrk-{target}-{clients}.out"
+    split: list[str] = []
+    port = urlsplit(url).port or 80
+    timer = threading.Timer(SPLIT_AFTER_S, lambda: split.append(connection_split(port)))
+    timer.start()
     run = wrk(url, bodies, clients, int(seconds), output)
+    timer.join()
     r = run.result
     # one measured latency per answer, the timed-out ones left out: else the undoing went wrong
     if not r["requests"] - r["errors_timeout"] <= r["samples"] <= r["requests"]:
@@ -75,6 +103,7 @@ def over_http(
     row = summary(
         target, clients, r["requests"], run.errors, r["p50_ms"], r["p95_ms"], r["p99_ms"], r["rps"]
     )
+    row["split"] = split[0] if split else "?"
     return row, 100 * run.cpu_seconds / r["duration_s"]
 
 

@@ -39,10 +39,12 @@ def report(
                 f"{r['rps']:.0f}",
                 p99_ratio,
                 rps_ratio,
+                r.get("split", ""),
+                f"{r['load']:.2f}" if "load" in r else "",
             ]
         )
     headers = ["target", "clients", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "RPS"]
-    headers += ["p99 B/F", "RPS B/F"]
+    headers += ["p99 B/F", "RPS B/F", "conns/worker", "load 1m"]
     header = f"== {use_case} ({ENDPOINTS[use_case]}), {workers} worker(s) per server"
     if started:
         header += " (started: " + ", ".join(f"{t} {n}" for t, n in started.items()) + ")"
