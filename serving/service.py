@@ -14,15 +14,16 @@ counters.
 The endpoint itself (``POST /score``, ``/recommend``, ``/search``) is a one-route Starlette app
 mounted on the service (``@bentoml.asgi_app``), not an ``@bentoml.api`` method, and BentoML's
 per-request Prometheus metrics and OpenTelemetry spans are off unless asked for
-(:class:`ServeSettings`). Driven in-process (the fraud service's ASGI app, 8 concurrent
-clients, the batch function replaced by a constant answer so that only the framework was left,
-no sockets), ``@bentoml.api`` with BentoML's defaults cost about 420 us of CPU a request where
-the same checks behind bare FastAPI cost 80: OpenTelemetry's ASGI middleware 230 us (a span per
-request and per ASGI message, made although BentoML samples none by default), the API route 65
-(its input model, ``inspect.signature`` of the method on every call, the request context, the
-response headers) and the Prometheus middleware 45. Mounted, with both off, 80 us: what
-FastAPI costs. The worker processes, ``/readyz``, ``/livez``, ``/health``, the traffic timeout
-and the Bento stay BentoML's.
+(:class:`ServeSettings`). Driven in-process by ``bench/serving_layers.py`` (the fraud service's
+ASGI app, 8 concurrent clients, the batch function replaced by a constant answer so that only
+the framework was left, no sockets), ``@bentoml.api`` with BentoML's defaults cost 450 us of CPU
+a request where the same checks behind bare FastAPI cost 83: OpenTelemetry's ASGI middleware
+260 us (a span per request and per ASGI message, made although BentoML samples none by
+default), the API route 65 (its input model, ``inspect.signature`` of the method on every call,
+the request context, the response headers) and the Prometheus middleware 45. Mounted, with both
+off, 80 us. With the real handler, a fraud request cost 2.14 ms of CPU behind ``@bentoml.api``,
+1.57 mounted and 1.59 behind FastAPI. The worker processes, ``/readyz``, ``/livez``,
+``/health``, the traffic timeout and the Bento stay BentoML's.
 
 Run one with ``bentoml serve serving.service:RecommendService`` (see the README), or serve a
 built Bento by its tag. Deployment knobs are environment variables (:class:`ServeSettings`),
@@ -102,7 +103,7 @@ class ServeSettings(BaseModel):
         False,
         description=f"{TRACING_ENV}: BentoML's OpenTelemetry middleware, which makes a span per"
         " request and per ASGI message even when none is sampled (BentoML's default sample"
-        " rate is 0). Off by default: about 230 us of CPU a request. Turn it on, with"
+        " rate is 0). Off by default: about 260 us of CPU a request. Turn it on, with"
         " BentoML's tracing configuration (exporter, sample rate), to collect traces.",
     )
 
