@@ -138,6 +138,34 @@ def ratings(n: int = 3000, seed: int = 1, days: int = 30) -> pd.DataFrame:
     )
 
 
+# The head of a learning-to-rank YAML over :func:`ratings`' file (ratings.csv beside it), up to
+# and including its labels: tests add the model, features and metrics they exercise.
+RANKED_RATINGS_HEAD = """\
+name: ranked
+source:
+  kind: file
+  tables:
+    events:
+      path: ratings.csv
+      columns: {user_id: userId, item_id: movieId, event_time: timestamp}
+      timestamp_unit: s
+      derive: {liked: {column: rating, op: ">=", value: 4}}
+entities:
+  user: {key: user_id}
+  item: {key: item_id}
+events:
+  timestamp: event_time
+  group: user_id
+  columns:
+    user_id: int
+    item_id: int
+    rating: {dtype: float, min: 0.5, max: 5}
+    event_time: timestamp
+    liked: {dtype: int, values: [0, 1]}
+labels:
+  liked: {column: liked, available_after: 0s, outcomes: [rating]}
+"""
+
 RATINGS_YAML = """
 name: ratings
 source:

@@ -22,7 +22,7 @@ from resources.mlflow_resource import MLflowResource
 from runtime import layout
 from tests.conftest import write
 from tests.integration.test_raw_assets import _run
-from tests.real_shaped import ratings, transactions, transactions_config
+from tests.real_shaped import RANKED_RATINGS_HEAD, ratings, transactions, transactions_config
 
 pytestmark = pytest.mark.integration
 
@@ -137,30 +137,9 @@ def test_card_fraud_evaluation_shaped_by_the_yaml(tmp_path: Path) -> None:
     )
 
 
-RANKED_RATINGS = """
-name: ranked
-source:
-  kind: file
-  tables:
-    events:
-      path: ratings.csv
-      columns: {user_id: userId, item_id: movieId, event_time: timestamp}
-      timestamp_unit: s
-      derive: {liked: {column: rating, op: ">=", value: 4}}
-entities:
-  user: {key: user_id}
-  item: {key: item_id}
-events:
-  timestamp: event_time
-  group: user_id
-  columns:
-    user_id: int
-    item_id: int
-    rating: {dtype: float, min: 0.5, max: 5}
-    event_time: timestamp
-    liked: {dtype: int, values: [0, 1]}
-labels:
-  liked: {column: liked, available_after: 0s, outcomes: [rating]}
+RANKED_RATINGS = (
+    RANKED_RATINGS_HEAD
+    + """\
 split: {method: temporal, train: 0.7, validation: 0.15, test: 0.15}
 features:
   user_taste:
@@ -177,6 +156,7 @@ model:
     evaluation: {exclude_seen: all}
 metrics: {primary: ndcg, k: [5]}
 """
+)
 
 
 def test_ratings_ranked_without_the_items_rated_in_train(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline
 from configs.schema.issues import SpecFieldError
 from dagster_project.use_case_files import load_use_cases
 from tests.conftest import write
-from tests.real_shaped import ratings, transactions, transactions_config
+from tests.real_shaped import RANKED_RATINGS_HEAD, ratings, transactions, transactions_config
 
 FILTER = "    evaluation: {filter: {drop_units_with_prior_label: is_fraud}}\n"
 
@@ -147,30 +147,9 @@ def test_the_filter_drops_flagged_rows_and_fails_on_an_old_training_set(tmp_path
     assert caught.value.issue.field == "model.scorer.evaluation"
 
 
-RANKED_RATINGS = """
-name: ranked
-source:
-  kind: file
-  tables:
-    events:
-      path: ratings.csv
-      columns: {user_id: userId, item_id: movieId, event_time: timestamp}
-      timestamp_unit: s
-      derive: {liked: {column: rating, op: ">=", value: 4}}
-entities:
-  user: {key: user_id}
-  item: {key: item_id}
-events:
-  timestamp: event_time
-  group: user_id
-  columns:
-    user_id: int
-    item_id: int
-    rating: {dtype: float, min: 0.5, max: 5}
-    event_time: timestamp
-    liked: {dtype: int, values: [0, 1]}
-labels:
-  liked: {column: liked, available_after: 0s, outcomes: [rating]}
+RANKED_RATINGS = (
+    RANKED_RATINGS_HEAD
+    + """\
 model:
   ranking:
     problem: learning_to_rank
@@ -178,6 +157,7 @@ model:
     evaluation: {exclude_seen: SEEN}
 metrics: {primary: ndcg}
 """
+)
 
 
 @pytest.mark.parametrize("seen", ["all", "train_positives", "none"])
