@@ -54,18 +54,20 @@ def _tree(pid: int) -> set[int]:
 
 
 def _make_dev_command(port: int) -> list[str]:
-    """The command ``make dev`` runs (``make -n`` prints it last, after the install steps it
-    would take first), with a free port added; ``$(BIN)`` is this interpreter's folder,
+    """The command ``make dev`` runs (``make -n`` prints it among the install steps it would
+    take first; under an outer ``make``, as in CI, it also prints directory lines), with a free
+    port added; ``$(BIN)`` is this interpreter's folder,
     whichever virtual environment runs the tests."""
     printed = subprocess.run(
-        ["make", "-n", "dev", f"BIN={Path(sys.executable).parent}"],
+        ["make", "-n", "--no-print-directory", "dev", f"BIN={Path(sys.executable).parent}"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    recipe = printed.splitlines()[-1]
-    assert "dagster dev -w workspace.yaml" in recipe, printed
+    recipes = [line for line in printed.splitlines() if "dagster dev -w workspace.yaml" in line]
+    assert len(recipes) == 1, printed
+    recipe = recipes[0]
     return ["bash", "-c", f"exec env {recipe} -p {port}"]
 
 
