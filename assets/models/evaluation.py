@@ -18,7 +18,7 @@ from sklearn.metrics import average_precision_score, log_loss, ndcg_score, roc_a
 ECE_BINS = 15
 _EPS = 1e-15
 # Metrics where smaller is better; every other metric here is better when larger.
-LOWER_IS_BETTER = frozenset({"log_loss", "ece", "brier"})
+LOWER_IS_BETTER = frozenset({"log_loss", "ece", "brier", "rmse", "mae", "mape"})
 # Counts reported beside the metrics; never compared (see :func:`is_count`).
 COUNTS = frozenset({"rows", "groups", "positive_rate", "units", "users", "fallback_users"})
 
