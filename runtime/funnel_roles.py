@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from configs.schema.model_stage import RANKERS  # noqa: F401 (re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime.layout import FEATURE_SEPARATOR
-
-RANKERS = ("learning_to_rank", "multi_task")
 
 
 def retrieval_keys(spec: UseCaseSpec, model: str) -> tuple[str, str, str]:

@@ -38,12 +38,12 @@ from assets.models.tabular import (
 )
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
+from configs.schema.model_stage import TABULAR  # noqa: F401 (re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
 
 SCORE = "score"
 REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
-TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
 CLASSIFICATION = ("auc", "pr_auc", "log_loss", "ece")
 
 

@@ -17,12 +17,12 @@ from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.monitoring.drift import ALERT, event_drift, model_drift, shifts
 from assets.monitoring.plots import drift_plots
 from assets.training.build import SPLIT
+from configs.schema.model_stage import TABULAR
 from configs.schema.usecase import UseCaseSpec
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
 
 ALERT_CHECK = "no_drift_alert"
-TABULAR = ("binary_classification", "learning_to_rank", "multi_task")
 # The model's reference rows: validation, the newest rows it learned from (early stopping,
 # calibration). The train split starts at the start of the data, where windowed aggregates are
 # still filling up (a 7-day count is small on day 2), which would read as drift by itself.

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from difflib import get_close_matches
 
 from configs.schema.issues import short_list
+from configs.schema.model_stage import RANKERS, TABULAR
 from configs.schema.usecase import UseCaseSpec
 
 Problem = tuple[tuple[str | int, ...], str]
-RANKERS = ("learning_to_rank", "multi_task")
-TABULAR = ("binary_classification", *RANKERS)
 
 
 def _unknown(name: str, known: list[str], what: str) -> str:

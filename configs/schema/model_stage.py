@@ -28,6 +28,19 @@ ProblemType = Literal[
 ]
 
 
+# One place for which problem types share a path, so a new type is added to each group here.
+RANKERS: tuple[str, ...] = ("learning_to_rank", "multi_task")  # order a candidate list
+# one LightGBM model over a training-set row (the training-set, drift and Triton paths)
+TABULAR: tuple[str, ...] = (
+    "binary_classification",
+    *RANKERS,
+    "regression",
+    "multiclass_classification",
+)
+# an item embedding table and a user encoder, searched with a FAISS index
+RETRIEVERS: tuple[str, ...] = ("two_tower", "sequence")
+
+
 class NegativeSamplingSpec(StrictModel):
     """Negatives for implicit feedback: items a user did not interact with, drawn per positive.
 
