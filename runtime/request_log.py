@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from configs.schema.usecase import UseCaseSpec
 
 TABLE = "requests"
+# set on a request the service failed to answer; a log written before it has no such column,
+# which readers tell apart from "no failures" (the error_rate guardrail is then unavailable)
+ERROR_COLUMN = "error"
 log = logging.getLogger(__name__)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -59,12 +62,14 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     scores TEXT NOT NULL,
     response TEXT NOT NULL,
     feature_misses INTEGER NOT NULL,
-    latency_ms REAL NOT NULL
+    latency_ms REAL NOT NULL,
+    error TEXT
 )
 """
 _INSERT = (
     f"INSERT INTO {TABLE} (logged_at, endpoint, unit, arm, request, model_versions, features,"
-    " scores, response, feature_misses, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " scores, response, feature_misses, latency_ms, error)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _STOP = object()
 
@@ -138,9 +143,13 @@ class RequestLog:
         response: Any,
         feature_misses: int,
         latency_ms: float,
+        error: str | None = None,
     ) -> None:
         """Queue one row; returns at once, and never raises: a row that cannot be encoded
-        (a circular structure, say) is dropped and logged, the request is still answered."""
+        (a circular structure, say) is dropped and logged, the request is still answered.
+
+        ``error`` is set on a request the service failed to answer (the exception's type), so
+        an experiment's ``error_rate`` guardrail counts failures per arm; null when served."""
         try:
             row = (
                 time.time(),
@@ -154,6 +163,7 @@ class RequestLog:
                 to_json(response),
                 int(feature_misses),
                 _finite(latency_ms),
+                None if error is None else str(error)[:200],
             )
         except Exception as error:  # logging must never fail a request
             self._lost(1, f"a {endpoint} row could not be encoded ({error!r})")
@@ -274,6 +284,14 @@ def _raw_rows(path: Path, text_factory: Any) -> pd.DataFrame:
         return pd.DataFrame(cursor.fetchall(), columns=names, dtype=object)
     finally:
         connection.close()
+
+
+def served(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of requests that were answered: a failed request (``error`` set) has no scores
+    or features to monitor; a log written before failures were logged has no such rows."""
+    if ERROR_COLUMN not in frame.columns:
+        return frame
+    return frame[frame[ERROR_COLUMN].isna()].reset_index(drop=True)
 
 
 def read_request_log(path: str | Path) -> pd.DataFrame:

@@ -125,7 +125,9 @@ def _parse(
         record = dict(zip(names, values, strict=True))
         try:
             row = decode_row(record) | {column: record[column] for column in extra}
-            own = endpoint is None or row["endpoint"] == endpoint
+            # a failed request (error set) logged no scores or features: the reader's needs
+            # apply to answered requests
+            own = (endpoint is None or row["endpoint"] == endpoint) and not row.get("error")
             texts, has_as_of = row_times(row, types, needs if own else ())
         except Unreadable as error:
             rejected.append((record["id"], error.reason, error.detail))

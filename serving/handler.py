@@ -36,7 +36,7 @@ class Handler:
         self.salt = bundle.manifest.salt
         self.log = log
         self.features = OnlineFeatures(bundle.feature_repo, cached_keys)
-        self.counters = {"requests": 0, "cold_start": 0, "feature_misses": 0}
+        self.counters = {"requests": 0, "cold_start": 0, "feature_misses": 0, "errors": 0}
         for model in bundle.models.values():
             for part in (model, *vars(model).values()):
                 if hasattr(part, "predict_threads"):
@@ -94,7 +94,12 @@ class Handler:
     def handle_many(self, payloads: Sequence[Mapping[str, Any]]) -> list[dict | RequestError]:
         """Serve a batch and log each request; a bad request's entry is its error."""
         started = time.perf_counter()
-        results = self.serve_many(payloads)
+        try:
+            results = self.serve_many(payloads)
+        except Exception as error:
+            if len(payloads) == 1:  # the batcher retries a failed batch one request at a time
+                self._log_failure(payloads[0], error, started)
+            raise
         latency_ms = (time.perf_counter() - started) * 1000
         answers: list[dict | RequestError] = []
         for payload, result in zip(payloads, results, strict=True):
@@ -120,6 +125,32 @@ class Handler:
                 )
             answers.append(response)
         return answers
+
+    def _log_failure(self, payload: Mapping[str, Any], error: Exception, started: float) -> None:
+        """Log a request the service failed to answer, with its unit and arm, so an
+        experiment's ``error_rate`` guardrail sees which arm failed it. A batch that fails is
+        retried one request at a time (:class:`serving.batching.MicroBatcher`): only a request
+        that fails alone is logged as failed, and one arm's failures stay its own."""
+        self.counters["errors"] += 1
+        if self.log is None:
+            return
+        try:
+            request = self.parse(payload)  # it parsed inside serve_many, before the failure
+        except Exception:  # the failure was in parsing after all: no unit, no arm to blame
+            return
+        self.log.write(
+            endpoint=self.endpoint,
+            unit=request.unit,
+            arm=request.arm.name,
+            request=payload,
+            model_versions=request.arm.versions,
+            features={},
+            scores={},
+            response={},
+            feature_misses=0,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=type(error).__name__,
+        )
 
     def handle(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Serve one request and log it; :class:`serving.requests.RequestError` on bad input."""

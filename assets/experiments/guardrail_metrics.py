@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from assets.experiments.units import ExperimentUnits, experiment_units
+from runtime.request_log import ERROR_COLUMN  # noqa: F401 (re-exported)
 
-# The request-log column set on a request that failed (null when it was served).
-ERROR_COLUMN = "error"
 LATENCY_COLUMN = "latency_ms"
 
 

@@ -53,7 +53,7 @@ from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
-from runtime.request_log import declared_types, load_request_log
+from runtime.request_log import declared_types, load_request_log, served
 
 ROLLBACK_CHECK = "rollback"
 
@@ -144,7 +144,7 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     ):
         path = home.layout.request_log(spec.name)
         rows = load_request_log(str(path), types, needs, target.endpoint)
-        predictions = predictions_of(rows.frame)
+        predictions = predictions_of(served(rows.frame))
         if predictions.empty:
             note = f"no logged {target.endpoint!r} predictions in {path}"
             context.log.info(note)
