@@ -77,7 +77,7 @@ def test_a_failed_request_is_logged_alone_with_its_arm(
 
     answers = asyncio.run(send_together())
     assert isinstance(answers[2], RuntimeError)
-    assert all(isinstance(a, dict) and "score" in a for i, a in enumerate(answers) if i != 2)
+    assert all(isinstance(a, dict) and "probability" in a for i, a in enumerate(answers) if i != 2)
     assert handler.counters["errors"] == 1 and handler.counters["requests"] == 4
     log.close()
 
