@@ -38,7 +38,7 @@ def test_list_shows_every_use_case() -> None:
         assert name in result.output
 
 
-@pytest.mark.parametrize("template", ["feed", "fraud", "search"])
+@pytest.mark.parametrize("template", ["feed", "fraud", "search", "pricing", "moderation"])
 def test_new_scaffolds_a_valid_config(template: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main, ["new", f"my_{template}", "--from", template, "--dir", str(tmp_path)]
