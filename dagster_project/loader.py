@@ -24,6 +24,7 @@ from assets.models.model_assets import model_assets
 from assets.monitoring.drift_assets import drift_report_asset
 from assets.monitoring.performance_assets import performance_assets
 from assets.raw.raw_assets import raw_assets
+from assets.serving.batch_predictions_assets import predictions_asset
 from assets.serving.bento_assets import bento_asset
 from assets.serving.bundle_assets import serving_bundle_asset
 from assets.serving.slo_check_assets import slo_check_asset
@@ -31,8 +32,9 @@ from assets.serving.triton_assets import triton_repository_assets
 from assets.split.split_plan_assets import split_plan_asset
 from assets.training.training_set_assets import training_set_assets
 from configs.schema import UseCaseSpec
+from configs.schema.batch import is_batch
 from dagster_project.jobs import stage_jobs
-from dagster_project.schedules import retrain_job, retrain_schedule
+from dagster_project.schedules import batch_scoring_schedule, retrain_job, retrain_schedule
 from dagster_project.sensors import drift_sensor, volume_sensor
 from dagster_project.use_case_files import load_use_cases
 from resources.feature_store import FeatureStoreResource
@@ -47,10 +49,16 @@ LOCAL_REDIS = "127.0.0.1:6379"
 
 
 def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
-    """Every asset of one use case, in dependency order."""
+    """Every asset of one use case, in dependency order.
+
+    Batch serving (``serving.mode: batch``) scores on a schedule into the online store: it
+    builds the ``predictions`` asset instead of an endpoint's bundle, Bento, SLO check and
+    Triton repository, which would serve nothing.
+    """
     store = feature_store_asset(spec)
-    slo = slo_check_asset(spec)
-    bundle = serving_bundle_asset(spec, slo.key if slo is not None else None)
+    batch = is_batch(spec)
+    slo = None if batch else slo_check_asset(spec)
+    bundle = None if batch else serving_bundle_asset(spec, slo.key if slo is not None else None)
     return [
         *raw_assets(spec),
         split_plan_asset(spec),
@@ -64,8 +72,9 @@ def use_case_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         *([slo] if slo is not None else []),
         *([funnel] if (funnel := funnel_asset(spec)) is not None else []),
         *([bundle] if bundle is not None else []),
-        *([bento] if (bento := bento_asset(spec)) is not None else []),
-        *triton_repository_assets(spec),
+        *([bento] if not batch and (bento := bento_asset(spec)) is not None else []),
+        *([] if batch else triton_repository_assets(spec)),
+        *([predictions] if (predictions := predictions_asset(spec)) is not None else []),
         *experiment_assets(spec),
         *([drift] if (drift := drift_report_asset(spec)) is not None else []),
         *performance_assets(spec),
@@ -105,6 +114,7 @@ def use_case_definitions(
     schedules = [
         s for spec, _ in built if (s := retrain_schedule(spec, retrain[spec.name])) is not None
     ]
+    schedules += [s for spec, _ in built if (s := batch_scoring_schedule(spec, jobs)) is not None]
     sensors = [drift_sensor(spec, retrain[spec.name]) for spec, _ in built]
     sensors += [volume_sensor(spec, retrain[spec.name]) for spec, _ in built]
     return dg.Definitions(

@@ -13,6 +13,10 @@ from typing import Any
 
 import dagster as dg
 
+# batch serving's scoring windows: partitioned by ``serving.schedule`` and run by their own
+# schedule, never by a retrain (a retrain job with them would ask for a window)
+from assets.serving.batch_predictions_assets import PREDICTIONS_STAGE
+from configs.schema.batch import is_batch
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
 
@@ -29,7 +33,9 @@ def retrain_job(spec: UseCaseSpec) -> AssetJob:
     """Every asset of the use case except the raw logs, in one run."""
     return dg.define_asset_job(
         retrain_job_name(spec),
-        selection=dg.AssetSelection.groups(spec.name) - dg.AssetSelection.tag("stage", RAW_STAGE),
+        selection=dg.AssetSelection.groups(spec.name)
+        - dg.AssetSelection.tag("stage", RAW_STAGE)
+        - dg.AssetSelection.tag("stage", PREDICTIONS_STAGE),
         description=f"Retrain {spec.name}: features to the registry gate and the serving bundle.",
         tags={layout.USE_CASE_RUN_TAG: spec.name},
     )
@@ -48,4 +54,23 @@ def retrain_schedule(spec: UseCaseSpec, job: AssetJob) -> dg.ScheduleDefinition 
         default_status=dg.DefaultScheduleStatus.STOPPED,
         tags={layout.USE_CASE_RUN_TAG: spec.name, "playbook/reason": "scheduled retrain"},
         description=f"Scheduled retraining of {spec.name} ({cron}, UTC).",
+    )
+
+
+def batch_scoring_schedule(spec: UseCaseSpec, jobs: list[AssetJob]) -> dg.ScheduleDefinition | None:
+    """Batch serving's ``serving.schedule``: each tick scores the window that just closed.
+
+    Built from the predictions stage's job (``<use case>__predictions``), whose partitions are
+    that cron's windows, so tick and partition agree by construction; None in online mode.
+    """
+    if not is_batch(spec):
+        return None
+    name = f"{spec.name}__{PREDICTIONS_STAGE}"
+    (job,) = [j for j in jobs if j.name == name]
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name=f"{spec.name}_batch_scoring_schedule",
+        description=f"Batch scoring of {spec.name} into the online store ({spec.serving.schedule}, UTC).",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        tags={layout.USE_CASE_RUN_TAG: spec.name, "playbook/reason": "scheduled batch scoring"},
     )

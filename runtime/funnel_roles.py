@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from configs.schema.model_stage import RANKERS  # noqa: F401 (re-exported)
+from configs.schema.model_stage import RANKERS, RETRIEVERS  # noqa: F401 (re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime.layout import FEATURE_SEPARATOR
 
@@ -30,13 +30,41 @@ def retrieval_keys(spec: UseCaseSpec, model: str) -> tuple[str, str, str]:
     return users[0], spec.entities[item_entity].key, item_entity
 
 
+def funnel_retrievers(spec: UseCaseSpec) -> list[str]:
+    """Every candidate source of the funnel (two-tower and sequence retrievers), YAML order:
+    the served funnel merges their candidates; the first is the primary one."""
+    return [m for m, s in spec.model.items() if s.problem in RETRIEVERS]
+
+
 def funnel_models(spec: UseCaseSpec) -> tuple[str, str] | None:
-    """(retrieval model, ranking model) of a use case with both stages, else None."""
-    retrievers = [m for m, s in spec.model.items() if s.problem == "two_tower"]
+    """(primary retrieval model, ranking model) of a use case with both stages, else None."""
+    retrievers = funnel_retrievers(spec)
     rankers = [m for m, s in spec.model.items() if s.problem in RANKERS]
     if not retrievers or not rankers or spec.events.group is None or spec.serving is None:
         return None
     return retrievers[0], rankers[0]
+
+
+def merge_candidates(pools: dict[str, list], size: int) -> tuple[list, list[str]]:
+    """One candidate list from several sources' ranked lists, and each item's source.
+
+    Items are taken by rank across sources (every source's first, then every second, ...; at
+    one rank the sources in the given order), a repeat is dropped, so each item keeps its
+    better rank and the source that gave it; at most ``size`` items.
+    """
+    merged: list = []
+    sources: list[str] = []
+    taken: set = set()
+    depth = max((len(p) for p in pools.values()), default=0)
+    for rank in range(depth):
+        for source, pool in pools.items():
+            if rank < len(pool) and pool[rank] not in taken:
+                taken.add(pool[rank])
+                merged.append(pool[rank])
+                sources.append(source)
+                if len(merged) == size:
+                    return merged, sources
+    return merged, sources
 
 
 def category_column(columns: list[str] | pd.Index) -> str | None:

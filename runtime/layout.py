@@ -188,6 +188,16 @@ def experiment_analysis_key(use_case: str) -> AssetPath:
     return (use_case, "experiment_analysis")
 
 
+def predictions_key(use_case: str) -> AssetPath:
+    """Batch serving's scores, one Parquet file per scoring window: ``table_file(key, window)``."""
+    return (use_case, "predictions")
+
+
+def predictions_view(use_case: str) -> str:
+    """The Feast feature view (and project) holding a use case's batch predictions."""
+    return f"{use_case}_predictions"
+
+
 # -- feature columns ----------------------------------------------------------------------------
 
 FEATURE_SEPARATOR = "__"  # Feast's full feature names: <view>__<feature>

@@ -1,16 +1,21 @@
 """The served funnel (feed ``/recommend``, search ``/search``): retrieve, filter, rank, diversify.
 
-Per request: the user's (or query's) online features -> query-tower embedding -> the FAISS index
-returns ``serving.candidates`` items from the whole catalog (a cold unit -- unknown id and no
-history -- gets the most popular items instead) -> items in the unit's recent history lists are
-dropped -> the ranking model scores the candidates on their online features -> the category cap
-(``serving.max_per_category``) and ``k`` make the answer. The same rules as the offline funnel
+Per request: the user's (or query's) online features -> each retriever's user vector (the
+two-tower's query tower; a sequence model's encoder over the recent-items list read from the
+store) -> its FAISS index returns ``serving.candidates`` items from the whole catalog -> items in
+the unit's recent history lists are dropped -> the sources' lists are merged by rank
+(:func:`runtime.funnel_roles.merge_candidates`: a repeat keeps its better rank, every item
+records its source) into ``serving.candidates`` items; a source with nothing to go on for the
+unit (cold: unknown id and no history) adds nothing, and a unit cold for every source gets the
+most popular items -> the ranking model scores the candidates on their online features -> the
+category cap (``serving.max_per_category``) and ``k`` make the answer. The same rules as the offline funnel
 evaluation (``assets.funnel.evaluate``): both take the roles of models and columns from
 ``runtime.funnel_roles`` and the post-processing from ``runtime.postprocess``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +26,22 @@ import pandas as pd
 
 from runtime.ann_index import ExactSearch
 from runtime.bundle import Bundle
-from runtime.funnel_roles import category_column, funnel_models, history_items, retrieval_keys
+from runtime.funnel_roles import (
+    category_column,
+    funnel_models,
+    funnel_retrievers,
+    history_items,
+    merge_candidates,
+    retrieval_keys,
+)
 from runtime.postprocess import filter_seen, select_and_order
 from runtime.request_log import RequestLog, plain_json_value
 from runtime.routing import Arm
 from serving.handler import Handler, Served
 from serving.request_schemas import funnel_schema
 from serving.requests import RequestError, now
+
+POPULAR = "popular"  # the source of a unit cold for every retriever: the most popular items
 
 
 class FunnelHandler(Handler):
@@ -37,30 +51,47 @@ class FunnelHandler(Handler):
         spec = bundle.spec
         models = funnel_models(spec)
         if models is None:
-            raise ValueError(f"{spec.name}: the funnel needs a two_tower and a ranking model")
+            raise ValueError(
+                f"{spec.name}: the funnel needs a retriever (two_tower or sequence) and a"
+                " ranking model"
+            )
         self.retrieval, self.ranking = models
+        self.retrievers = funnel_retrievers(spec)
         self.user_key, self.item_key, item_entity = retrieval_keys(spec, self.retrieval)
+        for other in self.retrievers:
+            if retrieval_keys(spec, other)[:2] != (self.user_key, self.item_key):
+                raise ValueError(
+                    f"{spec.name}: retrievers {self.retrieval!r} and {other!r} rank different"
+                    " units or items; the funnel merges candidates of one user and item key"
+                )
         self.user_dtype = next(e.dtype for e in spec.entities.values() if e.key == self.user_key)
         super().__init__(bundle, log, cached_keys=(self.item_key,))
         # one query per request: OpenMP's thread start-up costs more than the search itself
         faiss.omp_set_num_threads(1)
         self.endpoint = spec.serving.endpoint
         self.unit_field = "user_id" if self.endpoint == "recommend" else "query"
-        self.user_views = self.features.views_keyed_by(self.retrieval, {self.user_key})
+        # the user views each retriever reads, one store read per distinct set of views
+        self.user_reads: dict[str, list[str]] = {}
+        for name in self.retrievers:
+            views = self.features.views_keyed_by(name, {self.user_key})
+            if views not in self.user_reads.values():
+                self.user_reads[name] = views
         passthrough = [c for v in spec.features.values() for c in v.passthrough]
         self.context_columns = set(passthrough)
         self.schema = funnel_schema(spec, self.unit_field, self.user_dtype, passthrough)
-        self.searchers: dict[str, Any] = {}
-        self.popular: dict[str, np.ndarray] = {}
+        self.searchers: dict[tuple[str, str], Any] = {}  # (retriever, version) -> index
+        self.popular: dict[tuple[str, str], np.ndarray] = {}
         for (name, version), model in bundle.models.items():
-            if name != self.retrieval:
+            if name not in self.retrievers:
                 continue
             if bundle.manifest.index_versions.get(name) == version:
-                self.searchers[version] = bundle.indices[name]
+                self.searchers[name, version] = bundle.indices[name]
             else:
-                self.searchers[version] = ExactSearch(model.catalog_ids, model.catalog_vectors)
+                self.searchers[name, version] = ExactSearch(
+                    model.catalog_ids, model.catalog_vectors
+                )
             order = np.argsort(-model.popularity, kind="stable")
-            self.popular[version] = np.asarray(model.catalog_ids)[order]
+            self.popular[name, version] = np.asarray(model.catalog_ids)[order]
 
     def parse(self, payload: Mapping[str, Any]) -> _Request:
         """The request as the endpoint's schema (:func:`serving.request_schemas.funnel_schema`):
@@ -78,45 +109,58 @@ class FunnelHandler(Handler):
         )
 
     def serve_parsed(self, requests: list[_Request]) -> list[Served | RequestError]:
-        """The funnel for a batch: one user read, one query-tower call and one FAISS search per
-        retriever version, one candidate read and one ranker call per ranker version."""
-        user, user_misses = self.features.read(
-            self.retrieval,
-            pd.DataFrame({self.user_key: [r.unit for r in requests]}),
-            pd.Series([r.as_of for r in requests]),
-            views=self.user_views,
-        )
+        """The funnel for a batch: one user read per distinct set of user views, one encoder
+        call and one FAISS search per retriever version, one candidate read and one ranker call
+        per ranker version."""
+        units = pd.DataFrame({self.user_key: [r.unit for r in requests]})
+        as_of = pd.Series([r.as_of for r in requests])
+        user, user_misses = units, np.zeros(len(requests), dtype=int)
+        for service, views in self.user_reads.items():
+            part, misses = self.features.read(service, units, as_of, views=views)
+            new = [c for c in part.columns if c not in user.columns]
+            user, user_misses = pd.concat([user, part[new]], axis=1), user_misses + misses
         self._retrieve(requests, user)
         candidates, item_misses, owners = self._rank(requests)
         return self._answers(requests, user, candidates, owners, user_misses, item_misses)
 
     def _retrieve(self, requests: list[_Request], user: pd.DataFrame) -> None:
-        """Each request's candidate pool: the index's nearest items to its query-tower vector
-        (the popular items when the unit is cold), less what the unit has already seen."""
+        """Each request's candidate pool: every retriever's nearest items to its user vector,
+        less what the unit has already seen, merged by rank (each item with its source); the
+        popular items when no retriever has a vector for the unit."""
         candidates = self.spec.serving.candidates
-        versions = [r.arm.versions[self.retrieval] for r in requests]
+        found = [self._search(name, requests, user, candidates) for name in self.retrievers]
+        for i, request in enumerate(requests):
+            seen = history_items(user.iloc[[i]])
+            pools = {name: hits[i] for name, hits in zip(self.retrievers, found, strict=True)}
+            pools = {name: filter_seen(pool, seen) for name, pool in pools.items() if pool}
+            request.cold = not pools
+            if request.cold:
+                popular = self.popular[self.retrieval, request.arm.versions[self.retrieval]]
+                pools = {POPULAR: filter_seen(popular[:candidates].tolist(), seen)}
+            request.pool, request.sources = merge_candidates(pools, candidates)
+
+    def _search(
+        self, name: str, requests: list[_Request], user: pd.DataFrame, candidates: int
+    ) -> list[list[Any] | None]:
+        """One retriever's nearest items per request (None where the unit is cold for it): one
+        encoder call and one index search per version of it."""
+        out: list[list[Any] | None] = [None] * len(requests)
+        versions = [r.arm.versions[name] for r in requests]
         for version in dict.fromkeys(versions):
-            retriever = self.bundle.model(self.retrieval, version)
+            retriever = self.bundle.model(name, version)
             chosen = [i for i, v in enumerate(versions) if v == version]
             rows = user.iloc[chosen].reset_index(drop=True)
             for column in retriever.user_columns:
                 if column not in rows.columns:
                     rows[column] = None  # a feature the store lacks reads as missing
             warm = retriever.is_warm(rows)
-            found = np.zeros((0, 0), dtype=np.int64)
-            if warm.any():
-                vectors = retriever.user_embeddings(rows[warm].reset_index(drop=True))
-                found, _ = self.searchers[version].search(vectors, candidates)
-            nearest = iter(found)
-            for row, (i, is_warm) in enumerate(zip(chosen, warm, strict=True)):
-                request = requests[i]
-                request.cold = not bool(is_warm)
-                if request.cold:
-                    pool = self.popular[version][:candidates]
-                else:
-                    hits = next(nearest)
-                    pool = hits[hits != -1]
-                request.pool = filter_seen(pool.tolist(), history_items(rows.iloc[[row]]))
+            if not warm.any():
+                continue
+            vectors = retriever.user_embeddings(rows[warm].reset_index(drop=True))
+            found, _ = self.searchers[name, version].search(vectors, candidates)
+            for i, hits in zip(np.asarray(chosen)[warm], found, strict=True):
+                out[i] = hits[hits != -1].tolist()
+        return out
 
     def _rank(self, requests: list[_Request]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """Every request's candidates in one frame with their features and ``__score`` column,
@@ -161,7 +205,7 @@ class FunnelHandler(Handler):
         categories = candidates[category].tolist() if category else [None] * len(candidates)
         scores = candidates["__score"].to_numpy()
         starts = np.concatenate([[0], np.cumsum([len(r.pool) for r in requests])])
-        finals, shown = [], []
+        finals, shown, sources = [], [], []
         for i, request in enumerate(requests):
             start, end = starts[i], starts[i + 1]
             final = select_and_order(
@@ -173,6 +217,7 @@ class FunnelHandler(Handler):
             )
             row_of = {item_values[j]: j for j in range(start, end)}
             finals.append([row_of[item] for item in final])
+            sources.append(dict(zip(request.pool, request.sources, strict=True)))
             shown.extend(finals[-1])
         logged = candidates.drop(columns=[self.user_key, "__score"]).iloc[shown]
         logged_rows = iter(logged.to_dict("records"))
@@ -182,7 +227,11 @@ class FunnelHandler(Handler):
             rows = finals[i]
             misses = int(user_misses[i] + item_misses[owners == i].sum())
             items = [
-                {self.item_key: plain_json_value(item_values[j]), "score": float(scores[j])}
+                {
+                    self.item_key: plain_json_value(item_values[j]),
+                    "score": float(scores[j]),
+                    "source": sources[i][item_values[j]],
+                }
                 for j in rows
             ]
             response = {
@@ -191,6 +240,7 @@ class FunnelHandler(Handler):
                 "model_versions": dict(request.arm.versions),
                 "cold_start": request.cold,
                 "candidates": len(request.pool),
+                "candidate_sources": dict(Counter(request.sources)),
                 "feature_misses": misses,
             }
             extras = {
@@ -214,3 +264,4 @@ class _Request:
     arm: Arm
     cold: bool = False
     pool: list[Any] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # per pool item: the retriever that found it

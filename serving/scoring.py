@@ -1,4 +1,4 @@
-"""The served classifier (fraud ``/score``): calibrated probability, decision band, reasons.
+"""The served classifier (``/score``): calibrated probabilities, the decision, reasons.
 
 The transaction names its entities (``card_id``, ``merchant_id``...); their online features are
 read as of the transaction's time (default now), request-time columns the model uses are taken
@@ -8,6 +8,20 @@ features by :mod:`runtime.request_features`, as the training set computed them f
 row (its time: the transaction's, else the time of the request), and the calibrated model answers with P(positive), the
 approve / review / decline band chosen on validation data, and the features that pushed the
 score most (LightGBM's ``pred_contrib``: per-feature SHAP values in log-odds), for the reviewer.
+
+A multiclass classifier (moderation) is served by the same endpoint with the same request: the
+answer holds every class's calibrated probability, the top class, and the decision, which is the
+top class, or ``review`` when its probability is below the model's ``review_below`` (the human
+review band); the reasons are the contributions to the top class's margin.
+
+A regressor (pricing's delivery minutes) is served the same way too: the answer holds the point
+``prediction`` and, when the model was trained with an interval (``regression.interval``), its
+``lower`` and ``upper`` bounds (both null when it was not: the keys stay, so a client reads one
+shape), with the features that moved the prediction most (SHAP values in the label's unit). The
+request log's ``scores`` hold the prediction and the bounds.
+
+Which model answers: the first model of the YAML whose problem is one of
+:data:`configs.schema.request_checks.SERVED_PROBLEMS`.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from configs.schema.request_checks import event_inputs, request_features
+from configs.schema.request_checks import SERVED_PROBLEMS, event_inputs, request_features
 from runtime.bundle import Bundle
 from runtime.models.features import feature_array
 from runtime.request_features import add_to_rows
@@ -30,20 +44,25 @@ from serving.request_schemas import score_schema
 from serving.requests import RequestError, now
 
 TOP_CONTRIBUTIONS = 5
+# per row of a batch: (SHAP contributions, what the model says: a margin, margins per class, or a
+# regressor's (prediction, lower, upper))
+Explained = tuple[np.ndarray, Any]
 
 
 class ScoreHandler(Handler):
-    """``/score``: one calibrated binary classifier."""
+    """``/score``: one calibrated classifier (binary or multiclass), or one regressor."""
 
     endpoint = "score"
 
     def __init__(self, bundle: Bundle, log: RequestLog | None = None) -> None:
         super().__init__(bundle, log)
         spec = bundle.spec
-        scorers = [m for m, s in spec.model.items() if s.problem == "binary_classification"]
+        scorers = [m for m, s in spec.model.items() if s.problem in SERVED_PROBLEMS]
         if not scorers:
-            raise ValueError(f"{spec.name}: /score needs a binary_classification model")
+            raise ValueError(f"{spec.name}: /score needs a {' or '.join(SERVED_PROBLEMS)} model")
         self.scorer = scorers[0]
+        self.multiclass = spec.model[self.scorer].problem == "multiclass_classification"
+        self.regression = spec.model[self.scorer].problem == "regression"
         keys = {e.key: e.dtype for e in spec.entities.values()}
         sample = self.model(self.arms[0], self.scorer)
         # join keys the scorer's features need, then every events column the model reads as is
@@ -101,13 +120,15 @@ class ScoreHandler(Handler):
                 )
         return [results[i] for i in range(len(requests))]
 
-    def _explain(
-        self, model: Any, rows: list[dict[str, Any]]
-    ) -> list[tuple[np.ndarray, float] | RequestError]:
+    def _explain(self, model: Any, rows: list[dict[str, Any]]) -> list[Explained | RequestError]:
         """Per row (SHAP contributions, raw margin), or the error of a row that is not numbers.
 
         One ``pred_contrib`` pass: the contributions plus the expected value (the last column)
-        add up to the raw margin, so the margin needs no second call over the trees.
+        add up to the raw margin, so the margin needs no second call over the trees. A
+        multiclass model gives one such block per class: contributions ``[classes, features]``
+        and margins ``[classes]``. A regressor's prediction is its own ``predict`` (the
+        objective's link applied, as the registered model answers) and its bounds its quantile
+        models', on the same matrix.
         """
         columns = list(model.feature_columns)
         for row in rows:
@@ -124,16 +145,21 @@ class ScoreHandler(Handler):
         explained = model.booster.predict(
             matrix, num_iteration=model.best_iteration, pred_contrib=True, num_threads=1
         )
+        if self.multiclass:
+            blocks = np.asarray(explained).reshape(len(rows), -1, len(columns) + 1)
+            return [(block[:, :-1], block.sum(axis=1)) for block in blocks]
+        if self.regression:
+            predictions = model.predict(matrix)
+            lower, upper = (
+                model.predict_interval(matrix) if model.has_interval else ([None] * len(rows),) * 2
+            )
+            said = zip(predictions, lower, upper, strict=True)
+            return [(values[:-1], bounds) for values, bounds in zip(explained, said, strict=True)]
         return [(values[:-1], float(values.sum())) for values in explained]
 
-    def _answer(
-        self, model: Any, request: Request, contributions: np.ndarray, margin: float
-    ) -> Served:
-        columns = list(model.feature_columns)
-        row = request.row
-        probability = float(model.calibrator.transform(np.array([margin]))[0])
+    def _reasons(self, columns: list[str], row: dict[str, Any], contributions: np.ndarray):
         top = np.argsort(-np.abs(contributions), kind="stable")[:TOP_CONTRIBUTIONS]
-        reasons = [
+        return [
             {
                 "feature": columns[i],
                 "value": plain_json_value(row[columns[i]]),
@@ -141,6 +167,73 @@ class ScoreHandler(Handler):
             }
             for i in top
         ]
+
+    def _answer_classes(
+        self, model: Any, request: Request, contributions: np.ndarray, margins: np.ndarray
+    ) -> Served:
+        """A multiclass answer: every class's probability, the top class, the decision."""
+        columns = list(model.feature_columns)
+        probabilities = model.calibration.transform(margins[None, :])
+        (top,), (decision,) = model.decide(probabilities)
+        by_class = {name: float(p) for name, p in zip(model.classes, probabilities[0], strict=True)}
+        arm = request.arm
+        response = {
+            "probabilities": by_class,
+            "top_class": model.classes[top],
+            "probability": by_class[model.classes[top]],
+            "decision": str(decision),
+            "review_below": model.review_below,
+            "top_features": self._reasons(columns, request.row, contributions[top]),
+            "arm": arm.name,
+            "model_versions": {self.scorer: arm.versions[self.scorer]},
+            "feature_misses": request.misses,
+        }
+        extras = {
+            "unit": request.unit,
+            "features": {c: request.row[c] for c in columns},
+            "scores": {
+                "probability": response["probability"],
+                "probabilities": by_class,
+                "margins": [float(m) for m in margins],
+            },
+            "misses": request.misses,
+        }
+        return response, extras
+
+    def _answer_value(
+        self, model: Any, request: Request, contributions: np.ndarray, said: tuple
+    ) -> Served:
+        """A regressor's answer: the prediction, its interval's bounds (null without one)."""
+        columns = list(model.feature_columns)
+        prediction, lower, upper = (None if v is None else float(v) for v in said)
+        arm = request.arm
+        scores = {"prediction": prediction, "lower": lower, "upper": upper}
+        response = {
+            **scores,
+            "top_features": self._reasons(columns, request.row, contributions),
+            "arm": arm.name,
+            "model_versions": {self.scorer: arm.versions[self.scorer]},
+            "feature_misses": request.misses,
+        }
+        extras = {
+            "unit": request.unit,
+            "features": {c: request.row[c] for c in columns},
+            "scores": scores,
+            "misses": request.misses,
+        }
+        return response, extras
+
+    def _answer(
+        self, model: Any, request: Request, contributions: np.ndarray, margin: Any
+    ) -> Served:
+        if self.multiclass:
+            return self._answer_classes(model, request, contributions, margin)
+        if self.regression:
+            return self._answer_value(model, request, contributions, margin)
+        columns = list(model.feature_columns)
+        row = request.row
+        probability = float(model.calibrator.transform(np.array([margin]))[0])
+        reasons = self._reasons(columns, row, contributions)
         decision = str(model.bands.apply_bands([probability])[0]) if model.bands else None
         arm = request.arm
         response = {

@@ -242,7 +242,8 @@ class SearchService(_Endpoint):
 @bentoml.service(name="playbook-score", **_CONFIG)
 @bentoml.asgi_app(endpoint_app("score"))
 class ScoreService(_Endpoint):
-    """``POST /score {transaction}``: calibrated probability, decision band and reasons."""
+    """``POST /score {transaction}``: a classifier's calibrated probabilities, decision and
+    reasons, or a regressor's prediction, interval and reasons (:mod:`serving.scoring`)."""
 
 
 SERVICES = {"recommend": RecommendService, "search": SearchService, "score": ScoreService}

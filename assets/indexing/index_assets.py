@@ -18,6 +18,7 @@ import pandas as pd
 from assets.indexing.faiss_index import build_index
 from assets.metadata import asset_identity, rounded_metadata
 from assets.training.build import SPLIT
+from configs.schema.model_stage import RETRIEVERS
 from configs.schema.stages import IndexSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
@@ -107,4 +108,5 @@ def index_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
 
 
 def index_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
-    return [index_asset(spec, m) for m, s in spec.model.items() if s.problem == "two_tower"]
+    """One index per retriever (two-tower or sequence): both answer ``user_vectors``."""
+    return [index_asset(spec, m) for m, s in spec.model.items() if s.problem in RETRIEVERS]

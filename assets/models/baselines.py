@@ -18,10 +18,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from assets.models.multiclass_metrics import positive_prior
 from assets.models.tabular import prepare_features
+from configs.schema.consistency import REGRESSION_BASELINES
 
 FEATURE_PREFIX = "feature:"
-KNOWN = ("logistic_regression", "popularity", "random", f"{FEATURE_PREFIX}<column>")
+KNOWN = (
+    "class_prior",
+    "logistic_regression",
+    "popularity",
+    "random",
+    f"{FEATURE_PREFIX}<column>",
+)
 
 
 def _positive(frame: pd.DataFrame, label: str) -> np.ndarray:
@@ -110,7 +118,10 @@ def baseline_scores(
         "logistic_regression": lambda: logistic_regression(train, test, features, label),
         "popularity": lambda: popularity(train, test, label, item_key, popularity_column),
         "random": lambda: random_scores(test),
+        "class_prior": lambda: positive_prior(train, test, label),
     }
+    if name in REGRESSION_BASELINES:  # assets.models.regression_baselines: numbers, not scores
+        raise ValueError(f"baseline {name!r} is for problem: regression; known: {', '.join(KNOWN)}")
     if name not in builders:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(KNOWN)}")
     return builders[name]()

@@ -16,9 +16,11 @@ import pandas as pd
 from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.models.plots import Plots, markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
+from assets.models.sequence import train_sequence_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
 from assets.training.model_views import label_columns
+from configs.schema.sequence import SequenceSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.mlflow_dataset import TrainingData
 from resources.mlflow_resource import MLflowResource
@@ -74,7 +76,7 @@ def _params(spec: UseCaseSpec, model: str, trained: TrainedModel) -> dict:
     params.update(
         problem=stage.problem,
         labels=",".join(stage.labels),
-        baseline=stage.baseline or "random",
+        baseline=stage.baseline_name,
         features=len(trained.features),
         promotion_margin=stage.promotion_margin,
     )
@@ -101,6 +103,7 @@ def _metadata(trained: TrainedModel, version, verdict) -> dict:
         metadata["plots"] = dg.MetadataValue.md("\n\n".join(images))
     if version.run_url:
         metadata["mlflow_run"] = dg.MetadataValue.url(version.run_url)
+    metadata.update(trained.extra.get("metadata", {}))  # a trainer's own tables (per class...)
     if "bands_on_test" in trained.extra:
         bands = trained.extra["bands"]
         metadata["bands/approve_below"] = float(bands.approve_below)
@@ -278,14 +281,24 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     if table:
         ins["catalog"] = dg.AssetIn(key=dg.AssetKey(layout.raw_table_key(spec.name, table)))
 
+    sequence = stage.problem == "sequence"
+    trainer = train_sequence_retrieval if sequence else train_retrieval
+    learner = (
+        f"Next-item retriever {model!r}: a {(stage.sequence or SequenceSpec()).encoder} encoder"
+        f" over the user's recent {item_entity} ids, {(stage.sequence or SequenceSpec()).negatives}"
+        " sampled softmax"
+        if sequence
+        else f"Two-tower retriever {model!r}: user and {item_entity} towers over ids and content,"
+        " in-batch negatives with logQ correction plus sampled negatives"
+    )
+
     @dg.asset(
         key=key,
         ins=ins,
         **asset_identity(spec, "models"),
         kinds={"pytorch", "mlflow"},
         description=(
-            f"Two-tower retriever {model!r}: user and {item_entity} towers over ids and content,"
-            " in-batch negatives with logQ correction plus sampled negatives; evaluated by full"
+            f"{learner}; evaluated by full"
             " ranking of the catalog on future clicks against popularity; registered in MLflow"
             f" as {layout.registered_model_name(spec.name, model)!r} and promoted by the gate. Output: the"
             f" {item_entity} embeddings."
@@ -299,7 +312,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         catalog: pd.DataFrame | None = None,
     ):
         try:
-            trained = train_retrieval(spec, model, training_set, catalog)
+            trained = trainer(spec, model, training_set, catalog)
         except ValueError as error:
             raise dg.Failure(str(error)) from None
         example = training_set.drop_duplicates(trained.user_key).head(5)
@@ -314,6 +327,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
                 "embedding_dim": stage.embedding_dim,
                 "epochs": stage.epochs,
                 "promotion_margin": stage.promotion_margin,
+                **((stage.sequence or SequenceSpec()).model_dump() if sequence else {}),
             },
             _request_example(example, trained.model.user_columns),
             lambda candidate: trained.evaluate(_unwrap(candidate)),

@@ -28,7 +28,9 @@ from assets.models.evaluation import (
     ranking_metrics,
 )
 from assets.models.evaluation_rows import EvaluationPlan, plan_evaluation, ranked_item_key
+from assets.models.multiclass import train_multiclass_model
 from assets.models.plots import classification_plots, cutoff_plot
+from assets.models.regression import train_regression
 from assets.models.tabular import (
     band_summary,
     decision_bands,
@@ -287,6 +289,8 @@ TRAINERS = {
     "binary_classification": _classification,
     "learning_to_rank": _ranking,
     "multi_task": _expected_value,
+    "regression": train_regression,
+    "multiclass_classification": train_multiclass_model,
 }
 
 

@@ -16,6 +16,8 @@ import optuna
 import pandas as pd
 
 from assets.models.evaluation import classification_metrics, higher_is_better
+from assets.models.multiclass import multiclass_validation_score
+from assets.models.regression import regression_primary, regression_validation_score
 from assets.models.tabular import train_classifier, train_expected_value, train_ranker
 from assets.models.train import (
     REVENUE,
@@ -49,6 +51,10 @@ def _validation_score(spec, model, train, valid, features, params) -> tuple[str,
     """Fit on train and score on validation with the primary metric."""
     stage = spec.model[model]
     labels = list(label_columns(spec, model).values())
+    if stage.problem == "multiclass_classification":
+        return multiclass_validation_score(spec, model, train, valid, features, params)
+    if stage.problem == "regression":
+        return regression_validation_score(spec, model, train, valid, features, params)
     if stage.problem == "binary_classification":
         fitted = train_classifier(train, valid, features, labels[0], params)
         metrics = classification_metrics(valid[labels[0]], fitted.predict_proba(valid))
@@ -95,6 +101,10 @@ def tune(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> TuningResult:
         "ece",
     ):
         probe = spec.metrics.primary
+    if stage.problem == "multiclass_classification":
+        probe = "log_loss"  # minimised on validation, whatever the gate's metric
+    if stage.problem == "regression":
+        probe = regression_primary(spec)  # rmse, mae or mape: minimised
     study = optuna.create_study(
         direction="maximize" if higher_is_better(probe) else "minimize",
         sampler=optuna.samplers.TPESampler(seed=tuning.seed),

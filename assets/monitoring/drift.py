@@ -92,6 +92,15 @@ def event_drift(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame
     return Drift(table.assign(source="events"), fitted, window)
 
 
+def score_columns(values: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's score as drift columns: ``score``, or ``score_<k>`` per class of a model that
+    gives a probability matrix (a multiclass classifier), each class's probability its own PSI."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        return {SCORE: values}
+    return {f"{SCORE}_{k}": values[:, k] for k in range(values.shape[1])}
+
+
 def model_drift(
     spec: UseCaseSpec,
     model: str,
@@ -109,9 +118,10 @@ def model_drift(
     ]
     scored = score is not None and len(reference) and len(window)
     if scored:
-        reference = reference.assign(**{SCORE: score(reference)})
-        window = window.assign(**{SCORE: score(window)})
-        columns.append(SCORE)
+        reference_scores = score_columns(score(reference))
+        window_scores = score_columns(score(window))
+        reference, window = reference.assign(**reference_scores), window.assign(**window_scores)
+        columns += list(reference_scores)
     reference, window = reference[columns], window[columns]
     categorical = [c for c in columns if not pd.api.types.is_numeric_dtype(reference[c])]
     fitted = DriftReference.fit(reference, columns, categorical=categorical)
@@ -134,7 +144,7 @@ def shifts(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> 
     ]
     end = max(reference[timestamp].max(), window[timestamp].max())
     for name, label in spec.labels.items():
-        if label.kind == "graded" or label.column not in reference.columns:
+        if label.kind != "binary" or label.column not in reference.columns:
             continue
         sides = []
         for frame in (reference, window):

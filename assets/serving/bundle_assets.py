@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.metadata import asset_identity, rounded_metadata
+from configs.schema.model_stage import RETRIEVERS
 from configs.schema.usecase import UseCaseSpec
 from resources.feature_store import FeatureStoreResource
 from resources.home import HomeResource
@@ -111,7 +112,7 @@ def write_serving_bundle(
                 models[model][version] = loaded.unwrap_python_model().model
     indices = {}
     for model, stage in spec.model.items():
-        if stage.problem != "two_tower":
+        if stage.problem not in RETRIEVERS:
             continue
         folder = home.layout.index(spec.name, model)
         version = mlflow.latest_version(layout.registered_model_name(spec.name, model))
@@ -140,7 +141,7 @@ def serving_bundle_asset(
     """The bundle asset; ``slo_check`` is the SLO check's key when the use case has one."""
     if spec.serving is None or not spec.model:
         return None
-    retrievers = [m for m, s in spec.model.items() if s.problem == "two_tower"]
+    retrievers = [m for m, s in spec.model.items() if s.problem in RETRIEVERS]
     deps = [dg.AssetKey(layout.model_key(spec.name, m)) for m in spec.model]
     deps += [dg.AssetKey(layout.index_key(spec.name, m)) for m in retrievers]
     if spec.features:

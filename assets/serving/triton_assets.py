@@ -28,11 +28,21 @@ from serving.triton.config import CONFIG_FILE
 from serving.triton.onnx_export import PARITY_TOLERANCE, ParityError
 from serving.triton.repository import ExportedModel, export_model, write_repository
 
+# Why a sequence retriever is left out of the repository, shown on the asset.
+SEQUENCE_SKIPPED = (
+    "not exported: the Triton export (serving.triton.repository) knows two-tower towers and"
+    " LightGBM boosters only; the sequence encoder (GRU / transformer over item ids) is served"
+    " by the funnel in PyTorch"
+)
+
 
 def _champions(spec: UseCaseSpec, mlflow: MLflowResource) -> dict[str, tuple[str, object]]:
-    """``{registered name: (champion version, served model object)}`` for every model."""
+    """``{registered name: (champion version, served model object)}`` for every exported
+    model (sequence retrievers are not: :data:`SEQUENCE_SKIPPED`)."""
     out = {}
     for model in spec.model:
+        if spec.model[model].problem == "sequence":
+            continue
         name = layout.registered_model_name(spec.name, model)
         version = mlflow.version_by_alias(name, layout.CHAMPION)
         if version is None:
@@ -71,7 +81,7 @@ def _models_table(models: list[ExportedModel]) -> str:
 
 def _formats(spec: UseCaseSpec) -> set[str]:
     """The export formats the use case's models need (the asset's kinds in the UI)."""
-    problems = {stage.problem for stage in spec.model.values()}
+    problems = {stage.problem for stage in spec.model.values()} - {"sequence"}
     return {"onnx" if problem == "two_tower" else "lightgbm" for problem in problems}
 
 
@@ -115,6 +125,13 @@ def triton_repository_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
                     "path": dg.MetadataValue.path(str(final)),
                     "gpu_repository": dg.MetadataValue.path(str(final / "gpu")),
                     "cpu_repository": dg.MetadataValue.path(str(final / "cpu")),
+                    "skipped": dg.MetadataValue.json(
+                        {
+                            m: SEQUENCE_SKIPPED
+                            for m, s in spec.model.items()
+                            if s.problem == "sequence"
+                        }
+                    ),
                     "config_sample": dg.MetadataValue.md(
                         f"`{models[0].name}/config.pbtxt` (gpu)\n\n```\n{config}```"
                     ),
@@ -125,6 +142,21 @@ def triton_repository_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     return triton_repository
 
 
+# Why a multiclass classifier has no Triton model: the export serves one raw margin per row (the
+# binary classifier's and rankers' booster output), a softmax booster has one per class, and the
+# per-class calibration and review band live in the pyfunc; ``/score`` serves it in-process.
+MULTICLASS_SKIPPED = (
+    "not exported: a LightGBM multiclass booster has one margin per class and the FIL export"
+    " (serving.triton.lightgbm_export) serves one; /score serves it with its calibration"
+)
+
+
 def triton_repository_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
-    """One ``<use case>/triton_repository`` asset for a use case with models, else none."""
-    return [triton_repository_asset(spec)] if spec.model else []
+    """One ``<use case>/triton_repository`` asset for a use case with exported models, else
+    none (multiclass classifiers are not exported: :data:`MULTICLASS_SKIPPED`)."""
+    exported = {m: s for m, s in spec.model.items() if s.problem != "multiclass_classification"}
+    if not exported:
+        return []
+    if len(exported) < len(spec.model):
+        spec = spec.model_copy(update={"model": exported})
+    return [triton_repository_asset(spec)]

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from difflib import get_close_matches
 
 from configs.schema.base import parse_duration
+from configs.schema.batch import batch_problems
 from configs.schema.evaluation_checks import check_evaluation
 from configs.schema.issues import short_list
 from configs.schema.leakage import check_leakage
+from configs.schema.multiclass_checks import misplaced_multiclass
 from configs.schema.request_checks import check_request_features
 from configs.schema.requirements import requirement_problems
 from configs.schema.slo import slo_problems
@@ -58,10 +60,13 @@ def _check_labels(spec: UseCaseSpec) -> Iterator[Problem]:
         column = columns.get(label.column)
         if column is None:
             yield ("labels", name, "column"), _missing(label.column, list(columns), "events column")
-        elif column.dtype not in ("int", "bool"):
+        elif column.dtype not in ("int", "bool") and not (
+            label.kind == "continuous" and column.dtype == "float"
+        ):
+            allowed = "int, bool or (kind: continuous) float"
             yield (
                 ("labels", name, "column"),
-                f"a label column must be int or bool, not {column.dtype}",
+                f"a label column must be {allowed}, not {column.dtype}",
             )
         if label.available_at is not None:
             when = columns.get(label.available_at)
@@ -140,7 +145,8 @@ def _check_features(spec: UseCaseSpec) -> Iterator[Problem]:
                 yield (*at, "attributes", i), _missing(column, attributes, "entity column")
 
 
-BASELINES = ("logistic_regression", "popularity", "random")
+BASELINES = ("logistic_regression", "popularity", "random", "class_prior")
+REGRESSION_BASELINES = ("mean", "last_value")  # a number per row, not a score to rank by
 
 
 def _feature_names(spec: UseCaseSpec) -> list[str]:
@@ -156,14 +162,16 @@ def _feature_names(spec: UseCaseSpec) -> list[str]:
 
 def _check_baseline(spec: UseCaseSpec, model: str, baseline: str) -> Iterator[Problem]:
     at = ("model", model, "baseline")
+    regression = spec.model[model].problem == "regression"
+    named = REGRESSION_BASELINES if regression else BASELINES
     if baseline.startswith("feature:"):
         column = baseline.removeprefix("feature:")
         names = _feature_names(spec)
         if column not in names and not feature_name(column).startswith(SECONDS_SINCE_LAST):
             yield at, _missing(column, names, "feature")
-    elif baseline not in BASELINES:
-        known = ", ".join((*BASELINES, "feature:<column>"))
-        guess = get_close_matches(baseline, BASELINES, n=1)
+    elif baseline not in named:
+        known = ", ".join((*named, "feature:<column>"))
+        guess = get_close_matches(baseline, named, n=1)
         hint = f"; did you mean {guess[0]!r}?" if guess else ""
         yield at, f"unknown baseline {baseline!r}{hint} (known: {known})"
 
@@ -242,10 +250,12 @@ def cross_check(spec: UseCaseSpec) -> list[Problem]:
         _check_features,
         _check_models_and_experiment,
         check_leakage,
+        misplaced_multiclass,
         check_evaluation,
         check_request_features,
         requirement_problems,
         slo_problems,
+        batch_problems,
     ):
         problems.extend(check(spec))
-    return problems
+    return list(dict.fromkeys(problems))  # a section-wide problem once, not once per model

@@ -37,6 +37,11 @@ TABULAR: tuple[str, ...] = (
     "regression",
     "multiclass_classification",
 )
+# the baseline a model is compared with when the YAML names none (else ``random``)
+DEFAULT_BASELINES: dict[str, str] = {
+    "regression": "mean",
+    "multiclass_classification": "class_prior",
+}
 # an item embedding table and a user encoder, searched with a FAISS index
 RETRIEVERS: tuple[str, ...] = ("two_tower", "sequence")
 
@@ -206,6 +211,11 @@ class ModelStageSpec(StrictModel):
     sequence: SequenceSpec | None = Field(
         None, description="sequence: the encoder over a user's recent items."
     )
+
+    @property
+    def baseline_name(self) -> str:
+        """The baseline the model is compared with: the YAML's, else its problem's default."""
+        return self.baseline or DEFAULT_BASELINES.get(self.problem, "random")
 
 
 Metric = Literal[

@@ -21,8 +21,8 @@ class MulticlassSpec(StrictModel):
         None,
         min_length=2,
         description=(
-            "Class values of the label column, in this order; default: the sorted values seen in"
-            " the training split."
+            "Names of the label's class codes 0..K-1, in order; default: the codes seen in the"
+            " train split, named by their value."
         ),
     )
     calibration: Literal["isotonic", "sigmoid", "none"] = Field(

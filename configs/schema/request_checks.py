@@ -32,8 +32,9 @@ from runtime.layout import LAST_EVENT_AT, SECONDS_SINCE_LAST, attributes_view, f
 
 Problem = tuple[tuple[str | int, ...], str]
 REQUEST_SUFFIX = "_request"
-# the problem type whose served endpoint (/score) computes request features
-SERVED_PROBLEMS = ("binary_classification",)
+# the problem types whose served endpoint (/score) computes request features: the binary
+# scorer first (the endpoint's original form), then the forms it also serves
+SERVED_PROBLEMS = ("binary_classification", "multiclass_classification", "regression")
 _KINDS: dict[str, Kind] = {
     "int": "number",
     "float": "number",
@@ -229,8 +230,9 @@ def _model_problems(spec: UseCaseSpec, columns: dict[str, Column]) -> Iterator[P
                 yield (
                     at,
                     f"model {model_name!r} ({model.problem}) reads view {feature.view!r}, and"
-                    " request features are computed at serving by /score (binary_classification)"
-                    f" only: leave {feature.view!r} out of model.{model_name}.features",
+                    f" request features are computed at serving by /score ({SERVED_PROBLEMS[0]})"
+                    f" only, and its {' and '.join(SERVED_PROBLEMS[1:])} forms:"
+                    f" leave {feature.view!r} out of model.{model_name}.features",
                 )
                 break
             for name in feature.expression.columns:

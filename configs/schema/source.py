@@ -136,8 +136,51 @@ class SearchGeneratorParams(StrictModel):
     position_bias: float = Field(1.0, ge=0, le=5)
 
 
+class ModerationGeneratorParams(StrictModel):
+    """Sizes and behaviour of the synthetic moderation world (``assets.raw.synthetic.moderation``)."""
+
+    generator: Literal["moderation"] = "moderation"
+    n_authors: int = Field(2000, ge=10)
+    posts_per_day: int = Field(3000, ge=1)
+    spammer_share: float = Field(0.04, ge=0, le=0.3, description="Share of authors who spam.")
+    troll_share: float = Field(0.03, ge=0, le=0.3, description="Share of abusive authors.")
+    nsfw_share: float = Field(0.03, ge=0, le=0.3, description="Share of nsfw-posting authors.")
+    signal_noise: float = Field(
+        1.0, ge=0, le=5, description="How much the content signals overlap (0: separable)."
+    )
+    review_delay_mean_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="Mean hours until a removal decision is recorded."
+    )
+    label_maturity_days: float = Field(
+        2.0, ge=0, le=60, description="Days after which a post nobody removed counts as ok."
+    )
+
+
+class PricingGeneratorParams(StrictModel):
+    """Sizes and behaviour of the synthetic delivery world (see ``assets.raw.synthetic.pricing``).
+
+    Delivery minutes are a known sum (store, distance, items, weekday, hour, the store's load)
+    plus Gaussian noise of ``noise_sigma`` minutes; the target is in seconds, so no model's RMSE
+    can beat ``60 * noise_sigma`` on average.
+    """
+
+    generator: Literal["pricing"] = "pricing"
+    n_stores: int = Field(60, ge=2, le=10_000, description="Stores taking delivery orders.")
+    orders_per_day: int = Field(3000, ge=1, description="Orders on an average weekday.")
+    noise_sigma: float = Field(
+        4.0, gt=0, le=60, description="Std. dev. of the Gaussian noise in minutes: the noise floor."
+    )
+    load_minutes: float = Field(
+        0.8, ge=0, le=10, description="Minutes added per order the store took in the last hour."
+    )
+
+
 GeneratorParams = Annotated[
-    FeedGeneratorParams | FraudGeneratorParams | SearchGeneratorParams,
+    FeedGeneratorParams
+    | FraudGeneratorParams
+    | SearchGeneratorParams
+    | ModerationGeneratorParams
+    | PricingGeneratorParams,
     Field(discriminator="generator"),
 ]
 

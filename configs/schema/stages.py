@@ -184,15 +184,84 @@ class FeatureViewSpec(StrictModel):
 
 
 class ServingSpec(StrictModel):
-    """The online endpoint built for the use case."""
+    """How the use case's models answer: an online endpoint, or batch scores read online.
 
-    endpoint: Literal["recommend", "score", "search"]
+    ``online`` builds a service (``endpoint``) that scores each request. ``batch`` scores every
+    ``entity`` with the champion on ``schedule`` and writes the scores to the online store, so a
+    key lookup there is the whole serving path: for predictions that depend only on the entity's
+    stored features (a route's price, a store's demand), where a request brings nothing new.
+    """
+
+    mode: Literal["online", "batch"] = Field(
+        "online",
+        description=(
+            "online: a service scores each request (needs endpoint). batch: every entity is"
+            " scored on schedule and the predictions land in the online store, as feature view"
+            " <use case>_predictions (needs schedule)."
+        ),
+    )
+    endpoint: Literal["recommend", "score", "search"] | None = Field(
+        None, description="online: the service's endpoint (required in online mode)."
+    )
+    schedule: str | None = Field(
+        None,
+        description=(
+            "batch: 5-field cron (UTC) of the scoring runs, e.g. '0 * * * *' hourly; each run"
+            " scores the window that just closed (partitions follow the cron)."
+        ),
+    )
+    entity: str | None = Field(
+        None,
+        description=(
+            "batch: the entity scored (a name from entities); default: the one entity that keys"
+            " every feature view of the model."
+        ),
+    )
+    model: str | None = Field(
+        None, description="batch: the model whose champion scores; default: the only model."
+    )
     k: int = Field(10, ge=1, le=1000, description="Results returned by default.")
     candidates: int = Field(500, ge=1, description="Candidates retrieved before ranking.")
     online_store: Literal["sqlite", "redis"] = "sqlite"
     max_per_category: int | None = Field(
         None, ge=1, description="Diversity cap in the result list."
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_parses(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return cron
+        from croniter import croniter
+
+        if len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise ValueError(
+                "expected a 5-field cron (minute hour day-of-month month day-of-week), e.g."
+                f" '0 * * * *' for hourly, got {cron!r}"
+            )
+        return cron
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> ServingSpec:
+        if self.mode == "online":
+            if self.endpoint is None:
+                raise ValueError(
+                    "online serving needs an endpoint (recommend, score or search),"
+                    " or mode: batch with a schedule"
+                )
+            stray = [f for f in ("schedule", "entity", "model") if getattr(self, f) is not None]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)}: only read in batch mode; add mode: batch or remove them"
+                )
+        elif self.schedule is None:
+            raise ValueError("batch serving needs a schedule, a cron such as '0 * * * *'")
+        elif self.endpoint is not None:
+            raise ValueError(
+                "batch serving builds no endpoint (predictions are read from the online store):"
+                f" remove endpoint: {self.endpoint}"
+            )
+        return self
 
 
 class QualitySpec(StrictModel):

@@ -126,8 +126,13 @@ class LabelSpec(StrictModel):
     """
 
     column: str = Field(description="Events column holding the label.")
-    kind: Literal["binary", "graded"] = Field(
-        "binary", description="binary: 0/1; graded: ordinal relevance 0..max."
+    kind: Literal["binary", "graded", "multiclass", "continuous"] = Field(
+        "binary",
+        description=(
+            "binary: 0/1; graded: ordinal relevance 0..max; multiclass: class codes 0..K-1"
+            " (named by the model's multiclass.classes; 0 is the class an unreviewed row has);"
+            " continuous: any real number (regression targets: a price, a delivery time)."
+        ),
     )
     available_at: str | None = Field(
         None, description="Events column with the time the label became known (delayed labels)."

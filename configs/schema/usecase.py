@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from configs.schema.base import StrictModel
+from configs.schema.execution import ExecutionSpec
 from configs.schema.issues import Loc, SpecFieldError, SpecIssue, dotted, line_of
 from configs.schema.slo import SLOSpec
 from configs.schema.source import FileSource, Source
@@ -51,6 +52,7 @@ class UseCaseSpec(StrictModel):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     experiment: ExperimentSpec | None = None
     slo: SLOSpec | None = None
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     _path: Path | None = PrivateAttr(default=None)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)

@@ -35,6 +35,7 @@ from runtime.models.expected_value import ExpectedValueModel
 from runtime.models.features import Categories
 from runtime.models.features import feature_array as feature_matrix
 from runtime.models.ranker import Ranker
+from runtime.models.regressor import Regressor
 from serving.triton.config import TensorSpec
 
 INPUT = "input__0"  # the names FIL requires; the CPU variant uses the same
@@ -60,8 +61,8 @@ def tree_heads(model: object) -> dict[str, TreeModel]:
     """
     if isinstance(model, ExpectedValueModel):
         return {"click": model.click_model, "purchase": model.purchase_model}
-    if isinstance(model, CalibratedClassifier | Ranker):
-        return {"": model}
+    if isinstance(model, CalibratedClassifier | Ranker | Regressor):
+        return {"": model}  # a regressor's raw score is its prediction (identity objective)
     raise TypeError(f"{type(model).__name__} has no LightGBM booster to export")
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_each_shipped_use_case_has_its_schedule_and_both_sensors() -> None:
     location = defs()  # what ``dagster dev`` loads: every config in configs/
     specs = load_use_cases()
-    assert {spec.name for spec in specs} == {"feed", "fraud", "search"}
+    assert {spec.name for spec in specs} == {"feed", "fraud", "moderation", "pricing", "search"}
     for spec in specs:
         job = f"{spec.name}_retrain"
         schedule = location.resolve_schedule_def(f"{spec.name}_retrain_schedule")

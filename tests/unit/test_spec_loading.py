@@ -16,7 +16,7 @@ from tests.conftest import RATINGS_CONFIG, write
 
 def test_shipped_configs_validate(shipped_configs: list[Path]) -> None:
     specs = load_use_cases(shipped_configs)
-    assert [s.name for s in specs] == ["feed", "fraud", "search"]
+    assert [s.name for s in specs] == ["feed", "fraud", "moderation", "pricing", "search"]
     feed = specs[0]
     assert feed.partitioned and feed.entity_tables().keys() == {"users", "items"}
     assert feed.labels["click"].column == "clicked"

@@ -48,7 +48,7 @@ def events(world: FeedWorld) -> pd.DataFrame:
 
 
 def test_registry_builds_each_world_from_its_params() -> None:
-    assert set(GENERATORS) == {"feed", "fraud", "search"}
+    assert set(GENERATORS) == {"feed", "fraud", "moderation", "pricing", "search"}
     for params in (FeedGeneratorParams(), FraudGeneratorParams(), SearchGeneratorParams()):
         built = build_world(params, 0, START, 2)
         assert isinstance(built, GENERATORS[params.generator])

@@ -11,6 +11,8 @@ from datetime import date
 from assets.raw.synthetic.base import SyntheticWorld
 from assets.raw.synthetic.feed import FeedWorld
 from assets.raw.synthetic.fraud import FraudWorld
+from assets.raw.synthetic.moderation import ModerationWorld
+from assets.raw.synthetic.pricing import PricingWorld
 from assets.raw.synthetic.search import SearchWorld
 from configs.schema.source import (
     FeedGeneratorParams,
@@ -21,6 +23,8 @@ from configs.schema.source import (
 GENERATORS: dict[str, type[SyntheticWorld]] = {
     "feed": FeedWorld,
     "fraud": FraudWorld,
+    "moderation": ModerationWorld,
+    "pricing": PricingWorld,
     "search": SearchWorld,
 }
 
@@ -45,6 +49,8 @@ __all__ = [
     "GENERATORS",
     "FeedWorld",
     "FraudWorld",
+    "ModerationWorld",
+    "PricingWorld",
     "SearchWorld",
     "SyntheticWorld",
     "build_world",

@@ -1,0 +1,377 @@
+"""Train a next-item retriever (``problem: sequence``) and evaluate it as the two-tower is.
+
+**Examples.** Every positive of the train split whose user had a history: the target is the
+item, the input is the user's recent-items list (a ``last_n`` aggregate of the item key,
+:func:`configs.schema.requirements.history_feature`) as joined to the row by the training set's
+point-in-time join, i.e. as of 1 µs before the event: items of the same moment (the rest of
+the slate) and every later one are out, and serving reads the same list from Feast.
+
+**Loss.** A softmax over the catalog approximated by sampling, as the YAML's ``negatives`` says:
+``in_batch`` uses the other targets of the batch as negatives, with the logQ correction of
+Yi et al. (RecSys 2019) for their popularity-skewed sampling (the same as the two-tower);
+``sampled`` draws ``num_sampled`` items uniformly per batch (a constant logQ: no correction).
+A repeat of the positive among the negatives is masked. The epoch with the lowest validation
+loss is kept.
+
+**Evaluation.** The two-tower's protocol and rows (:mod:`assets.models.retrieval_eval`): each
+test user's history as of their first test row, exact search over the whole catalog, train
+positives removed, future clicks counted, popularity for users without a history, beside the
+popularity baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from assets.models.evaluation import compare
+from assets.models.evaluation_rows import retrieval_options
+from assets.models.plots import cutoff_plot
+from assets.models.retrieval import TrainedRetrieval
+from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline, popularity_scores
+from assets.training.build import SPLIT
+from assets.training.model_views import label_columns
+from configs.schema.requirements import history_feature
+from configs.schema.sequence import SequenceSpec
+from configs.schema.usecase import UseCaseSpec
+from runtime.funnel_roles import retrieval_keys
+from runtime.models.sequence_encoder import (
+    OOV,
+    SequenceConfig,
+    SequenceModel,
+    SequenceNet,
+    device_for,
+)
+from runtime.models.tower_inputs import is_sequence
+
+logger = logging.getLogger(__name__)
+
+CURVE_KS = (5, 10, 20, 50, 100)
+
+
+def next_item_examples(
+    frame: pd.DataFrame, *, history_column: str, item_key: str, label: str
+) -> pd.DataFrame:
+    """The positives of ``frame`` whose history is not empty, in time order as given.
+
+    The history column is taken as the point-in-time join left it (known strictly before the
+    row's event); nothing here looks at other rows, so no later event can leak in.
+    """
+    positive = frame[label].to_numpy(dtype=float) > 0
+    lengths = frame[history_column].map(lambda v: len(v) if is_sequence(v) else 0).to_numpy()
+    return frame.loc[positive & (lengths > 0), [history_column, item_key]].reset_index(drop=True)
+
+
+def sequence_config(stage_dim: int, epochs: int, spec: SequenceSpec | None, params: dict):
+    """The trainer's config from the YAML: ``sequence`` section, ``embedding_dim``, ``epochs``
+    and any :class:`SequenceConfig` field given in ``params``."""
+    section = spec or SequenceSpec()
+    known = {k: v for k, v in params.items() if k in SequenceConfig.__dataclass_fields__}
+    return SequenceConfig(
+        **{
+            "encoder": section.encoder,
+            "max_len": section.max_len,
+            "negatives": section.negatives,
+            "num_sampled": section.num_sampled,
+            "embedding_dim": stage_dim,
+            "epochs": epochs,
+            **known,
+        }
+    )
+
+
+def _loss(
+    net: SequenceNet,
+    codes: torch.Tensor,
+    targets: torch.Tensor,
+    log_q: torch.Tensor | None,
+    config: SequenceConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Sampled softmax of the targets (rows of the item table) given the encoded histories."""
+    users = net(codes)
+    table = net.item_vectors()
+    if config.negatives == "in_batch":
+        logits = users @ table[targets].T / config.temperature
+        if log_q is not None:
+            logits = logits - log_q[targets][None, :]
+        same = targets[:, None] == targets[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(len(targets), device=codes.device))
+    n_items = table.shape[0] - 1
+    sampled = torch.randint(1, n_items + 1, (config.num_sampled,), generator=generator)
+    sampled = sampled.to(codes.device)
+    positive = (users * table[targets]).sum(dim=1, keepdim=True)
+    negative = users @ table[sampled].T
+    negative = negative.masked_fill(targets[:, None] == sampled[None, :], float("-inf"))
+    logits = torch.cat([positive, negative], dim=1) / config.temperature
+    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=codes.device))
+
+
+def _tensors(
+    model: SequenceModel, examples: pd.DataFrame, history_column: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoded histories and target rows, keeping examples whose target and history are known."""
+    codes = model.encode(examples[history_column].tolist())
+    targets = model.encode([[item] for item in examples[model.item_key].tolist()])[:, -1]
+    keep = (targets != OOV) & (codes != OOV).any(axis=1)
+    device = model.device
+    return torch.as_tensor(codes[keep], device=device), torch.as_tensor(
+        targets[keep], device=device
+    )
+
+
+def train_sequence(
+    train: pd.DataFrame,
+    valid: pd.DataFrame | None,
+    *,
+    user_key: str,
+    item_key: str,
+    label: str,
+    history_column: str,
+    items: pd.DataFrame,
+    content_columns: Sequence[str] = (),
+    config: SequenceConfig | None = None,
+) -> SequenceModel:
+    """Fit on the train rows' positives with a history; keep the best validation epoch.
+
+    ``items`` is the catalog (``item_key`` and the ``content_columns``, e.g. category and
+    brand): its ids get the catalog vectors and the popularity ranking of cold users. The
+    vocabulary is the catalog plus every item of the train histories and positives; other ids
+    have no vector.
+    """
+    config = config or SequenceConfig()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    examples = next_item_examples(
+        train, history_column=history_column, item_key=item_key, label=label
+    )
+    if examples.empty:
+        raise ValueError(f"no positive {label!r} row of the train split has a {history_column!r}")
+    catalog = items.drop_duplicates(item_key, keep="last")
+    seen = pd.concat(
+        [catalog[item_key], examples[history_column].explode().dropna(), examples[item_key]],
+        ignore_index=True,
+    )
+    vocabulary = pd.unique(seen.astype(train[item_key].dtype)).tolist()
+    content = {
+        c: sorted(catalog[c].dropna().astype(str).unique().tolist()) for c in content_columns
+    }
+    net = SequenceNet(len(vocabulary), config, [len(v) for v in content.values()])
+    net = net.to(device_for(config))
+    model = SequenceModel(config, user_key, item_key, history_column, vocabulary, net, content)
+    _set_content_codes(model, catalog)
+    codes, targets = _tensors(model, examples, history_column)
+    log_q = None
+    if config.logq_correction and config.negatives == "in_batch":
+        counts = np.bincount(targets.cpu().numpy(), minlength=len(vocabulary) + 1)
+        log_q = torch.as_tensor(np.log(np.maximum(counts, 1) / counts.sum()), device=model.device)
+        log_q = log_q.float()
+    held_out = None
+    if valid is not None:
+        valid_examples = next_item_examples(
+            valid, history_column=history_column, item_key=item_key, label=label
+        )
+        if len(valid_examples):
+            held_out = _tensors(model, valid_examples, history_column)
+    _fit(model, codes, targets, held_out, log_q, generator)
+    positives = train[train[label].to_numpy(dtype=float) > 0]
+    model.catalog_ids, model.catalog_vectors = model.item_embeddings(
+        items[[item_key]].drop_duplicates(item_key, keep="last")
+    )
+    model.popularity = popularity_scores(positives, model.catalog_ids, item_key)
+    return model
+
+
+def _set_content_codes(model: SequenceModel, catalog: pd.DataFrame) -> None:
+    """Each vocabulary row's content value codes (0: unknown), from the catalog."""
+    rows = pd.Index(catalog[model.item_key]).get_indexer(pd.Index(model.item_ids))
+    codes = np.zeros((len(model.item_ids) + 1, len(model.content)), dtype=np.int64)
+    for column, (name, values) in enumerate(model.content.items()):
+        found = rows >= 0
+        raw = catalog[name].to_numpy()[rows[found]]
+        known = pd.Series(raw).notna().to_numpy()
+        position = pd.Index(values).get_indexer(pd.Series(raw).astype(str)) + 1
+        codes[1:, column][found] = np.where(known, position, 0)
+    model.net.codes.copy_(torch.as_tensor(codes, device=model.device))
+
+
+def content_columns(catalog: pd.DataFrame, item_key: str) -> list[str]:
+    """The catalog's categorical columns (text or category dtype), the key excepted."""
+    return [
+        c
+        for c in catalog.columns
+        if c != item_key
+        and (
+            pd.api.types.is_string_dtype(catalog[c])
+            or isinstance(catalog[c].dtype, pd.CategoricalDtype)
+        )
+    ]
+
+
+def _fit(
+    model: SequenceModel,
+    codes: torch.Tensor,
+    targets: torch.Tensor,
+    held_out: tuple[torch.Tensor, torch.Tensor] | None,
+    log_q: torch.Tensor | None,
+    generator: torch.Generator,
+) -> None:
+    """The training loop: shuffled batches, Adam, the best validation epoch's weights kept."""
+    config, net = model.config, model.net
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best, best_state = math.inf, None
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        net.train()
+        order = torch.randperm(len(targets), generator=generator).to(targets.device)
+        total, steps = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            loss = _loss(net, codes[batch], targets[batch], log_q, config, generator)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        net.eval()
+        record = {"epoch": float(epoch), "train_loss": total / max(steps, 1)}
+        if held_out is not None and len(held_out[1]):
+            record["valid_loss"] = _held_out_loss(model, held_out, log_q, generator)
+            if record["valid_loss"] < best:
+                best, best_state = record["valid_loss"], copy.deepcopy(net.state_dict())
+        model.history.append(record)
+        logger.info(
+            "sequence epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s",
+            epoch + 1,
+            config.epochs,
+            record["train_loss"],
+            record.get("valid_loss", math.nan),
+            time.perf_counter() - started,
+        )
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    model.train_seconds = time.perf_counter() - started
+    model.examples_per_second = len(targets) * config.epochs / max(model.train_seconds, 1e-9)
+
+
+@torch.no_grad()
+def _held_out_loss(
+    model: SequenceModel,
+    held_out: tuple[torch.Tensor, torch.Tensor],
+    log_q: torch.Tensor | None,
+    generator: torch.Generator,
+) -> float:
+    codes, targets = held_out
+    size = model.config.batch_size
+    total = 0.0
+    for start in range(0, len(targets), size):
+        batch = slice(start, start + size)
+        loss = _loss(model.net, codes[batch], targets[batch], log_q, model.config, generator)
+        total += float(loss) * len(targets[batch])
+    return total / len(targets)
+
+
+def train_sequence_retrieval(
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame, catalog: pd.DataFrame | None
+) -> TrainedRetrieval:
+    """Fit the sequence model of ``model`` and evaluate it on the test split like a two-tower."""
+    stage = spec.model[model]
+    user_key, item_key, _ = retrieval_keys(spec, model)
+    label = next(iter(label_columns(spec, model).values()))
+    history = history_feature(spec, model)
+    if history is None or history[0] not in frame.columns:
+        raise ValueError(
+            f"{spec.name}: model.{model}: the training set has no recent-items list"
+            f" ({history[0] if history else 'a last_n aggregate of ' + item_key}); materialize"
+            " it again after adding the aggregate"
+        )
+    parts = {
+        s: frame[frame[SPLIT] == s].reset_index(drop=True) for s in ("train", "validation", "test")
+    }
+    for name, part in parts.items():
+        if (part[label] > 0).sum() == 0:
+            raise ValueError(f"{spec.name}: model.{model}: no positive {label!r} rows in {name}")
+    items = catalog if catalog is not None else frame[[item_key]].drop_duplicates()
+    config = sequence_config(stage.embedding_dim, stage.epochs, stage.sequence, stage.params)
+    fitted = train_sequence(
+        parts["train"],
+        parts["validation"],
+        user_key=user_key,
+        item_key=item_key,
+        label=label,
+        history_column=history[0],
+        items=items,
+        content_columns=content_columns(items, item_key),
+        config=config,
+    )
+    train_pos = parts["train"][parts["train"][label] > 0]
+    test = parts["test"]
+    test_pos = test[test[label] > 0]
+    first_rows = test.drop_duplicates(user_key, keep="first")
+    options = retrieval_options(spec, model, parts["train"], label)
+    if stage.evaluation.exclude_seen is None:
+        options["seen"] = train_pos  # the two-tower's default: the same rows, the same rule
+    ks = tuple(spec.metrics.k)
+
+    def evaluate_model(candidate: SequenceModel, cutoffs=ks) -> dict[str, float]:
+        ids, vectors = candidate.item_embeddings()
+        return evaluate_retrieval(
+            candidate.user_vectors(first_rows),
+            ids,
+            vectors,
+            train_pos,
+            test_pos,
+            user_key,
+            item_key,
+            cutoffs,
+            fallback_scores=popularity_scores(train_pos, ids, item_key),
+            **options,
+        )
+
+    metrics = evaluate_model(fitted)
+    item_ids, item_vectors = fitted.item_embeddings()
+    baseline = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, ks, **options)
+    model_curve = evaluate_model(fitted, CURVE_KS)
+    popular_curve = popularity_baseline(
+        item_ids, train_pos, test_pos, user_key, item_key, CURVE_KS, **options
+    )
+    plots = cutoff_plot(
+        "recall@k over the whole catalog (future clicks)",
+        {
+            f"sequence ({config.encoder})": {k: model_curve[f"recall@{k}"] for k in CURVE_KS},
+            "popularity": {k: popular_curve[f"recall@{k}"] for k in CURVE_KS},
+        },
+        "recall@k",
+    )
+    metrics["train_examples"] = float(
+        len(
+            next_item_examples(
+                parts["train"], history_column=history[0], item_key=item_key, label=label
+            )
+        )
+    )
+    primary = f"recall@{ks[0]}"
+    shown = {k: v for k, v in metrics.items() if "@" in k}
+    return TrainedRetrieval(
+        fitted,
+        user_key,
+        item_key,
+        metrics,
+        baseline,
+        compare(shown, {k: v for k, v in baseline.items() if "@" in k}),
+        primary,
+        item_ids,
+        item_vectors,
+        lambda candidate: evaluate_model(candidate)[primary],
+        extra={"plots": plots},
+    )
