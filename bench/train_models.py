@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables  # noqa: E402
 from assets.models.retrieval import train_retrieval  # noqa: E402
+from assets.models.sequence import train_sequence_retrieval  # noqa: E402
 from assets.models.train import TABULAR, train_tabular  # noqa: E402
 from assets.raw.synthetic import SyntheticWorld, build_world  # noqa: E402
 from assets.split.plan import mature_rows, plan_split  # noqa: E402
@@ -42,6 +43,7 @@ from assets.training.build import SPLIT, build_training_set  # noqa: E402
 from assets.training.label_rows import maturity  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
+from configs.schema.model_stage import RETRIEVERS  # noqa: E402
 from configs.schema.source import SyntheticSource  # noqa: E402
 from configs.schema.usecase import UseCaseSpec  # noqa: E402
 from runtime.funnel_roles import retrieval_keys  # noqa: E402
@@ -156,7 +158,7 @@ def split_plan(spec: UseCaseSpec, events: pd.DataFrame) -> pd.DataFrame:
 def catalog(spec: UseCaseSpec, world: SyntheticWorld, model: str) -> pd.DataFrame | None:
     """The raw entity table a model's assets take as catalog (sampled or retrieved items)."""
     stage = spec.model[model]
-    if stage.problem == "two_tower":
+    if stage.problem in RETRIEVERS:
         entity = spec.entities[retrieval_keys(spec, model)[2]]
     elif stage.negatives is not None:
         entity = spec.entities[stage.negatives.entity]
@@ -177,7 +179,8 @@ def train_one(
         seconds = time.perf_counter() - started
         throughput, unit = train_rows / seconds, "rows/s"
     else:
-        trained = train_retrieval(spec, model, frame, items)
+        trainer = train_sequence_retrieval if problem == "sequence" else train_retrieval
+        trained = trainer(spec, model, frame, items)
         seconds = time.perf_counter() - started
         throughput, unit = float(trained.model.examples_per_second), "examples/s"
     return Result(

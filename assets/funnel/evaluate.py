@@ -1,7 +1,9 @@
-"""The feed/search funnel, offline: two-tower + FAISS candidates, category cap, ranker order.
+"""The feed/search funnel, offline: retrieval + FAISS candidates, category cap, ranker order.
 
-For each test request the user's query-tower embedding retrieves ``serving.candidates`` items
-from the whole catalog through the FAISS index (a cold user gets the most popular items); the
+For each test request every candidate source (two-tower, sequence: each user vector searched in
+its FAISS index) retrieves ``serving.candidates`` items from the whole catalog, and the sources'
+lists are merged by rank as the service merges them (a user cold for every source gets the most
+popular items); the
 items in the user's recent-history list features as of the request are dropped -- the rule the
 service applies (``runtime.funnel_roles.history_items``), not "what was clicked in training";
 the first ``serving.k`` of the retrieval order within the category cap make the list, which the
@@ -28,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +39,13 @@ from assets.training.build import SPLIT, join_features
 from assets.training.label_rows import AS_OF
 from assets.training.model_views import label_columns
 from configs.schema.usecase import UseCaseSpec
-from runtime.funnel_roles import category_column, funnel_models, history_items, retrieval_keys
+from runtime.funnel_roles import (
+    category_column,
+    funnel_models,
+    history_items,
+    merge_candidates,
+    retrieval_keys,
+)
 from runtime.postprocess import cap_per_category, filter_seen, select_and_order
 
 MAX_REQUESTS = 2000  # a seeded sample keeps the evaluation to seconds at any data size
@@ -98,17 +107,57 @@ def _categories(frame: pd.DataFrame, item_key: str) -> dict:
     return dict(zip(known[item_key], known[column], strict=True))
 
 
+# a candidate source: the retrieval model (two-tower or sequence) and its index's search
+Retrieval = tuple[Any, Callable[[np.ndarray, int], np.ndarray]]
+
+
+def _found(
+    requests: pd.DataFrame, retrievers: dict[str, Retrieval], size: int
+) -> dict[str, list[list | None]]:
+    """Per source, each request's nearest items (None where the unit is cold for it), as the
+    service searches them (:meth:`serving.funnel.FunnelHandler._search`)."""
+    found: dict[str, list[list | None]] = {}
+    for name, (model, search) in retrievers.items():
+        rows = requests.copy()
+        for column in model.user_columns:
+            if column not in rows.columns:
+                rows[column] = None  # a feature the set lacks reads as missing, as online
+        warm = np.asarray(model.is_warm(rows), dtype=bool)
+        hits: list[list | None] = [None] * len(requests)
+        if warm.any():
+            ids = search(model.user_embeddings(rows[warm].reset_index(drop=True)), size)
+            for i, row in zip(np.flatnonzero(warm), ids, strict=True):
+                hits[i] = [item for item in row.tolist() if item != -1]
+        found[name] = hits
+    return found
+
+
+def _pools(
+    found: dict[str, list[list | None]], seen: list[set], popular: list, size: int
+) -> list[list]:
+    """Each request's candidate pool, the service's rule: every source's list less the seen
+    items, merged by rank; the popular items when no source has the unit."""
+    pools = []
+    for i, history in enumerate(seen):
+        lists = {n: filter_seen(hits[i], history) for n, hits in found.items() if hits[i]}
+        if lists:
+            pools.append(merge_candidates(lists, size)[0])
+        else:
+            pools.append(filter_seen(popular[:size], history))
+    return pools
+
+
 def evaluate_funnel(
     spec: UseCaseSpec,
-    retriever,
-    search: Callable[[np.ndarray, int], np.ndarray],
+    retrievers: dict[str, Retrieval],
     rank: Callable[[pd.DataFrame], np.ndarray],
     ranking_set: pd.DataFrame,
     retrieval_set: pd.DataFrame,
     table_paths: dict[str, str],
     seed: int = 0,
 ) -> FunnelResult:
-    """End-to-end offline evaluation of the funnel on the test requests of ``ranking_set``."""
+    """End-to-end offline evaluation of the funnel on the test requests of ``ranking_set``;
+    ``retrievers`` are the candidate sources by model name, the primary one first."""
     retrieval_model, ranking_model = funnel_models(spec)
     user_key, item_key, _ = retrieval_keys(spec, retrieval_model)
     group, serving = spec.events.group, spec.serving
@@ -122,15 +171,11 @@ def evaluate_funnel(
     requests = requests.reset_index(drop=True)
     train = retrieval_set[(retrieval_set[SPLIT] == "train") & (retrieval_set[click] > 0)]
     popular = train[item_key].value_counts().index.tolist()  # the cold-user fallback's order
-    history_columns = [c for c in retriever.user_columns if c in requests.columns]
-    seen = _histories(requests, history_columns)
-
-    warm = retriever.is_warm(requests)
-    found = search(retriever.user_embeddings(requests), serving.candidates)
-    pools = [
-        filter_seen(list(ids) if is_warm else popular[: serving.candidates], history)
-        for ids, is_warm, history in zip(found, warm, seen, strict=True)
-    ]
+    user_columns = dict.fromkeys(c for model, _ in retrievers.values() for c in model.user_columns)
+    seen = _histories(requests, [c for c in user_columns if c in requests.columns])
+    pools = _pools(
+        _found(requests, retrievers, serving.candidates), seen, popular, serving.candidates
+    )
     keys = (group, user_key, item_key)
     candidates, _ = join_features(
         spec,

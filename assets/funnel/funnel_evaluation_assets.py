@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.funnel.evaluate import evaluate_funnel
+from assets.funnel.evaluate import Retrieval, evaluate_funnel
 from assets.metadata import asset_identity, rounded_metadata
 from assets.models.train import model_input
 from assets.training.model_views import model_tables
@@ -21,9 +21,20 @@ from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
 from runtime.ann_index import BuiltIndex
-from runtime.funnel_roles import funnel_models
+from runtime.funnel_roles import funnel_models, funnel_retrievers
 
 CHECK = "beats_popular_list"
+
+
+def _retrieval(use_case: str, model: str, mlflow: MLflowResource, home: HomeResource) -> Retrieval:
+    """A candidate source: its champion and the search of its FAISS index."""
+    loaded = mlflow.load_model(layout.registered_model_name(use_case, model), layout.CHAMPION)
+    index = BuiltIndex.load(str(home.layout.index(use_case, model)))
+
+    def search(vectors: np.ndarray, k: int) -> np.ndarray:
+        return index.search(vectors.astype("float32"), k)[0]
+
+    return loaded.unwrap_python_model().model, search
 
 
 def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
@@ -31,6 +42,7 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if models is None:
         return None
     retrieval, ranking = models
+    sources = funnel_retrievers(spec)  # every candidate source, ``retrieval`` first
     key = dg.AssetKey(layout.funnel_evaluation_key(spec.name))
     tables = {
         t.name: dg.AssetKey(layout.feature_table_key(spec.name, t.name))
@@ -47,14 +59,14 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             ),
         },
         deps=[
-            dg.AssetKey(layout.model_key(spec.name, retrieval)),
+            *(dg.AssetKey(layout.model_key(spec.name, m)) for m in sources),
             dg.AssetKey(layout.model_key(spec.name, ranking)),
-            dg.AssetKey(layout.index_key(spec.name, retrieval)),
+            *(dg.AssetKey(layout.index_key(spec.name, m)) for m in sources),
         ],
         **asset_identity(spec, "evaluation"),
         kinds={"faiss", "lightgbm"},
         description=(
-            f"The funnel end to end on test requests: {retrieval!r} retrieves"
+            f"The funnel end to end on test requests: {' + '.join(map(repr, sources))} retrieve"
             f" {serving.candidates} candidates from the whole catalog (FAISS), the user's recent"
             f" history is dropped, the first {serving.k} in retrieval order with at most"
             f" {serving.max_per_category or 'any'} per category are shown, ordered by"
@@ -69,24 +81,17 @@ def funnel_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         mlflow: MLflowResource,
         home: HomeResource,
     ):
-        retriever = mlflow.load_model(
-            layout.registered_model_name(spec.name, retrieval), layout.CHAMPION
-        )
-        retriever = retriever.unwrap_python_model().model
+        retrievers = {m: _retrieval(spec.name, m, mlflow, home) for m in sources}
         ranker = mlflow.load_model(
             layout.registered_model_name(spec.name, ranking), layout.CHAMPION
         )
         features = ranker.metadata.get_input_schema().input_names()
-        index = BuiltIndex.load(str(home.layout.index(spec.name, retrieval)))
-
-        def search(vectors: np.ndarray, k: int) -> np.ndarray:
-            return index.search(vectors.astype("float32"), k)[0]
 
         def rank(frame: pd.DataFrame) -> np.ndarray:
             return np.asarray(ranker.predict(model_input(frame, features)), dtype=float)
 
         paths = {name: materialized_path(context, k) for name, k in tables.items()}
-        result = evaluate_funnel(spec, retriever, search, rank, ranking_set, retrieval_set, paths)
+        result = evaluate_funnel(spec, retrievers, rank, ranking_set, retrieval_set, paths)
         primary = f"recall@{serving.k}"
         comparison = pd.DataFrame(
             [

@@ -33,6 +33,7 @@ import pandas as pd
 from assets.features.availability import known_at
 from assets.training.negatives import SAMPLED
 from configs.schema.evaluation_checks import RANKERS, prior_label
+from configs.schema.model_stage import RETRIEVERS
 from configs.schema.usecase import UseCaseSpec
 from runtime.funnel_roles import retrieval_keys
 from runtime.layout import FEATURE_SEPARATOR
@@ -62,7 +63,7 @@ def evaluation_unit(spec: UseCaseSpec, model: str) -> str:
     stage = spec.model[model]
     if stage.evaluation.unit is not None:
         return spec.entities[stage.evaluation.unit].key
-    if stage.problem == "two_tower":
+    if stage.problem in RETRIEVERS:
         return retrieval_keys(spec, model)[0]
     return next(e.key for e in spec.entities.values() if e.key in spec.events.columns)
 
@@ -77,7 +78,7 @@ def exclude_seen(spec: UseCaseSpec, model: str) -> str:
     stage = spec.model[model]
     if stage.evaluation.exclude_seen is not None:
         return stage.evaluation.exclude_seen
-    return "train_positives" if stage.problem == "two_tower" else "none"
+    return "train_positives" if stage.problem in RETRIEVERS else "none"
 
 
 def prior_positive_column(spec: UseCaseSpec, model: str) -> str | None:

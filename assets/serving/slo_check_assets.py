@@ -46,6 +46,7 @@ from assets.serving.bundle_assets import write_serving_bundle
 from assets.serving.latency_plot import latency_histogram, latency_preview
 from assets.serving.load_test import LoadGeneratorMissing, LoadResult, measure, write_bodies
 from assets.serving.slo_requests import request_bodies, test_events
+from configs.schema.model_stage import RETRIEVERS
 from configs.schema.slo import SLOSpec
 from configs.schema.usecase import UseCaseSpec
 from resources import mlflow_slo
@@ -181,7 +182,7 @@ def slo_check_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     deps += [
         dg.AssetKey(layout.index_key(spec.name, m))
         for m, stage in spec.model.items()
-        if stage.problem == "two_tower"
+        if stage.problem in RETRIEVERS
     ]
     if spec.features:
         deps.append(dg.AssetKey(layout.feature_store_key(spec.name)))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from difflib import get_close_matches
 
 from configs.schema.issues import short_list
-from configs.schema.model_stage import RANKERS, TABULAR
+from configs.schema.model_stage import RANKERS, RETRIEVERS, TABULAR
 from configs.schema.usecase import UseCaseSpec
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -63,7 +63,7 @@ def _check_unit(spec: UseCaseSpec, model: str) -> Iterator[Problem]:
         yield at, _unknown(chosen, list(spec.entities), "entity")
     elif entity.key not in spec.events.columns:
         yield at, f"key {entity.key!r} of entity {chosen!r} is not an events column"
-    elif stage.problem == "two_tower" and entity.key == _item_key(spec, model):
+    elif stage.problem in RETRIEVERS and entity.key == _item_key(spec, model):
         yield at, f"{chosen!r} is the retrieved item; the unit is who it is retrieved for"
 
 

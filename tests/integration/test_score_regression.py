@@ -58,15 +58,16 @@ def _orders(home: Path, rows: int = 60) -> pd.DataFrame:
     return pd.read_parquet(files[-1]).tail(rows)
 
 
-def _request(row, when: pd.Timestamp | None = None) -> dict:
-    """A ``/score`` body of an order: its store, distance and items, and its time (``when``,
-    default the order's own; None leaves it out, so the service takes the time it answers)."""
+def _request(row, when: pd.Timestamp | None) -> dict:
+    """A ``/score`` body of an order: its store, distance and items, and the time ``when``
+    (None leaves it out: the service takes the time it answers at)."""
     transaction = {
         "store_id": int(row.store_id),
         "distance_km": float(row.distance_km),
         "items": int(row.items),
-        "event_time": (row.event_time if when is None else when).isoformat(),
     }
+    if when is not None:
+        transaction["event_time"] = when.isoformat()
     return {"transaction": transaction}
 
 
@@ -79,7 +80,7 @@ def test_the_answer_is_the_registered_models_prediction_in_its_interval(
         load_bundle(home / "serving" / "pricing" / "bundle"), RequestLog(log_path)
     )
     orders = _orders(home)
-    answers = [handler.handle(_request(row)) for row in orders.itertuples()]
+    answers = [handler.handle(_request(row, row.event_time)) for row in orders.itertuples()]
     for answer in answers:
         assert set(answer) == {
             "prediction",
@@ -163,7 +164,7 @@ def test_a_bad_order_is_a_request_error_naming_its_field(served) -> None:
     _, home = served
     handler = ScoreHandler(load_bundle(home / "serving" / "pricing" / "bundle"))
     row = next(_orders(home, 1).itertuples())
-    good = _request(row)["transaction"]
+    good = _request(row, row.event_time)["transaction"]
     cases = {
         "transaction.store_id": {k: v for k, v in good.items() if k != "store_id"},
         "transaction.distance_km": {**good, "distance_km": -1.0},
