@@ -174,6 +174,7 @@ def ray_engine(execution: Execution, modules: Sequence[str]) -> Iterator[RayEngi
     """Connect to the cluster, check it, yield the engine; disconnect if this call connected."""
     address, setting = execution.address or "auto", execution.address_setting
     check_reachable(address, setting)
+    import ray._private.ray_constants as _rc; import sys as _s; print("DEBUG", address, _rc.ENABLE_RAY_CLUSTER, file=_s.stderr)
     connected_here = not ray.is_initialized()
     if connected_here:
         try:

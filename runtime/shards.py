@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -236,6 +237,11 @@ def open_engine(execution: Execution, modules: Sequence[str] = ()) -> Iterator[S
     if execution.engine == "local":
         yield LocalEngine(execution)
         return
+    host = (execution.address or "").split("://", 1)[-1].rpartition(":")[0]
+    if host in ("127.0.0.1", "localhost", "::1") and "ray" not in sys.modules:
+        # Ray reads this once, at import: unset, a driver rewrites 127.0.0.1 to the machine's
+        # own address and never finds a cluster that listens on loopback only
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from runtime.ray_engine import ray_engine  # only a Ray run imports Ray
 
     with ray_engine(execution, modules) as engine:

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from lightgbm.basic import LightGBMError, _ConfigAliases
 
+from runtime.training_engine import TrainingEngine, current_training_engine
+
 # Defaults every learner starts from; a user parameter (or any alias of it) replaces the default.
 COMMON_DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05,
@@ -114,14 +116,56 @@ class LogProgress:
             )
 
 
+def _rejected(error: Exception) -> ValueError | None:
+    """LightGBM's refusal of the parameters as the ValueError the learners raise, else None."""
+    if isinstance(error, LightGBMError):
+        return ValueError(f"LightGBM rejected the parameters: {error}")
+    return None
+
+
+def _train_distributed(
+    engine: TrainingEngine, params: dict[str, Any], train_set: lgb.Dataset, valid_set: lgb.Dataset
+) -> lgb.Booster:
+    """The same fit through Ray Train's LightGBM trainer on the engine's cluster."""
+    from runtime.ray_lightgbm import train_on_ray  # only a Ray run imports Ray
+
+    # the worker's CPU share sets LightGBM's threads on Ray, whatever the YAML asked of one machine
+    params = {k: v for k, v in params.items() if not has_param({k: v}, "num_threads")}
+    fit = train_on_ray(params, train_set, valid_set, engine.execution, on_error=_rejected)
+    engine.fits.append(fit)
+    booster = fit.booster
+    best = [
+        (data, metric, value)
+        for data, scores in booster.best_score.items()
+        for metric, value in scores.items()
+    ]
+    logger.info(
+        "LightGBM done on Ray Train (%d workers on %d node(s), rows %s): %d iterations in"
+        " %.1f s, best iteration %d (%s)",
+        fit.layout.workers,
+        len(fit.nodes),
+        "/".join(str(w["rows"]) for w in fit.workers),
+        fit.workers[0]["iterations"],
+        fit.seconds,
+        booster.best_iteration or fit.workers[0]["iterations"],
+        _scores(best) or "no validation metric",
+    )
+    return booster
+
+
 def train_booster(
     params: dict[str, Any], train_set: lgb.Dataset, valid_set: lgb.Dataset
 ) -> lgb.Booster:
     """``lgb.train`` with early stopping on the validation set; LightGBM errors as ValueError.
 
     Progress is logged every :data:`LOG_EVERY` iterations, and the outcome (iterations run,
-    best iteration and its validation score, seconds) once at the end.
+    best iteration and its validation score, seconds) once at the end. Inside a model asset
+    whose execution is Ray (``runtime.training_engine``), the same fit runs data-parallel on
+    the cluster through Ray Train and returns the same kind of booster.
     """
+    engine = current_training_engine()
+    if engine is not None:
+        return _train_distributed(engine, params, train_set, valid_set)
     progress = LogProgress()
     started = time.perf_counter()
     try:

@@ -22,10 +22,13 @@ from assets.models.tuning import tune
 from assets.training.model_views import label_columns
 from configs.schema.sequence import SequenceSpec
 from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
 from resources.mlflow_dataset import TrainingData
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
 from runtime.funnel_roles import retrieval_keys
+from runtime.shards import resolve_execution
+from runtime.training_engine import open_training
 
 GATE_CHECK = "promotion_gate"
 BASELINE_CHECK = "beats_baseline"
@@ -214,15 +217,24 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         check_specs=_check_specs(key, "The primary metric beats the baseline's."),
     )
     def trained_model(
-        context: dg.AssetExecutionContext, training_set: pd.DataFrame, mlflow: MLflowResource
+        context: dg.AssetExecutionContext,
+        training_set: pd.DataFrame,
+        mlflow: MLflowResource,
+        home: HomeResource,
     ):
         tuned = None
-        try:
-            if stage.tuning is not None:
-                tuned = tune(spec, model, training_set)
-            trained = train_tabular(spec, model, training_set, tuned.best_params if tuned else None)
-        except ValueError as error:
-            raise dg.Failure(str(error)) from None
+        # a Ray cluster (execution section or RAY_ADDRESS) is checked here, before any training;
+        # the final fit's boosters then train on it through Ray Train, tuning trials stay here
+        execution = resolve_execution(spec.execution, str(home.layout.root))
+        with open_training(execution) as training:
+            try:
+                if stage.tuning is not None:
+                    tuned = tune(spec, model, training_set)
+                with training.active():
+                    best = tuned.best_params if tuned else None
+                    trained = train_tabular(spec, model, training_set, best)
+            except ValueError as error:
+                raise dg.Failure(str(error)) from None
         params = _params(spec, model, trained)
         if tuned is not None:
             params.update({f"lgb.{k}": v for k, v in tuned.best_params.items()})
@@ -239,6 +251,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             training_set,
         )
         metadata = {**table_metadata(trained.predictions), **_metadata(trained, version, verdict)}
+        metadata.update(training.metadata())  # where the boosters trained, when not here
         if tuned is not None:
             mlflow.log_trials(f"playbook/{spec.name}", version.run_id, tuned.trials, tuned.metric)
             trials = pd.DataFrame(

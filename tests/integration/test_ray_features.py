@@ -25,10 +25,10 @@ from tests.unit.test_feature_shards import assert_same_table
 
 pytestmark = pytest.mark.integration
 
-RAY_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-}
+# Ray reads these once, when first imported (the fixture sets them before it imports Ray): no
+# telemetry, and 127.0.0.1 kept as the nodes' address instead of the machine's own
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
 
 
 def _free_port() -> int:

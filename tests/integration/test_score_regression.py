@@ -6,13 +6,15 @@ small world, materialized up to its serving bundle, and the bundle's :class:`Sco
 answers orders. Its answer must be the registered model's own prediction on the features it
 logged, inside the model's own interval; the hour and weekday must be computed from the order's
 time (the request's time when it sends none), and move the prediction as the world's hour steps
-do; a bad body must be a RequestError naming the field.
+do; a bad body must be a RequestError naming the field. The built Bento, run by ``bentoml
+serve``, must answer as the handler does, and a bad body with 422 naming the field.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +28,7 @@ from runtime.bundle import load_bundle
 from runtime.request_log import RequestLog, read_request_log
 from serving.requests import RequestError
 from serving.scoring import ScoreHandler
+from tests.integration.served import bento_server
 from tests.integration.test_raw_assets import _run, _small
 
 pytestmark = pytest.mark.integration
@@ -33,7 +36,7 @@ pytestmark = pytest.mark.integration
 DAYS = 7
 HOUR, WEEKDAY = "order_request__hour", "order_request__weekday"
 # not needed to answer /score (and the Triton export knows classifiers and rankers only)
-SKIPPED = ("triton_repository", "bento", "drift_report", "performance", "experiment_analysis")
+SKIPPED = ("triton_repository", "drift_report", "performance", "experiment_analysis")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         }
     ).with_path(shipped.path)
     spec = _small(online, days=DAYS)
+    # a hidden folder name, as the default home is: BentoML refuses some other paths
     home = tmp_path_factory.mktemp("pricing-online") / ".playbook"
     result = _run(spec, home, stages_to_skip=SKIPPED)
     assert result.success
@@ -177,3 +181,24 @@ def test_a_bad_order_is_a_request_error_naming_its_field(served) -> None:
         with pytest.raises(RequestError) as raised:
             handler.handle({"transaction": transaction})
         assert raised.value.field == field, (field, str(raised.value))
+
+
+def test_bento_serves_the_regression_over_http(served, tmp_path: Path) -> None:
+    _, home = served
+    handler = ScoreHandler(load_bundle(home / "serving" / "pricing" / "bundle"))
+    orders = _orders(home, 20)
+    log = tmp_path / "requests.sqlite"
+    with bento_server(home, "pricing", log) as url:
+        for row in orders.itertuples():
+            body = _request(row, row.event_time)
+            answer = httpx.post(f"{url}/score", json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            served_answer, local = answer.json(), handler.handle(body)
+            for field in ("prediction", "lower", "upper"):
+                assert served_answer[field] == pytest.approx(local[field], rel=1e-12)
+            assert served_answer["model_versions"] == {"delivery": "1"}
+        bad = httpx.post(f"{url}/score", json={"transaction": {"items": 2}}, timeout=30)
+        assert bad.status_code == 422 and bad.json()["field"] == "transaction.store_id"
+    logged = read_request_log(log)
+    assert len(logged) == len(orders)
+    assert set(logged.iloc[0]["scores"]) == {"prediction", "lower", "upper"}
