@@ -183,6 +183,20 @@ def test_a_bad_order_is_a_request_error_naming_its_field(served) -> None:
         assert raised.value.field == field, (field, str(raised.value))
 
 
+def test_a_model_without_interval_answers_null_bounds(served) -> None:
+    """``regression.interval`` is optional: without it the bounds are null, the keys stay."""
+    _, home = served
+    bundle = load_bundle(home / "serving" / "pricing" / "bundle")
+    handler = ScoreHandler(bundle)
+    row = next(_orders(home, 1).itertuples())
+    with_interval = handler.handle(_request(row, row.event_time))
+    model = bundle.model("delivery", "1")
+    model.lower = model.upper = None  # as trained without regression.interval
+    answer = handler.handle(_request(row, row.event_time))
+    assert answer["lower"] is None and answer["upper"] is None
+    assert answer["prediction"] == with_interval["prediction"]
+
+
 def test_bento_serves_the_regression_over_http(served, tmp_path: Path) -> None:
     _, home = served
     handler = ScoreHandler(load_bundle(home / "serving" / "pricing" / "bundle"))
