@@ -129,8 +129,13 @@ def _train_distributed(
     """The same fit through Ray Train's LightGBM trainer on the engine's cluster."""
     from runtime.ray_lightgbm import train_on_ray  # only a Ray run imports Ray
 
-    # the worker's CPU share sets LightGBM's threads on Ray, whatever the YAML asked of one machine
+    # the worker's CPU share sets LightGBM's threads on Ray, whatever the YAML asked of one
+    # machine; rows are split across the workers, so the learner must be a row-parallel one
     params = {k: v for k, v in params.items() if not has_param({k: v}, "num_threads")}
+    learner = next((v for k, v in params.items() if has_param({k: v}, "tree_learner")), "")
+    if not str(learner).startswith("voting"):
+        params = {k: v for k, v in params.items() if not has_param({k: v}, "tree_learner")}
+        params["tree_learner"] = "data_parallel"
     fit = train_on_ray(params, train_set, valid_set, engine.execution, on_error=_rejected)
     engine.fits.append(fit)
     booster = fit.booster
