@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+from ray._private import ray_constants
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from runtime.shards import Execution, ExecutionError, ShardFunction, ShardResult, run_shard
@@ -33,6 +34,7 @@ from runtime.shards import Execution, ExecutionError, ShardFunction, ShardResult
 MAX_RETRIES = 3  # attempts after a worker or node failure, per shard
 PROBE_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 5.0
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def check_reachable(address: str, setting: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -163,10 +165,21 @@ class RayEngine:
     cpus: int
 
     def run(self, function: ShardFunction, inputs: Sequence[Path]) -> list[ShardResult]:
-        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")(
-            _shard_task
+        """Shard i goes to node i mod n (Ray's SPREAD alone may keep short tasks on one node);
+        the affinity is soft, so a shard whose node died is retried on another."""
+        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_shard_task)
+        nodes = sorted(
+            n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")
         )
-        return ray.get([task.remote(function, str(path)) for path in inputs])
+        refs = [
+            task.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
+                if nodes
+                else "SPREAD"
+            ).remote(function, str(path))
+            for i, path in enumerate(inputs)
+        ]
+        return ray.get(refs)
 
 
 @contextmanager
@@ -174,7 +187,13 @@ def ray_engine(execution: Execution, modules: Sequence[str]) -> Iterator[RayEngi
     """Connect to the cluster, check it, yield the engine; disconnect if this call connected."""
     address, setting = execution.address or "auto", execution.address_setting
     check_reachable(address, setting)
-    import ray._private.ray_constants as _rc; import sys as _s; print("DEBUG", address, _rc.ENABLE_RAY_CLUSTER, file=_s.stderr)
+    host = address.split("://", 1)[-1].rpartition(":")[0]
+    if host in LOOPBACK and ray_constants.ENABLE_RAY_CLUSTER:
+        raise ExecutionError(
+            f"{setting}={address!r}: Ray rewrites a loopback address to this machine's own"
+            " unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is set before Ray is first imported;"
+            " set it, or give the head's non-loopback address"
+        )
     connected_here = not ray.is_initialized()
     if connected_here:
         try:

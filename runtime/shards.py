@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,11 +58,6 @@ class Execution:
     shards: int | None  # None: chosen from the data size (and the cluster's CPUs)
     storage: Path
 
-    @property
-    def is_default(self) -> bool:
-        """One process, shards by size only: what a use case without the section gets."""
-        return self.engine == "local"
-
 
 def resolve_execution(
     spec: ExecutionSpec, home: str | os.PathLike[str], environ: Mapping[str, str] | None = None
@@ -83,6 +79,13 @@ def resolve_execution(
             f" {RAY_ADDRESS_ENV} (host:port of the head, 'ray://host:port' or 'auto')"
         )
     storage = Path(spec.storage.removeprefix("file://")) if spec.storage else None
+    if storage is None and "://" in str(home):
+        if engine == "ray":
+            raise ExecutionError(
+                f"execution.storage: the home {str(home)!r} is not a folder Ray workers can"
+                " share; set execution.storage to a folder every node mounts"
+            )
+        storage = Path(tempfile.gettempdir()) / "playbook-shards"  # only this process reads it
     return Execution(
         engine=engine,
         address=address if engine == "ray" else None,

@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (Ray reads its settings at first import: they are set before the imports)
 """The fraud feature stage on a real 2-node Ray cluster on 127.0.0.1, against the local run.
 
 The module starts a head and a second node with Ray's own multi-node helper
@@ -11,6 +12,11 @@ from __future__ import annotations
 
 import os
 import socket
+
+# Read by Ray once, when first imported (here, before anything imports it): no telemetry, and
+# 127.0.0.1 kept as the address a driver connects to instead of the machine's own
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(RAY_ENV)
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +31,6 @@ from tests.unit.test_feature_shards import assert_same_table
 
 pytestmark = pytest.mark.integration
 
-# Ray reads these once, when first imported (the fixture sets them before it imports Ray): no
-# telemetry, and 127.0.0.1 kept as the nodes' address instead of the machine's own
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -37,19 +38,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _agent_ports() -> dict[str, int]:
+    """Every fixed-by-default port of a node, free ones instead (parallel runs never collide)."""
+    names = ("dashboard_agent_listen_port", "metrics_agent_port", "runtime_env_agent_port")
+    return {name: _free_port() for name in names}
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """Head plus one worker node, both on 127.0.0.1, 1 CPU each; shut down by this process."""
-    ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
+    from ray.cluster_utils import Cluster  # a dependency: a missing Ray fails, never skips
+
     with pytest.MonkeyPatch.context() as patch:
         for key, value in RAY_ENV.items():
             patch.setenv(key, value)
         patch.delenv("RAY_ADDRESS", raising=False)
         node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 1 << 30}
-        started = ray_cluster_utils.Cluster(
+        started = Cluster(
             initialize_head=True,
             head_node_args={
                 **node,
+                **_agent_ports(),
                 "gcs_server_port": _free_port(),
                 "include_dashboard": False,
                 "dashboard_host": "127.0.0.1",
@@ -57,7 +66,7 @@ def cluster():
             },
         )
         try:
-            started.add_node(**node)
+            started.add_node(**node, **_agent_ports())
             started.wait_for_nodes()
             yield started
         finally:

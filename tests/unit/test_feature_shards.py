@@ -179,6 +179,9 @@ def test_execution_settings_resolve_as_documented(tmp_path) -> None:
     assert pinned.engine == "local"
     with pytest.raises(ExecutionError, match="execution.address or RAY_ADDRESS"):
         resolve_execution(ExecutionSpec(engine="ray"), tmp_path, environ={})
+    with pytest.raises(ExecutionError, match="execution.storage: the home 's3://b/h'"):
+        resolve_execution(ExecutionSpec(engine="ray", address="h:1"), "s3://b/h", environ={})
+    assert resolve_execution(ExecutionSpec(), "s3://b/h", environ={}).storage.is_absolute()
     with pytest.raises(ValidationError, match="folder path every node mounts"):
         ExecutionSpec(storage="s3://bucket/shards")
     with pytest.raises(ValidationError, match="from 1 to 4096"):
