@@ -21,16 +21,10 @@ import dagster as dg
 
 from configs.schema.usecase import UseCaseSpec
 from dagster_project.schedules import AssetJob
-from runtime.layout import USE_CASE_RUN_TAG
+from runtime.layout import USE_CASE_RUN_TAG, stage_job_name  # noqa: F401 (re-exported)
 
 STAGE_TAG = "stage"  # the asset tag every factory sets (``assets.metadata.asset_identity``)
 STAGE_RUN_TAG = "playbook/stage"
-
-
-def stage_job_name(use_case: str, stage: str) -> str:
-    """``<use case>__<stage>``; the double underscore keeps ``a_b`` + ``c`` and ``a`` + ``b_c``
-    apart."""
-    return f"{use_case}__{stage}"
 
 
 def asset_stage(asset: dg.AssetsDefinition) -> str:

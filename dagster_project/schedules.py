@@ -60,12 +60,12 @@ def retrain_schedule(spec: UseCaseSpec, job: AssetJob) -> dg.ScheduleDefinition 
 def batch_scoring_schedule(spec: UseCaseSpec, jobs: list[AssetJob]) -> dg.ScheduleDefinition | None:
     """Batch serving's ``serving.schedule``: each tick scores the window that just closed.
 
-    Built from the predictions stage's job (``<use case>__predictions``), whose partitions are
+    Built from the batch-scoring stage's job (``<use case>__batch_scoring``), whose partitions are
     that cron's windows, so tick and partition agree by construction; None in online mode.
     """
     if not is_batch(spec):
         return None
-    name = f"{spec.name}__{PREDICTIONS_STAGE}"
+    name = layout.stage_job_name(spec.name, PREDICTIONS_STAGE)
     (job,) = [j for j in jobs if j.name == name]
     return dg.build_schedule_from_partitioned_job(
         job,

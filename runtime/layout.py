@@ -241,3 +241,9 @@ CHALLENGER = "challenger"
 def registered_model_name(use_case: str, model: str) -> str:
     """The MLflow registered model of a use case's model: ``<use case>.<model>``."""
     return f"{use_case}.{model}"
+
+
+def stage_job_name(use_case: str, stage: str) -> str:
+    """The Dagster job of one stage of a use case, ``<use case>__<stage>``; the double underscore
+    keeps ``a_b`` + ``c`` and ``a`` + ``b_c`` apart."""
+    return f"{use_case}__{stage}"

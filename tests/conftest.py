@@ -1,9 +1,19 @@
-"""Shared fixtures: small configs written to temporary folders."""
+"""Shared fixtures: small configs written to temporary folders.
+
+Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, when first imported, and without it a
+cluster started on 127.0.0.1 is reached at the machine's other address (see
+``../shared/notes/ray-on-one-machine.md``): it is set here, before any test module can import
+Ray, so the Ray tests pass whichever of them a worker runs first.
+"""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import pytest
 

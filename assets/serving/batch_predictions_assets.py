@@ -56,7 +56,9 @@ from runtime.batch_predictions import (
     scoring_rows,
 )
 
-PREDICTIONS_STAGE = "predictions"
+# the stage (and its job, ``<use case>__batch_scoring``): not "predictions", the asset's own
+# name, since a job may not share its name with the op Dagster makes of ``<use case>/predictions``
+PREDICTIONS_STAGE = "batch_scoring"
 DRIFT_CHECK = "prediction_drift"
 WINDOW_FORMAT = "%Y-%m-%d-%H%M"
 

@@ -174,7 +174,7 @@ def test_search_service_ranks_documents_for_known_and_unknown_queries(
             body = answer.json()
             docs = [d["doc_id"] for d in body["items"]]
             assert 0 < len(docs) <= 5 and len(set(docs)) == len(docs)
-            assert set(body["model_versions"]) == {"retrieval", "next_item", "ranking"}
+            assert set(body["model_versions"]) == {"retrieval", "ranking"}
         cold = _post(url, "search", {"query": 10**9}).json()
         assert cold["cold_start"] is True and len(cold["items"]) == 10
         response = _post(url, "search", {"query": "cheap flights"})

@@ -120,7 +120,7 @@ def test_definitions_hold_the_schedule_and_no_endpoint(tmp_path: Path) -> None:
     defs = use_case_definitions([(spec, assets)], tmp_path / "home")
     schedule = defs.get_schedule_def("card_risk_batch_scoring_schedule")
     assert schedule.cron_schedule == "0 * * * *"
-    assert schedule.job_name == "card_risk__predictions"
+    assert schedule.job_name == "card_risk__batch_scoring"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     # the 05:00 tick scores the window that just closed, 04:00-05:00
     tick = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 1, 3, 5, tzinfo=UTC))
