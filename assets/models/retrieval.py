@@ -90,15 +90,34 @@ def train_retrieval(
         items=items,
         config=config,
     )
+    # which users are judged and which items are left out of their lists (the YAML's evaluation)
+    options = retrieval_options(spec, model, parts["train"], label)
+    return evaluated_retrieval(spec, fitted, parts, label, user_key, item_key, options, "two-tower")
+
+
+CURVE_KS = (5, 10, 20, 50, 100)  # the cut-offs of the recall@k plot
+
+
+def evaluated_retrieval(
+    spec: UseCaseSpec,
+    fitted: Any,
+    parts: dict[str, pd.DataFrame],
+    label: str,
+    user_key: str,
+    item_key: str,
+    options: dict[str, Any],
+    name: str,
+) -> TrainedRetrieval:
+    """A fitted retriever (two-tower, sequence) judged on the test split beside the popular
+    list: the same rows, seen items and cut-offs for both, a recall@k plot, and the promotion
+    gate's evaluation of a candidate on the same rows."""
     train_pos = parts["train"][parts["train"][label] > 0]
     test = parts["test"]
     test_pos = test[test[label] > 0]
-    ks = tuple(spec.metrics.k)
     first_rows = test.drop_duplicates(user_key, keep="first")
-    # which users are judged and which items are left out of their lists (the YAML's evaluation)
-    options = retrieval_options(spec, model, parts["train"], label)
+    ks = tuple(spec.metrics.k)
 
-    def evaluate_model(candidate: TwoTowerModel) -> dict[str, float]:
+    def evaluate_model(candidate: Any, cutoffs: tuple[int, ...] = ks) -> dict[str, float]:
         ids, vectors = candidate.item_embeddings()
         return evaluate_retrieval(
             candidate.user_vectors(first_rows),
@@ -108,7 +127,7 @@ def train_retrieval(
             test_pos,
             user_key,
             item_key,
-            ks,
+            cutoffs,
             fallback_scores=popularity_scores(train_pos, ids, item_key),
             **options,
         )
@@ -116,31 +135,19 @@ def train_retrieval(
     metrics = evaluate_model(fitted)
     item_ids, item_vectors = fitted.item_embeddings()
     baseline = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, ks, **options)
-    primary = f"recall@{ks[0]}"
-    curve_ks = (5, 10, 20, 50, 100)
-    model_curve = evaluate_retrieval(
-        fitted.user_vectors(first_rows),
-        item_ids,
-        item_vectors,
-        train_pos,
-        test_pos,
-        user_key,
-        item_key,
-        curve_ks,
-        fallback_scores=popularity_scores(train_pos, item_ids, item_key),
-        **options,
-    )
+    model_curve = evaluate_model(fitted, CURVE_KS)
     popular_curve = popularity_baseline(
-        item_ids, train_pos, test_pos, user_key, item_key, curve_ks, **options
+        item_ids, train_pos, test_pos, user_key, item_key, CURVE_KS, **options
     )
     plots = cutoff_plot(
         "recall@k over the whole catalog (future clicks)",
         {
-            "two-tower": {k: model_curve[f"recall@{k}"] for k in curve_ks},
-            "popularity": {k: popular_curve[f"recall@{k}"] for k in curve_ks},
+            name: {k: model_curve[f"recall@{k}"] for k in CURVE_KS},
+            "popularity": {k: popular_curve[f"recall@{k}"] for k in CURVE_KS},
         },
         "recall@k",
     )
+    primary = f"recall@{ks[0]}"
     shown = {k: v for k, v in metrics.items() if "@" in k}
     return TrainedRetrieval(
         fitted,

@@ -32,11 +32,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from assets.models.evaluation import compare
 from assets.models.evaluation_rows import retrieval_options
-from assets.models.plots import cutoff_plot
-from assets.models.retrieval import TrainedRetrieval
-from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline, popularity_scores
+from assets.models.retrieval import TrainedRetrieval, evaluated_retrieval
+from assets.models.retrieval_eval import popularity_scores
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns
 from configs.schema.requirements import history_feature
@@ -53,8 +51,6 @@ from runtime.models.sequence_encoder import (
 from runtime.models.tower_inputs import is_sequence
 
 logger = logging.getLogger(__name__)
-
-CURVE_KS = (5, 10, 20, 50, 100)
 
 
 def next_item_examples(
@@ -314,64 +310,17 @@ def train_sequence_retrieval(
         content_columns=content_columns(items, item_key),
         config=config,
     )
-    train_pos = parts["train"][parts["train"][label] > 0]
-    test = parts["test"]
-    test_pos = test[test[label] > 0]
-    first_rows = test.drop_duplicates(user_key, keep="first")
     options = retrieval_options(spec, model, parts["train"], label)
     if stage.evaluation.exclude_seen is None:
-        options["seen"] = train_pos  # the two-tower's default: the same rows, the same rule
-    ks = tuple(spec.metrics.k)
-
-    def evaluate_model(candidate: SequenceModel, cutoffs=ks) -> dict[str, float]:
-        ids, vectors = candidate.item_embeddings()
-        return evaluate_retrieval(
-            candidate.user_vectors(first_rows),
-            ids,
-            vectors,
-            train_pos,
-            test_pos,
-            user_key,
-            item_key,
-            cutoffs,
-            fallback_scores=popularity_scores(train_pos, ids, item_key),
-            **options,
-        )
-
-    metrics = evaluate_model(fitted)
-    item_ids, item_vectors = fitted.item_embeddings()
-    baseline = popularity_baseline(item_ids, train_pos, test_pos, user_key, item_key, ks, **options)
-    model_curve = evaluate_model(fitted, CURVE_KS)
-    popular_curve = popularity_baseline(
-        item_ids, train_pos, test_pos, user_key, item_key, CURVE_KS, **options
-    )
-    plots = cutoff_plot(
-        "recall@k over the whole catalog (future clicks)",
-        {
-            f"sequence ({config.encoder})": {k: model_curve[f"recall@{k}"] for k in CURVE_KS},
-            "popularity": {k: popular_curve[f"recall@{k}"] for k in CURVE_KS},
-        },
-        "recall@k",
-    )
-    metrics["train_examples"] = float(
+        # the two-tower's default: the same rows, the same rule
+        options["seen"] = parts["train"][parts["train"][label] > 0]
+    name = f"sequence ({config.encoder})"
+    trained = evaluated_retrieval(spec, fitted, parts, label, user_key, item_key, options, name)
+    trained.metrics["train_examples"] = float(
         len(
             next_item_examples(
                 parts["train"], history_column=history[0], item_key=item_key, label=label
             )
         )
     )
-    primary = f"recall@{ks[0]}"
-    shown = {k: v for k, v in metrics.items() if "@" in k}
-    return TrainedRetrieval(
-        fitted,
-        user_key,
-        item_key,
-        metrics,
-        baseline,
-        compare(shown, {k: v for k, v in baseline.items() if "@" in k}),
-        primary,
-        item_ids,
-        item_vectors,
-        lambda candidate: evaluate_model(candidate)[primary],
-        extra={"plots": plots},
-    )
+    return trained

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.models.saved_retriever import SavedRetriever
 from runtime.models.tower_inputs import OOV, is_sequence, lookup_index
 
 ENCODERS = ("gru", "transformer")
@@ -159,7 +159,7 @@ def device_for(config: SequenceConfig, override: str | None = None) -> torch.dev
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-class SequenceModel:
+class SequenceModel(SavedRetriever):
     """A trained next-item retriever: item vocabulary, network, catalog vectors, popularity.
 
     It answers the calls the index asset, the bundle and the served funnel make of a retriever
@@ -184,12 +184,7 @@ class SequenceModel:
         self.item_ids = list(item_ids)  # the vocabulary: position + 1 is the embedding row
         self.content = dict(content or {})  # content column -> its values (code = position + 1)
         self.net = net.eval()
-        self.catalog_ids: np.ndarray = np.array([])
-        self.catalog_vectors: np.ndarray = np.zeros((0, config.embedding_dim), np.float32)
-        self.popularity: np.ndarray = np.array([])  # training positives per catalog item
-        self.history: list[dict[str, float]] = []
-        self.train_seconds = 0.0
-        self.examples_per_second = 0.0
+        self.init_catalog(config.embedding_dim)
 
     @property
     def device(self) -> torch.device:
@@ -267,12 +262,7 @@ class SequenceModel:
             "item_ids": list(self.item_ids),
             "content": self.content,
             "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
-            "catalog_ids": self.catalog_ids.tolist(),
-            "catalog_vectors": torch.as_tensor(self.catalog_vectors),
-            "popularity": torch.as_tensor(self.popularity),
-            "history": self.history,
-            "train_seconds": self.train_seconds,
-            "examples_per_second": self.examples_per_second,
+            **self.catalog_state(),
         }
 
     @classmethod
@@ -291,23 +281,4 @@ class SequenceModel:
             net,
             content,
         )
-        model.catalog_ids = np.asarray(state["catalog_ids"])
-        model.catalog_vectors = state["catalog_vectors"].numpy()
-        model.popularity = state["popularity"].numpy()
-        model.history = list(state["history"])
-        model.train_seconds = float(state.get("train_seconds", 0.0))
-        model.examples_per_second = float(state.get("examples_per_second", 0.0))
-        return model
-
-    def save(self, path: str | Path) -> None:
-        torch.save(self.state(), Path(path))
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> SequenceModel:
-        return cls.from_state(torch.load(Path(path), weights_only=True), device)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.state()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(SequenceModel.from_state(state).__dict__)
+        return model.restore_catalog(state)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.models.saved_retriever import SavedRetriever
 from runtime.models.tower_inputs import (
     OOV,
     FeatureEncoder,
@@ -161,7 +161,7 @@ def embed(tower: Tower, side: TowerInputs, id_dropout: float = 0.0) -> torch.Ten
 # The model
 
 
-class TwoTowerModel:
+class TwoTowerModel(SavedRetriever):
     """A trained two-tower model: encoders, network, catalog embeddings and popularity."""
 
     def __init__(
@@ -183,12 +183,7 @@ class TwoTowerModel:
         self.user_encoder = user_encoder
         self.item_encoder = item_encoder
         self.net = net.eval()
-        self.catalog_ids: np.ndarray = np.array([])
-        self.catalog_vectors: np.ndarray = np.zeros((0, config.embedding_dim), np.float32)
-        self.popularity: np.ndarray = np.array([])  # training clicks per catalog item
-        self.history: list[dict[str, float]] = []
-        self.train_seconds = 0.0
-        self.examples_per_second = 0.0
+        self.init_catalog(config.embedding_dim)
 
     @property
     def device(self) -> torch.device:
@@ -307,12 +302,7 @@ class TwoTowerModel:
             "user_encoder": self.user_encoder.to_dict(),
             "item_encoder": self.item_encoder.to_dict(),
             "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
-            "catalog_ids": self.catalog_ids.tolist(),
-            "catalog_vectors": torch.as_tensor(self.catalog_vectors),
-            "popularity": torch.as_tensor(self.popularity),
-            "history": self.history,
-            "train_seconds": self.train_seconds,
-            "examples_per_second": self.examples_per_second,
+            **self.catalog_state(),
         }
 
     @classmethod
@@ -335,26 +325,7 @@ class TwoTowerModel:
             item_encoder,
             net,
         )
-        model.catalog_ids = np.asarray(state["catalog_ids"])
-        model.catalog_vectors = state["catalog_vectors"].numpy()
-        model.popularity = state["popularity"].numpy()
-        model.history = list(state["history"])
-        model.train_seconds = float(state.get("train_seconds", 0.0))
-        model.examples_per_second = float(state.get("examples_per_second", 0.0))
-        return model
-
-    def save(self, path: str | Path) -> None:
-        torch.save(self.state(), Path(path))
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> TwoTowerModel:
-        return cls.from_state(torch.load(Path(path), weights_only=True), device)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.state()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(TwoTowerModel.from_state(state).__dict__)
+        return model.restore_catalog(state)
 
 
 # ---------------------------------------------------------------------------------------------
