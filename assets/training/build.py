@@ -8,6 +8,13 @@ online serving name every feature the same way. A ``time_since_last`` feature is
 timestamp of the last event; here it becomes seconds before the row's as-of moment. Request-time
 features (``features.<view>.request``) come last, computed from each row's own fields and its
 joined features by :mod:`runtime.request_features`, the function ``/score`` and Feast call.
+
+Given a shard engine (the use case's ``execution``), the label rows and the join run in shards
+of whole entities (:mod:`assets.training.sharded_join`), here or as Ray tasks, when the engine
+asks for more than one shard or is Ray; the frame is the same, row for row. Sampled negatives
+stay one pass over all positives: each day's draws come from one seeded random stream and the
+impressions of every item before that day, so drawing per shard would give other (equally
+valid, but different) negatives.
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ from assets.training.model_views import (
 )
 from assets.training.negatives import SAMPLED, sample_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
+from assets.training.sharded_join import Sharding, plan_sharding, sharded_point_in_time_join
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
 from runtime.request_features import add_request_features
+from runtime.shards import ShardEngine, ShardResult
 
 SPLIT = "split"
 
@@ -46,6 +55,8 @@ class TrainingSet:
     dropped_immature: int
     dropped_gap: int
     negatives: int
+    shards: int = 1
+    shard_results: tuple[ShardResult, ...] = ()  # every shard run, when sharded
 
 
 def _feature_tables(spec: UseCaseSpec, model: str, paths: dict[str, str]) -> list[FeatureTable]:
@@ -69,17 +80,33 @@ def join_features(
 ) -> tuple[pd.DataFrame, list[str]]:
     """``frame`` (keys and ``as_of``) with the model's features as of each row; training sets
     and the serving funnel's candidate rows both go through here."""
+    joined, features, _ = _join_features(spec, model, frame, table_paths, None)
+    return joined, features
+
+
+def _join_features(
+    spec: UseCaseSpec,
+    model: str,
+    frame: pd.DataFrame,
+    table_paths: dict[str, str],
+    sharding: Sharding | None,
+) -> tuple[pd.DataFrame, list[str], list[ShardResult]]:
+    """:func:`join_features`, in shards when ``sharding`` is given; also the shard runs."""
     tables = _feature_tables(spec, model, table_paths)
-    joined = (
-        point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
-        if tables
-        else frame.copy()  # request-time (passthrough) features only, e.g. LETOR
-    )
+    results: list[ShardResult] = []
+    if not tables:
+        joined = frame.copy()  # request-time (passthrough) features only, e.g. LETOR
+    elif sharding is None:
+        joined = point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
+    else:
+        joined, results = sharded_point_in_time_join(
+            frame, tables, sharding, as_of=AS_OF, prefix_features=True
+        )
     features = [name for table in tables for name in table.output_names(True)]
     if any(LAST_EVENT_AT in c for c in features):
         joined = seconds_since_last(joined, joined[AS_OF])
         features = [c for c in joined.columns if c in set(features) or SECONDS_SINCE in c]
-    return joined, features
+    return joined, features, results
 
 
 def build_training_set(
@@ -89,9 +116,16 @@ def build_training_set(
     split_plan: pd.DataFrame,
     table_paths: dict[str, str],
     catalog: pd.DataFrame | None = None,
+    engine: ShardEngine | None = None,
 ) -> TrainingSet:
-    """The training set of ``model``: one row per label row (and sampled negative)."""
-    rows = label_rows(spec, model, events)
+    """The training set of ``model``: one row per label row (and sampled negative).
+
+    ``engine`` (opened by the caller from the use case's ``execution``) runs the label rows and
+    the join in shards when it asks for more than one or is Ray; None or one local shard is
+    the one-pass path.
+    """
+    sharding = plan_sharding(engine, len(events), f"{spec.name}/training_sets/{model}")
+    rows = label_rows(spec, model, events, sharding)
     frame = rows.frame
     labels = list(label_columns(spec, model).values())
     negatives = spec.model[model].negatives
@@ -114,7 +148,7 @@ def build_training_set(
         sampled = len(drawn)
         frame = pd.concat([positives, drawn], ignore_index=True)
         frame = frame.sort_values(AS_OF, kind="stable", ignore_index=True)
-    joined, features = join_features(spec, model, frame, table_paths)
+    joined, features, joined_by = _join_features(spec, model, frame, table_paths, sharding)
     requested = model_request_features(spec, model)
     joined = add_request_features(joined, requested)
     features += [feature.column for feature in requested]
@@ -126,4 +160,13 @@ def build_training_set(
     joined = joined[~in_gap].reset_index(drop=True)
     joined[SPLIT] = joined[SPLIT].cat.remove_unused_categories()
     features += passthrough_columns(spec, model)
-    return TrainingSet(joined, features, labels, rows.dropped_immature, int(in_gap.sum()), sampled)
+    return TrainingSet(
+        joined,
+        features,
+        labels,
+        rows.dropped_immature,
+        int(in_gap.sum()),
+        sampled,
+        sharding.shards if sharding else 1,
+        (*rows.shard_results, *joined_by),
+    )

@@ -8,16 +8,24 @@ that had not arrived yet is a 0, as in production — and rows younger than the 
 are dropped: their labels are not final, and using their future values would train on
 information nobody had. Rows read from ``split.test_file`` keep their mark, so the split can
 send them to test.
+
+On a sharded run (``execution``: more than one shard, or Ray) the rows are computed in shards of
+whole evaluation units (cards, users), cut by the hash of the unit's key: every label row is a
+function of its own event, the end of the whole log and its unit's history ("a positive of this
+card was known before"), so each shard computes its rows alone and the union, put back in the
+log's order, is the one-pass frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
 import pandas as pd
 
 from assets.features.availability import known_at
-from assets.models.evaluation_rows import evaluation_columns
+from assets.models.evaluation_rows import evaluation_columns, evaluation_unit
 from assets.split.plan import mature_rows
 from assets.training.model_views import (
     key_columns,
@@ -25,14 +33,18 @@ from assets.training.model_views import (
     passthrough_columns,
     request_input_columns,
 )
+from assets.training.sharded_join import Sharding
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
+from runtime.shards import ShardResult, read_outputs, shard_workspace, split_frame
 
 AS_OF = "as_of"
 ONE_US = pd.Timedelta(1, "us")
 # Data without time (LETOR): every row is "now", joined to attributes that never go stale.
 TIMELESS_AS_OF = pd.Timestamp("2200-01-01")
+EVENT_ROW = "__label_event_row"  # an event's position in the log, to restore the order
+MATURE = "__label_mature"  # its label is final at the end of the whole log
 
 
 class LabelRowError(ValueError):
@@ -45,6 +57,7 @@ class LabelRows:
 
     frame: pd.DataFrame
     dropped_immature: int
+    shard_results: tuple[ShardResult, ...] = ()  # where each shard ran, when sharded
 
 
 def _check_not_null(spec: UseCaseSpec, frame: pd.DataFrame, columns: dict[str, str]) -> None:
@@ -84,8 +97,8 @@ def _labels_as_known(
     return frame.assign(**updates) if updates else frame
 
 
-def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows:
-    """The rows model ``model`` learns from: keys, time, labels, request-time columns, as-of."""
+def _row_columns(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> list[str]:
+    """The events columns a label row keeps: keys, time, group, labels, request-time inputs."""
     keys = key_columns(spec, model)
     labels = label_columns(spec, model)
     time = spec.events.timestamp
@@ -95,6 +108,44 @@ def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows
     columns += [c for c in dict.fromkeys((*labels.values(), *row_columns)) if c not in columns]
     if TEST_FILE_ROWS in events:  # which rows came from split.test_file
         columns.append(TEST_FILE_ROWS)
+    return columns
+
+
+def _rows(
+    spec: UseCaseSpec,
+    model: str,
+    events: pd.DataFrame,
+    columns: list[str],
+    cutoff: pd.Timestamp | None,
+    mature: np.ndarray | None,
+) -> pd.DataFrame:
+    """The label rows of ``events`` (all of them, or one shard), given the end of the whole
+    data (``cutoff``) and which rows are mature by it; both None for data without time."""
+    frame = events[columns]
+    # the event id, the unit and "a positive was known before" for the YAML's evaluation; before
+    # the maturity filter, so rows dropped as immature still count as known history
+    frame = frame.assign(**evaluation_columns(spec, model, events))
+    if cutoff is not None and mature is not None:
+        frame = _labels_as_known(spec, model, frame, events, cutoff)
+        frame = frame[mature]
+        as_of = frame[spec.events.timestamp].dt.floor("us") - ONE_US
+    else:
+        as_of = pd.Series(TIMELESS_AS_OF, index=frame.index)
+    return frame.assign(**{AS_OF: as_of.astype("datetime64[us]")})
+
+
+def label_rows(
+    spec: UseCaseSpec, model: str, events: pd.DataFrame, sharding: Sharding | None = None
+) -> LabelRows:
+    """The rows model ``model`` learns from: keys, time, labels, request-time columns, as-of.
+
+    With ``sharding`` the rows are computed shard by shard (see :func:`label_rows_shard`) and
+    come back in the same order; the checks run first, on the whole log, with the same messages.
+    """
+    keys = key_columns(spec, model)
+    labels = label_columns(spec, model)
+    time = spec.events.timestamp
+    columns = _row_columns(spec, model, events)
     required = _key_fields(spec, keys) | ({time: "events.timestamp"} if time else {})
     _check_not_null(spec, events, required)
     for name, column in labels.items():
@@ -103,19 +154,76 @@ def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows
                 f"{spec.name}: labels.{name} ({column!r}): {int(events[column].isna().sum())} "
                 "label events have a null label"
             )
-    frame = events[columns]
-    # the event id, the unit and "a positive was known before" for the YAML's evaluation; before
-    # the maturity filter, so rows dropped as immature still count as known history
-    frame = frame.assign(**evaluation_columns(spec, model, events))
-    dropped = 0
+    cutoff, mature, dropped = None, None, 0
     if time:
         cutoff = events[time].max()
-        frame = _labels_as_known(spec, model, frame, events, cutoff)
         mature = mature_rows(events[time], maturity(spec, list(labels))).to_numpy()
         dropped = int((~mature).sum())
-        frame = frame[mature]
-        as_of = frame[time].dt.floor("us") - ONE_US
-    else:
-        as_of = pd.Series(TIMELESS_AS_OF, index=frame.index)
-    frame = frame.assign(**{AS_OF: as_of.astype("datetime64[us]")}).reset_index(drop=True)
-    return LabelRows(frame, dropped)
+    if sharding is None or events.empty:
+        frame = _rows(spec, model, events, columns, cutoff, mature).reset_index(drop=True)
+        return LabelRows(frame, dropped)
+    frame, results = _sharded_rows(spec, model, events, columns, cutoff, mature, sharding)
+    return LabelRows(frame, dropped, tuple(results))
+
+
+def label_rows_shard(
+    source: str,
+    target: str,
+    *,
+    spec: UseCaseSpec,
+    model: str,
+    columns: tuple[str, ...],
+    cutoff: pd.Timestamp | None,
+) -> int:
+    """One shard of whole units: its events (with their row numbers and maturity, decided on
+    the whole log) from ``source``, its label rows and their row numbers to ``target``.
+
+    Module-level, its settings bound by ``functools.partial``, so Ray ships it by reference.
+    """
+    events = pd.read_parquet(source)
+    numbers = events.pop(EVENT_ROW).to_numpy()
+    mature = events.pop(MATURE).to_numpy() if MATURE in events else None
+    frame = _rows(spec, model, events, list(columns), cutoff, mature)
+    frame[EVENT_ROW] = numbers if mature is None else numbers[mature]
+    frame.to_parquet(target, index=False)
+    return len(frame)
+
+
+def _shard_key(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> str:
+    """The evaluation unit (card, user): "a positive of this unit was known before" looks at
+    the unit's whole history, which a shard of whole units holds; else the first join key."""
+    unit = evaluation_unit(spec, model)
+    return unit if unit in events.columns else key_columns(spec, model)[0]
+
+
+def _sharded_rows(
+    spec: UseCaseSpec,
+    model: str,
+    events: pd.DataFrame,
+    columns: list[str],
+    cutoff: pd.Timestamp | None,
+    mature: np.ndarray | None,
+    sharding: Sharding,
+) -> tuple[pd.DataFrame, list[ShardResult]]:
+    """Label rows shard by shard, put back in the events' order by row number.
+
+    Everything a label row needs from outside its unit is decided on the whole log first and
+    travels with the shard: the end of the data (delayed labels are taken as known then) and
+    the maturity of each row (``mature_rows`` compares with the log's last event, not the
+    shard's).
+    """
+    extra = {EVENT_ROW: np.arange(len(events), dtype=np.int64)}
+    if mature is not None:
+        extra[MATURE] = mature
+    source = pd.DataFrame({**{c: events[c].array for c in events.columns}, **extra}, copy=False)
+    function = partial(
+        label_rows_shard, spec=spec, model=model, columns=tuple(columns), cutoff=cutoff
+    )
+    key = _shard_key(spec, model, events)
+    workspace = shard_workspace(sharding.engine.execution, f"{sharding.label}/label_rows")
+    with workspace as folder:
+        results = sharding.engine.run(function, split_frame(source, [key], sharding.shards, folder))
+        del source
+        frame = read_outputs([r for r in results if r.rows] or results[:1])
+    frame = frame.sort_values(EVENT_ROW, kind="stable").drop(columns=EVENT_ROW)
+    return frame.reset_index(drop=True), results

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -45,7 +46,7 @@ import pandas as pd
 
 from runtime import layout
 
-_ROW = "__pit_row"  # label row number, to restore the labels' order
+ROW = "__pit_row"  # label row number, to restore the labels' order
 _US = "__pit_us"  # label as-of time, UTC microseconds
 _SK = "__pit_sk"  # the (event, created) sort key
 _EV = "__pit_ev"  # feature event time, UTC microseconds, for the TTL test
@@ -90,14 +91,59 @@ def point_in_time_join(
     settings); the temporary views registered on it are dropped before returning.
     """
     con = connection if connection is not None else duckdb.connect()
-    suffix = uuid.uuid4().hex[:12]
-    registered: list[str] = []
     try:
         if isinstance(labels, str):
             labels = con.sql(f"SELECT * FROM {_parquet(labels)}").df()
-        _check_names(labels, tables, as_of, prefix_features)
+        check_names(labels, tables, as_of, prefix_features)
+        with _join_sql(con, labels, tables, as_of, prefix_features) as sql:
+            found = con.sql(sql).df()
+    finally:
+        if connection is None:
+            con.close()
+    return assemble(labels, found)
+
+
+def write_join_rows(
+    labels: pd.DataFrame,
+    rows: np.ndarray,
+    tables: Sequence[FeatureTable],
+    target: str,
+    as_of: str,
+    prefix_features: bool,
+) -> int:
+    """Write the join's answer for ``labels`` to Parquet: ``ROW`` (from ``rows``, the labels'
+    numbers in a larger frame) and every feature column; the rows written.
+
+    DuckDB writes the file itself, so each column keeps the SQL type the one-pass join gives
+    it: the files of several pieces of one label frame, read back together, convert to pandas
+    exactly as :func:`point_in_time_join`'s answer does (a piece's pandas copy could differ,
+    e.g. an integer column without nulls in one piece and with nulls in another).
+    """
+    con = duckdb.connect()
+    try:
+        with _join_sql(con, labels, tables, as_of, prefix_features, rows) as sql:
+            path = target.replace("'", "''")
+            con.sql(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return len(labels)
+
+
+@contextmanager
+def _join_sql(
+    con: duckdb.DuckDBPyConnection,
+    labels: pd.DataFrame,
+    tables: Sequence[FeatureTable],
+    as_of: str,
+    prefix_features: bool,
+    rows: np.ndarray | None = None,
+) -> Iterator[str]:
+    """The join statement over views registered on ``con``, which are dropped afterwards."""
+    suffix = uuid.uuid4().hex[:12]
+    registered: list[str] = []
+    try:
         label_view = f"__pit_labels_{suffix}"
-        con.register(label_view, _label_keys(labels, tables, as_of))
+        con.register(label_view, _label_keys(labels, tables, as_of, rows))
         registered.append(label_view)
         label_type = _check_timestamps(con, _quote(label_view), "labels", [as_of])[as_of]
         as_of_us = _epoch_us(as_of, label_type)
@@ -106,16 +152,12 @@ def point_in_time_join(
         sides = []
         for i, table in enumerate(tables):
             source = _source(con, table, f"__pit_table{i}_{suffix}", registered)
-            types = _check_table(con, source, table)
+            types = check_table(con, source, table)
             sides.append(_side(con, table, source, types, None if lo is None else (lo, hi)))
-        sql = _query(_quote(label_view), tables, sides, as_of_us, prefix_features)
-        found = con.sql(sql).df()
+        yield _query(_quote(label_view), tables, sides, as_of_us, prefix_features)
     finally:
         for view in registered:
             con.unregister(view)
-        if connection is None:
-            con.close()
-    return _assemble(labels, found)
 
 
 def _quote(name: str) -> str:
@@ -128,7 +170,7 @@ def _parquet(path: str) -> str:
     return "read_parquet('" + path.replace("'", "''") + "')"
 
 
-def _check_names(
+def check_names(
     labels: pd.DataFrame, tables: Sequence[FeatureTable], as_of: str, prefix: bool
 ) -> None:
     """Fail early, naming the table, on missing label columns and colliding output names."""
@@ -148,11 +190,18 @@ def _check_names(
             seen.add(name)
 
 
-def _label_keys(labels: pd.DataFrame, tables: Sequence[FeatureTable], as_of: str) -> pd.DataFrame:
-    """The few label columns the join reads, plus a row number; never a copy of all labels."""
+def _label_keys(
+    labels: pd.DataFrame,
+    tables: Sequence[FeatureTable],
+    as_of: str,
+    rows: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The few label columns the join reads, plus a row number (``rows``, else 0..n-1); never a
+    copy of all labels."""
     needed = dict.fromkeys([as_of, *(k for t in tables for k in t.keys)])
     columns = {c: labels[c].array for c in needed}  # .array: no index alignment, no copy
-    return pd.DataFrame({_ROW: np.arange(len(labels), dtype=np.int64), **columns})
+    numbers = np.arange(len(labels), dtype=np.int64) if rows is None else rows.astype(np.int64)
+    return pd.DataFrame({ROW: numbers, **columns})
 
 
 def _source(
@@ -166,9 +215,7 @@ def _source(
     return _quote(view)
 
 
-def _check_table(
-    con: duckdb.DuckDBPyConnection, source: str, table: FeatureTable
-) -> dict[str, str]:
+def check_table(con: duckdb.DuckDBPyConnection, source: str, table: FeatureTable) -> dict[str, str]:
     """Fail on missing columns or non-datetime timestamps, naming the table; return their types."""
     columns = con.sql(f"SELECT * FROM {source}").columns
     stamps = [c for c in (table.event_timestamp, table.created_timestamp) if c]
@@ -339,10 +386,10 @@ def _query(
     keys = ", ".join(_quote(k) for k in dict.fromkeys(k for t in tables for k in t.keys))
     label_keys = ", ".join(f"{side.label_key} AS {_SK}{i}" for i, side in enumerate(sides))
     ctes = [
-        f"u AS (SELECT {_ROW}, {keys}, {as_of_us} AS {_US} FROM {label_view})",
+        f"u AS (SELECT {ROW}, {keys}, {as_of_us} AS {_US} FROM {label_view})",
         f"l AS (SELECT *, {label_keys} FROM u)",
     ]
-    selects, joins = [f"l.{_ROW}"], []
+    selects, joins = [f"l.{ROW}"], []
     for i, (table, side) in enumerate(zip(tables, sides, strict=True)):
         ctes.append(f"f{i} AS ({side.feature_sql})")
         on = " AND ".join(f"l.{_quote(k)} = f{i}.{_quote(k)}" for k in table.keys)
@@ -357,11 +404,12 @@ def _query(
     return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM l {' '.join(joins)}"
 
 
-def _assemble(labels: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
-    """Put the joined rows back in label order (an O(n) gather, cheaper than ORDER BY)."""
-    rows = found[_ROW].to_numpy()
+def assemble(labels: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """Put the joined rows (``ROW`` and feature columns, each label row once, in any order) back
+    in label order beside the labels (an O(n) gather, cheaper than ORDER BY)."""
+    rows = found[ROW].to_numpy()
     order = np.empty(len(rows), dtype=np.int64)
     order[rows] = np.arange(len(rows), dtype=np.int64)
-    features = found.drop(columns=_ROW).take(order)
+    features = found.drop(columns=ROW).take(order)
     features.index = labels.index
     return pd.concat([labels, features], axis=1)

@@ -3,6 +3,11 @@
 The asset reads the label events and the split plan through the IO manager and the feature tables
 straight from their Parquet files (see ``assets.upstream``). Its metadata shows rows per split,
 label rates, null rates of every feature, what was left out and why, and a preview.
+
+The label rows and the point-in-time join run on the use case's execution engine (``execution``
+section or ``RAY_ADDRESS``), as the feature aggregates do: in shards of whole entities when it
+asks for more than one or is Ray, else in one pass. The engine is opened, and a Ray cluster
+checked, before anything is computed; the metadata says where the shards ran.
 """
 
 import dagster as dg
@@ -15,10 +20,12 @@ from assets.split.plan import SPLITS
 from assets.training.build import SPLIT, TrainingSet, build_training_set
 from assets.training.label_rows import LabelRowError
 from assets.training.model_views import label_columns, model_tables
+from assets.training.sharded_join import SHARD_MODULES
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
+from runtime.shards import open_engine, resolve_execution
 
 
 def _catalog_key(spec: UseCaseSpec, model: str) -> dg.AssetKey | None:
@@ -50,7 +57,23 @@ def _metadata(spec: UseCaseSpec, model: str, result: TrainingSet) -> dict:
     metadata["dropped/label_not_final"] = result.dropped_immature
     metadata["dropped/in_split_gap"] = result.dropped_gap
     metadata["sampled_negatives"] = result.negatives
+    metadata.update(_shard_metadata(result))
     return metadata
+
+
+def _shard_metadata(result: TrainingSet) -> dict:
+    """Where the label rows and the join ran: engine, shards, nodes, slowest shard task."""
+    runs = result.shard_results
+    if not runs:
+        return {"execution": "local, 1 shard"}
+    nodes = sorted({r.node for r in runs})
+    engine = "ray" if any(r.node != "local" for r in runs) else "local"
+    return {
+        "execution": f"{engine}, {result.shards} shards on {len(nodes)} node(s)",
+        "shard_tasks": len(runs),
+        "shard_nodes": dg.MetadataValue.json(nodes),
+        "slowest_shard_s": max(r.seconds for r in runs),
+    }
 
 
 def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
@@ -90,15 +113,18 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     )
     def training_set(context: dg.AssetExecutionContext, home: HomeResource, **inputs: pd.DataFrame):
         paths = {name: materialized_path(context, key) for name, key in tables.items()}
+        execution = resolve_execution(spec.execution, str(home.layout.root))
         try:
-            result = build_training_set(
-                spec,
-                model,
-                inputs["raw_events"],
-                inputs["split_plan"],
-                paths,
-                inputs.get("catalog"),
-            )
+            with open_engine(execution, SHARD_MODULES) as engine:
+                result = build_training_set(
+                    spec,
+                    model,
+                    inputs["raw_events"],
+                    inputs["split_plan"],
+                    paths,
+                    inputs.get("catalog"),
+                    engine,
+                )
         except LabelRowError as error:
             raise dg.Failure(str(error)) from None
         check = quality_check_result(

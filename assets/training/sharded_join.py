@@ -1,0 +1,278 @@
+"""The point-in-time join in shards of whole entities, one at a time here or as Ray tasks.
+
+Why it is exact: a label row can only ever match feature rows with its own key values, so when
+the label rows and a feature table are cut by the same hash of the same key columns, each
+shard's labels meet every feature row they could match, and no other. Each shard runs the very
+join of :mod:`assets.training.pit_join` on its piece (DuckDB inside the task), so ties, TTLs and
+rows without history are decided exactly as in one pass.
+
+The partitioning: a training set joins several views, often on different entities (fraud: the
+card's views on ``card_id``, the merchant's on ``merchant_id``), and one hash cannot put a card's
+and a merchant's rows together. So the join runs **group by group**: tables are grouped by the
+key columns they share (a table joins the first group whose shard keys are among its own keys,
+e.g. a ``(user_id, region)`` table joins the ``user_id`` group, else it starts a group keyed by
+all its keys), and for each group the label rows' few join columns (row number, as-of time, the
+group's keys) and the group's tables are cut by the hash of the group's shard keys. Each shard
+writes its rows' features and row numbers as it goes; at the end, each group's files are read
+back in one DuckDB scan and put in label order by row number, and the groups' columns are laid
+side by side in the tables' order: the one-pass answer, column for column. The alternative,
+cutting labels by one key and giving each shard the other views' rows for the keys it holds,
+copies a popular merchant's whole history into every shard; group by group reads every feature
+row exactly once.
+
+What is in memory: the label frame (the caller holds it anyway) and, while splitting, one batch
+of a feature table (DuckDB streams it from its Parquet file, the same reader the one-pass join
+uses, so paths, globs and frames all work); each task holds one shard's labels and feature rows.
+Nothing here imports Dagster or Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets.training.pit_join import (
+    ROW,
+    FeatureTable,
+    assemble,
+    check_names,
+    check_table,
+    point_in_time_join,
+    write_join_rows,
+)
+from runtime.shards import (
+    ShardEngine,
+    ShardResult,
+    shard_codes,
+    shard_count,
+    shard_index,
+    shard_workspace,
+    split_frame,
+)
+
+# What the shard tasks of a training set import on a worker: checked on every node first.
+SHARD_MODULES = ("assets.training.sharded_join", "assets.training.label_rows")
+TABLE_BATCH_ROWS = 1 << 18  # feature rows held at once while a table is cut into shards
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How a training-set build is cut: the engine, the shard count, the workspace's name."""
+
+    engine: ShardEngine
+    shards: int
+    label: str  # folder under the execution's storage, e.g. "fraud/training_sets/scorer"
+
+
+def plan_sharding(engine: ShardEngine | None, rows: int, label: str) -> Sharding | None:
+    """The sharding of a stage over ``rows`` events, or None for today's one-pass path: no
+    engine, or a single shard on the local engine (as the feature aggregates decide)."""
+    if engine is None:
+        return None
+    shards = shard_count(engine.execution, rows, engine.cpus)
+    if shards == 1 and engine.execution.engine == "local":
+        return None
+    return Sharding(engine, shards, label)
+
+
+@dataclass(frozen=True)
+class JoinGroup:
+    """Tables joined in one sharded pass: all of them hold ``shard_keys`` among their keys."""
+
+    shard_keys: tuple[str, ...]
+    tables: tuple[int, ...]  # positions in the caller's table list
+
+    def keys(self, tables: Sequence[FeatureTable]) -> list[str]:
+        """Every key column of the group's tables: what its label pieces carry."""
+        return list(dict.fromkeys(k for i in self.tables for k in tables[i].keys))
+
+
+def join_groups(tables: Sequence[FeatureTable]) -> list[JoinGroup]:
+    """Group tables by shared key columns, in table order (see the module's docstring)."""
+    groups: list[JoinGroup] = []
+    for i, table in enumerate(tables):
+        for n, group in enumerate(groups):
+            if set(group.shard_keys) <= set(table.keys):
+                groups[n] = replace(group, tables=(*group.tables, i))
+                break
+        else:
+            groups.append(JoinGroup(tuple(table.keys), (i,)))
+    return groups
+
+
+def _table_file(folder: Path, shard: int) -> Path:
+    return folder / f"rows-{shard:05d}.parquet"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def split_table(
+    table: FeatureTable,
+    shard_keys: Sequence[str],
+    key_dtypes: Mapping[str, object],
+    shards: int,
+    folder: Path,
+) -> None:
+    """Cut a feature table into one Parquet file per shard (every shard gets one, maybe empty).
+
+    DuckDB reads the table as the join would and streams it in batches. Rows with a null shard
+    key are left out: a null key never matches. The keys are hashed as the label rows' dtypes
+    (``key_dtypes``), so a key stored as int32 in the table and int64 in the labels, which the
+    join matches by value, lands in the same shard.
+    """
+    columns = [table.event_timestamp, table.created_timestamp, *table.keys, *table.features]
+    select = ", ".join(_quote(c) for c in dict.fromkeys(c for c in columns if c))
+    not_null = " AND ".join(f"{_quote(k)} IS NOT NULL" for k in shard_keys)
+    folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        if isinstance(table.frame, str):
+            source = "read_parquet('" + table.frame.replace("'", "''") + "')"
+        else:
+            con.register("feature_rows", table.frame)
+            source = "feature_rows"
+        check_table(con, source, table)
+        query = f"SELECT {select} FROM {source} WHERE {not_null}"
+        reader = con.sql(query).to_arrow_reader(TABLE_BATCH_ROWS)
+        schema = reader.schema
+        for batch in reader:
+            keys = batch.select(list(shard_keys)).to_pandas()
+            try:
+                keys = keys.astype(dict(key_dtypes))
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"feature table {table.name!r}: key(s) {list(shard_keys)} cannot be read as"
+                    f" the label rows' types {dict(key_dtypes)} ({error})"
+                ) from None
+            codes = shard_codes(keys, shards)
+            for shard in np.unique(codes):
+                if shard not in writers:
+                    writers[shard] = pq.ParquetWriter(_table_file(folder, int(shard)), schema)
+                writers[shard].write_batch(batch.filter(pa.array(codes == shard)))
+    finally:
+        for writer in writers.values():
+            writer.close()
+        con.close()
+    for shard in set(range(shards)) - set(writers):
+        pq.write_table(schema.empty_table(), _table_file(folder, shard))
+
+
+def join_shard(
+    source: str,
+    target: str,
+    *,
+    tables: tuple[FeatureTable, ...],
+    folders: tuple[str, ...],
+    as_of: str,
+    prefix_features: bool,
+) -> int:
+    """One shard: its label pieces from ``source``, its rows of every table of the group from
+    the table folders, the join's answer (row numbers and features) to ``target``.
+
+    Module-level, its settings bound by ``functools.partial``, so Ray ships it by reference to
+    a worker that has the project installed.
+    """
+    labels = pd.read_parquet(source)
+    rows = labels.pop(ROW).to_numpy()
+    shard = shard_index(source)
+    local = [
+        replace(table, frame=str(_table_file(Path(folder), shard)))
+        for table, folder in zip(tables, folders, strict=True)
+    ]
+    return write_join_rows(labels, rows, local, target, as_of, prefix_features)
+
+
+def _group_features(
+    labels: pd.DataFrame,
+    tables: Sequence[FeatureTable],
+    group: JoinGroup,
+    number: int,
+    sharding: Sharding,
+    folder: Path,
+    as_of: str,
+    prefix_features: bool,
+) -> tuple[pd.DataFrame, list[ShardResult]]:
+    """One group's feature columns for every label row, in label order, and its shard runs."""
+    home = folder / f"group-{number}"
+    keys = group.keys(tables)
+    pieces = pd.DataFrame(
+        {
+            ROW: np.arange(len(labels), dtype=np.int64),
+            **{c: labels[c].array for c in dict.fromkeys([as_of, *keys])},
+        },
+        copy=False,
+    )
+    dtypes = {k: pieces[k].dtype for k in group.shard_keys}
+    folders = []
+    for i in group.tables:
+        table_folder = home / f"table-{i}"
+        split_table(tables[i], group.shard_keys, dtypes, sharding.shards, table_folder)
+        folders.append(str(table_folder))
+    inputs = split_frame(pieces, list(group.shard_keys), sharding.shards, home)
+    del pieces
+    function = partial(
+        join_shard,
+        tables=tuple(tables[i] for i in group.tables),
+        folders=tuple(folders),
+        as_of=as_of,
+        prefix_features=prefix_features,
+    )
+    results = sharding.engine.run(function, inputs)
+    files = ", ".join(
+        "'" + r.output.replace("'", "''") + "'" for r in sorted(results, key=lambda r: r.shard)
+    )
+    with duckdb.connect() as con:  # one scan, DuckDB's own conversion, as in the one-pass join
+        found = con.sql(f"SELECT * FROM read_parquet([{files}])").df()
+    rows = found.pop(ROW).to_numpy()
+    if len(rows) != len(labels) or not np.array_equal(np.sort(rows), np.arange(len(labels))):
+        raise RuntimeError(
+            f"sharded join {sharding.label}: the shards answered {len(rows)} rows for"
+            f" {len(labels)} label rows; every label row must come back once"
+        )
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    return found.take(order).reset_index(drop=True), results
+
+
+def sharded_point_in_time_join(
+    labels: pd.DataFrame,
+    tables: Sequence[FeatureTable],
+    sharding: Sharding,
+    as_of: str = "event_timestamp",
+    prefix_features: bool = False,
+) -> tuple[pd.DataFrame, list[ShardResult]]:
+    """:func:`~assets.training.pit_join.point_in_time_join` in shards run by ``sharding``'s
+    engine: the same frame (rows, order, index, columns, dtypes) and every shard's run.
+
+    Names and columns are checked here, before any file is written, with the one-pass join's
+    messages. The shard files live in a workspace under the execution's storage, removed when
+    the join is done or has failed.
+    """
+    check_names(labels, tables, as_of, prefix_features)
+    if labels.empty or not tables:
+        return point_in_time_join(labels, tables, as_of, prefix_features), []
+    groups = join_groups(tables)
+    parts: dict[int, pd.DataFrame] = {}
+    results: list[ShardResult] = []
+    with shard_workspace(sharding.engine.execution, f"{sharding.label}/join") as folder:
+        for number, group in enumerate(groups):
+            found, ran = _group_features(
+                labels, tables, group, number, sharding, folder, as_of, prefix_features
+            )
+            results += ran
+            for i in group.tables:
+                parts[i] = found[tables[i].output_names(prefix_features)]
+    numbers = pd.DataFrame({ROW: np.arange(len(labels), dtype=np.int64)})
+    found = pd.concat([numbers, *(parts[i] for i in range(len(tables)))], axis=1)
+    return assemble(labels, found), results

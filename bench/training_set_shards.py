@@ -1,0 +1,165 @@
+"""Peak memory and time of the fraud training-set build: one pass against shards, same answer.
+
+The fraud world's events (``--events`` over ``--days``) are generated once, its feature tables
+(aggregates and attributes) and split plan written as the assets write them. Then the scorer's
+training set is built in its own subprocess per run, so that peak RSS is that run's alone:
+
+* ``one-pass``: ``build_training_set`` without an engine (today's default path);
+* ``shards``: the same call with a local engine of ``--shards`` shards (label rows and the
+  point-in-time join shard by shard, in this process, one at a time).
+
+Both hold the events and the finished training set in memory (the asset receives the one and
+returns the other); what sharding bounds is the join's working set over the feature tables. It
+prints wall time, peak RSS and a digest of each frame (equal digests: the same rows, in order).
+
+    python bench/training_set_shards.py --events 500000 --shards 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assets.features.views import (  # noqa: E402
+    compute_aggregate_table,
+    compute_attribute_table,
+    feature_tables,
+)
+from assets.raw.synthetic import build_world  # noqa: E402
+from assets.split.plan import plan_split  # noqa: E402
+from assets.training.build import build_training_set  # noqa: E402
+from bench.generate import START, sized_params  # noqa: E402
+from configs import CONFIG_DIR  # noqa: E402
+from configs.schema import load_specs  # noqa: E402
+from configs.schema.execution import ExecutionSpec  # noqa: E402
+from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
+
+CREATED = pd.Timestamp("2030-01-01")
+MODEL = "scorer"
+
+
+def _spec():
+    (spec,) = load_specs([CONFIG_DIR / "fraud.yaml"])
+    return spec
+
+
+def prepare(events: int, days: int, folder: Path) -> None:
+    """Events, feature tables and split plan as Parquet files, generated once."""
+    spec = _spec()
+    world = build_world(sized_params("fraud", events, days), 0, START, days)
+    frame = pd.concat(
+        [world.events_for_day(START + timedelta(days=i)) for i in range(days)],
+        ignore_index=True,
+    )
+    frame.to_parquet(folder / "events.parquet", index=False)
+    for table in feature_tables(spec):
+        if table.kind == "aggregates":
+            out = compute_aggregate_table(spec, table, frame, CREATED)
+        else:
+            source = world.entity_table(spec.entities[table.entities[0]].table)
+            out = compute_attribute_table(spec, table, source, CREATED)
+        out.to_parquet(folder / f"{table.name}.parquet", index=False)
+    labels = {name: label.column for name, label in spec.labels.items()}
+    plan_split(frame, spec.split, spec.events.timestamp, None, labels).to_parquet(
+        folder / "split_plan.parquet", index=False
+    )
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory since it started its program.
+
+    ``VmHWM`` of ``/proc/self/status``, not ``getrusage``: Linux carries ``ru_maxrss`` over
+    fork and exec, so a child started by a parent that held the generated world would report
+    the parent's peak, whatever the child did.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def child(mode: str, folder: Path, shards: int) -> None:
+    """One measured build: prints wall time, peak RSS, rows and digest as one JSON line."""
+    spec = _spec()
+    events = pd.read_parquet(folder / "events.parquet")
+    plan = pd.read_parquet(folder / "split_plan.parquet")
+    paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
+    engine = None
+    if mode == "shards":
+        execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
+        engine = LocalEngine(resolve_execution(execution, folder, environ={}))
+    started = time.perf_counter()
+    result = build_training_set(spec, MODEL, events, plan, paths, engine=engine)
+    wall = time.perf_counter() - started
+    peak = peak_rss_gib()  # before the digest, which hashes every cell
+    digest = int(pd.util.hash_pandas_object(result.frame, index=True).sum())
+    print(
+        json.dumps({"rows": len(result.frame), "digest": digest, "wall_s": wall, "peak_gib": peak})
+    )
+
+
+def measure(mode: str, folder: Path, shards: int) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--folder", str(folder)]
+    command += ["--shards", str(shards)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--child", choices=["one-pass", "shards"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.folder, args.shards)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="playbook-training-shards-"))
+    try:
+        started = time.perf_counter()
+        prepare(args.events, args.days, folder)
+        rows = len(pd.read_parquet(folder / "events.parquet", columns=["card_id"]))
+        table_rows = {
+            t.name: len(pd.read_parquet(folder / f"{t.name}.parquet", columns=list(t.keys)))
+            for t in feature_tables(_spec())
+        }
+        print(
+            f"{rows:,} fraud events, feature rows {table_rows}, ready in {time.perf_counter() - started:.0f} s"
+        )
+        runs = {mode: measure(mode, folder, args.shards) for mode in ("one-pass", "shards")}
+        for mode, run in runs.items():
+            extra = f"  ({args.shards} shards)" if mode == "shards" else ""
+            print(
+                f"  {mode:<8} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
+                f"  {run['rows']:>9,} rows{extra}"
+            )
+        print(
+            f"  same frame (rows, order, values): {runs['one-pass']['digest'] == runs['shards']['digest']}"
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

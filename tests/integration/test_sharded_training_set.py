@@ -1,0 +1,192 @@
+# ruff: noqa: E402, F811  (Ray reads its settings at first import; pytest fixtures come imported)
+"""The fraud training set built in shards, here and on a real 2-node Ray cluster, against one pass.
+
+The small fraud world (a week, ~10k transactions, every join view: the card's aggregates and
+attributes on ``card_id``, the merchant's on ``merchant_id``) is built once in one pass; then
+with ``execution.shards: 4`` on the local engine, through the functions and through the Dagster
+asset, and with ``RAY_ADDRESS`` pointing at the two-node cluster of
+:mod:`tests.integration.test_ray_features` (its fixtures, imported). Every result must be the
+one-pass frame exactly: rows, order, index, columns, dtypes, values.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tests.integration.test_ray_features import RAY_ENV
+
+os.environ.update(RAY_ENV)
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables
+from assets.raw.tables import all_events, entity_table
+from assets.split.plan import plan_split
+from assets.training.build import TrainingSet, build_training_set
+from assets.training.label_rows import label_rows
+from assets.training.sharded_join import plan_sharding
+from configs.schema.execution import ExecutionSpec
+from configs.schema.usecase import UseCaseSpec
+from dagster_project.use_case_files import load_use_cases
+from runtime import layout
+from runtime.shards import LocalEngine, resolve_execution
+from tests.integration.test_raw_assets import _run, _small
+from tests.integration.test_ray_features import cluster, shipped_configs_module  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+CREATED = pd.Timestamp("2025-03-01")
+MODEL = "scorer"
+
+
+def _with_prior_label_filter(spec: UseCaseSpec) -> UseCaseSpec:
+    """Fraud's scorer judged without cards whose chargeback was known: the label rows then carry
+    a per-card flag, which only a shard of whole cards computes right."""
+    stage = spec.model[MODEL]
+    evaluation = stage.evaluation.model_copy(
+        update={
+            "filter": stage.evaluation.filter.model_copy(
+                update={"drop_units_with_prior_label": "fraud"}
+            )
+        }
+    )
+    model = {**spec.model, MODEL: stage.model_copy(update={"evaluation": evaluation})}
+    return spec.model_copy(update={"model": model}).with_path(spec.path)
+
+
+@pytest.fixture(scope="module")
+def world(shipped_configs_module, tmp_path_factory):
+    """The small fraud world's events, split plan and feature tables, and its one-pass set."""
+    (spec,) = load_use_cases([p for p in shipped_configs_module if p.stem == "fraud"])
+    spec = _with_prior_label_filter(_small(spec))
+    events = all_events(spec)
+    folder = tmp_path_factory.mktemp("fraud_tables")
+    paths = {}
+    for table in feature_tables(spec):
+        if table.kind == "aggregates":
+            frame = compute_aggregate_table(spec, table, events, CREATED)
+        else:
+            entity = spec.entities[table.entities[0]]
+            frame = compute_attribute_table(spec, table, entity_table(spec, entity.table), CREATED)
+        paths[table.name] = str(folder / f"{table.name}.parquet")
+        frame.to_parquet(paths[table.name], index=False)
+    labels = {name: label.column for name, label in spec.labels.items()}
+    plan = plan_split(events, spec.split, spec.events.timestamp, None, labels)
+    expected = build_training_set(spec, MODEL, events, plan, paths)
+    return spec, events, plan, paths, expected
+
+
+def _engine(tmp_path: Path, shards: int) -> LocalEngine:
+    execution = ExecutionSpec(shards=shards, storage=str(tmp_path / "shared"))
+    return LocalEngine(resolve_execution(execution, tmp_path, environ={}))
+
+
+def _assert_same_set(got: TrainingSet, expected: TrainingSet) -> None:
+    pd.testing.assert_frame_equal(got.frame, expected.frame, check_exact=True)
+    assert got.feature_columns == expected.feature_columns
+    assert (got.dropped_immature, got.dropped_gap) == (
+        expected.dropped_immature,
+        expected.dropped_gap,
+    )
+
+
+def test_world_exercises_every_join_view(world) -> None:
+    """Guard the data: both entities' views, nulls from no history, a prior-positive flag."""
+    spec, events, _, _, expected = world
+    frame = expected.frame
+    assert len(frame) > 3_000 and frame.is_fraud.sum() > 10
+    assert {"card_velocity__events_count_1d", "merchant_risk__events_count_7d"} <= set(
+        frame.columns
+    )
+    assert {"card_velocity_attributes__home_country", "merchant_risk_attributes__mcc"} <= set(frame)
+    assert frame["card_velocity__amount_mean_30d"].isna().any()  # a card's first transaction
+    assert frame["prior_positive_is_fraud"].any()
+    assert expected.dropped_immature > 0 and events.card_id.nunique() > 100
+
+
+def test_fraud_training_set_in_four_local_shards_equals_one_pass(world, tmp_path) -> None:
+    spec, events, plan, paths, expected = world
+    got = build_training_set(spec, MODEL, events, plan, paths, engine=_engine(tmp_path, 4))
+    _assert_same_set(got, expected)
+    assert got.shards == 4
+    # label rows by card (4 shards), the join by card and by merchant (4 shards each)
+    assert len(got.shard_results) == 12 and {r.node for r in got.shard_results} == {"local"}
+    assert sum(r.rows for r in got.shard_results[:4]) == len(expected.frame) + expected.dropped_gap
+    assert not list((tmp_path / "shared").rglob("*.parquet")), "shard files are removed"
+
+
+def test_label_rows_in_shards_keep_the_log_order(world, tmp_path) -> None:
+    spec, events, *_ = world
+    shuffled = events.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    expected = label_rows(spec, MODEL, shuffled)
+    sharding = plan_sharding(_engine(tmp_path, 3), len(events), "fraud/label_rows")
+    got = label_rows(spec, MODEL, shuffled, sharding)
+    pd.testing.assert_frame_equal(got.frame, expected.frame, check_exact=True)
+    assert got.dropped_immature == expected.dropped_immature
+    assert len(got.shard_results) == 3
+
+
+def test_one_local_shard_is_the_one_pass_path(world, tmp_path) -> None:
+    spec, events, plan, paths, expected = world
+    engine = LocalEngine(resolve_execution(ExecutionSpec(), tmp_path, environ={}))
+    assert plan_sharding(engine, len(events), "t") is None
+    got = build_training_set(spec, MODEL, events, plan, paths, engine=engine)
+    _assert_same_set(got, expected)
+    assert got.shard_results == () and not (tmp_path / "shards").exists()
+
+
+@pytest.fixture(scope="module")
+def materialized(world, tmp_path_factory):
+    """The world materialized by Dagster in one instance: raw tables, features, split plan and
+    the training set, the last with the default engine (no ``execution``, no ``RAY_ADDRESS``)."""
+    spec = world[0]
+    home = tmp_path_factory.mktemp("fraud_home")
+    instance = dg.DagsterInstance.ephemeral()
+    names = ["raw_events", *(f"raw_{t}" for t in spec.entity_tables())]
+    names += [t.name for t in feature_tables(spec)] + ["split_plan"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RAY_ADDRESS", raising=False)
+        for name in names:
+            assert _run(spec, home, select=name, instance=instance).success, name
+        local = _materialize(spec, home, instance)
+        assert local["execution"] == "local, 1 shard"
+    return spec, home, instance, _training_set(home)
+
+
+def _materialize(spec: UseCaseSpec, home: Path, instance: dg.DagsterInstance) -> dict:
+    result = _run(spec, home, select=f"{MODEL}_training_set", instance=instance)
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def _training_set(home: Path) -> pd.DataFrame:
+    key = layout.training_set_key("fraud", MODEL)
+    return pd.read_parquet(home / "tables" / Path(*key).with_suffix(".parquet"))
+
+
+def test_asset_in_four_local_shards_equals_the_default_run(materialized, monkeypatch) -> None:
+    spec, home, instance, expected = materialized
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    sharded = spec.model_copy(update={"execution": ExecutionSpec(shards=4)})
+    metadata = _materialize(sharded, home, instance)
+    assert metadata["execution"] == "local, 4 shards on 1 node(s)"
+    pd.testing.assert_frame_equal(_training_set(home), expected, check_exact=True)
+
+
+def test_asset_on_two_ray_nodes_equals_the_default_run(cluster, materialized, monkeypatch) -> None:
+    spec, home, instance, expected = materialized
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    on_ray = spec.model_copy(update={"execution": ExecutionSpec(shards=4)})
+    metadata = _materialize(on_ray, home, instance)
+    assert metadata["execution"] == "ray, 4 shards on 2 node(s)"
+    nodes = {n.node_id for n in [cluster.head_node, *cluster.worker_nodes]}
+    assert set(metadata["shard_nodes"]) == nodes, "tasks ran on both nodes"
+    assert metadata["shard_tasks"] == 12
+    pd.testing.assert_frame_equal(_training_set(home), expected, check_exact=True)
+    assert not list((home / "shards").rglob("*.parquet")), "shard files are cleaned up"
