@@ -68,8 +68,14 @@ def _columns(columns: Mapping[str, ColumnSpec], required: set[str]) -> tuple[Col
 @lru_cache(maxsize=32)
 def _score_schema(columns: tuple[ColumnKey, ...]) -> RequestSchema:
     transaction = _object("Transaction", columns)
-    body = _typed_dict("ScoreRequest", {"transaction": Required[transaction]})
-    fields = {(): ("transaction",), ("transaction",): tuple(sorted(c[0] for c in columns))}
+    body = _typed_dict(
+        "ScoreRequest",
+        {"transaction": Required[transaction], "explain": NotRequired[StrictBool | None]},
+    )
+    fields = {
+        (): ("explain", "transaction"),
+        ("transaction",): tuple(sorted(c[0] for c in columns)),
+    }
     return RequestSchema(TypeAdapter(body), fields)
 
 

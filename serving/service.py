@@ -50,6 +50,7 @@ from runtime.bundle import load_bundle
 from runtime.layout import HOME_ENV, REQUEST_LOG_FILE, HomeLayout, home_location
 from runtime.request_log import RequestLog, to_json
 from serving.batching import ArrivalGate, Arrivals, MicroBatcher
+from serving.connections import KeepAliveLimit
 from serving.funnel import FunnelHandler
 from serving.handler import Handler
 from serving.json_body import JSONObjectBody
@@ -64,9 +65,10 @@ WORKERS_ENV = "PLAYBOOK_WORKERS"
 ACCESS_LOG_ENV = "PLAYBOOK_ACCESS_LOG"
 METRICS_ENV = "PLAYBOOK_METRICS"
 TRACING_ENV = "PLAYBOOK_TRACING"
+KEEPALIVE_ENV = "PLAYBOOK_KEEPALIVE_REQUESTS"
 # the top-level fields each endpoint takes; JSONObjectBody answers any other with 422
 ENDPOINT_FIELDS = {
-    "score": frozenset({"transaction"}),
+    "score": frozenset({"transaction", "explain"}),
     "recommend": frozenset({"user_id", "k", "context", "as_of"}),
     "search": frozenset({"query", "k", "as_of"}),
 }
@@ -107,6 +109,13 @@ class ServeSettings(BaseModel):
         " BentoML's tracing configuration (exporter, sample rate), to collect traces.",
     )
 
+    keepalive_requests: Annotated[int, Field(ge=0)] = Field(
+        100,
+        description=f"{KEEPALIVE_ENV}: requests a kept-alive connection serves before its"
+        " answer closes it (nginx's keepalive_requests), so that clients reconnect and even"
+        " out across the workers (:mod:`serving.connections`); 0: no limit.",
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServeSettings:
         """The settings the environment sets; ValueError naming the variable when one is bad."""
@@ -124,6 +133,7 @@ _VARIABLES = {  # field: (environment variable, what it takes)
     "access_log": (ACCESS_LOG_ENV, "true or false"),
     "metrics": (METRICS_ENV, "true or false"),
     "tracing": (TRACING_ENV, "true or false"),
+    "keepalive_requests": (KEEPALIVE_ENV, "a whole number of at least 0 (0: no limit)"),
 }
 
 
@@ -251,6 +261,7 @@ for _endpoint, _service in SERVICES.items():
     # the first added is the outermost of ours: a request counts as arriving before its body
     # is even read
     _service.add_asgi_middleware(ArrivalGate, arrivals=ARRIVALS, paths=(f"/{_endpoint}",))
+    _service.add_asgi_middleware(KeepAliveLimit, limit=SETTINGS.keepalive_requests)
     _service.add_asgi_middleware(
         JSONObjectBody,
         paths=(f"/{_endpoint}",),

@@ -161,19 +161,29 @@ def higher_is_better(metric: str) -> bool:
     return base_metric(metric) not in LOWER_IS_BETTER
 
 
-def compare(metrics: Mapping[str, float], baseline_metrics: Mapping[str, float]) -> pd.DataFrame:
+def compare(
+    metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    targets: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """One row per metric both sides have: model, baseline, delta (model - baseline), better.
 
-    ``better`` is True when the model is strictly better in the metric's own direction; counts
-    such as ``rows``, ``groups`` and ``cold/units`` are not metrics and are left out.
+    ``better`` is True when the model is strictly better in the metric's own direction, or, for
+    a metric in ``targets``, strictly closer to its target (an 80% interval's coverage is best at
+    0.80, not at 1); counts such as ``rows``, ``groups`` and ``cold/units`` are not metrics and
+    are left out.
     """
     rows = []
+    targets = targets or {}
     for name in metrics:
         if is_count(name) or name not in baseline_metrics:
             continue
         model, base = float(metrics[name]), float(baseline_metrics[name])
         delta = model - base
-        better = delta > 0 if higher_is_better(name) else delta < 0
+        if name in targets:
+            better = abs(model - targets[name]) < abs(base - targets[name])
+        else:
+            better = delta > 0 if higher_is_better(name) else delta < 0
         rows.append(
             {
                 "metric": name,

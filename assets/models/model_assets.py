@@ -224,12 +224,12 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     ):
         tuned = None
         # a Ray cluster (execution section or RAY_ADDRESS) is checked here, before any training;
-        # the final fit's boosters then train on it through Ray Train, tuning trials stay here
+        # tuning trials then run on it as Ray Tune trials, the final fit through Ray Train
         execution = resolve_execution(spec.execution, str(home.layout.root))
         with open_training(execution) as training:
             try:
                 if stage.tuning is not None:
-                    tuned = tune(spec, model, training_set)
+                    tuned = tune(spec, model, training_set, training)
                 with training.active():
                     best = tuned.best_params if tuned else None
                     trained = train_tabular(spec, model, training_set, best)
@@ -259,6 +259,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             )
             metadata["tuning"] = dg.MetadataValue.md(trials.round(5).to_markdown(index=False))
             metadata["tuned_params"] = ", ".join(f"{k}={v:g}" for k, v in tuned.best_params.items())
+            metadata.update(tuned.metadata())  # where the trials ran, when not here
         yield dg.Output(trained.predictions, metadata=rounded_metadata(metadata))
         yield from check_results(trained, version, verdict)
 
@@ -321,13 +322,19 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     def retriever(
         context: dg.AssetExecutionContext,
         mlflow: MLflowResource,
+        home: HomeResource,
         training_set: pd.DataFrame,
         catalog: pd.DataFrame | None = None,
     ):
-        try:
-            trained = trainer(spec, model, training_set, catalog)
-        except ValueError as error:
-            raise dg.Failure(str(error)) from None
+        # a Ray cluster (execution section or RAY_ADDRESS) is checked here, before any training;
+        # the two-tower then trains on it through Ray Train's TorchTrainer
+        execution = resolve_execution(spec.execution, str(home.layout.root))
+        with open_training(execution) as training:
+            try:
+                with training.active():
+                    trained = trainer(spec, model, training_set, catalog)
+            except ValueError as error:
+                raise dg.Failure(str(error)) from None
         example = training_set.drop_duplicates(trained.user_key).head(5)
         version, verdict = register_and_gate(
             context,
@@ -356,6 +363,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             "train_seconds": float(trained.model.train_seconds),
             "examples_per_second": float(trained.model.examples_per_second),
         }
+        metadata.update(training.metadata())  # where the towers trained, when not here
         yield dg.Output(embeddings, metadata=rounded_metadata(metadata))
         yield from check_results(trained, version, verdict)
 

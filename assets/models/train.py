@@ -40,7 +40,7 @@ from assets.models.tabular import (
 )
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
-from configs.schema.model_stage import TABULAR  # noqa: F401 (re-exported)
+from configs.schema.model_stage import TABULAR, ModelStageSpec  # noqa: F401 (TABULAR re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
 
@@ -294,6 +294,13 @@ TRAINERS = {
 }
 
 
+def metric_targets(stage: ModelStageSpec) -> dict[str, float]:
+    """Metrics best at a value rather than at an end: a regression interval's coverage, at the
+    share its quantiles enclose."""
+    interval = stage.regression.interval if stage.regression is not None else None
+    return {"interval_coverage": interval[1] - interval[0]} if interval is not None else {}
+
+
 def train_tabular(
     spec: UseCaseSpec, model: str, frame: pd.DataFrame, params: dict | None = None
 ) -> TrainedModel:
@@ -312,7 +319,7 @@ def train_tabular(
         features,
         metrics,
         baseline,
-        compare(metrics, baseline),
+        compare(metrics, baseline, metric_targets(spec.model[model])),
         primary,
         predictions,
         evaluate,

@@ -13,6 +13,12 @@
   learns a useful item embedding: that is what makes a new item land next to similar items.
 * **Epochs**: the default is 10 with the best validation epoch kept; on the feed set the
   validation loss bottoms out around the 7th epoch and rises after (over-fitting).
+* **Where**: here, or, inside a model asset whose execution is Ray (``execution`` section or
+  ``RAY_ADDRESS``, ``runtime.training_engine``), data-parallel on the cluster through Ray
+  Train's TorchTrainer (``runtime.ray_torch``: DDP over gloo, one CPU worker per node). Both
+  paths fit the encoders and vocabularies here and optimise the same loss
+  (``runtime.models.tower_loss``); the weights of the best epoch come back into the same
+  ``TwoTowerModel``, so evaluation, the bundle and serving do not know where it trained.
 * **Progress**: one line per epoch (losses, seconds) to this module's ``logging`` logger, which
   the Dagster instance captures during a run (``resources.home``), so training stays a plain
   function and its progress still shows in the run's log.
@@ -25,22 +31,21 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from runtime.models.tower_inputs import FeatureEncoder, content_frame
+from runtime.models.tower_loss import EncodedRows, TowerLoss, validation_loss
 from runtime.models.two_tower import (
     TowerInputs,
     TwoTowerConfig,
     TwoTowerModel,
     TwoTowerNet,
     device_for,
-    embed,
 )
+from runtime.training_engine import TrainingEngine, current_training_engine
 
 logger = logging.getLogger(__name__)
 
@@ -59,43 +64,11 @@ def _batches(
         )
 
 
-def _softmax_loss(
-    users: torch.Tensor,
-    items: torch.Tensor,
-    item_rows: torch.Tensor,
-    log_q: torch.Tensor | None,
-    temperature: float,
-) -> torch.Tensor:
-    """In-batch sampled softmax with logQ correction; repeats of the positive are masked."""
-    logits = users @ items.T / temperature
-    if log_q is not None:
-        logits = logits - log_q[item_rows][None, :]
-    same = item_rows[:, None] == item_rows[None, :]
-    same.fill_diagonal_(False)
-    logits = logits.masked_fill(same, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(users), device=users.device))
-
-
-@dataclass
-class _Data:
-    """A training frame encoded: user inputs per row, item-table row per row, labels."""
-
-    users: TowerInputs
-    item_rows: torch.Tensor
-    labels: torch.Tensor
-
-    def positives(self) -> torch.Tensor:
-        return torch.nonzero(self.labels > 0).flatten()
-
-    def negatives(self) -> torch.Tensor:
-        return torch.nonzero(self.labels <= 0).flatten()
-
-
 def _encode_rows(
     model: TwoTowerModel, frame: pd.DataFrame, table_ids: pd.Index, label: str
-) -> _Data:
+) -> EncodedRows:
     rows = table_ids.get_indexer(frame[model.item_key].to_numpy())
-    return _Data(
+    return EncodedRows(
         model.user_inputs(frame),
         torch.as_tensor(rows, device=model.device),
         torch.as_tensor(frame[label].to_numpy(dtype=np.float32), device=model.device),
@@ -110,42 +83,6 @@ def _item_table(
     seen = pd.concat([f[[item_key]] for f in frames]).drop_duplicates()
     extra = seen[~seen[item_key].isin(content[item_key])]
     return pd.concat([content, extra], ignore_index=True)
-
-
-def _step(
-    model: TwoTowerModel,
-    data: _Data,
-    table: TowerInputs,
-    log_q: torch.Tensor | None,
-    pos: torch.Tensor,
-    neg: torch.Tensor,
-    dropout: float,
-) -> torch.Tensor:
-    config, net = model.config, model.net
-    rows = torch.cat([pos, neg])
-    users = embed(net.user, data.users.take(rows), dropout)
-    items = embed(net.item, table.take(data.item_rows[rows]), dropout)
-    n = len(pos)
-    loss = _softmax_loss(users[:n], items[:n], data.item_rows[pos], log_q, config.temperature)
-    if config.bce_weight > 0 and len(neg):
-        logits = (users * items).sum(dim=1) / config.temperature + net.bias
-        loss = loss + config.bce_weight * F.binary_cross_entropy_with_logits(
-            logits, data.labels[rows]
-        )
-    return loss
-
-
-@torch.no_grad()
-def _valid_loss(
-    model: TwoTowerModel, data: _Data, table: TowerInputs, log_q: torch.Tensor | None
-) -> float:
-    pos = data.positives()
-    losses = []
-    empty = pos[:0]
-    for start in range(0, len(pos), model.config.batch_size):
-        batch = pos[start : start + model.config.batch_size]
-        losses.append(float(_step(model, data, table, log_q, batch, empty, 0.0)) * len(batch))
-    return sum(losses) / max(len(pos), 1)
 
 
 def train_two_tower(
@@ -190,7 +127,11 @@ def train_two_tower(
         log_q = torch.as_tensor(np.log(np.maximum(counts, 1) / max(counts.sum(), 1)), device=device)
         log_q = log_q.float()
     valid_data = _encode_rows(model, valid, table_ids, label) if valid is not None else None
-    _fit(model, data, table, log_q, valid_data, rng)
+    engine = current_training_engine()
+    if engine is not None:
+        _fit_distributed(engine, model, data, table, log_q, valid_data)
+    else:
+        _fit(model, data, table, log_q, valid_data, rng)
     model.net.eval()
     catalog = table_frame[table_frame[item_key].isin(items[item_key])]
     model.catalog_ids = catalog[item_key].to_numpy()
@@ -216,14 +157,15 @@ def _log_epoch(record: dict[str, float], epochs: int, seconds: float) -> None:
 
 def _fit(
     model: TwoTowerModel,
-    data: _Data,
+    data: EncodedRows,
     table: TowerInputs,
     log_q: torch.Tensor | None,
-    valid: _Data | None,
+    valid: EncodedRows | None,
     rng: np.random.Generator,
 ) -> None:
     """The training loop; keeps the state of the epoch with the best validation loss."""
     config, net = model.config, model.net
+    loss_of = TowerLoss(net, config, data, table, log_q)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     pos_rows, neg_rows = data.positives(), data.negatives()
     best, best_state = math.inf, None
@@ -234,7 +176,7 @@ def _fit(
         total, steps = 0.0, 0
         for pos, neg in _batches(len(pos_rows), len(neg_rows), config.batch_size, rng):
             pos_t, neg_t = pos_rows[torch.as_tensor(pos)], neg_rows[torch.as_tensor(neg)]
-            loss = _step(model, data, table, log_q, pos_t, neg_t, config.id_dropout)
+            loss = loss_of(pos_t, neg_t)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -243,7 +185,7 @@ def _fit(
         net.eval()
         record = {"epoch": float(epoch), "train_loss": total / max(steps, 1)}
         if valid is not None and len(valid.positives()):
-            record["valid_loss"] = _valid_loss(model, valid, table, log_q)
+            record["valid_loss"] = validation_loss(net, config, valid, table, log_q)
             if record["valid_loss"] < best:
                 best, best_state = record["valid_loss"], copy.deepcopy(net.state_dict())
         model.history.append(record)
@@ -253,3 +195,32 @@ def _fit(
         net.load_state_dict(best_state)
     model.train_seconds = time.perf_counter() - started
     model.examples_per_second = examples / max(model.train_seconds, 1e-9)
+
+
+def _fit_distributed(
+    engine: TrainingEngine,
+    model: TwoTowerModel,
+    data: EncodedRows,
+    table: TowerInputs,
+    log_q: torch.Tensor | None,
+    valid: EncodedRows | None,
+) -> None:
+    """The same fit through Ray Train's TorchTrainer on the engine's cluster (DDP, gloo, CPU):
+    the best epoch's weights come back into ``model.net``, the fit's record into ``engine``."""
+    from runtime.ray_torch import train_two_tower_on_ray  # only a Ray run imports Ray
+
+    fit = train_two_tower_on_ray(model, data, table, log_q, valid, engine.execution)
+    engine.fits.append(fit)
+    model.net.load_state_dict(fit.state_dict)
+    model.history = list(fit.history)
+    model.train_seconds = fit.seconds
+    model.examples_per_second = fit.examples / max(fit.seconds, 1e-9)
+    for record, seconds in zip(fit.history, fit.epoch_seconds, strict=True):
+        _log_epoch(record, model.config.epochs, seconds)
+    logger.info(
+        "two-tower trained on Ray Train: %d workers on %d node(s), positives per worker %s, %.1f s",
+        fit.layout.workers,
+        len(fit.nodes),
+        "/".join(str(w["rows"]) for w in fit.workers),
+        fit.seconds,
+    )

@@ -15,7 +15,7 @@ from configs.schema.evaluation_checks import check_evaluation
 from configs.schema.issues import short_list
 from configs.schema.leakage import check_leakage
 from configs.schema.multiclass_checks import misplaced_multiclass
-from configs.schema.request_checks import check_request_features
+from configs.schema.request_checks import SERVED_PROBLEMS, check_request_features
 from configs.schema.requirements import requirement_problems
 from configs.schema.slo import slo_problems
 from configs.schema.usecase import UseCaseSpec
@@ -29,6 +29,29 @@ def _missing(name: str, known: list[str], what: str) -> str:
     guess = get_close_matches(name, known, n=1)
     hint = f"; did you mean {guess[0]!r}?" if guess else ""
     return f"{what} {name!r} is not declared{hint} (declared: {short_list(known)})"
+
+
+def _flagged_reasons(spec: UseCaseSpec) -> Iterator[Problem]:
+    """``reasons: flagged`` needs a decision to flag: the served scorer (the first model /score
+    serves) a binary classifier with decision bands, or a multiclass classifier."""
+    served = [(n, m) for n, m in spec.model.items() if m.problem in SERVED_PROBLEMS]
+    if not served:
+        return
+    name, model = served[0]
+    if model.problem == "multiclass_classification":
+        return
+    if model.problem == "binary_classification" and model.decision_bands is not None:
+        return
+    why = (
+        "has no decision_bands"
+        if model.problem == "binary_classification"
+        else f"is a {model.problem} model, with no decision"
+    )
+    yield (
+        ("serving", "reasons"),
+        f"flagged gives reasons to answers whose decision is not the benign one, and the served"
+        f" model {name!r} {why}; use always or on_request",
+    )
 
 
 def _check_events(spec: UseCaseSpec) -> Iterator[Problem]:
@@ -223,6 +246,8 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
             ("serving", "k"),
             f"k ({spec.serving.k}) exceeds candidates ({spec.serving.candidates})",
         )
+    if spec.serving is not None and spec.serving.reasons == "flagged":
+        yield from _flagged_reasons(spec)
     experiment = spec.experiment
     if experiment is not None:
         if experiment.metric not in spec.labels:

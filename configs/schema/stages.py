@@ -226,6 +226,18 @@ class ServingSpec(StrictModel):
     max_per_category: int | None = Field(
         None, ge=1, description="Diversity cap in the result list."
     )
+    reasons: Literal["always", "flagged", "on_request"] = Field(
+        "always",
+        description=(
+            "/score: which answers carry their top features (SHAP reasons). always: every"
+            " answer. flagged: answers whose decision is not the benign one (a binary scorer's"
+            " review and decline, a multiclass scorer's review and every class but the first),"
+            " which is what a reviewer or an adverse-action notice reads; the SHAP pass costs"
+            " about 15x the prediction, so a scorer that approves most traffic serves it much"
+            " cheaper. on_request: only when the request says explain: true. A request with"
+            " explain: true always gets its reasons."
+        ),
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -248,6 +260,11 @@ class ServingSpec(StrictModel):
                 raise ValueError(
                     "online serving needs an endpoint (recommend, score or search),"
                     " or mode: batch with a schedule"
+                )
+            if self.reasons != "always" and self.endpoint != "score":
+                raise ValueError(
+                    f"reasons: {self.reasons}: only /score answers with reasons; remove it or"
+                    " use endpoint: score"
                 )
             stray = [f for f in ("schedule", "entity", "model") if getattr(self, f) is not None]
             if stray:

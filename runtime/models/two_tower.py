@@ -125,6 +125,13 @@ class TwoTowerNet(nn.Module):
         self.item = Tower(n_items, item_encoder, config)
         self.bias = nn.Parameter(torch.zeros(()))  # of the BCE term on explicit negatives
 
+    def forward(
+        self, users: TowerInputs, items: TowerInputs, id_dropout: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit vectors of a batch's user rows and item rows (training: ids dropped to OOV at
+        rate ``id_dropout``); one call, so a DDP-wrapped module sees the whole step."""
+        return embed(self.user, users, id_dropout), embed(self.item, items, id_dropout)
+
 
 @dataclass
 class TowerInputs:

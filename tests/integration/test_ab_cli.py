@@ -102,20 +102,25 @@ def test_bad_input_is_a_clear_error(args: list[str], code: int, message: str) ->
 
 def test_guardrails_are_sized_beside_the_primary_and_the_binding_plan_is_named() -> None:
     args = ["feed", "--baseline", "0.1", "--guardrail", "latency_p99=0.8"]
-    code, output = _plan(*args, "--guardrail", "purchase=0.02:0.03", "--json")
+    sized = ["--guardrail", "purchase=0.02:0.03", "--guardrail", "error_rate=0.05"]
+    code, output = _plan(*args, *sized, "--json")
     assert code == 0, output
     payload = json.loads(output)
-    latency, purchase = payload["guardrails"]
+    latency, errors, purchase = payload["guardrails"]
     expected = plan_guardrail(
         {"control": 0.5, "treatment": 0.5}, guardrail="latency_p99", kind="quantile",
-        margin=0.10, relative=True, sd_per_unit=0.8, guardrails=2,
+        margin=0.10, relative=True, sd_per_unit=0.8, guardrails=3,
     )  # fmt: skip
-    assert latency["units"] == expected.units and latency["power"] == pytest.approx(1 - 0.2 / 2)
+    assert latency["units"] == expected.units and latency["power"] == pytest.approx(1 - 0.2 / 3)
+    # error_rate: an absolute margin (1 point), so its spread is taken as given
+    assert errors["relative"] is False and errors["margin"] == pytest.approx(0.01)
+    assert errors["sd_per_unit"] == pytest.approx(0.05)
     # a relative margin's spread is the coefficient of variation: sd / mean = 1.5
     assert purchase["sd_per_unit"] == pytest.approx(1.5) and purchase["baseline"] == 0.02
     totals = {
         "primary": payload["total"],
         "latency_p99": latency["total"],
+        "error_rate": errors["total"],
         "purchase": purchase["total"],
     }
     assert payload["binding"]["plan"] == max(totals, key=totals.get)

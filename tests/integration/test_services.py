@@ -54,7 +54,9 @@ def test_fraud_service_scores_explains_and_rejects_bad_requests(
     with bento_server(home, "fraud", log) as url:
         health = _post(url, "health", {}).json()
         assert health["arms"][0]["versions"]["scorer"] == "1"
-        for row in events.itertuples():
+        unexplained = 0
+        for i, row in enumerate(events.itertuples()):
+            explain = i % 4 == 0  # fraud.yaml's reasons: flagged, and some requests ask
             answer = _post(
                 url,
                 "score",
@@ -64,15 +66,19 @@ def test_fraud_service_scores_explains_and_rejects_bad_requests(
                         "merchant_id": int(row.merchant_id),
                         "amount": float(row.amount),
                         "event_time": row.event_time.isoformat(),
-                    }
+                    },
+                    "explain": explain,
                 },
             )
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert 0.0 <= body["probability"] <= 1.0
             assert body["decision"] in {"approve", "review", "decline"}
-            assert len(body["top_features"]) == 5 and body["feature_misses"] == 0
+            reasons = 5 if explain or body["decision"] != "approve" else 0
+            unexplained += reasons == 0
+            assert len(body["top_features"]) == reasons and body["feature_misses"] == 0
             assert body["model_versions"] == {"scorer": "1"}
+        assert unexplained > 0  # approvals that did not ask answered without the SHAP pass
         # an unknown card and merchant: defaults, counted, still an answer
         unknown = _post(url, "score", {"transaction": {"card_id": 10**9, "merchant_id": 10**9}})
         # one miss per feature view of the card and of the merchant (aggregates, attributes)
@@ -85,6 +91,7 @@ def test_fraud_service_scores_explains_and_rejects_bad_requests(
                 {"transaction": {"card_id": 1, "merchant_id": 1, "event_time": "soon"}},
                 "event_time",
             ),
+            "explain": ({"transaction": {"card_id": 1, "merchant_id": 1}, "explain": 1}, "explain"),
             "malformed": ('{"transaction": {"card_id": 1', "body"),
             "not an object": ("[1, 2]", "body"),
         }

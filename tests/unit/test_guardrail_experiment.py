@@ -290,6 +290,6 @@ def test_the_shipped_feed_experiment_has_guardrails_and_their_check() -> None:
 
     (spec,) = load_use_cases([CONFIG_DIR / "feed.yaml"])
     metrics = [g.metric for g in spec.experiment.guardrails]
-    assert metrics == ["latency_p99", "purchase"]
+    assert metrics == ["latency_p99", "error_rate", "purchase"]
     (asset,) = experiment_assets(spec)
     assert GUARDRAIL_CHECK in {key.name for key in asset.check_keys}

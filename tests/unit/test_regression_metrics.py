@@ -131,3 +131,15 @@ def test_known_times_follow_the_labels_availability() -> None:
     unsure = spec.model_copy(update={"labels": {"delivery_time": label}})
     with pytest.raises(ValueError, match="maturity is 0"):
         label_known_times(unsure, "delivery_time", without)
+
+
+def test_interval_coverage_is_better_closer_to_its_nominal_share() -> None:
+    """An 80% interval covering 0.79 beats one covering 0.95: over-wide is not better."""
+    model = {"interval_coverage": 0.79, "rmse": 2.0}
+    baseline = {"interval_coverage": 0.95, "rmse": 3.0}
+    table = compare(model, baseline, {"interval_coverage": 0.8}).set_index("metric")
+    assert bool(table.loc["interval_coverage", "better"]) and bool(table.loc["rmse", "better"])
+    swapped = compare(baseline, model, {"interval_coverage": 0.8}).set_index("metric")
+    assert not bool(swapped.loc["interval_coverage", "better"])
+    # without its target, coverage is read as higher-is-better, which is what the target fixes
+    assert not bool(compare(model, baseline).set_index("metric").loc["interval_coverage", "better"])
