@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.plan import plan_split  # noqa: E402
 from assets.training.build import build_training_set  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
+from bench.peak_memory import peak_rss_gib  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
@@ -78,21 +78,6 @@ def prepare(events: int, days: int, folder: Path) -> None:
     plan_split(frame, spec.split, spec.events.timestamp, None, labels).to_parquet(
         folder / "split_plan.parquet", index=False
     )
-
-
-def peak_rss_gib() -> float:
-    """This process's peak resident memory since it started its program.
-
-    ``VmHWM`` of ``/proc/self/status``, not ``getrusage``: Linux carries ``ru_maxrss`` over
-    fork and exec, so a child started by a parent that held the generated world would report
-    the parent's peak, whatever the child did.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def child(mode: str, folder: Path, shards: int) -> None:

@@ -12,7 +12,10 @@ storage is shared). Each failure is one :class:`~runtime.shards.ExecutionError` 
 
 Shard tasks take one CPU each, are spread over the nodes, and are retried up to ``MAX_RETRIES``
 times when their worker or node dies (Ray's task retries); a shard writes only its own output
-file, atomically, so a retried shard cannot corrupt another's.
+file, atomically, so a retried shard cannot corrupt another's. A shard Ray gives up on stops the
+stage: the other shards are cancelled and one :class:`~runtime.shards.ExecutionError` names the
+shard and the cause, before the caller has written anything
+(``tests/integration/test_ray_node_loss.py`` kills a node mid-stage, with and without retries).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from runtime.shards import Execution, ExecutionError, ShardFunction, ShardResult
 MAX_RETRIES = 3  # attempts after a worker or node failure, per shard
 PROBE_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 5.0
+CANCEL_TIMEOUT_S = 30.0  # per cancelled shard, when a stage stops on a failed one
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -166,20 +170,59 @@ class RayEngine:
 
     def run(self, function: ShardFunction, inputs: Sequence[Path]) -> list[ShardResult]:
         """Shard i goes to node i mod n (Ray's SPREAD alone may keep short tasks on one node);
-        the affinity is soft, so a shard whose node died is retried on another."""
+        the affinity is soft, so a shard whose node died is retried on another.
+
+        The first shard to fail stops the stage: the other shards are cancelled and awaited (so
+        none writes into a folder being removed) and the error is raised. An exception of the
+        shard function itself is raised as it is; a shard Ray lost more often than it retries
+        (worker or node deaths, out of memory) is one :class:`ExecutionError` naming it.
+        """
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_shard_task)
         nodes = sorted(
             n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")
         )
-        refs = [
+        pending = {
             task.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
                 if nodes
                 else "SPREAD"
-            ).remote(function, str(path))
+            ).remote(function, str(path)): path
             for i, path in enumerate(inputs)
-        ]
-        return ray.get(refs)
+        }
+        results: dict[Path, ShardResult] = {}
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            path = pending.pop(done)
+            try:
+                results[path] = ray.get(done)
+            except ray.exceptions.RayError as error:
+                _cancel(list(pending))
+                if isinstance(error, ray.exceptions.RayTaskError):
+                    raise  # the shard function's own exception (a RayTaskError subclass of it)
+                raise ExecutionError(self._lost(path, error)) from None
+        return [results[path] for path in inputs]
+
+    def _lost(self, path: Path, error: Exception) -> str:
+        """One line: which shard, why Ray gave up on it, what to do."""
+        reason = next((line for line in str(error).splitlines() if line.strip()), "")
+        reason = reason.split(". ", 1)[0].rstrip(".") or type(error).__name__
+        return (
+            f"{self.execution.address_setting}={self.execution.address!r}: shard {path.name}"
+            f" was lost ({type(error).__name__}: {reason}) and retried {MAX_RETRIES} times"
+            " without finishing; the stage stopped before writing its output: rerun it once"
+            " the cluster's nodes are back"
+        )
+
+
+def _cancel(refs: list) -> None:
+    """Cancel shard tasks still queued or running and wait until each has stopped."""
+    for ref in refs:
+        ray.cancel(ref, force=True)
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=CANCEL_TIMEOUT_S)
+        except ray.exceptions.RayError:
+            pass  # cancelled (or failed on its own): either way it has stopped
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
+import torch
 
 from runtime.ann_index import ExactSearch
 from runtime.bundle import Bundle
@@ -92,6 +93,19 @@ class FunnelHandler(Handler):
                 )
             order = np.argsort(-model.popularity, kind="stable")
             self.popular[name, version] = np.asarray(model.catalog_ids)[order]
+
+    def ready(self) -> None:
+        """As :meth:`Handler.ready`, and one torch thread for the query and sequence towers.
+
+        A serving process is one worker per core, each answering one batch at a time; torch's
+        default pool of a thread per core made the workers' towers fight over the cores. Measured
+        on the feed behind both servers (2 workers, 8 clients, ``bench/serving_latency.py``):
+        p95 232-239 ms with torch's default, 42-53 ms with one thread. Like ``gc.freeze``, it is a
+        choice for the whole process, so it is made here, where the service readies its handler,
+        not in ``__init__`` (a handler built in a test or a Dagster run leaves torch alone).
+        """
+        torch.set_num_threads(1)
+        super().ready()
 
     def parse(self, payload: Mapping[str, Any]) -> _Request:
         """The request as the endpoint's schema (:func:`serving.request_schemas.funnel_schema`):

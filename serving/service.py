@@ -66,6 +66,7 @@ ACCESS_LOG_ENV = "PLAYBOOK_ACCESS_LOG"
 METRICS_ENV = "PLAYBOOK_METRICS"
 TRACING_ENV = "PLAYBOOK_TRACING"
 KEEPALIVE_ENV = "PLAYBOOK_KEEPALIVE_REQUESTS"
+KEEPALIVE_AGE_ENV = "PLAYBOOK_KEEPALIVE_SECONDS"
 # the top-level fields each endpoint takes; JSONObjectBody answers any other with 422
 ENDPOINT_FIELDS = {
     "score": frozenset({"transaction", "explain"}),
@@ -115,6 +116,12 @@ class ServeSettings(BaseModel):
         " answer closes it (nginx's keepalive_requests), so that clients reconnect and even"
         " out across the workers (:mod:`serving.connections`); 0: no limit.",
     )
+    keepalive_seconds: Annotated[float, Field(ge=0)] = Field(
+        1.0,
+        description=f"{KEEPALIVE_AGE_ENV}: seconds after its first request that a kept-alive"
+        " connection is closed by its next answer (Envoy's max_connection_duration), for"
+        " endpoints too slow to reach the request cap soon; 0: no limit.",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServeSettings:
@@ -134,6 +141,7 @@ _VARIABLES = {  # field: (environment variable, what it takes)
     "metrics": (METRICS_ENV, "true or false"),
     "tracing": (TRACING_ENV, "true or false"),
     "keepalive_requests": (KEEPALIVE_ENV, "a whole number of at least 0 (0: no limit)"),
+    "keepalive_seconds": (KEEPALIVE_AGE_ENV, "a number of seconds of at least 0 (0: no limit)"),
 }
 
 
@@ -261,7 +269,11 @@ for _endpoint, _service in SERVICES.items():
     # the first added is the outermost of ours: a request counts as arriving before its body
     # is even read
     _service.add_asgi_middleware(ArrivalGate, arrivals=ARRIVALS, paths=(f"/{_endpoint}",))
-    _service.add_asgi_middleware(KeepAliveLimit, limit=SETTINGS.keepalive_requests)
+    _service.add_asgi_middleware(
+        KeepAliveLimit,
+        limit=SETTINGS.keepalive_requests,
+        max_age_s=SETTINGS.keepalive_seconds,
+    )
     _service.add_asgi_middleware(
         JSONObjectBody,
         paths=(f"/{_endpoint}",),

@@ -38,7 +38,9 @@ def _small(spec: UseCaseSpec, days: int = 7) -> UseCaseSpec:
     split = spec.split.model_copy(update={"gap": "1h"})
     # a week is short for 30-day windows on a delayed label: more of them are still empty (null)
     quality = spec.quality.model_copy(update={"max_null_fraction": 0.8})
-    update = {"source": source, "labels": labels, "split": split, "quality": quality}
+    # no SLO: the shipped one is this machine's serving goal under a quiet load, which a test
+    # run on 2 busy cores cannot promise; tests/integration/test_slo_check.py tests the check
+    update = {"source": source, "labels": labels, "split": split, "quality": quality, "slo": None}
     return spec.model_copy(update=update).with_path(spec.path)
 
 

@@ -28,8 +28,8 @@ async def _ok(request) -> JSONResponse:
 
 
 @contextmanager
-def _server(limit: int) -> Iterator[tuple[int, KeepAliveLimit]]:
-    app = KeepAliveLimit(Starlette(routes=[Route("/ok", _ok)]), limit=limit)
+def _server(limit: int, max_age_s: float = 0.0) -> Iterator[tuple[int, KeepAliveLimit]]:
+    app = KeepAliveLimit(Starlette(routes=[Route("/ok", _ok)]), limit=limit, max_age_s=max_age_s)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -75,6 +75,18 @@ def test_zero_means_no_limit() -> None:
         assert app.closed == 0
 
 
+def test_an_old_connection_is_closed_by_its_next_answer() -> None:
+    with _server(limit=0, max_age_s=0.3) as (port, app):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        assert _answers(connection, 5) == [None] * 5  # young: kept, however many
+        time.sleep(0.35)
+        assert _answers(connection, 1) == ["close"]
+        assert connection.sock is None and app.closed == 1
+        assert _answers(connection, 2) == [None, None]  # the new connection is young again
+
+
 def test_a_negative_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="0 \\(none\\) or more"):
         KeepAliveLimit(_ok, limit=-1)
+    with pytest.raises(ValueError, match="max_age_s must be 0"):
+        KeepAliveLimit(_ok, limit=0, max_age_s=-1)

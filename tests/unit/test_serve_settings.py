@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from serving.service import ACCESS_LOG_ENV, KEEPALIVE_ENV, WORKERS_ENV, ServeSettings
+from serving.service import (
+    ACCESS_LOG_ENV,
+    KEEPALIVE_AGE_ENV,
+    KEEPALIVE_ENV,
+    WORKERS_ENV,
+    ServeSettings,
+)
 
 
 def test_defaults_and_values_from_the_environment() -> None:
@@ -14,6 +20,8 @@ def test_defaults_and_values_from_the_environment() -> None:
     assert ServeSettings.from_env({WORKERS_ENV: "cpu_count"}).workers == "cpu_count"
     assert ServeSettings.from_env({}).keepalive_requests == 100
     assert ServeSettings.from_env({KEEPALIVE_ENV: "0"}).keepalive_requests == 0
+    assert ServeSettings.from_env({}).keepalive_seconds == 1.0
+    assert ServeSettings.from_env({KEEPALIVE_AGE_ENV: "0.5"}).keepalive_seconds == 0.5
 
 
 @pytest.mark.parametrize(
