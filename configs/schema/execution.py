@@ -20,9 +20,8 @@ from pydantic import Field, field_validator
 from configs.schema.base import StrictModel
 
 # Events per shard when ``shards: auto``. A shard's DuckDB window stream, its result and their
-# pandas copies are held at once: bench/scale.py measured shards of half a million fraud events
-# at ~1.9 GiB peak RSS (imports included) whatever the log's size, where the one-frame path grows
-# with it (2.8 GiB at 1M events, 3.4 at 2M). Smaller shards lower the peak (not below ~0.4 GiB
+# pandas copies are held at once: bench/scale.py's shard engine keeps its peak RSS flat (a shard's,
+# imports included) whatever the log's size, where the one-frame path grows with it. Smaller shards lower the peak (not below ~0.4 GiB
 # of imports) at the cost of a file and a query per shard. Below one shard's worth, one shard is
 # used: exactly today's path.
 EVENTS_PER_SHARD = 500_000

@@ -103,5 +103,5 @@ def test_a_guardrail_on_an_unknown_label_is_named_when_the_config_loads(tmp_path
         "{metric: purchse, max_degradation: 0.05}",
     )
     (issue,) = _error(path).issues
-    assert issue.field == "experiment.guardrails.1.metric"
+    assert issue.field == "experiment.guardrails.2.metric"
     assert "did you mean 'purchase'" in issue.message
