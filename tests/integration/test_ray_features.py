@@ -11,12 +11,9 @@ with one line naming the setting.
 from __future__ import annotations
 
 import os
-import socket
 
 # Read by Ray once, when first imported (here, before anything imports it): no telemetry, and
 # 127.0.0.1 kept as the address a driver connects to instead of the machine's own
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-os.environ.update(RAY_ENV)
 from pathlib import Path
 
 import pandas as pd
@@ -27,50 +24,17 @@ from configs.schema.execution import ExecutionSpec
 from dagster_project.use_case_files import load_use_cases
 from runtime.shards import ExecutionError, resolve_execution
 from tests.integration.test_raw_assets import _run, _small
+from tests.ray_cluster import RAY_ENV, free_port, loopback_cluster
 from tests.unit.test_feature_shards import assert_same_table
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _agent_ports() -> dict[str, int]:
-    """Every fixed-by-default port of a node, free ones instead (parallel runs never collide)."""
-    names = ("dashboard_agent_listen_port", "metrics_agent_port", "runtime_env_agent_port")
-    return {name: _free_port() for name in names}
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """Head plus one worker node, both on 127.0.0.1, 1 CPU each; shut down by this process."""
-    from ray.cluster_utils import Cluster  # a dependency: a missing Ray fails, never skips
-
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in RAY_ENV.items():
-            patch.setenv(key, value)
-        patch.delenv("RAY_ADDRESS", raising=False)
-        node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 1 << 30}
-        started = Cluster(
-            initialize_head=True,
-            head_node_args={
-                **node,
-                **_agent_ports(),
-                "gcs_server_port": _free_port(),
-                "include_dashboard": False,
-                "dashboard_host": "127.0.0.1",
-                "ray_client_server_port": _free_port(),
-            },
-        )
-        try:
-            started.add_node(**node, **_agent_ports())
-            started.wait_for_nodes()
-            yield started
-        finally:
-            started.shutdown()
+    with loopback_cluster() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +96,7 @@ def test_unreachable_ray_address_fails_before_any_output(fraud, monkeypatch) -> 
     table = tables[0]
     target = home / "tables" / "fraud" / "features" / f"{table.name}.parquet"
     before = (target.stat().st_mtime_ns, target.read_bytes())
-    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("RAY_ADDRESS", address)
     with pytest.raises(ExecutionError) as caught:
         _run(spec, home, select=table.name)

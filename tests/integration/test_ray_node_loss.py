@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.test_ray_features import RAY_ENV, _agent_ports, _free_port
+from tests.ray_cluster import NODE, RAY_ENV, agent_ports, loopback_cluster
 
 os.environ.update(RAY_ENV)
 
@@ -43,7 +43,6 @@ from tests.unit.test_feature_shards import assert_same_table
 
 pytestmark = pytest.mark.integration
 
-NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 1 << 30}
 # A killed raylet is declared dead after a few failed health checks: ~1.5 s here instead of the
 # default ~15 s, so a retried shard is placed on the survivor without a long wait
 FAST_FAILURE_DETECTION = {
@@ -107,30 +106,8 @@ def _kill_when_stalled(cluster, victim, signal: Path, target: Path, seen: Kill) 
 @pytest.fixture(scope="module")
 def cluster():
     """Head plus one worker node on 127.0.0.1, 1 CPU each, fast failure detection."""
-    from ray.cluster_utils import Cluster
-
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in RAY_ENV.items():
-            patch.setenv(key, value)
-        patch.delenv("RAY_ADDRESS", raising=False)
-        started = Cluster(
-            initialize_head=True,
-            head_node_args={
-                **NODE,
-                **_agent_ports(),
-                "gcs_server_port": _free_port(),
-                "include_dashboard": False,
-                "dashboard_host": "127.0.0.1",
-                "ray_client_server_port": _free_port(),
-                "_system_config": FAST_FAILURE_DETECTION,
-            },
-        )
-        try:
-            started.add_node(**NODE, **_agent_ports())
-            started.wait_for_nodes()
-            yield started
-        finally:
-            started.shutdown()
+    with loopback_cluster(FAST_FAILURE_DETECTION) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +138,7 @@ def _without_created(frame: pd.DataFrame) -> pd.DataFrame:
 def _ensure_two_nodes(cluster) -> None:
     """Add a worker back if a test removed it, so every test starts from two nodes."""
     if not cluster.worker_nodes:
-        cluster.add_node(**NODE, **_agent_ports())
+        cluster.add_node(**NODE, **agent_ports())
     cluster.wait_for_nodes()
 
 

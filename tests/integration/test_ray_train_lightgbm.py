@@ -13,7 +13,6 @@ fails before anything is trained.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -33,10 +32,10 @@ from runtime.shards import ExecutionError, resolve_execution
 from runtime.training_engine import open_training
 from tests.integration.test_model_assets import _fraud
 from tests.integration.test_raw_assets import _run
+from tests.ray_cluster import RAY_ENV, free_port, loopback_cluster
 
 pytestmark = pytest.mark.integration
 
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # test PR-AUC of the Ray-trained scorer against the local one on the same rows: measured 0.7224
 # against 0.7294 (each worker bins its share of the features from its own rows, which moves
 # the trees and the early-stopping point a little)
@@ -44,41 +43,11 @@ PR_AUC_TOLERANCE = 0.02
 MODEL = dg.AssetKey(["fraud", "models", "scorer_model"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """Head plus one worker node, both on 127.0.0.1, 1 CPU each; shut down by this process."""
-    ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in RAY_ENV.items():
-            patch.setenv(key, value)
-        patch.delenv("RAY_ADDRESS", raising=False)
-        from ray._private import ray_constants
-
-        # read once, when Ray is first imported (Feast imports it too): keep 127.0.0.1 as it is
-        patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
-        node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 1 << 30}
-        started = ray_cluster_utils.Cluster(
-            initialize_head=True,
-            head_node_args={
-                **node,
-                "gcs_server_port": _free_port(),
-                "include_dashboard": False,
-                "dashboard_host": "127.0.0.1",
-                "ray_client_server_port": _free_port(),
-            },
-        )
-        try:
-            started.add_node(**node)
-            started.wait_for_nodes()
-            yield started
-        finally:
-            started.shutdown()
+    with loopback_cluster() as started:
+        yield started
 
 
 def _upstream(spec, home: Path) -> dg.ExecuteInProcessResult:
@@ -212,7 +181,7 @@ def test_unreachable_ray_address_fails_before_training(fraud, monkeypatch):
     spec, home, _, _ = fraud
     registry = MLflowResource(home=str(home))
     versions = registry.client().search_model_versions("name='fraud.scorer'")
-    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("RAY_ADDRESS", address)
     with pytest.raises(ExecutionError) as caught:
         _run(spec, home, select=MODEL.path[-1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from tests.integration.test_ray_features import RAY_ENV
+from tests.ray_cluster import RAY_ENV
 
 os.environ.update(RAY_ENV)
 from pathlib import Path
