@@ -28,7 +28,6 @@ How the work is cut, and why:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -48,46 +47,19 @@ import ray.train
 from ray.train import Checkpoint, RunConfig, ScalingConfig
 from ray.train.lightgbm import LightGBMTrainer, RayTrainReportCallback, get_network_params
 
+from runtime.ray_workers import (
+    RUNS_FOLDER,
+    WorkerLayout,
+    cluster_layout,
+    worker_records,
+    write_worker_record,
+)
 from runtime.shards import Execution
 
 MODEL_FILE = RayTrainReportCallback.CHECKPOINT_NAME  # what RayTrainReportCallback.get_model reads
-RUNS_FOLDER = "ray_train"  # under the execution's storage
-MIN_WORKERS = 2  # data parallel means at least two
 LOG_EVERY = 25  # iterations between progress lines in a worker's log
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkerLayout:
-    """How many Ray Train workers, and the CPUs (LightGBM threads) each one takes."""
-
-    workers: int
-    cpus: float
-
-    @property
-    def threads(self) -> int:
-        return max(1, int(self.cpus))
-
-
-def worker_layout(node_cpus: Sequence[float]) -> WorkerLayout:
-    """One worker per node with CPUs, each taking as many CPUs as the smallest such node has.
-
-    Threads inside a node share memory, while machines exchange histograms over sockets, so one
-    multi-threaded worker per node is cheaper than one worker per CPU. A single node still gets
-    :data:`MIN_WORKERS` workers sharing its CPUs, so the data-parallel path is the one that runs.
-    """
-    nodes = [cpus for cpus in node_cpus if cpus >= 1]
-    if not nodes:
-        raise ValueError("the Ray cluster has no node with a CPU to train LightGBM on")
-    if len(nodes) >= MIN_WORKERS:
-        return WorkerLayout(len(nodes), float(int(min(nodes))))
-    return WorkerLayout(MIN_WORKERS, nodes[0] / MIN_WORKERS)
-
-
-def cluster_layout() -> WorkerLayout:
-    """:func:`worker_layout` of the alive nodes of the connected cluster."""
-    return worker_layout([n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")])
 
 
 def shard_rows(rows: int, workers: int, groups: np.ndarray | None = None) -> list[np.ndarray]:
@@ -207,7 +179,7 @@ def train_worker(config: dict) -> None:
         "seconds": time.perf_counter() - started,
     }
     with tempfile.TemporaryDirectory() as folder:
-        Path(folder, f"worker-{rank:04d}.json").write_text(json.dumps(record))
+        write_worker_record(folder, rank, record)
         if rank == 0:
             booster.save_model(Path(folder, MODEL_FILE))  # as lgb.train returned it
         ray.train.report(
@@ -233,7 +205,7 @@ class RayTraining:
 def _loaded(checkpoint: Checkpoint) -> tuple[lgb.Booster, list[dict]]:
     booster = RayTrainReportCallback.get_model(checkpoint, MODEL_FILE)
     with checkpoint.as_directory() as folder:
-        records = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("worker-*.json"))]
+        records = worker_records(folder)
     first = records[0]
     booster.best_iteration = int(first["best_iteration"])
     best_score: defaultdict[str, OrderedDict] = defaultdict(OrderedDict)

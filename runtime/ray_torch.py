@@ -31,7 +31,6 @@ How the work is cut, and why:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -55,7 +54,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from runtime.models.tower_loss import EncodedRows, TowerLoss, gather_rows, validation_loss
 from runtime.models.two_tower import TowerInputs, TwoTowerModel
-from runtime.ray_lightgbm import RUNS_FOLDER, WorkerLayout, cluster_layout
+from runtime.ray_workers import (
+    RUNS_FOLDER,
+    WorkerLayout,
+    cluster_layout,
+    worker_records,
+    write_worker_record,
+)
 from runtime.shards import Execution
 
 MODEL_FILE = "two_tower.pt"  # rank 0's best weights and history, in the run's checkpoint
@@ -152,7 +157,7 @@ def two_tower_worker(config: dict) -> None:
         "seconds": time.perf_counter() - started,
     }
     with tempfile.TemporaryDirectory() as folder:
-        Path(folder, f"worker-{rank:04d}.json").write_text(json.dumps(worker))
+        write_worker_record(folder, rank, worker)
         if rank == 0:
             weights = best_state if best_state is not None else net.state_dict()
             torch.save(
@@ -192,7 +197,7 @@ class TorchTraining:
 def _loaded(checkpoint: Checkpoint) -> tuple[dict[str, Any], list[dict]]:
     with checkpoint.as_directory() as folder:
         saved = torch.load(Path(folder, MODEL_FILE), weights_only=True)
-        records = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("worker-*.json"))]
+        records = worker_records(folder)
     return saved, records
 
 

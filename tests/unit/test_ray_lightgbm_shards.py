@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runtime.ray_lightgbm import WorkerLayout, dataset_parts, shard_rows, worker_layout
+from runtime.ray_lightgbm import dataset_parts, shard_rows
+from runtime.ray_workers import WorkerLayout, worker_layout
 
 
 def test_rows_are_dealt_so_every_shard_spans_the_whole_range() -> None:
