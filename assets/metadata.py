@@ -12,7 +12,7 @@ show every digit. Only what the UI shows is rounded; metrics go to MLflow unroun
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from configs.schema.usecase import UseCaseSpec
+from runtime.shards import ShardResult
 
 PREVIEW_ROWS = 10
 # Significant digits a float keeps in metadata: enough to compare two runs' metrics (AUC
@@ -92,3 +93,18 @@ def table_metadata(
 def asset_identity(spec: UseCaseSpec, stage: str) -> dict:
     """Group, owners and tags every asset of a use case carries (``stage`` names its step)."""
     return {"group_name": spec.name, "owners": spec.owners, "tags": {**spec.tags, "stage": stage}}
+
+
+def shard_metadata(results: Sequence[ShardResult], shards: int | None = None) -> dict[str, Any]:
+    """Where a sharded stage ran, for its asset: engine, shards (default: one per task), nodes,
+    tasks and the slowest task's seconds; ``local, 1 shard`` when it ran unsharded."""
+    if not results:
+        return {"execution": "local, 1 shard"}
+    nodes = sorted({r.node for r in results})
+    engine = "ray" if any(r.node != "local" for r in results) else "local"
+    return {
+        "execution": f"{engine}, {shards or len(results)} shards on {len(nodes)} node(s)",
+        "shard_tasks": len(results),
+        "shard_nodes": dg.MetadataValue.json(nodes),
+        "slowest_shard_s": max(r.seconds for r in results),
+    }

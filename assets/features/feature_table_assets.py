@@ -22,7 +22,7 @@ from assets.features.views import (
     compute_attribute_table,
     feature_tables,
 )
-from assets.metadata import asset_identity, rounded_metadata, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, shard_metadata, table_metadata
 from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from configs.schema.usecase import UseCaseSpec
@@ -79,19 +79,6 @@ def compute_aggregate_table(
         )
 
 
-def _shard_metadata(results: list[ShardResult]) -> dict:
-    """Where the shards ran: engine, shard count, nodes, slowest shard."""
-    if not results:
-        return {"execution": "local, 1 shard"}
-    nodes = len({r.node for r in results})
-    engine = "ray" if any(r.node != "local" for r in results) else "local"
-    return {
-        "execution": f"{engine}, {len(results)} shards on {nodes} node(s)",
-        "shard_nodes": dg.MetadataValue.json(sorted({r.node for r in results})),
-        "slowest_shard_s": max(r.seconds for r in results),
-    }
-
-
 def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsDefinition:
     """One feature table, computed from the events or an entity table."""
     view = spec.features[table.view]
@@ -121,7 +108,7 @@ def feature_table_asset(spec: UseCaseSpec, table: FeatureTableDef) -> dg.AssetsD
         )
         metadata = _metadata(frame, table)
         if table.kind == "aggregates":
-            metadata.update(_shard_metadata(results))
+            metadata.update(shard_metadata(results))
         if "data_docs" in check.metadata:
             metadata["data_docs"] = check.metadata["data_docs"]
         yield dg.Output(frame, metadata=rounded_metadata(metadata))

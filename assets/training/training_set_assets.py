@@ -13,7 +13,7 @@ checked, before anything is computed; the metadata says where the shards ran.
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity, rounded_metadata, table_metadata
+from assets.metadata import asset_identity, rounded_metadata, shard_metadata, table_metadata
 from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
 from assets.split.plan import SPLITS
@@ -57,23 +57,8 @@ def _metadata(spec: UseCaseSpec, model: str, result: TrainingSet) -> dict:
     metadata["dropped/label_not_final"] = result.dropped_immature
     metadata["dropped/in_split_gap"] = result.dropped_gap
     metadata["sampled_negatives"] = result.negatives
-    metadata.update(_shard_metadata(result))
+    metadata.update(shard_metadata(result.shard_results, result.shards))
     return metadata
-
-
-def _shard_metadata(result: TrainingSet) -> dict:
-    """Where the label rows and the join ran: engine, shards, nodes, slowest shard task."""
-    runs = result.shard_results
-    if not runs:
-        return {"execution": "local, 1 shard"}
-    nodes = sorted({r.node for r in runs})
-    engine = "ray" if any(r.node != "local" for r in runs) else "local"
-    return {
-        "execution": f"{engine}, {result.shards} shards on {len(nodes)} node(s)",
-        "shard_tasks": len(runs),
-        "shard_nodes": dg.MetadataValue.json(nodes),
-        "slowest_shard_s": max(r.seconds for r in runs),
-    }
 
 
 def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
