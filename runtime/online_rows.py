@@ -19,6 +19,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from runtime.online_plan import ViewPlan
 
+_MUTABLE = (list, dict)
+
 # What ``OnlineStore.online_read`` returns: per entity key, its timestamp and feature values.
 ReadRows = list[tuple[Any, dict[str, ValueProto] | None]]
 
@@ -93,10 +95,22 @@ def feature_columns(
     out = []
     columns = zip(feature_protos(plan, rows), plan.pythons, plan.finishers, strict=True)
     for protos, python, finish in columns:
+        values = python(list(protos))
         if inverse is not None:
-            protos = [protos[i] for i in inverse]
-        out.append(finish(python(list(protos))))
+            values = _spread(values, inverse)
+        out.append(finish(values))
     return out
+
+
+def _spread(values: list[Any], inverse: list[int]) -> list[Any]:
+    """Each row's value from its key's: converting once per distinct key, not once per row,
+    matters when 500 candidate rows of one request share one user. A list or dict value is
+    copied per row, so rows never share a mutable object (as when each row's value was
+    converted)."""
+    spread = [values[i] for i in inverse]
+    if any(type(value) in _MUTABLE for value in values):
+        return [value.copy() if type(value) in _MUTABLE else value for value in spread]
+    return spread
 
 
 __all__: Sequence[str] = (

@@ -36,7 +36,7 @@ from runtime.funnel_roles import (
     retrieval_keys,
 )
 from runtime.postprocess import filter_seen, select_and_order
-from runtime.request_log import RequestLog, plain_json_value
+from runtime.request_log import RequestLog, frame_records, plain_json_value
 from runtime.routing import Arm
 from serving.handler import Handler, Served
 from serving.request_schemas import funnel_schema
@@ -187,8 +187,11 @@ class FunnelHandler(Handler):
         )
         if items:
             rows[self.item_key] = rows[self.item_key].astype(np.asarray(items).dtype)
-        as_of = pd.Series([requests[o].as_of for o in owners], dtype=object)
-        candidates, misses = self.features.read(self.ranking, rows, pd.to_datetime(as_of))
+        # each request's time once, repeated per candidate: converting one object per
+        # candidate cost as much as the ranker's feature matrix
+        stamps = pd.to_datetime(pd.Series([r.as_of for r in requests], dtype=object))
+        as_of = stamps.iloc[owners].reset_index(drop=True)
+        candidates, misses = self.features.read(self.ranking, rows, as_of)
         asked = [c for r in requests for c in r.context if c in self.context_columns]
         for column in dict.fromkeys(asked):
             candidates[column] = [requests[o].context.get(column) for o in owners]
@@ -233,9 +236,9 @@ class FunnelHandler(Handler):
             finals.append([row_of[item] for item in final])
             sources.append(dict(zip(request.pool, request.sources, strict=True)))
             shown.extend(finals[-1])
-        logged = candidates.drop(columns=[self.user_key, "__score"]).iloc[shown]
-        logged_rows = iter(logged.to_dict("records"))
-        users = user.to_dict("records")
+        logged = candidates.iloc[shown]
+        logged_rows = iter(frame_records(logged, skip=(self.user_key, "__score")))
+        users = frame_records(user)
         out: list[Served] = []
         for i, request in enumerate(requests):
             rows = finals[i]

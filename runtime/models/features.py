@@ -64,6 +64,11 @@ def _as_category(series: pd.Series, levels: list[str]) -> pd.Series:
 
 
 def _as_float(name: str, series: pd.Series) -> pd.Series:
+    return pd.Series(_float_values(name, series), index=series.index, name=name)
+
+
+def _float_values(name: str, series: pd.Series) -> np.ndarray:
+    """A numeric feature as float64 (missing as NaN); a timestamp, text or infinity is refused."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         raise ValueError(f"feature {name!r} is a timestamp; convert it to seconds first")
     try:
@@ -73,7 +78,7 @@ def _as_float(name: str, series: pd.Series) -> pd.Series:
     infinite = int(np.isinf(values).sum())
     if infinite:
         raise ValueError(f"feature {name!r} has {infinite} infinite values")
-    return pd.Series(values, index=series.index, name=name)
+    return values
 
 
 def prepare_features(
@@ -160,16 +165,22 @@ def feature_array(
     by column without an intermediate frame, which is most of the cost of scoring one row.
     """
     columns = [frame[column] for column in feature_columns]
-    rows = len(_listed(columns[0])) if columns else 0
+    first = columns[0] if columns else []
+    rows = len(first) if isinstance(first, pd.Series) else len(_listed(first))
     out = np.empty((rows, len(feature_columns)), dtype=np.float64)
+    nan, na = np.nan, pd.NA
     for j, (column, values) in enumerate(zip(feature_columns, columns, strict=True)):
         if column in categories:
             codes = {level: float(i) for i, level in enumerate(categories[column])}
+            # _missing and str() inlined: this runs once per candidate and categorical feature
             out[:, j] = [
-                np.nan if _missing(v) else codes.get(str(v), np.nan) for v in _listed(values)
+                nan
+                if v is None or v is na or v != v
+                else codes.get(v if type(v) is str else str(v), nan)
+                for v in _listed(values)
             ]
         elif isinstance(values, pd.Series):
-            out[:, j] = _as_float(column, values).to_numpy()
+            out[:, j] = _float_values(column, values)
         else:
             out[:, j] = _numbers(column, _listed(values))
     return out
