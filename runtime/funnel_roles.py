@@ -8,12 +8,16 @@ here, so the two sides cannot disagree.
 
 from __future__ import annotations
 
+from itertools import chain, zip_longest
+
 import numpy as np
 import pandas as pd
 
 from configs.schema.model_stage import RANKERS, RETRIEVERS  # noqa: F401 (re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime.layout import FEATURE_SEPARATOR
+
+_GAP = object()  # where a shorter pool has no item at a rank
 
 
 def retrieval_keys(spec: UseCaseSpec, model: str) -> tuple[str, str, str]:
@@ -51,20 +55,17 @@ def merge_candidates(pools: dict[str, list], size: int) -> tuple[list, list[str]
     Items are taken by rank across sources (every source's first, then every second, ...; at
     one rank the sources in the given order), a repeat is dropped, so each item keeps its
     better rank and the source that gave it; at most ``size`` items.
+
+    Built in C rather than a loop per item (it runs for every request over two pools of 500):
+    the pools interleaved by rank, each item's first position in that order (a dict built from
+    the reversed order keeps the earliest), the items sorted by it.
     """
-    merged: list = []
-    sources: list[str] = []
-    taken: set = set()
-    depth = max((len(p) for p in pools.values()), default=0)
-    for rank in range(depth):
-        for source, pool in pools.items():
-            if rank < len(pool) and pool[rank] not in taken:
-                taken.add(pool[rank])
-                merged.append(pool[rank])
-                sources.append(source)
-                if len(merged) == size:
-                    return merged, sources
-    return merged, sources
+    names = list(pools)
+    interleaved = list(chain.from_iterable(zip_longest(*pools.values(), fillvalue=_GAP)))
+    first = dict(zip(reversed(interleaved), range(len(interleaved) - 1, -1, -1), strict=True))
+    first.pop(_GAP, None)
+    merged = sorted(first, key=first.__getitem__)[:size]
+    return merged, [names[first[item] % len(names)] for item in merged]
 
 
 def category_column(columns: list[str] | pd.Index) -> str | None:
@@ -72,11 +73,13 @@ def category_column(columns: list[str] | pd.Index) -> str | None:
     return next((c for c in columns if str(c).endswith(f"{FEATURE_SEPARATOR}category")), None)
 
 
-def history_items(user_rows: pd.DataFrame) -> set:
-    """Every id in the unit's list features (its recent history): already seen, not re-served."""
-    seen: set = set()
+def history_items(user_rows: pd.DataFrame) -> list[set]:
+    """Per row, every id in the unit's list features (its recent history): already seen, not
+    re-served. A column at a time, not a row frame at a time (``iloc`` per request cost more
+    than the rest of the request's candidate filtering)."""
+    seen: list[set] = [set() for _ in range(len(user_rows))]
     for column in user_rows.columns:
-        for value in user_rows[column]:
+        for row, value in zip(seen, user_rows[column].tolist(), strict=True):
             if isinstance(value, list | tuple | np.ndarray):
-                seen.update(np.asarray(value).tolist())
+                row.update(np.asarray(value).tolist())
     return seen

@@ -143,8 +143,9 @@ class FunnelHandler(Handler):
         popular items when no retriever has a vector for the unit."""
         candidates = self.spec.serving.candidates
         found = [self._search(name, requests, user, candidates) for name in self.retrievers]
+        histories = history_items(user)
         for i, request in enumerate(requests):
-            seen = history_items(user.iloc[[i]])
+            seen = histories[i]
             pools = {name: hits[i] for name, hits in zip(self.retrievers, found, strict=True)}
             pools = {name: filter_seen(pool, seen) for name, pool in pools.items() if pool}
             request.cold = not pools

@@ -78,8 +78,7 @@ def _summary(rows: list[tuple[float, float, float]], k: int) -> dict[str, float]
 def _histories(requests: pd.DataFrame, columns: list[str]) -> list[set]:
     """Per request, the ids in the user's list features as of the request: what the service
     drops as already seen (it reads the same features online)."""
-    rows = requests[columns]
-    return [history_items(rows.iloc[[i]]) for i in range(len(rows))]
+    return history_items(requests[columns])
 
 
 def _candidate_rows(
