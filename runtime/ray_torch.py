@@ -26,6 +26,9 @@ How the work is cut, and why:
   storage, and every worker adds a record (node, rows, seconds), which Ray merges into one
   folder. The caller loads the weights into its own ``TwoTowerModel``: the class the bundle,
   MLflow and serving load, built from the same encoders.
+
+The loader, the run, the checkpoint and the worker records are :mod:`runtime.ray_ddp`'s, shared
+with the sequence retriever (``runtime.ray_sequence``); what is here is the two-tower's own.
 """
 
 from __future__ import annotations
@@ -33,67 +36,37 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass
 from itertools import zip_longest
-from pathlib import Path
-from typing import Any
 
-import ray
-import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
-from ray.train import Checkpoint, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
-from torch.utils.data import DataLoader, TensorDataset
 
 from runtime.models.tower_loss import EncodedRows, TowerLoss, gather_rows, validation_loss
 from runtime.models.two_tower import TowerInputs, TwoTowerModel
-from runtime.ray_workers import (
-    RUNS_FOLDER,
-    WorkerLayout,
-    cluster_layout,
-    worker_records,
-    write_worker_record,
+from runtime.ray_ddp import (
+    TorchTraining,
+    data_loader,
+    fit_on_ray,
+    global_mean,
+    report_fit,
+    start_worker,
+    worker_record,
 )
+from runtime.ray_workers import WorkerLayout
 from runtime.shards import Execution
 
-MODEL_FILE = "two_tower.pt"  # rank 0's best weights and history, in the run's checkpoint
-BACKEND = "gloo"  # CPU workers: NCCL needs GPUs
-
 logger = logging.getLogger(__name__)
-
-
-def _loader(rows: torch.Tensor, batch_size: int) -> DataLoader:
-    """Shuffled batches of row indices, with Ray Train's ``DistributedSampler`` added."""
-    loader = DataLoader(TensorDataset(rows), batch_size=max(1, batch_size), shuffle=True)
-    return ray.train.torch.prepare_data_loader(loader)
-
-
-def _global_mean(total: float, count: int) -> float:
-    """The mean of ``total / count`` over every worker's sums (one all-reduce)."""
-    sums = torch.tensor([total, float(count)], dtype=torch.float64)
-    if dist.is_initialized():
-        dist.all_reduce(sums)
-    return float(sums[0] / max(sums[1], 1.0))
 
 
 def two_tower_worker(config: dict) -> None:
     """Ray Train's loop on each worker: its share of every batch, DDP, the best epoch kept."""
     started = time.perf_counter()
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(config["threads"])
-    payload = ray.get(config["payload"])
+    start = start_worker(config)
+    rank, world, device, payload = start.rank, start.world, start.device, start.payload
     model: TwoTowerModel = payload["model"]
     settings = model.config
     torch.manual_seed(settings.seed + rank)  # id dropout: different draws on every worker
-    device = ray.train.torch.get_device()
     data: EncodedRows = payload["data"].to(device)
     table: TowerInputs = payload["table"]
     table = TowerInputs(*(t.to(device) for t in (table.ids, table.cats, table.nums, table.seqs)))
@@ -113,8 +86,8 @@ def two_tower_worker(config: dict) -> None:
     per_worker = math.ceil(settings.batch_size / world)
     steps = max(1, math.ceil(math.ceil(len(pos_rows) / world) / per_worker))
     share = math.ceil(math.ceil(len(neg_rows) / world) / steps)
-    positives = _loader(pos_rows, per_worker)
-    negatives = _loader(neg_rows, share) if len(neg_rows) else None
+    positives = data_loader(pos_rows, per_worker)
+    negatives = data_loader(neg_rows, share) if len(neg_rows) else None
     empty = pos_rows[:0]
     history: list[dict[str, float]] = []
     epoch_seconds: list[float] = []
@@ -137,7 +110,7 @@ def two_tower_worker(config: dict) -> None:
             total, taken = total + loss.item(), taken + 1
             examples += len(pos_t) + len(neg_t)
         net.eval()
-        record = {"epoch": float(epoch), "train_loss": _global_mean(total, taken)}
+        record = {"epoch": float(epoch), "train_loss": global_mean(total, taken)}
         if rank == 0 and valid is not None and len(valid.positives()):
             record["valid_loss"] = validation_loss(net, settings, valid, table, log_q)
             if record["valid_loss"] < best:
@@ -146,59 +119,16 @@ def two_tower_worker(config: dict) -> None:
         epoch_seconds.append(time.perf_counter() - epoch_started)
         if rank == 0:
             logger.info("two-tower epoch %d on Ray Train: %s", epoch + 1, record)
-    worker = {
-        "rank": rank,
-        "node": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-        "rows": len(positives.sampler),  # this worker's positives per epoch
-        "negatives": 0 if negatives is None else len(negatives.sampler),
-        "steps_per_epoch": steps,
-        "examples": examples,
-        "seconds": time.perf_counter() - started,
-    }
-    with tempfile.TemporaryDirectory() as folder:
-        write_worker_record(folder, rank, worker)
-        if rank == 0:
-            weights = best_state if best_state is not None else net.state_dict()
-            torch.save(
-                {
-                    "state_dict": {k: v.cpu() for k, v in weights.items()},
-                    "history": history,
-                    "epoch_seconds": epoch_seconds,
-                },
-                Path(folder, MODEL_FILE),
-            )
-        ray.train.report(
-            {"rank": rank, "node": worker["node"]}, checkpoint=Checkpoint.from_directory(folder)
-        )
-
-
-@dataclass(frozen=True)
-class TorchTraining:
-    """A two-tower fit on Ray: the best epoch's weights, its history, what each worker did."""
-
-    state_dict: dict[str, torch.Tensor]
-    history: list[dict[str, float]]
-    epoch_seconds: list[float]
-    workers: list[dict]
-    layout: WorkerLayout
-    seconds: float
-
-    @property
-    def nodes(self) -> list[str]:
-        return sorted({w["node"] for w in self.workers})
-
-    @property
-    def examples(self) -> int:
-        """Training examples (positives and negatives) seen over all workers and epochs."""
-        return sum(int(w["examples"]) for w in self.workers)
-
-
-def _loaded(checkpoint: Checkpoint) -> tuple[dict[str, Any], list[dict]]:
-    with checkpoint.as_directory() as folder:
-        saved = torch.load(Path(folder, MODEL_FILE), weights_only=True)
-        records = worker_records(folder)
-    return saved, records
+    worker = worker_record(
+        rank,
+        started,
+        rows=len(positives.sampler),  # this worker's positives per epoch
+        negatives=0 if negatives is None else len(negatives.sampler),
+        steps_per_epoch=steps,
+        examples=examples,
+    )
+    weights = best_state if best_state is not None else net.state_dict()
+    report_fit(config, rank, worker, weights, history, epoch_seconds)
 
 
 def _on_cpu(side: TowerInputs) -> TowerInputs:
@@ -218,42 +148,12 @@ def train_two_tower_on_ray(
     epoch with the lowest loss on ``valid`` kept; Ray must be connected
     (``runtime.shards.open_engine``). ``model`` itself is not changed: load the returned
     ``state_dict`` into it."""
-    layout = layout or cluster_layout()
-    started = time.perf_counter()
     cpu = torch.device("cpu")
-    payload = ray.put(
-        {
-            "model": model,  # pickled through its state(): config, encoders, initial weights
-            "data": data.to(cpu),
-            "table": _on_cpu(table),
-            "log_q": None if log_q is None else log_q.cpu(),
-            "valid": None if valid is None else valid.to(cpu),
-        }
-    )
-    storage = execution.storage / RUNS_FOLDER
-    storage.mkdir(parents=True, exist_ok=True)
-    trainer = TorchTrainer(
-        two_tower_worker,
-        train_loop_config={"payload": payload, "threads": layout.threads},
-        torch_config=TorchConfig(backend=BACKEND),
-        scaling_config=ScalingConfig(
-            num_workers=layout.workers,
-            use_gpu=False,
-            resources_per_worker={"CPU": layout.cpus},
-            placement_strategy="SPREAD",
-        ),
-        run_config=RunConfig(name=f"two-tower-{uuid.uuid4().hex[:12]}", storage_path=str(storage)),
-    )
-    result = trainer.fit()
-    try:
-        saved, records = _loaded(result.checkpoint)
-    finally:
-        shutil.rmtree(result.path, ignore_errors=True)  # the weights are the caller's now
-    return TorchTraining(
-        saved["state_dict"],
-        saved["history"],
-        saved["epoch_seconds"],
-        records,
-        layout,
-        time.perf_counter() - started,
-    )
+    payload = {
+        "model": model,  # pickled through its state(): config, encoders, initial weights
+        "data": data.to(cpu),
+        "table": _on_cpu(table),
+        "log_q": None if log_q is None else log_q.cpu(),
+        "valid": None if valid is None else valid.to(cpu),
+    }
+    return fit_on_ray(two_tower_worker, payload, "two_tower", execution, layout)

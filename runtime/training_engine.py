@@ -1,5 +1,6 @@
-"""Where LightGBM boosters and two-tower retrievers are trained: this process, or Ray Train on
-the use case's cluster (``runtime.ray_lightgbm``, ``runtime.ray_torch``).
+"""Where LightGBM boosters and the retrievers (two-tower, sequence) are trained: this process, or
+Ray Train on the use case's cluster (``runtime.ray_lightgbm``, ``runtime.ray_torch``,
+``runtime.ray_sequence``).
 
 Every LightGBM learner trains through one function (``assets.models.lightgbm_inputs
 .train_booster``), called several layers below the model asset. Rather than thread an engine
@@ -25,18 +26,24 @@ from typing import Any
 from runtime.shards import Execution, open_engine
 
 # What a Ray Train worker imports: checked on every node before a Ray run trains anything.
-TRAINING_MODULES = ("lightgbm", "runtime.ray_lightgbm", "torch", "runtime.ray_torch")
+TRAINING_MODULES = (
+    "lightgbm",
+    "runtime.ray_lightgbm",
+    "torch",
+    "runtime.ray_torch",
+    "runtime.ray_sequence",
+)
 
 _CURRENT: ContextVar[TrainingEngine | None] = ContextVar("training_engine", default=None)
 
 
 @dataclass
 class TrainingEngine:
-    """The execution LightGBM and the two-tower train on, and what each distributed fit
+    """The execution LightGBM and the retrievers train on, and what each distributed fit
     reported (``nodes``, ``workers`` with their ``rows``, ``layout``, ``seconds``)."""
 
     execution: Execution
-    # runtime.ray_lightgbm.RayTraining or runtime.ray_torch.TorchTraining, in order
+    # runtime.ray_lightgbm.RayTraining or runtime.ray_ddp.TorchTraining, in order
     fits: list[Any] = field(default_factory=list)
 
     @property

@@ -327,7 +327,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         catalog: pd.DataFrame | None = None,
     ):
         # a Ray cluster (execution section or RAY_ADDRESS) is checked here, before any training;
-        # the two-tower then trains on it through Ray Train's TorchTrainer
+        # the retrievers (two-tower, sequence) then train on it through Ray Train's TorchTrainer
         execution = resolve_execution(spec.execution, str(home.layout.root))
         with open_training(execution) as training:
             try:

@@ -11,7 +11,13 @@ the slate) and every later one are out, and serving reads the same list from Fea
 Yi et al. (RecSys 2019) for their popularity-skewed sampling (the same as the two-tower);
 ``sampled`` draws ``num_sampled`` items uniformly per batch (a constant logQ: no correction).
 A repeat of the positive among the negatives is masked. The epoch with the lowest validation
-loss is kept.
+loss is kept. The objective is :mod:`runtime.models.sequence_loss`'s.
+
+**Where.** Here, or, inside a model asset whose execution is Ray (``execution`` section or
+``RAY_ADDRESS``, ``runtime.training_engine``), data-parallel through Ray Train's TorchTrainer
+(``runtime.ray_sequence``: DDP over gloo, one CPU worker per node, in-batch negatives over the
+global batch). Both paths build the vocabulary, content codes and encoded examples here; the
+best epoch's weights come back into the same ``SequenceModel``.
 
 **Evaluation.** The two-tower's protocol and rows (:mod:`assets.models.retrieval_eval`): each
 test user's history as of their first test row, exact search over the whole catalog, train
@@ -30,7 +36,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from assets.models.evaluation_rows import retrieval_options
 from assets.models.retrieval import TrainedRetrieval, evaluated_retrieval
@@ -48,7 +53,9 @@ from runtime.models.sequence_encoder import (
     SequenceNet,
     device_for,
 )
+from runtime.models.sequence_loss import SequenceLoss, held_out_loss
 from runtime.models.tower_inputs import is_sequence
+from runtime.training_engine import TrainingEngine, current_training_engine
 
 logger = logging.getLogger(__name__)
 
@@ -82,35 +89,6 @@ def sequence_config(stage_dim: int, epochs: int, spec: SequenceSpec | None, para
             **known,
         }
     )
-
-
-def _loss(
-    net: SequenceNet,
-    codes: torch.Tensor,
-    targets: torch.Tensor,
-    log_q: torch.Tensor | None,
-    config: SequenceConfig,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Sampled softmax of the targets (rows of the item table) given the encoded histories."""
-    users = net(codes)
-    table = net.item_vectors()
-    if config.negatives == "in_batch":
-        logits = users @ table[targets].T / config.temperature
-        if log_q is not None:
-            logits = logits - log_q[targets][None, :]
-        same = targets[:, None] == targets[None, :]
-        same.fill_diagonal_(False)
-        logits = logits.masked_fill(same, float("-inf"))
-        return F.cross_entropy(logits, torch.arange(len(targets), device=codes.device))
-    n_items = table.shape[0] - 1
-    sampled = torch.randint(1, n_items + 1, (config.num_sampled,), generator=generator)
-    sampled = sampled.to(codes.device)
-    positive = (users * table[targets]).sum(dim=1, keepdim=True)
-    negative = users @ table[sampled].T
-    negative = negative.masked_fill(targets[:, None] == sampled[None, :], float("-inf"))
-    logits = torch.cat([positive, negative], dim=1) / config.temperature
-    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=codes.device))
 
 
 def _tensors(
@@ -179,7 +157,11 @@ def train_sequence(
         )
         if len(valid_examples):
             held_out = _tensors(model, valid_examples, history_column)
-    _fit(model, codes, targets, held_out, log_q, generator)
+    engine = current_training_engine()
+    if engine is not None:
+        _fit_distributed(engine, model, codes, targets, held_out, log_q)
+    else:
+        _fit(model, codes, targets, held_out, log_q, generator)
     positives = train[train[label].to_numpy(dtype=float) > 0]
     model.catalog_ids, model.catalog_vectors = model.item_embeddings(
         items[[item_key]].drop_duplicates(item_key, keep="last")
@@ -224,6 +206,7 @@ def _fit(
 ) -> None:
     """The training loop: shuffled batches, Adam, the best validation epoch's weights kept."""
     config, net = model.config, model.net
+    loss_of = SequenceLoss(net, config, codes, targets, log_q, generator)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     best, best_state = math.inf, None
     started = time.perf_counter()
@@ -233,7 +216,7 @@ def _fit(
         total, steps = 0.0, 0
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
-            loss = _loss(net, codes[batch], targets[batch], log_q, config, generator)
+            loss = loss_of(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -241,18 +224,11 @@ def _fit(
         net.eval()
         record = {"epoch": float(epoch), "train_loss": total / max(steps, 1)}
         if held_out is not None and len(held_out[1]):
-            record["valid_loss"] = _held_out_loss(model, held_out, log_q, generator)
+            record["valid_loss"] = held_out_loss(net, config, *held_out, log_q, generator)
             if record["valid_loss"] < best:
                 best, best_state = record["valid_loss"], copy.deepcopy(net.state_dict())
         model.history.append(record)
-        logger.info(
-            "sequence epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s",
-            epoch + 1,
-            config.epochs,
-            record["train_loss"],
-            record.get("valid_loss", math.nan),
-            time.perf_counter() - started,
-        )
+        _log_epoch(record, config.epochs, time.perf_counter() - started)
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
@@ -260,21 +236,50 @@ def _fit(
     model.examples_per_second = len(targets) * config.epochs / max(model.train_seconds, 1e-9)
 
 
-@torch.no_grad()
-def _held_out_loss(
+def _log_epoch(record: dict[str, float], epochs: int, seconds: float) -> None:
+    """``sequence epoch 3/10: train loss 4.1234, validation loss 4.5678, 1.2 s`` (since the
+    fit started)."""
+    logger.info(
+        "sequence epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s",
+        int(record["epoch"]) + 1,
+        epochs,
+        record["train_loss"],
+        record.get("valid_loss", math.nan),
+        seconds,
+    )
+
+
+def _fit_distributed(
+    engine: TrainingEngine,
     model: SequenceModel,
-    held_out: tuple[torch.Tensor, torch.Tensor],
+    codes: torch.Tensor,
+    targets: torch.Tensor,
+    held_out: tuple[torch.Tensor, torch.Tensor] | None,
     log_q: torch.Tensor | None,
-    generator: torch.Generator,
-) -> float:
-    codes, targets = held_out
-    size = model.config.batch_size
-    total = 0.0
-    for start in range(0, len(targets), size):
-        batch = slice(start, start + size)
-        loss = _loss(model.net, codes[batch], targets[batch], log_q, model.config, generator)
-        total += float(loss) * len(targets[batch])
-    return total / len(targets)
+) -> None:
+    """The same fit through Ray Train's TorchTrainer on the engine's cluster (DDP, gloo, CPU):
+    the best epoch's weights come back into ``model.net``, the fit's record into ``engine``."""
+    from runtime.ray_sequence import train_sequence_on_ray  # only a Ray run imports Ray
+
+    fit = train_sequence_on_ray(model, codes, targets, held_out, log_q, engine.execution)
+    engine.fits.append(fit)
+    model.net.load_state_dict(fit.state_dict)
+    model.net.eval()
+    model.history = list(fit.history)
+    model.train_seconds = fit.seconds
+    model.examples_per_second = fit.examples / max(fit.seconds, 1e-9)
+    elapsed = 0.0
+    for record, seconds in zip(fit.history, fit.epoch_seconds, strict=True):
+        elapsed += seconds
+        _log_epoch(record, model.config.epochs, elapsed)
+    logger.info(
+        "sequence model trained on Ray Train: %d workers on %d node(s), examples per worker"
+        " %s, %.1f s",
+        fit.layout.workers,
+        len(fit.nodes),
+        "/".join(str(w["rows"]) for w in fit.workers),
+        fit.seconds,
+    )
 
 
 def train_sequence_retrieval(
