@@ -59,6 +59,12 @@ class OnlineFeatures:
                     if self._reader.is_cached(view.view.name):
                         self._reader.view_cache(view)
 
+    def view_columns(self, service: str) -> dict[str, tuple[str, ...]]:
+        """Each view of ``service`` (in service order) and the columns a read names its features."""
+        if self._reader is None:
+            return {}
+        return {v.view.name: v.columns for v in self._reader.plan(service).views}
+
     def views_keyed_by(self, service: str, keys: Collection[str]) -> list[str]:
         """The views of ``service`` whose join keys are all among ``keys``."""
         if self._reader is None:

@@ -66,7 +66,18 @@ def select_and_order(
     ``assets.funnel.evaluate``). Ordering a chosen slate is what the ranker learned and is gated on.
     """
     positions = cap_per_category(range(len(pool)), categories, k, max_per_category)
-    ordered = sorted(
-        positions, key=lambda i: -float(scores[i])
-    )  # stable: ties keep retrieval order
-    return [pool[i] for i in ordered]
+    return [pool[i] for i in order_by_score(positions, [scores[i] for i in positions])]
+
+
+def order_by_score(
+    picked: Sequence[Hashable], scores: Sequence[float] | np.ndarray
+) -> list[Hashable]:
+    """The second step of :func:`select_and_order`: ``picked`` (the capped first ``k``, in
+    retrieval order) best ``scores`` first, ties in retrieval order.
+
+    Apart so that the service can score only what was picked: the pick depends on the retrieval
+    order and the categories alone, so the ranker's features are read for ``k`` candidates, not
+    for the whole pool (500 on the feed).
+    """
+    order = sorted(range(len(picked)), key=lambda i: -float(scores[i]))  # stable
+    return [picked[i] for i in order]

@@ -7,9 +7,10 @@ the unit's recent history lists are dropped -> the sources' lists are merged by 
 (:func:`runtime.funnel_roles.merge_candidates`: a repeat keeps its better rank, every item
 records its source) into ``serving.candidates`` items; a source with nothing to go on for the
 unit (cold: unknown id and no history) adds nothing, and a unit cold for every source gets the
-most popular items -> the ranking model scores the candidates on their online features -> the
-category cap (``serving.max_per_category``) and ``k`` make the answer. The same rules as the offline funnel
-evaluation (``assets.funnel.evaluate``): both take the roles of models and columns from
+most popular items -> the first ``k`` in that order within the category cap
+(``serving.max_per_category``, the categories read from the item cache) are the answer's items ->
+the ranking model scores those on their online features and orders them. The same rules as the
+offline funnel evaluation (``assets.funnel.evaluate``): both take the roles of models and columns from
 ``runtime.funnel_roles`` and the post-processing from ``runtime.postprocess``.
 """
 
@@ -35,7 +36,7 @@ from runtime.funnel_roles import (
     merge_candidates,
     retrieval_keys,
 )
-from runtime.postprocess import filter_seen, select_and_order
+from runtime.postprocess import cap_per_category, filter_seen, order_by_score
 from runtime.request_log import RequestLog, frame_records, plain_json_value
 from runtime.routing import Arm
 from serving.handler import Handler, Served
@@ -77,6 +78,14 @@ class FunnelHandler(Handler):
             views = self.features.views_keyed_by(name, {self.user_key})
             if views not in self.user_reads.values():
                 self.user_reads[name] = views
+        # the category the cap counts, and the (cached item) view it is read from
+        self.category_views: list[str] = []
+        self.category: str | None = None
+        for view, columns in self.features.view_columns(self.ranking).items():
+            self.category = category_column(list(columns))
+            if self.category is not None:
+                self.category_views = [view]
+                break
         passthrough = [c for v in spec.features.values() for c in v.passthrough]
         self.context_columns = set(passthrough)
         self.schema = funnel_schema(spec, self.unit_field, self.user_dtype, passthrough)
@@ -178,19 +187,21 @@ class FunnelHandler(Handler):
         return out
 
     def _rank(self, requests: list[_Request]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """Every request's candidates in one frame with their features and ``__score`` column,
-        the misses per row, and which request owns each row."""
-        sizes = [len(r.pool) for r in requests]
-        owners = np.repeat(np.arange(len(requests)), sizes)
-        items = [item for r in requests for item in r.pool]
-        rows = pd.DataFrame(
-            {self.user_key: [requests[o].unit for o in owners], self.item_key: items}
-        )
-        if items:
-            rows[self.item_key] = rows[self.item_key].astype(np.asarray(items).dtype)
-        # each request's time once, repeated per candidate: converting one object per
-        # candidate cost as much as the ranker's feature matrix
+        """The candidates each request shows, in one frame with their features and ``__score``;
+        the misses per row, and which request owns each row (a request's rows are together).
+
+        Only the shown candidates are scored: the pick (the first ``k`` of the pool in retrieval
+        order within the category cap, :meth:`_picks`) does not depend on the score, which only
+        orders it (:func:`runtime.postprocess.select_and_order`). Scoring the whole pool (500 on
+        the feed) for ``k`` shown items was two thirds of a request's CPU.
+        """
         stamps = pd.to_datetime(pd.Series([r.as_of for r in requests], dtype=object))
+        picks = self._picks(requests, stamps)
+        owners = np.repeat(np.arange(len(requests)), [len(p) for p in picks])
+        rows = self._item_rows([item for p in picks for item in p])
+        rows.insert(0, self.user_key, [requests[o].unit for o in owners])
+        # each request's time once, repeated per row: converting one object per row cost as
+        # much as the ranker's feature matrix
         as_of = stamps.iloc[owners].reset_index(drop=True)
         candidates, misses = self.features.read(self.ranking, rows, as_of)
         asked = [c for r in requests for c in r.context if c in self.context_columns]
@@ -205,6 +216,31 @@ class FunnelHandler(Handler):
         candidates["__score"] = scores
         return candidates, misses, owners
 
+    def _picks(self, requests: list[_Request], stamps: pd.Series) -> list[list[Any]]:
+        """Per request, the items shown: the first ``k`` of its pool within the category cap
+        (:func:`runtime.postprocess.cap_per_category`), the pool's categories read from the
+        item cache in one read for the batch."""
+        cap = self.spec.serving.max_per_category
+        if self.category is None or cap is None:
+            return [r.pool[: r.k] for r in requests]
+        sizes = [len(r.pool) for r in requests]
+        rows = self._item_rows([item for r in requests for item in r.pool])
+        as_of = stamps.iloc[np.repeat(np.arange(len(requests)), sizes)].reset_index(drop=True)
+        read, _ = self.features.read(self.ranking, rows, as_of, views=self.category_views)
+        categories = read[self.category].tolist()
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        return [
+            cap_per_category(r.pool, categories[starts[i] : starts[i + 1]], r.k, cap)
+            for i, r in enumerate(requests)
+        ]
+
+    def _item_rows(self, items: list[Any]) -> pd.DataFrame:
+        """The item key column of a read, in the items' own type."""
+        rows = pd.DataFrame({self.item_key: items})
+        if items:
+            rows[self.item_key] = rows[self.item_key].astype(np.asarray(items).dtype)
+        return rows
+
     def _answers(
         self,
         requests: list[_Request],
@@ -214,27 +250,17 @@ class FunnelHandler(Handler):
         user_misses: np.ndarray,
         item_misses: np.ndarray,
     ) -> list[Served]:
-        """Per request: the first ``k`` candidates in retrieval order within the category cap,
-        ordered by the ranker's score (:func:`runtime.postprocess.select_and_order`, the rule the
-        offline funnel evaluation measures); response and log."""
-        serving = self.spec.serving
-        category = category_column(candidates.columns)
+        """Per request: its shown candidates best score first, ties in retrieval order
+        (:func:`runtime.postprocess.order_by_score`, the rule the offline funnel evaluation
+        measures); response and log. ``feature_misses`` counts the unit's views and the shown
+        items' rows, the features the answer was scored on."""
         item_values = candidates[self.item_key].tolist()
-        categories = candidates[category].tolist() if category else [None] * len(candidates)
         scores = candidates["__score"].to_numpy()
-        starts = np.concatenate([[0], np.cumsum([len(r.pool) for r in requests])])
+        starts = np.concatenate([[0], np.cumsum(np.bincount(owners, minlength=len(requests)))])
         finals, shown, sources = [], [], []
         for i, request in enumerate(requests):
             start, end = starts[i], starts[i + 1]
-            final = select_and_order(
-                item_values[start:end],
-                categories[start:end],
-                scores[start:end],
-                request.k,
-                serving.max_per_category,
-            )
-            row_of = {item_values[j]: j for j in range(start, end)}
-            finals.append([row_of[item] for item in final])
+            finals.append(order_by_score(list(range(start, end)), scores[start:end]))
             sources.append(dict(zip(request.pool, request.sources, strict=True)))
             shown.extend(finals[-1])
         logged = candidates.iloc[shown]
@@ -243,7 +269,7 @@ class FunnelHandler(Handler):
         out: list[Served] = []
         for i, request in enumerate(requests):
             rows = finals[i]
-            misses = int(user_misses[i] + item_misses[owners == i].sum())
+            misses = int(user_misses[i] + item_misses[starts[i] : starts[i + 1]].sum())
             items = [
                 {
                     self.item_key: plain_json_value(item_values[j]),

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from runtime.postprocess import select_and_order
+from serving.funnel import FunnelHandler
 from serving.handler import Handler
 from serving.requests import RequestError
 from serving.service import build_handler
@@ -79,3 +81,32 @@ def test_funnel_batches_rank_like_single_requests(
     assert answers[-1]["cold_start"] is True
     assert any(not a["cold_start"] for a in answers[:-1])
     assert {a["arm"] for a in answers} <= {arm.name for arm in handler.arms}
+
+
+@pytest.mark.parametrize(("use_case", "unit", "column"), [("feed", "user_id", "user_id")])
+def test_funnel_scores_only_what_it_shows_and_answers_as_the_whole_pool_would(
+    tmp_path_factory: pytest.TempPathFactory, use_case: str, unit: str, column: str
+) -> None:
+    """The service scores the ``k`` picked candidates only; the answer (items, order, scores)
+    is the one scoring the whole pool and applying ``select_and_order`` gives."""
+    home = materialized_home(tmp_path_factory, use_case)
+    units = _events(home, use_case)[column].drop_duplicates().head(8).tolist()
+    handler = _handler(home, use_case)
+    assert isinstance(handler, FunnelHandler) and handler.category is not None
+    requests = [handler.parse({unit: int(u), "k": 7, "as_of": AS_OF}) for u in units]
+    answers = [served for served, _ in handler.serve_parsed(requests)]
+    cap = handler.spec.serving.max_per_category
+    checked = 0
+    for request, answer in zip(requests, answers, strict=True):
+        pool = pd.DataFrame({handler.user_key: request.unit, handler.item_key: request.pool})
+        as_of = pd.Series([pd.Timestamp(AS_OF)] * len(pool))
+        frame, _ = handler.features.read(handler.ranking, pool, as_of)
+        ranker = handler.bundle.model(handler.ranking, request.arm.versions[handler.ranking])
+        scores = ranker.predict(frame)
+        categories = frame[handler.category].tolist()
+        expected = select_and_order(request.pool, categories, scores, request.k, cap)
+        assert [item[handler.item_key] for item in answer["items"]] == expected
+        score_of = dict(zip(request.pool, scores.tolist(), strict=True))
+        assert [item["score"] for item in answer["items"]] == [score_of[i] for i in expected]
+        checked += len(request.pool) > request.k
+    assert checked  # some pools were larger than what they showed
