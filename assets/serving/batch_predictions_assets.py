@@ -32,9 +32,10 @@ import duckdb
 import pandas as pd
 
 from assets.features.feature_store_assets import use_case_store
-from assets.metadata import asset_identity, rounded_metadata
+from assets.metadata import asset_identity, rounded_metadata, shard_metadata
 from assets.monitoring.prediction_drift import prediction_drift
 from assets.raw.tables import partition_range
+from assets.serving.batch_shards import SCORING_MODULES, score_in_shards
 from assets.training.build import join_features
 from assets.training.model_views import model_tables
 from assets.upstream import materialized_path
@@ -55,6 +56,7 @@ from runtime.batch_predictions import (
     scores,
     scoring_rows,
 )
+from runtime.shards import ShardEngine, ShardResult, open_engine, resolve_execution
 
 # the stage (and its job, ``<use case>__batch_scoring``): not "predictions", the asset's own
 # name, since a job may not share its name with the op Dagster makes of ``<use case>/predictions``
@@ -110,18 +112,27 @@ def _score_windows(
     paths: dict[str, str],
     closes: dict[str, pd.Timestamp],
     outputs: tuple[tuple[str, str], ...],
-) -> pd.DataFrame:
+    engine: ShardEngine,
+) -> tuple[pd.DataFrame, list[ShardResult]]:
     """Every entity known before each window closed, scored on its features as of then: one
-    point-in-time join and one model call for all the windows."""
+    point-in-time join and one model call for all the windows, or one of each per shard of
+    entities when the use case's execution shards (:mod:`assets.serving.batch_shards`)."""
     windows = list(closes)
     rows = scoring_rows(_first_seen(list(paths.values()), key), key, list(closes.values()), windows)
-    joined, _ = join_features(spec, model, rows, paths)
     registered = layout.registered_model_name(spec.name, model)
+    names = [name for name, _ in outputs]
+    results: list[ShardResult] = []
     try:
-        values = scores(scorer, joined, [name for name, _ in outputs])
+        sharded = score_in_shards(spec, model, scorer, rows, key, paths, names, engine)
+        if sharded is None:
+            joined, _ = join_features(spec, model, rows, paths)
+            values = scores(scorer, joined, names)
+        else:
+            values, results = sharded
     except ValueError as exc:
         raise dg.Failure(f"{registered} v{version}: {exc}") from None
-    return prediction_table(rows, key, values, closes, version, pd.Timestamp.now(tz="UTC"))
+    created = pd.Timestamp.now(tz="UTC")
+    return prediction_table(rows, key, values, closes, version, created), results
 
 
 def predictions_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
@@ -180,7 +191,12 @@ def predictions_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         windows = sorted(context.partition_keys)
         closes = {w: pd.Timestamp(partitions.time_window_for_partition_key(w).end) for w in windows}
         paths = {name: materialized_path(context, k) for name, k in tables.items()}
-        frame = _score_windows(spec, model, scorer, version, key, paths, closes, outputs)
+        # a Ray cluster (execution section or RAY_ADDRESS) is checked before anything is scored
+        execution = resolve_execution(spec.execution, str(home.layout.root))
+        with open_engine(execution, SCORING_MODULES) as engine:
+            frame, shards = _score_windows(
+                spec, model, scorer, version, key, paths, closes, outputs, engine
+            )
         places = home.layout
         for window in windows:  # a window before any entity existed gets its empty file too
             part = frame[frame[WINDOW] == window]
@@ -215,6 +231,7 @@ def predictions_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
                     "feast_repo": dg.MetadataValue.path(str(loaded["repo_path"])),
                     "online_until": str(loaded["loaded_until"]),
                     "prediction_mean": float(last.mean()) if len(last) else float("nan"),
+                    **shard_metadata(shards),
                     "preview": dg.MetadataValue.md(
                         frame.tail(10).drop(columns=[WINDOW]).to_markdown(index=False)
                     ),

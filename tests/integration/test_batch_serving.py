@@ -20,6 +20,7 @@ import pytest
 from upath import UPath
 
 from assets.training.model_views import model_tables
+from configs.schema.execution import ExecutionSpec
 from dagster_project.loader import resources, use_case_assets
 from dagster_project.materialize import RANGE_END, RANGE_START
 from dagster_project.use_case_files import load_use_cases
@@ -151,3 +152,15 @@ def test_batch_predictions_are_read_online(tmp_path: Path) -> None:
     np.testing.assert_allclose(online.loc[last.index, "prediction"], last, rtol=1e-12)
     (check,) = backfill.get_asset_check_evaluations()  # 2300 against 2200, both from this run
     assert check.metadata["reference_rows"].value == len(last)
+
+    # the same window scored in 3 shards of cards (joined and scored shard by shard): the same
+    # predictions, row for row and in the same order
+    sharded = spec.model_copy(update={"execution": ExecutionSpec(shards=3)}).with_path(spec.path)
+    rescored = _score(use_case_assets(sharded), home, instance, FIRST)
+    assert rescored.success
+    (event,) = rescored.get_asset_materialization_events()
+    assert event.materialization.metadata["execution"].value == "local, 3 shards on 1 node(s)"
+    in_shards = pd.read_parquet(home / "tables" / "card_risk" / "predictions" / f"{FIRST}.parquet")
+    pd.testing.assert_frame_equal(
+        in_shards.drop(columns=["created_timestamp"]), scored.drop(columns=["created_timestamp"])
+    )
