@@ -17,7 +17,11 @@ engine that runs out of memory is reported as such rather than taking the bench 
   Playbook, against a per-row brute force on ``--sample`` label rows.
 
 Seconds cover the join from in-memory labels to a pandas DataFrame, including reading the
-feature parquet; peak RSS is the child's ``ru_maxrss``, so it includes the labels and imports.
+feature parquet; peak RSS is the child's own ``VmHWM`` at the end of the join, so it includes
+the labels and imports (not ``wait4``'s ``ru_maxrss``, which carries over the parent's peak).
+Every engine that finishes runs ``--repeat`` times, the engines in turn, and each figure is the
+median of its rounds; each round's line gives the load average, the machine being shared. The
+last line is the join's budget: Playbook over raw DuckDB's ``ASOF`` in time, CPU and peak RSS.
 
     python bench/pit_join.py                                  # 1M labels, 10M rows, 100K ids
     python bench/pit_join.py --labels 100000 --rows 1000000 --engines playbook duckdb
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +57,7 @@ ENGINES = ("reference", "playbook", "duckdb", "feast-duckdb", "feast-file", "pan
 
 
 def launch(engine: str, folder: Path, args: argparse.Namespace) -> dict[str, object]:
-    """One engine in a fresh interpreter; its outcome, seconds and peak RSS (from wait4)."""
+    """One engine in a fresh interpreter; its outcome, seconds and peak RSS (the child's own)."""
     out = folder / f"out-{engine}.parquet"
     log = folder / f"log-{engine}.txt"
     command = [
@@ -81,7 +86,10 @@ def launch(engine: str, folder: Path, args: argparse.Namespace) -> dict[str, obj
                 time.sleep(0.05)
     process.returncode = 0  # reaped by wait4 above
     text = log.read_text(errors="replace")
-    peak_gib = usage.ru_maxrss / 2**20 if usage else float("nan")
+    reported = _reported(text)
+    # The child's own VmHWM; wait4's figure only for a child killed before it could say, and
+    # that one is at least the parent's peak at the launch (Linux carries it over the exec).
+    peak_gib = reported.get("peak_gib", usage.ru_maxrss / 2**20 if usage else float("nan"))
     if status == -1:
         return {"outcome": f"timeout ({args.timeout}s)", "peak_gib": peak_gib}
     code = os.waitstatus_to_exitcode(status)
@@ -90,8 +98,32 @@ def launch(engine: str, folder: Path, args: argparse.Namespace) -> dict[str, obj
     if code != 0:
         tail = text.strip().splitlines()[-1:] or ["?"]
         return {"outcome": f"failed: {tail[0][:60]}", "peak_gib": peak_gib}
-    timing = json.loads(text.strip().splitlines()[-1])
-    return {"outcome": "ok", **timing, "peak_gib": peak_gib, "out": out}
+    return {"outcome": "ok", **reported, "out": out}
+
+
+def _reported(text: str) -> dict[str, float]:
+    """The JSON a child prints last (seconds, CPU, peak), or {} when it printed none."""
+    lines = text.strip().splitlines()
+    try:
+        found = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _run(engine: str, folder: Path, args: argparse.Namespace) -> dict[str, object]:
+    """:func:`launch`, with a progress line that gives the machine's load beside the seconds."""
+    result = launch(engine, folder, args)
+    seconds = f"{result['seconds']:.2f} s" if "seconds" in result else ""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"  {engine}: {result['outcome']} {seconds} (load average {load})", flush=True)
+    return result
+
+
+def _median(runs: list[dict[str, object]]) -> dict[str, object]:
+    """One engine's rounds as one result: the median of each figure, taken separately."""
+    figures = {f: statistics.median(r[f] for r in runs) for f in ("seconds", "cpu", "peak_gib")}
+    return {**runs[0], **figures, "rounds": len(runs)}
 
 
 def main() -> None:
@@ -107,6 +139,7 @@ def main() -> None:
     parser.add_argument("--lag-s", type=float, default=1.0, help="max created minus event time")
     parser.add_argument("--sample", type=int, default=2_000, help="label rows brute-forced")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure's median")
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -125,13 +158,15 @@ def main() -> None:
             f"generated in {time.perf_counter() - start:.1f}s; mem cap {args.mem_gb} GiB, timeout {args.timeout}s",
             flush=True,
         )
-        results = {}
-        for engine in ["reference", *args.engines]:
-            results[engine] = launch(engine, folder, args)
-            print(
-                f"  {engine}: {results[engine]['outcome']} {results[engine].get('seconds', '')}",
-                flush=True,
-            )
+        results = {engine: _run(engine, folder, args) for engine in ["reference", *args.engines]}
+        # more rounds of the engines that finished, in turn, so that a burst of load on a shared
+        # machine lands on one round of one engine rather than decide a ratio
+        rounds = {e: [r] for e, r in results.items() if e != "reference" and r["outcome"] == "ok"}
+        for _ in range(args.repeat - 1):
+            for engine, runs in rounds.items():
+                if (res := _run(engine, folder, args))["outcome"] == "ok":
+                    runs.append(res)
+        results |= {engine: _median(runs) for engine, runs in rounds.items()}
         print(sample_check(folder, results, args))
         print(report(results, args))
 

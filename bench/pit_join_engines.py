@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.peak_memory import peak_rss_gib
 from bench.pit_join_data import FEATURES
 
 OOM_EXIT = 3
@@ -147,8 +148,18 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _out_of_memory() -> None:
+    """Report the peak reached before running out of memory, then exit with ``OOM_EXIT``."""
+    print(json.dumps({"peak_gib": peak_rss_gib()}), flush=True)
+    sys.exit(OOM_EXIT)
+
+
 def child(args: argparse.Namespace) -> None:
-    """Run one engine under the memory cap; report seconds as JSON on stdout."""
+    """Run one engine under the memory cap; report seconds and peak RSS as JSON on stdout.
+
+    The peak is this process's own ``VmHWM``: the parent's ``wait4`` figure would carry over the
+    parent's peak (it generated the data), and read the same for every engine.
+    """
     cap = int(args.mem_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     folder, ttl = Path(args.data), timedelta(days=args.ttl_days)
@@ -161,12 +172,13 @@ def child(args: argparse.Namespace) -> None:
         start, cpu = time.perf_counter(), _cpu_seconds()
         result = join()
         seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+        peak = peak_rss_gib()  # the join's, before the checks' copy and the write below
     except MemoryError:
-        sys.exit(OOM_EXIT)
+        _out_of_memory()
     except Exception as error:  # DuckDB and Dask raise their own out-of-memory types
         if any(m in f"{type(error).__name__} {error}" for m in OOM_MARKERS):
-            sys.exit(OOM_EXIT)
+            _out_of_memory()
         raise
     out = result[["row_id", *FEATURES]].sort_values("row_id").reset_index(drop=True)
     out.to_parquet(args.out)
-    print(json.dumps({"seconds": seconds, "cpu": cpu}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_gib": peak}))
