@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -108,3 +109,54 @@ def shard_metadata(results: Sequence[ShardResult], shards: int | None = None) ->
         "shard_nodes": dg.MetadataValue.json(nodes),
         "slowest_shard_s": max(r.seconds for r in results),
     }
+
+
+@dataclass
+class TableSummary:
+    """:func:`table_metadata` of a table that passes by in parts (shards), never held whole.
+
+    Rows, nulls and (for parts that hold disjoint entities) entity counts add over the parts;
+    the time range is the parts' widest; schema and preview are the first non-empty part's.
+    """
+
+    timestamp: str
+    keys: Sequence[str]
+    rows: int = 0
+    entities: int = 0
+    time_min: Any = None
+    time_max: Any = None
+    nulls: pd.Series | None = None
+    first: pd.DataFrame | None = None
+
+    def add(self, part: pd.DataFrame) -> None:
+        """Count one part: it must hold no entity that another part holds."""
+        nulls = part.isna().sum()
+        self.nulls = nulls if self.nulls is None else self.nulls.add(nulls, fill_value=0)
+        if self.first is None or (self.first.empty and len(part)):
+            self.first = part.head(PREVIEW_ROWS).copy()  # not a view that keeps ``part``
+        if len(part):
+            self.rows += len(part)
+            self.entities += int(part[list(self.keys)].drop_duplicates().shape[0])
+            low, high = part[self.timestamp].min(), part[self.timestamp].max()
+            self.time_min = low if self.time_min is None else min(self.time_min, low)
+            self.time_max = high if self.time_max is None else max(self.time_max, high)
+
+    def metadata(self) -> dict[str, Any]:
+        """The same keys and values :func:`table_metadata` gives for the whole table, plus
+        ``entities``."""
+        first = self.first if self.first is not None else pd.DataFrame()
+        metadata: dict[str, Any] = {
+            "dagster/row_count": self.rows,
+            "dagster/column_schema": column_schema(first),
+        }
+        if self.rows and self.timestamp in first:
+            metadata["time_min"] = str(self.time_min)
+            metadata["time_max"] = str(self.time_max)
+        if self.rows and self.nulls is not None:
+            rates = (self.nulls / self.rows)[self.nulls > 0]
+            if len(rates):
+                table = rates.map(round_float).rename("null_rate").reset_index()
+                metadata["null_rates"] = dg.MetadataValue.md(_markdown(table))
+        metadata["preview"] = dg.MetadataValue.md(_markdown(first))
+        metadata["entities"] = self.entities
+        return rounded_metadata(metadata)

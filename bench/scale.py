@@ -1,19 +1,21 @@
-"""Scale benchmark of the feature stage: today's one-frame path against shards, out of core.
+"""Scale benchmark of the feature stage: the one-frame path against shards, out of core.
 
 For each ``--events`` size, the fraud world's days are generated once and written as daily
 Parquet files (as ``raw_events`` stores them). Then each path runs in its own subprocess, so that
 peak RSS is that run's alone:
 
-* ``frame``: today's asset path: every day read into one DataFrame, each aggregate table
-  computed by ``assets.features.views.compute_aggregate_table``, written as one Parquet file.
+* ``frame``: the in-memory path (the asset's before it went out of core): every day read into
+  one DataFrame, each aggregate table computed by
+  ``assets.features.views.compute_aggregate_table``, written as one Parquet file.
 * ``shards``: the days streamed into shards of whole entities (``runtime.shards.split_parquet``),
   each shard aggregated on its own by the local engine (``compute_aggregates`` inside), each
   shard's rows written to its own Parquet file; nothing is ever concatenated. The engine's
   floor: what a stage that never holds the whole log would cost.
 * ``asset``: the feature stage as a user runs it: the ``features/<view>`` assets materialized by
   Dagster over the same daily files (they are laid out as ``raw_events`` partitions of a home),
-  with ``execution.shards`` set to the same shard count: input loading, the sharded aggregates,
-  the quality check, metadata and the Parquet IO manager included.
+  with ``execution.shards`` set to the same shard count: finding the day files, the sharded
+  aggregates, writing the table shard by shard, the shard-wise quality check and metadata
+  included. Out of core like ``shards``; what it adds is Dagster and Great Expectations.
 
 It prints wall time, CPU time, peak RSS and output rows per run (with the machine's load average
 beside each, since the time figures depend on it), checks that every path wrote the same rows
@@ -98,7 +100,8 @@ def _sums(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def run_frame(days: list[Path], out: Path) -> dict:
-    """Today: one DataFrame in, one DataFrame per table out (as the asset and IO manager do)."""
+    """One DataFrame in, one DataFrame per table out (the asset's path before it went out of
+    core: the IO manager loading the log, the table returned whole)."""
     spec = _spec()
     events = pd.concat([pd.read_parquet(p) for p in days], ignore_index=True)
     rows, sums = 0, {}

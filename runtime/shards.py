@@ -8,7 +8,10 @@ this process (peak memory ~ one shard: out-of-core) or on any node of a Ray clus
 same folder, and a retried shard simply rewrites its own file.
 
 The hash is pandas' ``hash_pandas_object`` on the key values: fixed hash key, independent of the
-process, the Python hash seed and the row order. Nothing here imports Dagster, and nothing here
+process, the Python hash seed and the row order. The values are first put in one representation
+per value (:func:`stable_keys`): an integer key read from Parquet is ``float64`` in a batch
+that holds a null and ``int64`` in one that does not, and the same key must land in the same
+shard whichever batch (or whole frame) it comes from. Nothing here imports Dagster, and nothing here
 imports Ray: the Ray engine (``runtime.ray_engine``) is imported only when a run asks for it.
 """
 
@@ -104,9 +107,44 @@ def shard_count(execution: Execution, rows: int, cluster_cpus: int = 1) -> int:
     return max(by_size, cluster_cpus) if execution.engine == "ray" else by_size
 
 
+def _stable_column(column: pd.Series) -> pd.Series:
+    """One representation per key value: whole numbers as nullable ``Int64`` (whether they came
+    as ``int64``, ``Int64`` or ``float64`` with NaN for nulls), other numbers as ``float64``,
+    strings and categories as Python objects; other types as they are."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return column.astype("boolean")
+    if pd.api.types.is_numeric_dtype(dtype):
+        if not pd.api.types.is_integer_dtype(dtype):
+            values = column.dropna().to_numpy(dtype="float64")
+            if not np.isfinite(values).all() or (values != np.floor(values)).any():
+                return column.astype("float64")
+        try:
+            return column.astype("Int64")
+        except (OverflowError, TypeError, ValueError):  # beyond int64 (e.g. huge uint64)
+            return column
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        return column.astype(object)
+    return column
+
+
+def stable_keys(keys: pd.DataFrame) -> pd.DataFrame:
+    """``keys`` with every column in the representation :func:`shard_codes` hashes."""
+    return pd.DataFrame({name: _stable_column(keys[name]) for name in keys.columns})
+
+
+def _nullable_integers(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+    """Arrow integers as pandas' nullable ``Int64`` (never through ``float64``, which rounds
+    integers beyond 2**53)."""
+    return pd.Int64Dtype() if pa.types.is_signed_integer(arrow_type) else None
+
+
 def shard_codes(keys: pd.DataFrame, shards: int) -> np.ndarray:
-    """The shard of every row: a stable hash of its key values, modulo the shard count."""
-    hashed = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+    """The shard of every row: a stable hash of its key values, modulo the shard count.
+
+    The hash depends on the values only (:func:`stable_keys`), not on the dtype the frame or
+    batch happens to give them."""
+    hashed = pd.util.hash_pandas_object(stable_keys(keys), index=False).to_numpy()
     return (hashed % np.uint64(shards)).astype(np.int64)
 
 
@@ -147,7 +185,8 @@ def split_parquet(
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         for batch in dataset.to_batches(batch_size=batch_rows):
-            codes = shard_codes(batch.select(list(keys)).to_pandas(), shards)
+            key_frame = batch.select(list(keys)).to_pandas(types_mapper=_nullable_integers)
+            codes = shard_codes(key_frame, shards)
             for shard in np.unique(codes):
                 part = batch.filter(pa.array(codes == shard))
                 if shard not in writers:

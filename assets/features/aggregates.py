@@ -20,12 +20,15 @@ feature from leaking labels not yet known.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.dataset as pads
 
 from configs.schema.base import parse_duration
 from configs.schema.stages import AggregateSpec, FeatureViewSpec
@@ -36,6 +39,7 @@ from runtime.shards import (
     shard_count,
     shard_workspace,
     split_frame,
+    split_parquet,
 )
 
 EVENT_TIMESTAMP = "event_timestamp"
@@ -256,14 +260,20 @@ def aggregate_shard(
     created_at: pd.Timestamp,
     ratios: tuple[tuple[str, str, str], ...],
     until: pd.Timestamp | None,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> int:
     """One shard of whole entities: its events from ``source``, its feature rows to ``target``.
 
     Module-level (with keyword arguments bound by ``functools.partial``) so that Ray ships it by
     reference to a worker that has the project installed. ``until`` is the end of the whole
     log, not of the shard: a shard whose entities went quiet early still gets its expiries.
+    ``prepare`` is a row-wise step applied to the shard's events first (the arrival times of
+    delayed labels), so the whole log never has to pass through it in one frame.
     """
-    table = compute_aggregates(pd.read_parquet(source), keys, plans, created_at, ratios, until)
+    events = pd.read_parquet(source)
+    if prepare is not None:
+        events = prepare(events)
+    table = compute_aggregates(events, keys, plans, created_at, ratios, until)
     table.to_parquet(target, index=False)
     return len(table)
 
@@ -302,3 +312,46 @@ def compute_aggregates_sharded(
         table = read_outputs(results)
     order = [*keys, EVENT_TIMESTAMP]
     return table.sort_values(order, kind="stable", ignore_index=True), results
+
+
+@contextmanager
+def aggregate_files_sharded(
+    sources: Sequence[Path],
+    keys: Sequence[str],
+    plans: Sequence[AggregatePlan],
+    created_at: pd.Timestamp,
+    engine: ShardEngine,
+    label: str,
+    *,
+    rows: int,
+    until: pd.Timestamp | None,
+    ratios: Sequence[tuple[str, str, str]] = (),
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> Iterator[list[ShardResult]]:
+    """:func:`compute_aggregates` over the event files ``sources``, out of core: the files are
+    streamed into shards of whole entities (``rows`` events in all sets their count), each
+    shard is aggregated by ``engine``, and the shards' results are yielded in shard order, each
+    output in (keys, time) order, while their files exist (the folder is removed on exit).
+
+    Nothing holds more than one batch or one shard: ``until`` (the end of the whole log) is
+    given, not derived, and ``prepare`` (row-wise) runs inside each shard. With no events at
+    all, one shard of no rows still yields the table's columns.
+    """
+    function = partial(
+        aggregate_shard,
+        keys=tuple(keys),
+        plans=tuple(plans),
+        created_at=pd.Timestamp(created_at),
+        ratios=tuple(ratios),
+        until=until,
+        prepare=prepare,
+    )
+    shards = shard_count(engine.execution, rows, engine.cpus)
+    with shard_workspace(engine.execution, label) as folder:
+        inputs = split_parquet(sources, keys, shards, folder)
+        if not inputs:
+            empty = pads.dataset([str(s) for s in sources], format="parquet").schema.empty_table()
+            inputs = [folder / "input-00000.parquet"]
+            empty.to_pandas().to_parquet(inputs[0], index=False)
+        results = engine.run(function, inputs)
+        yield sorted(results, key=lambda r: r.shard)

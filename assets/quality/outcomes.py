@@ -59,16 +59,16 @@ class QualityReport:
         return [outcome for outcome in self.outcomes if not outcome.success]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON types from numpy/pandas values: NaN/NaT -> None, arrays -> lists."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, pd.Timestamp | pd.Timedelta):
@@ -81,7 +81,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _error_message(result: ExpectationValidationResult) -> str | None:
+def error_message(result: ExpectationValidationResult) -> str | None:
     """GE's message when an expectation could not be evaluated (flat or per-metric info)."""
     info = result.exception_info or {}
     if info.get("raised_exception"):
@@ -101,7 +101,7 @@ def _observed(check: str, column: str | None, result: dict, present: set[str]) -
         return round(result.get("unexpected_count", 0) / total, 6) if total else 0.0
     if check == "range":
         return result.get("unexpected_count")
-    return _jsonable(result.get("observed_value"))
+    return jsonable(result.get("observed_value"))
 
 
 def outcome_of(result: ExpectationValidationResult, present: set[str]) -> ExpectationOutcome:
@@ -110,7 +110,7 @@ def outcome_of(result: ExpectationValidationResult, present: set[str]) -> Expect
     meta = config.meta or {}
     check = meta.get(META_CHECK, config.type)
     column = config.kwargs.get("column")
-    error = _error_message(result)
+    error = error_message(result)
     details = result.result or {}
     return ExpectationOutcome(
         name=check,
@@ -127,7 +127,7 @@ def _sample(check: str, details: dict) -> list:
     key = "partial_unexpected_list"
     if check in ("not_null", "label_not_null"):
         key = "partial_unexpected_index_list"
-    return _jsonable(list(details.get(key) or []))[:SAMPLE_SIZE]
+    return jsonable(list(details.get(key) or []))[:SAMPLE_SIZE]
 
 
 _ORDER = ("min_rows", "row_count_change", "column_exists", "not_null", "range")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from assets.metadata import rounded_metadata
 from assets.quality.outcomes import QualityReport
+from assets.quality.sharded import ShardedQuality
 from assets.quality.suites import TableRole
 from assets.quality.validation import run_quality
 from configs.schema.usecase import UseCaseSpec
@@ -81,6 +82,32 @@ def quality_check_result(
         docs_dir=str(home.created(home.layout.quality(tuple(key.path)))),
         previous_row_count=previous_row_count(context, key),
     )
+    return report_check_result(key, report)
+
+
+def sharded_quality(
+    context: dg.AssetExecutionContext,
+    spec: UseCaseSpec,
+    key: dg.AssetKey,
+    home: HomeResource,
+    feature_columns: Sequence[str],
+) -> ShardedQuality:
+    """The feature-table suite for a table that passes by shard after shard: feed it each
+    shard, then turn its :meth:`ShardedQuality.report` into the check with
+    :func:`report_check_result`. Same suite name, docs folder and previous row count as
+    :func:`quality_check_result`."""
+    return ShardedQuality(
+        suite_name="__".join(key.path),
+        spec=spec.quality,
+        feature_columns=feature_columns,
+        docs_dir=str(home.created(home.layout.quality(tuple(key.path)))),
+        previous_row_count=previous_row_count(context, key),
+    )
+
+
+def report_check_result(key: dg.AssetKey, report: QualityReport) -> dg.AssetCheckResult:
+    """A quality report as the asset check's result: counts, failures, the outcomes table and
+    the data docs link."""
     failures = report.failures()
     metadata: dict = {
         "expectations": len(report.outcomes),

@@ -33,10 +33,10 @@ DATASOURCE = "playbook"
 
 # get_context() installs the new context as GE's process-wide "project"; validation reads its
 # stores through that global, so two runs on two threads must not interleave.
-_GX_LOCK = threading.Lock()
+GX_LOCK = threading.Lock()
 
 
-def _validate(
+def validate_frame(
     context: AbstractDataContext, suite: gx.ExpectationSuite, frame: pd.DataFrame
 ) -> ExpectationSuiteValidationResult:
     """Run the suite on the whole frame through a ValidationDefinition (results are stored)."""
@@ -80,9 +80,9 @@ def run_quality(
         previous_row_count,
         numeric_columns=numeric_columns_of(frame),
     )
-    with _GX_LOCK:
+    with GX_LOCK:
         context = ephemeral_context(Path(docs_dir))
-        validation = _validate(context, suite, frame)
+        validation = validate_frame(context, suite, frame)
         docs_path = build_docs(context)
     outcomes = sorted((outcome_of(r, present) for r in validation.results), key=sort_key)
     return QualityReport(

@@ -14,6 +14,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
@@ -157,6 +159,27 @@ def test_streamed_split_of_parquet_files_equals_the_frame_split(fraud, tmp_path)
         pd.testing.assert_frame_equal(
             left.sort_values(key, ignore_index=True), right.sort_values(key, ignore_index=True)
         )
+
+
+def test_a_key_gets_one_shard_whether_or_not_its_batch_holds_a_null(tmp_path) -> None:
+    """Read from Parquet, an integer key is ``float64`` in a batch with a null and ``int64`` in
+    one without: the shard must follow the value, in every batch and in the frame split."""
+    cards = list(range(1, 41))
+    plain = pa.table({"card_id": pa.array(cards, pa.int64()), "day": [0] * 40})
+    holed = pa.table({"card_id": pa.array([None, *cards[:20], None], pa.int64()), "day": [1] * 22})
+    days = [tmp_path / "plain.parquet", tmp_path / "holed.parquet"]
+    pq.write_table(plain, days[0])
+    pq.write_table(holed, days[1])
+    files = split_parquet(days, ["card_id"], 5, tmp_path / "files", batch_rows=16)
+    whole = pd.read_parquet(days)  # one frame: card_id is float64 here
+    frames = split_frame(whole, ["card_id"], 5, tmp_path / "frame")
+    shard_of: dict[tuple[str, int], set[str]] = {}
+    for path in [*files, *frames]:
+        for card in pd.read_parquet(path)["card_id"].dropna().astype(int):
+            shard_of.setdefault((path.parent.name, card), set()).add(path.name)
+    for card in cards:
+        (by_files,) = shard_of[("files", card)]  # one shard, both days' batches
+        assert shard_of[("frame", card)] == {by_files}
 
 
 def test_execution_settings_resolve_as_documented(tmp_path) -> None:
