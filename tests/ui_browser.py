@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT: ViewportSize = {"width": 1600, "height": 1000}
+VIEWPORT: ViewportSize = {"width": 2200, "height": 1400}  # the feed group whole, labels readable
 ELEMENT_TIMEOUT_MS = 30_000  # one element; a loaded 2-core machine renders a graph in seconds
 RUN_TIMEOUT_S = 180.0  # a run loads the code twice (run, then step process): ~1 min on 2 cores
 RUN_STATUSES = ("Success", "Failure", "Canceled")  # the run page's terminal status labels
