@@ -34,6 +34,7 @@ from configs.schema.base import parse_duration
 from configs.schema.stages import AggregateSpec, FeatureViewSpec
 from runtime.shards import (
     ShardEngine,
+    ShardFunction,
     ShardResult,
     read_outputs,
     shard_count,
@@ -278,6 +279,26 @@ def aggregate_shard(
     return len(table)
 
 
+def _shard_function(
+    keys: Sequence[str],
+    plans: Sequence[AggregatePlan],
+    created_at: pd.Timestamp,
+    ratios: Sequence[tuple[str, str, str]],
+    until: pd.Timestamp | None,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> ShardFunction:
+    """:func:`aggregate_shard` with its settings bound: what either sharded path ships."""
+    return partial(
+        aggregate_shard,
+        keys=tuple(keys),
+        plans=tuple(plans),
+        created_at=pd.Timestamp(created_at),
+        ratios=tuple(ratios),
+        until=until,
+        prepare=prepare,
+    )
+
+
 def compute_aggregates_sharded(
     events: pd.DataFrame,
     keys: Sequence[str],
@@ -299,14 +320,7 @@ def compute_aggregates_sharded(
     shards = shard_count(engine.execution, len(events), engine.cpus)
     if events.empty or (shards == 1 and engine.execution.engine == "local"):
         return compute_aggregates(events, keys, plans, created_at, ratios, until), []
-    function = partial(
-        aggregate_shard,
-        keys=tuple(keys),
-        plans=tuple(plans),
-        created_at=pd.Timestamp(created_at),
-        ratios=tuple(ratios),
-        until=until,
-    )
+    function = _shard_function(keys, plans, created_at, ratios, until)
     with shard_workspace(engine.execution, label) as folder:
         results = engine.run(function, split_frame(events, keys, shards, folder))
         table = read_outputs(results)
@@ -337,15 +351,7 @@ def aggregate_files_sharded(
     given, not derived, and ``prepare`` (row-wise) runs inside each shard. With no events at
     all, one shard of no rows still yields the table's columns.
     """
-    function = partial(
-        aggregate_shard,
-        keys=tuple(keys),
-        plans=tuple(plans),
-        created_at=pd.Timestamp(created_at),
-        ratios=tuple(ratios),
-        until=until,
-        prepare=prepare,
-    )
+    function = _shard_function(keys, plans, created_at, ratios, until, prepare)
     shards = shard_count(engine.execution, rows, engine.cpus)
     with shard_workspace(engine.execution, label) as folder:
         inputs = split_parquet(sources, keys, shards, folder)
