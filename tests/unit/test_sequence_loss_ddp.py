@@ -12,19 +12,18 @@ parameter.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from runtime.models.sequence_encoder import SequenceConfig, SequenceNet
 from runtime.models.sequence_loss import SequenceLoss
 from runtime.models.tower_loss import gather_rows
+from tests.gloo_pair import init_gloo, spawn_pair
 
 N_ITEMS, ROWS, SEED = 20, 32, 5
 CONTENT = [4]  # one content column (a category of 4 values): its embeddings get gradients too
@@ -60,7 +59,7 @@ def _loss_module(negatives: str, gather=None, rank: int = 0) -> SequenceLoss:
 
 
 def _worker(rank: int, port: int, folder: str, negatives: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    init_gloo(rank, port)
     try:
         loss_of = _loss_module(negatives, gather_rows if negatives == "in_batch" else None, rank)
         wrapped = DistributedDataParallel(loss_of, broadcast_buffers=False)
@@ -71,12 +70,6 @@ def _worker(rank: int, port: int, folder: str, negatives: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("negatives", ["in_batch", "sampled"])
 def test_two_workers_get_the_single_process_gradient(tmp_path: Path, negatives: str) -> None:
     whole = _loss_module(negatives)
@@ -85,7 +78,7 @@ def test_two_workers_get_the_single_process_gradient(tmp_path: Path, negatives: 
     assert expected["items.weight"].abs().sum() > 0 and expected["content.0.weight"].abs().sum() > 0
     assert expected["encoder.weight_hh_l0"].abs().sum() > 0
 
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path), negatives), nprocs=2, join=True)
+    spawn_pair(_worker, str(tmp_path), negatives)
     for rank in range(2):
         grads = torch.load(tmp_path / f"grads-{rank}.pt", weights_only=True)
         assert grads.keys() == expected.keys()

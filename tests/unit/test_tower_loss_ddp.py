@@ -10,18 +10,17 @@ batch and it is compared with the single process's, parameter by parameter.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from runtime.models.tower_inputs import FeatureEncoder
 from runtime.models.tower_loss import EncodedRows, TowerLoss, gather_rows
 from runtime.models.two_tower import TowerInputs, TwoTowerConfig, TwoTowerNet
+from tests.gloo_pair import init_gloo, spawn_pair
 
 CONFIG = TwoTowerConfig(embedding_dim=8, hidden_dim=16, id_dropout=0.0, seed=5)
 N_USERS, N_ITEMS, ROWS, POSITIVES = 30, 20, 48, 32
@@ -59,7 +58,7 @@ def _halves(rank: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, folder: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    init_gloo(rank, port)
     try:
         net, data, table, log_q = _problem()
         loss_of = TowerLoss(net, CONFIG, data, table, log_q, gather_rows, rank)
@@ -72,12 +71,6 @@ def _worker(rank: int, port: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_workers_get_the_single_process_gradient(tmp_path: Path) -> None:
     net, data, table, log_q = _problem()
     whole = TowerLoss(net, CONFIG, data, table, log_q)
@@ -85,7 +78,7 @@ def test_two_workers_get_the_single_process_gradient(tmp_path: Path) -> None:
     expected = {name: p.grad for name, p in net.named_parameters()}
     assert expected["bias"].abs() > 0 and expected["user.ids.weight"].abs().sum() > 0
 
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_pair(_worker, str(tmp_path))
     for rank in range(2):
         grads = torch.load(tmp_path / f"grads-{rank}.pt", weights_only=True)
         assert grads.keys() == expected.keys()
