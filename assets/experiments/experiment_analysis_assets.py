@@ -38,6 +38,7 @@ from assets.experiments.readout import (
 from assets.experiments.units import experiment_units
 from assets.log_rows import log_rows_check, log_rows_check_spec, log_rows_metadata
 from assets.metadata import asset_identity, rounded_metadata
+from assets.raw.event_log import log_files, read_events
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
@@ -98,6 +99,10 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     arms = [arm.name for arm in experiment.arms]
     weights = {arm.name: arm.weight for arm in experiment.arms}
     label_columns = {name: entry.column for name, entry in spec.labels.items()}
+    # what the read-out and the label guardrails read of the events: nothing else is loaded
+    event_columns = [experiment.unit, timestamp, label]
+    event_columns += [label_columns[g.metric] for g in experiment.guardrails if g.kind == "label"]
+    event_columns = list(dict.fromkeys(event_columns))
     unknown = [
         g.metric for g in experiment.guardrails if g.kind == "label" and g.metric not in spec.labels
     ]
@@ -130,8 +135,10 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=key,
-        ins={"raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name)))},
-        deps=[dg.AssetKey(layout.serving_bundle_key(spec.name))],
+        deps=[
+            dg.AssetKey(layout.raw_events_key(spec.name)),  # read by file: a few columns
+            dg.AssetKey(layout.serving_bundle_key(spec.name)),
+        ],
         **asset_identity(spec, "monitoring"),
         kinds={"pandas", "sqlite", "scipy"},
         description=(
@@ -148,9 +155,7 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
         ),
         check_specs=checks,
     )
-    def experiment_analysis(
-        context: dg.AssetExecutionContext, raw_events: pd.DataFrame, home: HomeResource
-    ):
+    def experiment_analysis(context: dg.AssetExecutionContext, home: HomeResource):
         path = request_log_file(home, spec)
         rows = _read_log(path, spec)
         yield log_rows_check(rows, context)
@@ -159,6 +164,7 @@ def experiment_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             reason = f"no request log at {path} (or it is empty, or no row of it is readable)"
             yield from _no_data(reason, log_rows_metadata(rows), guarded)
             return
+        raw_events = read_events(log_files(spec, home.layout), event_columns)
         units = experiment_units(
             requests,
             raw_events,

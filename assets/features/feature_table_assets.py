@@ -28,13 +28,7 @@ from assets.features.aggregates import (
     plan_aggregates,
 )
 from assets.features.availability import outcome_axes, with_arrival_times
-from assets.features.table_files import (
-    event_files,
-    log_size_and_end,
-    shard_tables,
-    shards_schema,
-    staged_parquet,
-)
+from assets.features.table_files import shard_tables, shards_schema, staged_parquet
 from assets.features.views import (
     FeatureTableDef,
     compute_attribute_table,
@@ -54,7 +48,7 @@ from assets.quality.quality_checks import (
     sharded_quality,
 )
 from assets.quality.suites import TableRole
-from assets.raw.raw_assets import daily_partitions
+from assets.raw.event_log import log_files, log_size_and_end
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
@@ -132,9 +126,7 @@ def materialize_aggregate_table(
     """
     key = dg.AssetKey(layout.feature_table_key(spec.name, table.name))
     plans, ratios = _plans(spec, table)
-    partitions = daily_partitions(spec)
-    keys = None if partitions is None else partitions.get_partition_keys()
-    files = event_files(spec, home.layout, keys)
+    files = log_files(spec, home.layout)
     rows, until = log_size_and_end(files, str(spec.events.timestamp))
     execution = resolve_execution(spec.execution, str(home.layout.root))
     target = home.layout.table_file(tuple(key.path))

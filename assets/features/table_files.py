@@ -1,8 +1,8 @@
 """The files an aggregate feature table is read from and written to, without holding either whole.
 
 An aggregate table is computed out of core (``assets.features.aggregates.aggregate_files_sharded``):
-its input is the ``raw_events`` files where the IO manager wrote them (one per daily partition,
-or one file), and its output is written here, shard after shard, as one Parquet file at the path
+its input is the ``raw_events`` files where the IO manager wrote them
+(:mod:`assets.raw.event_log`), and its output is written here, shard after shard, as one Parquet file at the path
 the IO manager would use (``HomeLayout.table_file``), so every consumer that reads the table by
 its ``path`` metadata (Feast file sources, the point-in-time join, funnel evaluation, batch
 predictions) reads it as before.
@@ -23,52 +23,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import dagster as dg
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
-
-from configs.schema.usecase import UseCaseSpec
-from runtime import layout
-from runtime.layout import HomeLayout
-
-
-def event_files(
-    spec: UseCaseSpec, places: HomeLayout, partition_keys: Sequence[str] | None
-) -> list[UPath]:
-    """The ``raw_events`` files, as the IO manager would load them for a downstream asset.
-
-    ``partition_keys`` are the daily partitions of the events (None: one unpartitioned file).
-    A missing file fails the run as the IO manager's load would, naming what to materialize.
-    """
-    key = layout.raw_events_key(spec.name)
-    if partition_keys is None:
-        files = [places.table_file(key)]
-    else:
-        files = [places.table_file(key, partition) for partition in partition_keys]
-    missing = [str(f) for f in files if not f.exists()]
-    if missing or not files:
-        raise dg.Failure(
-            f"{'/'.join(key)}: {len(missing)} of {len(files)} event file(s) missing"
-            f" ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''});"
-            " materialize raw_events first"
-        )
-    return files
-
-
-def log_size_and_end(files: Sequence[UPath], timestamp: str) -> tuple[int, pd.Timestamp | None]:
-    """Rows of the event files (from their footers) and their latest ``timestamp``, read one
-    file's timestamp column at a time: what sizes the shards and ends the data."""
-    rows, end = 0, None
-    for path in files:
-        with path.open("rb") as handle:
-            rows += pq.ParquetFile(handle).metadata.num_rows
-        with path.open("rb") as handle:
-            latest = pq.read_table(handle, columns=[timestamp]).column(0).to_pandas().max()
-        if pd.notna(latest) and (end is None or latest > end):
-            end = latest
-    return rows, end
 
 
 def shards_schema(outputs: Sequence[str]) -> pa.Schema:

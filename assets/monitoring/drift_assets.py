@@ -1,7 +1,9 @@
 """Asset factory for ``<use case>/drift_report``: PSI of the raw log and of every model.
 
 Events: the training split's period of the raw log (the split plan's train window) is the
-reference, the most recent days holding at least ``monitoring.min_window_rows`` rows the window.
+reference, the most recent days holding at least ``monitoring.min_window_rows`` rows the window;
+both read from the log's files, only their rows and the columns drift looks at
+(:mod:`assets.monitoring.drift_events`).
 Models: each tabular model's features and its champion's score, the validation split (the newest
 rows the model learned from) against the test split (the newest labelled rows). Beside them, rows per day and each binary label's rate
 (where already known), window against reference. One table with a row per (source, feature), plots of the
@@ -15,10 +17,13 @@ import pandas as pd
 
 from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.monitoring.drift import ALERT, event_drift, model_drift, shifts
+from assets.monitoring.drift_events import drift_periods
 from assets.monitoring.plots import drift_plots
+from assets.raw.event_log import log_files
 from assets.training.build import SPLIT
 from configs.schema.model_stage import TABULAR
 from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
 from runtime import layout
 
@@ -29,30 +34,12 @@ ALERT_CHECK = "no_drift_alert"
 REFERENCE_SPLIT = "validation"
 
 
-def recent_window(events: pd.DataFrame, timestamp: str, min_rows: int) -> pd.DataFrame:
-    """The newest whole days of ``events`` that together hold at least ``min_rows`` rows."""
-    days = events[timestamp].dt.floor("D")
-    per_day = days.value_counts().sort_index(ascending=False)
-    needed = int((per_day.cumsum() < min_rows).sum()) + 1
-    first = per_day.index[min(needed, len(per_day)) - 1]
-    return events[days >= first]
-
-
-def _train_period(events: pd.DataFrame, timestamp: str, plan: pd.DataFrame) -> pd.DataFrame:
-    train = plan[plan["split"] == "train"].iloc[0]
-    start, end = pd.Timestamp(train["window_start"]), pd.Timestamp(train["window_end"])
-    return events[(events[timestamp] >= start) & (events[timestamp] < end)]
-
-
 def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     if spec.events.timestamp is None:
         return None
     tabular = [m for m, s in spec.model.items() if s.problem in TABULAR]
     key = dg.AssetKey(layout.drift_report_key(spec.name))
-    ins = {
-        "raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name))),
-        "split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name))),
-    }
+    ins = {"split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name)))}
     ins.update(
         {
             f"set_{m}": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, m)))
@@ -64,7 +51,10 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     @dg.asset(
         key=key,
         ins=ins,
-        deps=[dg.AssetKey(layout.model_key(spec.name, m)) for m in tabular],
+        deps=[
+            dg.AssetKey(layout.raw_events_key(spec.name)),  # read by file: two periods only
+            *[dg.AssetKey(layout.model_key(spec.name, m)) for m in tabular],
+        ],
         **asset_identity(spec, "monitoring"),
         kinds={"pandas"},
         description=(
@@ -77,10 +67,11 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             dg.AssetCheckSpec(ALERT_CHECK, asset=key, description="No PSI at the alert level.")
         ],
     )
-    def drift_report(context: dg.AssetExecutionContext, mlflow: MLflowResource, **inputs):
-        events, timestamp = inputs["raw_events"], spec.events.timestamp
-        window = recent_window(events, timestamp, monitoring.min_window_rows)
-        reference = _train_period(events, timestamp, inputs["split_plan"])
+    def drift_report(
+        context: dg.AssetExecutionContext, mlflow: MLflowResource, home: HomeResource, **inputs
+    ):
+        files = log_files(spec, home.layout)
+        reference, window = drift_periods(spec, files, inputs["split_plan"])
         drifts = [event_drift(spec, reference, window)]
         changes = shifts(spec, reference, window)
         for model in tabular:

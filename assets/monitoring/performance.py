@@ -74,6 +74,13 @@ class ClassifierTarget:
     timestamp: str | None  # the events' time column
     endpoint: str = CLASSIFIER_ENDPOINT
 
+    @property
+    def event_columns(self) -> list[str]:
+        """The events columns the label join reads (the asset reads only these)."""
+        return list(
+            dict.fromkeys(c for c in (self.key, self.label, self.available_at, self.timestamp) if c)
+        )
+
 
 @dataclass(frozen=True)
 class JoinedPredictions:
@@ -177,9 +184,7 @@ def join_labels(
     """Each prediction with its label as known at ``as_of`` (see the module docstring)."""
     as_of = pd.Timestamp(as_of)
     keyed = predictions[predictions["key"].notna()].reset_index(drop=True)
-    needed = [target.key, target.label]
-    needed += [c for c in (target.available_at, target.timestamp) if c and c not in needed]
-    table = events[needed].drop_duplicates(target.key, keep="last")
+    table = events[target.event_columns].drop_duplicates(target.key, keep="last")
     if target.available_at:
         known_at = pd.to_datetime(table[target.available_at])
     elif target.timestamp:

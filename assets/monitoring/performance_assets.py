@@ -49,6 +49,7 @@ from assets.monitoring.session_clicks import (
     session_target,
     slate_needs,
 )
+from assets.raw.event_log import log_files, read_events
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from resources.mlflow_resource import MLflowResource
@@ -114,8 +115,10 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=key,
-        ins={"raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name)))},
-        deps=[dg.AssetKey(layout.serving_bundle_key(spec.name))],
+        deps=[
+            dg.AssetKey(layout.raw_events_key(spec.name)),  # read by file: the join's columns
+            dg.AssetKey(layout.serving_bundle_key(spec.name)),
+        ],
         **asset_identity(spec, "monitoring"),
         kinds={"pandas", "mlflow"},
         description=(
@@ -138,7 +141,6 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
     )
     def performance(
         context: dg.AssetExecutionContext,
-        raw_events: pd.DataFrame,
         home: HomeResource,
         mlflow: MLflowResource,
     ):
@@ -155,7 +157,8 @@ def performance_assets(spec: UseCaseSpec) -> list[dg.AssetsDefinition]:
             yield log_rows_check(rows, context)
             return
         as_of = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        joined = join(predictions, raw_events, target, as_of)
+        events = read_events(log_files(spec, home.layout), target.event_columns)
+        joined = join(predictions, events, target, as_of)
         table = performance_table(joined)
         summary = version_summary(joined)
         metadata = {

@@ -45,6 +45,11 @@ class SessionTarget:
     available_at: str | None = None
 
     @property
+    def event_columns(self) -> list[str]:
+        """The events columns the click join reads (the asset reads only these)."""
+        return list(dict.fromkeys([self.label, self.unit_key, self.item_key, self.timestamp]))
+
+    @property
     def known(self) -> str:
         return f"a click within {self.session} of the request"
 

@@ -40,12 +40,13 @@ import pandas as pd
 
 from assets.metadata import asset_identity, rounded_metadata
 from assets.models.plots import markdown_image
+from assets.raw.event_log import log_files, read_events
 from assets.serving.bento_assets import build_bento
 from assets.serving.bento_serve import BENTO_WORKER_STARTED, serve_bento, started_workers
 from assets.serving.bundle_assets import write_serving_bundle
 from assets.serving.latency_plot import latency_histogram, latency_preview
 from assets.serving.load_test import LoadGeneratorMissing, LoadResult, measure, write_bodies
-from assets.serving.slo_requests import request_bodies, test_events
+from assets.serving.slo_requests import request_bodies, test_events, unit_column
 from configs.schema.model_stage import RETRIEVERS
 from configs.schema.slo import SLOSpec
 from configs.schema.usecase import UseCaseSpec
@@ -189,11 +190,8 @@ def slo_check_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
 
     @dg.asset(
         key=key,
-        ins={
-            "raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name))),
-            "split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name))),
-        },
-        deps=deps,
+        ins={"split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name)))},
+        deps=[dg.AssetKey(layout.raw_events_key(spec.name)), *deps],  # events read by file
         **asset_identity(spec, "serving"),
         kinds={"bentoml", "mlflow"},
         description=(
@@ -212,7 +210,6 @@ def slo_check_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     )
     def slo_check(
         context: dg.AssetExecutionContext,
-        raw_events: pd.DataFrame,
         split_plan: pd.DataFrame,
         home: HomeResource,
         mlflow: MLflowResource,
@@ -239,10 +236,10 @@ def slo_check_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
             with _timed(timings, "bundle"):
                 bundle = candidate / "bundle"
                 write_serving_bundle(spec, home, mlflow, feature_store, bundle, serving)
-            events = test_events(spec, raw_events, split_plan)
-            bodies = write_bodies(
-                request_bodies(spec, raw_events, events, slo), folder / "bodies.jsonl"
-            )
+            files = log_files(spec, home.layout)
+            events = test_events(spec, files, split_plan)
+            known = read_events(files, [unit_column(spec)]).iloc[:, 0]
+            bodies = write_bodies(request_bodies(spec, known, events, slo), folder / "bodies.jsonl")
             root = Path(str(home.layout.root))
             result, started, phases = _measure_candidate(context, spec, folder, root, bodies)
             timings.update(phases)

@@ -16,11 +16,14 @@ features. Plain functions, no Dagster.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from upath import UPath
 
+from assets.raw.event_log import log_columns, read_events
 from assets.split.plan import assign_split
 from configs.schema.slo import SLOSpec
 from configs.schema.usecase import UseCaseSpec
@@ -28,10 +31,17 @@ from runtime.funnel_roles import funnel_models, retrieval_keys
 from runtime.request_log import plain_json_value
 
 
-def test_events(spec: UseCaseSpec, raw_events: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
-    """The raw events of the test split, as the split plan assigns them."""
-    split = assign_split(spec.split, raw_events, plan, spec.events.timestamp, spec.events.group)
-    rows = raw_events[split.to_numpy() == "test"]
+def test_events(spec: UseCaseSpec, files: Sequence[UPath], plan: pd.DataFrame) -> pd.DataFrame:
+    """The raw events of the test split, as the split plan assigns them, read one file at a
+    time: a row's split depends on that row alone (its time, group or test-file mark), so only
+    one file and the test rows are ever in memory; rows in log order, as from the whole log."""
+    pieces = []
+    for path in files:
+        frame = read_events([path], log_columns([path]))
+        split = assign_split(spec.split, frame, plan, spec.events.timestamp, spec.events.group)
+        pieces.append(frame[split.to_numpy() == "test"])
+        del frame
+    rows = pd.concat(pieces, ignore_index=True)
     if rows.empty:
         raise ValueError(f"{spec.name}: the test split has no events to draw requests from")
     return rows
@@ -69,17 +79,18 @@ def _cold_ids(known: pd.Series, count: int) -> list[Any]:
 
 
 def request_bodies(
-    spec: UseCaseSpec, events: pd.DataFrame, test: pd.DataFrame, slo: SLOSpec, seed: int = 0
+    spec: UseCaseSpec, known_units: pd.Series, test: pd.DataFrame, slo: SLOSpec, seed: int = 0
 ) -> list[dict[str, Any]]:
     """``slo.bodies`` bodies (fewer if the test split is smaller) for ``spec``'s endpoint, drawn
-    from ``test``; ``events`` (all of them) tells which unit ids are known."""
+    from ``test``; ``known_units`` (the unit column of every event) tells which ids are known,
+    so a cold one is none of them."""
     if spec.serving is None:
         raise ValueError(f"{spec.name}: no serving section, so no endpoint to send requests to")
     rows = test.sample(n=min(slo.bodies, len(test)), random_state=seed).reset_index(drop=True)
     unit = unit_column(spec)
     cold = np.random.default_rng(seed).permutation(len(rows))[: round(slo.cold_share * len(rows))]
     records = rows.to_dict("records")  # Python values, each column keeping its own type
-    for position, new_id in zip(cold, _cold_ids(events[unit], len(cold)), strict=True):
+    for position, new_id in zip(cold, _cold_ids(known_units, len(cold)), strict=True):
         records[position][unit] = new_id
     endpoint = spec.serving.endpoint
     if endpoint == "score":

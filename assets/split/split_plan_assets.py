@@ -1,20 +1,35 @@
 """Asset factory for ``<use case>/split_plan``: where train, validation and test begin and end.
 
 Later stages (training sets) read the windows from this asset rather than recomputing them, so
-every model of a use case is trained and evaluated on the same boundaries.
+every model of a use case is trained and evaluated on the same boundaries. The events are read
+from the log's files, only the few columns a plan is made of (:func:`split_plan_events`).
 """
+
+from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
+from upath import UPath
 
 from assets.metadata import asset_identity, rounded_metadata
+from assets.raw.event_log import log_columns, log_files, read_events
 from assets.split.plan import SPLITS, mature_rows, plan_split
 from assets.training.label_rows import maturity
-from configs.schema.split import SplitSpec
+from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 from configs.schema.usecase import UseCaseSpec
+from resources.home import HomeResource
 from runtime import layout
 
 NON_EMPTY_CHECK = "splits_not_empty"
+
+
+def split_plan_events(spec: UseCaseSpec, files: Sequence[UPath]) -> pd.DataFrame:
+    """Every event, only the columns the plan is made of: the time (windows, maturity), the
+    group, the labels (rates) and the mark of rows from ``split.test_file``."""
+    wanted = [spec.events.timestamp, spec.events.group, TEST_FILE_ROWS]
+    wanted += [label.column for label in spec.labels.values()]
+    present = set(log_columns(files))
+    return read_events(files, [c for c in wanted if c and c in present])
 
 
 def describe_split(split: SplitSpec) -> str:
@@ -46,7 +61,7 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        ins={"raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name)))},
+        deps=[dg.AssetKey(layout.raw_events_key(spec.name))],  # read by file: a few columns
         **asset_identity(spec, "split"),
         kinds={"pandas"},
         description=(
@@ -62,7 +77,8 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
             )
         ],
     )
-    def split_plan(raw_events: pd.DataFrame):
+    def split_plan(home: HomeResource):
+        raw_events = split_plan_events(spec, log_files(spec, home.layout))
         data_end = raw_events[spec.events.timestamp].max() if spec.events.timestamp else None
         if spec.events.timestamp:
             wait = maturity(spec, list(spec.labels))

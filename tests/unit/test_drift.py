@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from assets.monitoring.drift import event_drift, model_drift, shifts, watched_event_columns
-from assets.monitoring.drift_assets import recent_window
+from assets.monitoring.drift_events import recent_window
 from configs import CONFIG_DIR
 from configs.schema import load_specs
 

@@ -96,7 +96,7 @@ def _fraud_test_rows() -> pd.DataFrame:
 def test_score_bodies_are_transactions_without_labels_or_times() -> None:
     fraud = _shipped("fraud")
     rows = _fraud_test_rows()
-    bodies = request_bodies(fraud, rows, rows, SLOSpec(p99_ms=8, bodies=10))
+    bodies = request_bodies(fraud, rows["card_id"], rows, SLOSpec(p99_ms=8, bodies=10))
     assert len(bodies) == 4  # no more than the test split has
     by_id = {b["transaction"]["transaction_id"]: b["transaction"] for b in bodies}
     assert by_id[11] == {
@@ -118,14 +118,14 @@ def test_a_cold_share_sends_unseen_units() -> None:
     fraud = _shipped("fraud")
     assert unit_column(fraud) == "card_id"
     rows = _fraud_test_rows()
-    bodies = request_bodies(fraud, rows, rows, SLOSpec(p99_ms=8, cold_share=0.5))
+    bodies = request_bodies(fraud, rows["card_id"], rows, SLOSpec(p99_ms=8, cold_share=0.5))
     cards = sorted(b["transaction"]["card_id"] for b in bodies)
     assert cards[-2:] == [9, 10] and set(cards[:2]) < {5, 6, 7, 8}  # two new ids past the largest
 
     feed = _shipped("feed")
     assert unit_column(feed) == "user_id"
     users = pd.DataFrame({"user_id": [3, 4, 5, 6, 7, 8, 9, 10], "item_id": range(8)})
-    bodies = request_bodies(feed, users, users, SLOSpec(p99_ms=50, cold_share=0.25))
+    bodies = request_bodies(feed, users["user_id"], users, SLOSpec(p99_ms=50, cold_share=0.25))
     assert all(set(b) == {"user_id", "k"} and b["k"] == 20 for b in bodies)
     assert sorted(b["user_id"] for b in bodies if b["user_id"] > 10) == [11, 12]
 
