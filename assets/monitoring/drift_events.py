@@ -1,0 +1,62 @@
+"""The two periods of the event log that drift compares, read from the log's files.
+
+The reference is the training split's period (the split plan's train window); the window is the
+newest whole days that together hold at least ``monitoring.min_window_rows`` rows. Both are read
+by :func:`assets.raw.event_log.read_events`, only the columns drift looks at (the watched columns,
+the time, each binary label and its arrival time) and only the rows of the period, so the drift
+report's memory is those two periods' few columns, not the log. The window's first day is decided
+from rows per day counted one file at a time; the rows are those :func:`recent_window` would cut
+from the whole log in memory, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from upath import UPath
+
+from assets.monitoring.drift import watched_event_columns
+from assets.raw.event_log import read_events, rows_per_day
+from configs.schema.usecase import UseCaseSpec
+
+
+def window_start(per_day: pd.Series, min_rows: int) -> pd.Timestamp:
+    """The first day of the newest whole days that hold at least ``min_rows`` rows together
+    (all days when the log holds fewer); ``per_day`` is rows per day, any order."""
+    if per_day.empty:
+        raise ValueError("the event log has no rows with a time: no recent window to watch")
+    newest_first = per_day.sort_index(ascending=False)
+    needed = int((newest_first.cumsum() < min_rows).sum()) + 1
+    return newest_first.index[min(needed, len(newest_first)) - 1]
+
+
+def recent_window(events: pd.DataFrame, timestamp: str, min_rows: int) -> pd.DataFrame:
+    """The newest whole days of ``events`` that together hold at least ``min_rows`` rows."""
+    days = events[timestamp].dt.floor("D")
+    return events[days >= window_start(days.value_counts(), min_rows)]
+
+
+def drift_event_columns(spec: UseCaseSpec) -> list[str]:
+    """The events columns the drift report reads: what it watches, the time, and each binary
+    label with the column saying when it arrived (the label-rate shift counts arrived ones)."""
+    numeric, categorical = watched_event_columns(spec)
+    columns = [str(spec.events.timestamp), *numeric, *categorical]
+    for label in spec.labels.values():
+        if label.kind == "binary":
+            columns += [label.column, *([label.available_at] if label.available_at else [])]
+    return [c for c in dict.fromkeys(columns) if c in spec.events.columns]
+
+
+def drift_periods(
+    spec: UseCaseSpec, files: Sequence[UPath], plan: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reference, window): the training period and the recent window of the log's files."""
+    timestamp = str(spec.events.timestamp)
+    columns = drift_event_columns(spec)
+    first = window_start(rows_per_day(files, timestamp), spec.monitoring.min_window_rows)
+    window = read_events(files, columns, timestamp, start=first)
+    train = plan[plan["split"] == "train"].iloc[0]
+    start, end = pd.Timestamp(train["window_start"]), pd.Timestamp(train["window_end"])
+    reference = read_events(files, columns, timestamp, start=start, end=end)
+    return reference, window
