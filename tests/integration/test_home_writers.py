@@ -40,6 +40,7 @@ def _materialize(config: Path, home: Path, *options: str) -> subprocess.Popen[st
         stderr=subprocess.STDOUT,
         text=True,
         env={**env, "PYTHONUNBUFFERED": "1"},  # lines as they are printed
+        start_new_session=True,  # its own process group: a kill reaches the workers it started
     )
 
 
@@ -103,7 +104,9 @@ def test_a_killed_materialize_frees_the_use_case_and_its_run_is_failed_by_the_ne
     try:
         run_id = _started_run(home, killed, CLI_TIMEOUT_S)
     finally:
-        killed.send_signal(signal.SIGKILL)
+        # the command and every process it started, as a killed terminal or container would:
+        # a step worker left alive keeps the output pipe open and the run going
+        os.killpg(killed.pid, signal.SIGKILL)
         killed.communicate(timeout=30)
     assert holder_of(home, "movies") is None  # the kernel dropped the lock with the process
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:

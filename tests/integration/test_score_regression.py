@@ -80,9 +80,8 @@ def test_the_answer_is_the_registered_models_prediction_in_its_interval(
 ) -> None:
     spec, home = served
     log_path = tmp_path / "requests.sqlite"
-    handler = ScoreHandler(
-        load_bundle(home / "serving" / "pricing" / "bundle"), RequestLog(log_path)
-    )
+    request_log = RequestLog(log_path)  # written by a background thread: flushed before reading
+    handler = ScoreHandler(load_bundle(home / "serving" / "pricing" / "bundle"), request_log)
     orders = _orders(home)
     answers = [handler.handle(_request(row, row.event_time)) for row in orders.itertuples()]
     for answer in answers:
@@ -99,6 +98,7 @@ def test_the_answer_is_the_registered_models_prediction_in_its_interval(
         assert answer["model_versions"] == {"delivery": "1"} and answer["feature_misses"] == 0
         assert len(answer["top_features"]) == 5
 
+    request_log.flush()
     logged = read_request_log(log_path)
     assert len(logged) == len(orders)
     features = pd.DataFrame(list(logged["features"]))
@@ -133,9 +133,8 @@ def test_the_answer_is_the_registered_models_prediction_in_its_interval(
 def test_request_features_follow_the_request_time(served, tmp_path: Path) -> None:
     spec, home = served
     log_path = tmp_path / "requests.sqlite"
-    handler = ScoreHandler(
-        load_bundle(home / "serving" / "pricing" / "bundle"), RequestLog(log_path)
-    )
+    request_log = RequestLog(log_path)  # written by a background thread: flushed before reading
+    handler = ScoreHandler(load_bundle(home / "serving" / "pricing" / "bundle"), request_log)
     orders = _orders(home, 30)
     last = pd.Timestamp(orders["event_time"].max()).normalize() + pd.Timedelta(days=1)
     saturday = last + pd.Timedelta(days=(5 - last.weekday()) % 7)
@@ -156,6 +155,7 @@ def test_request_features_follow_the_request_time(served, tmp_path: Path) -> Non
     after = pd.Timestamp.now(tz="UTC")
     assert untimed["lower"] <= untimed["prediction"] <= untimed["upper"]
 
+    request_log.flush()
     features = pd.DataFrame(list(read_request_log(log_path)["features"]))
     n = len(orders)
     assert (features[HOUR].iloc[:n] == 15).all() and (features[HOUR].iloc[n : 2 * n] == 19).all()
