@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from runtime.models.sequence_encoder import SequenceConfig, SequenceNet
 from runtime.models.sequence_loss import SequenceLoss
 from runtime.models.tower_loss import gather_rows
-from tests.gloo_pair import init_gloo, spawn_pair
+from tests.gloo_pair import spawn_pair
 
 N_ITEMS, ROWS, SEED = 20, 32, 5
 CONTENT = [4]  # one content column (a category of 4 values): its embeddings get gradients too
@@ -58,16 +57,13 @@ def _loss_module(negatives: str, gather=None, rank: int = 0) -> SequenceLoss:
     return SequenceLoss(net, config, codes, targets, log_q, generator, gather, rank)
 
 
-def _worker(rank: int, port: int, folder: str, negatives: str) -> None:
-    init_gloo(rank, port)
-    try:
-        loss_of = _loss_module(negatives, gather_rows if negatives == "in_batch" else None, rank)
-        wrapped = DistributedDataParallel(loss_of, broadcast_buffers=False)
-        wrapped(torch.arange(ROWS).chunk(2)[rank]).backward()
-        grads = {name: p.grad.clone() for name, p in loss_of.net.named_parameters()}
-        torch.save(grads, Path(folder, f"grads-{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, folder: str, negatives: str) -> None:
+    """One rank's share of the batch: its gradient to ``grads-<rank>.pt``."""
+    loss_of = _loss_module(negatives, gather_rows if negatives == "in_batch" else None, rank)
+    wrapped = DistributedDataParallel(loss_of, broadcast_buffers=False)
+    wrapped(torch.arange(ROWS).chunk(2)[rank]).backward()
+    grads = {name: p.grad.clone() for name, p in loss_of.net.named_parameters()}
+    torch.save(grads, Path(folder, f"grads-{rank}.pt"))
 
 
 @pytest.mark.parametrize("negatives", ["in_batch", "sampled"])

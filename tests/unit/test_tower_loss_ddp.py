@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from runtime.models.tower_inputs import FeatureEncoder
 from runtime.models.tower_loss import EncodedRows, TowerLoss, gather_rows
 from runtime.models.two_tower import TowerInputs, TwoTowerConfig, TwoTowerNet
-from tests.gloo_pair import init_gloo, spawn_pair
+from tests.gloo_pair import spawn_pair
 
 CONFIG = TwoTowerConfig(embedding_dim=8, hidden_dim=16, id_dropout=0.0, seed=5)
 N_USERS, N_ITEMS, ROWS, POSITIVES = 30, 20, 48, 32
@@ -57,18 +56,15 @@ def _halves(rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     return pos.chunk(2)[rank], neg.chunk(2)[rank]
 
 
-def _worker(rank: int, port: int, folder: str) -> None:
-    init_gloo(rank, port)
-    try:
-        net, data, table, log_q = _problem()
-        loss_of = TowerLoss(net, CONFIG, data, table, log_q, gather_rows, rank)
-        wrapped = DistributedDataParallel(loss_of, find_unused_parameters=True)
-        pos, neg = _halves(rank)
-        wrapped(pos, neg).backward()
-        grads = {name: p.grad.clone() for name, p in net.named_parameters()}
-        torch.save(grads, Path(folder, f"grads-{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, folder: str) -> None:
+    """One rank's share of the batch: its gradient to ``grads-<rank>.pt``."""
+    net, data, table, log_q = _problem()
+    loss_of = TowerLoss(net, CONFIG, data, table, log_q, gather_rows, rank)
+    wrapped = DistributedDataParallel(loss_of, find_unused_parameters=True)
+    pos, neg = _halves(rank)
+    wrapped(pos, neg).backward()
+    grads = {name: p.grad.clone() for name, p in net.named_parameters()}
+    torch.save(grads, Path(folder, f"grads-{rank}.pt"))
 
 
 def test_two_workers_get_the_single_process_gradient(tmp_path: Path) -> None:
