@@ -22,7 +22,8 @@ beside each, since the time figures depend on it), checks that every path wrote 
 (count and column sums), and the slopes between sizes: time as the log-log slope (1.0 = linear)
 and memory as GiB per extra million events. ``--timeline`` adds, for the asset runs, the RSS
 when each Dagster step event happened (what holds the memory, stage by stage). A run whose peak,
-extrapolated from the previous size, would not fit in the memory available now is skipped.
+extrapolated from the sizes before it (``_fits``), would not fit in the memory available now is
+skipped: start with two sizes before a large one (``--events 1000000 4000000 50000000``).
 
     python bench/scale.py --events 1000000 2000000
     python bench/scale.py --events 1000000 4000000 --shard-events 250000 --modes shards asset
@@ -293,12 +294,23 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def _fits(mode: str, events: int, measured: dict[int, dict[str, dict]]) -> str | None:
-    """Why ``mode`` is skipped at ``events`` (its peak, extrapolated linearly from the largest
-    size measured so far, exceeds the headroom of the memory available now), or None."""
-    earlier = [n for n in measured if n < events and mode in measured[n]]
+    """Why ``mode`` is skipped at ``events`` (its peak, extrapolated from the sizes measured so
+    far, exceeds the headroom of the memory available now), or None.
+
+    With two sizes or more, along the line through the two largest (an out-of-core peak that
+    barely grows is not projected to grow in proportion to the log); with one, in proportion.
+    """
+    earlier = sorted(n for n in measured if n < events and mode in measured[n])
     if not earlier:
         return None
-    expected = measured[max(earlier)][mode]["peak_gib"] * events / max(earlier)
+    largest = earlier[-1]
+    peak = measured[largest][mode]["peak_gib"]
+    if len(earlier) > 1:
+        below = earlier[-2]
+        growth = max(0.0, (peak - measured[below][mode]["peak_gib"]) / (largest - below))
+        expected = peak + growth * (events - largest)
+    else:
+        expected = peak * events / largest
     available = _available_gib()
     if expected <= MEMORY_HEADROOM * available:
         return None

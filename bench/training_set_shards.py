@@ -6,11 +6,15 @@ training set is built in its own subprocess per run, so that peak RSS is that ru
 
 * ``one-pass``: ``build_training_set`` without an engine (today's default path);
 * ``shards``: the same call with a local engine of ``--shards`` shards (label rows and the
-  point-in-time join shard by shard, in this process, one at a time).
+  point-in-time join shard by shard, in this process, one at a time);
+* ``columns``: one pass on the events as the asset now reads them: only the columns its label
+  rows use (``label_event_columns``, by ``read_events``), not every column of the log.
 
-Both hold the events and the finished training set in memory (the asset receives the one and
-returns the other); what sharding bounds is the join's working set over the feature tables. It
-prints wall time, peak RSS and a digest of each frame (equal digests: the same rows, in order).
+``one-pass`` and ``shards`` read every column of the events, as the asset received them through
+the IO manager before; all three hold the finished training set in memory (the asset returns
+it). What sharding bounds is the join's working set over the feature tables; what ``columns``
+saves is the events' unused columns. It prints wall time, peak RSS (the events' read included)
+and a digest of each frame (equal digests: the same rows, in order).
 
     python bench/training_set_shards.py --events 500000 --shards 8
 """
@@ -28,6 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+from upath import UPath
 
 # Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
 # put the root first, for the project's packages and for bench.* (not installed).
@@ -39,9 +44,11 @@ from assets.features.views import (  # noqa: E402
     compute_attribute_table,
     feature_tables,
 )
+from assets.raw.event_log import log_columns, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.plan import plan_split  # noqa: E402
 from assets.training.build import build_training_set  # noqa: E402
+from assets.training.label_rows import label_event_columns  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
 from bench.peak_memory import peak_rss_gib  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
@@ -51,6 +58,7 @@ from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 CREATED = pd.Timestamp("2030-01-01")
 MODEL = "scorer"
+MODES = ("one-pass", "shards", "columns")
 
 
 def _spec():
@@ -83,7 +91,10 @@ def prepare(events: int, days: int, folder: Path) -> None:
 def child(mode: str, folder: Path, shards: int) -> None:
     """One measured build: prints wall time, peak RSS, rows and digest as one JSON line."""
     spec = _spec()
-    events = pd.read_parquet(folder / "events.parquet")
+    files = [UPath(folder / "events.parquet")]
+    everything = log_columns(files)
+    wanted = label_event_columns(spec, MODEL, everything) if mode == "columns" else everything
+    events = read_events(files, wanted)
     plan = pd.read_parquet(folder / "split_plan.parquet")
     paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
     engine = None
@@ -114,7 +125,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--shards", type=int, default=8)
-    parser.add_argument("--child", choices=["one-pass", "shards"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -132,16 +143,17 @@ def main() -> None:
         print(
             f"{rows:,} fraud events, feature rows {table_rows}, ready in {time.perf_counter() - started:.0f} s"
         )
-        runs = {mode: measure(mode, folder, args.shards) for mode in ("one-pass", "shards")}
+        runs = {mode: measure(mode, folder, args.shards) for mode in MODES}
+        base = runs["one-pass"]
         for mode, run in runs.items():
             extra = f"  ({args.shards} shards)" if mode == "shards" else ""
             print(
                 f"  {mode:<8} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
+                f" ({run['peak_gib'] / base['peak_gib']:.2f}x one-pass)"
                 f"  {run['rows']:>9,} rows{extra}"
             )
-        print(
-            f"  same frame (rows, order, values): {runs['one-pass']['digest'] == runs['shards']['digest']}"
-        )
+        same = all(run["digest"] == base["digest"] for run in runs.values())
+        print(f"  same frame (rows, order, values) in every mode: {same}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -102,6 +102,31 @@ def prior_positive(
     return (pd.to_datetime(times) > pd.to_datetime(first_known)).fillna(False).astype(bool)
 
 
+def _carried(spec: UseCaseSpec, model: str) -> list[str]:
+    """The events columns the label rows carry as they are: unit, event id, ranked item."""
+    names = [evaluation_unit(spec, model), event_id_column(spec)]
+    if spec.model[model].problem in RANKERS and exclude_seen(spec, model) != "none":
+        names.append(ranked_item_key(spec, model))
+    return [name for name in dict.fromkeys(names) if name is not None]
+
+
+def _prior(spec: UseCaseSpec, model: str) -> str:
+    """The label of the prior-positive filter (call only when the model has one)."""
+    label = prior_label(spec, str(spec.model[model].evaluation.filter.drop_units_with_prior_label))
+    assert label is not None  # prior_positive_column returned a column
+    return label
+
+
+def evaluation_inputs(spec: UseCaseSpec, model: str) -> list[str]:
+    """Every events column :func:`evaluation_columns` reads (the log may lack some): what a
+    stage reading the log by column must read for it."""
+    names = _carried(spec, model)
+    if prior_positive_column(spec, model) is not None:
+        rule = spec.labels[_prior(spec, model)]
+        names += [n for n in (spec.events.timestamp, rule.column, rule.available_at) if n]
+    return list(dict.fromkeys(names))
+
+
 def evaluation_columns(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> dict[str, pd.Series]:
     """Columns the label rows of ``model`` carry for its evaluation, aligned on ``events``: the
     unit key, the event id, a ranker's item key when seen items are excluded, and the
@@ -109,15 +134,12 @@ def evaluation_columns(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> d
     mature, split ones), so an outcome known in the gap counts."""
     columns: dict[str, pd.Series] = {}
     unit = evaluation_unit(spec, model)
-    names = [unit, event_id_column(spec)]
-    if spec.model[model].problem in RANKERS and exclude_seen(spec, model) != "none":
-        names.append(ranked_item_key(spec, model))
-    for name in names:
-        if name is not None and name in events.columns:
+    for name in _carried(spec, model):
+        if name in events.columns:
             columns[name] = events[name]
     flag = prior_positive_column(spec, model)
     if flag is not None:
-        label = prior_label(spec, spec.model[model].evaluation.filter.drop_units_with_prior_label)
+        label = _prior(spec, model)
         time = events[spec.events.timestamp]
         arrival = known_at(spec, label, events)
         columns[flag] = prior_positive(

@@ -18,6 +18,7 @@ log's order, is the one-pass frame.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from assets.features.availability import known_at
-from assets.models.evaluation_rows import evaluation_columns, evaluation_unit
+from assets.models.evaluation_rows import evaluation_columns, evaluation_inputs, evaluation_unit
 from assets.split.plan import mature_rows
 from assets.training.model_views import (
     key_columns,
@@ -97,8 +98,9 @@ def _labels_as_known(
     return frame.assign(**updates) if updates else frame
 
 
-def _row_columns(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> list[str]:
-    """The events columns a label row keeps: keys, time, group, labels, request-time inputs."""
+def _row_columns(spec: UseCaseSpec, model: str, events: Collection[str]) -> list[str]:
+    """The events columns a label row keeps: keys, time, group, labels, request-time inputs
+    (``events``: the log's columns)."""
     keys = key_columns(spec, model)
     labels = label_columns(spec, model)
     time = spec.events.timestamp
@@ -109,6 +111,21 @@ def _row_columns(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> list[st
     if TEST_FILE_ROWS in events:  # which rows came from split.test_file
         columns.append(TEST_FILE_ROWS)
     return columns
+
+
+def label_event_columns(spec: UseCaseSpec, model: str, present: Collection[str]) -> list[str]:
+    """The events columns :func:`label_rows` and the training set built on its rows read, in
+    the log's order (``present``: the log's columns): what the training-set asset reads from
+    the event files instead of every column. The rows' own columns, what the evaluation
+    columns are computed from, and each label's arrival times (labels as known, negatives'
+    impressions: the sampled entity's key and the time, both among the rows' columns)."""
+    arrivals = [spec.labels[name].available_at for name in spec.model[model].labels]
+    wanted = {
+        *_row_columns(spec, model, present),
+        *evaluation_inputs(spec, model),
+        *(a for a in arrivals if a),
+    }
+    return [c for c in present if c in wanted]
 
 
 def _rows(
@@ -145,7 +162,7 @@ def label_rows(
     keys = key_columns(spec, model)
     labels = label_columns(spec, model)
     time = spec.events.timestamp
-    columns = _row_columns(spec, model, events)
+    columns = _row_columns(spec, model, events.columns)
     required = _key_fields(spec, keys) | ({time: "events.timestamp"} if time else {})
     _check_not_null(spec, events, required)
     for name, column in labels.items():

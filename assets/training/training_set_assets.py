@@ -1,8 +1,10 @@
 """Asset factory for ``<use case>/training_sets/<model>``: one point-in-time training set per model.
 
-The asset reads the label events and the split plan through the IO manager and the feature tables
-straight from their Parquet files (see ``assets.upstream``). Its metadata shows rows per split,
-label rates, null rates of every feature, what was left out and why, and a preview.
+The asset reads the event log by file, only the columns its label rows use
+(:func:`assets.training.label_rows.label_event_columns`; fraud's object columns mcc and channel,
+say, are never loaded), the split plan through the IO manager, and the feature tables straight
+from their Parquet files (see ``assets.upstream``). Its metadata shows rows per split, label
+rates, null rates of every feature, what was left out and why, and a preview.
 
 The label rows and the point-in-time join run on the use case's execution engine (``execution``
 section or ``RAY_ADDRESS``), as the feature aggregates do: in shards of whole entities when it
@@ -16,9 +18,10 @@ import pandas as pd
 from assets.metadata import asset_identity, rounded_metadata, shard_metadata, table_metadata
 from assets.quality.quality_checks import quality_check_result, quality_check_spec
 from assets.quality.suites import TableRole
+from assets.raw.event_log import log_columns, log_files, read_events
 from assets.split.plan import SPLITS
 from assets.training.build import SPLIT, TrainingSet, build_training_set
-from assets.training.label_rows import LabelRowError
+from assets.training.label_rows import LabelRowError, label_event_columns
 from assets.training.model_views import label_columns, model_tables
 from assets.training.sharded_join import SHARD_MODULES
 from assets.upstream import materialized_path
@@ -67,10 +70,7 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         table.name: dg.AssetKey(layout.feature_table_key(spec.name, table.name))
         for table in model_tables(spec, model)
     }
-    ins = {
-        "raw_events": dg.AssetIn(key=dg.AssetKey(layout.raw_events_key(spec.name))),
-        "split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name))),
-    }
+    ins = {"split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name)))}
     catalog_key = _catalog_key(spec, model)
     if catalog_key is not None:
         ins["catalog"] = dg.AssetIn(key=catalog_key)
@@ -80,7 +80,8 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         ins=ins,
-        deps=list(tables.values()),
+        # the event log read by file: only the columns the label rows use
+        deps=[dg.AssetKey(layout.raw_events_key(spec.name)), *tables.values()],
         **asset_identity(spec, "training"),
         kinds={"duckdb", "parquet"},
         description=(
@@ -99,12 +100,14 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     def training_set(context: dg.AssetExecutionContext, home: HomeResource, **inputs: pd.DataFrame):
         paths = {name: materialized_path(context, key) for name, key in tables.items()}
         execution = resolve_execution(spec.execution, str(home.layout.root))
+        files = log_files(spec, home.layout)
+        events = read_events(files, label_event_columns(spec, model, log_columns(files)))
         try:
             with open_engine(execution, SHARD_MODULES) as engine:
                 result = build_training_set(
                     spec,
                     model,
-                    inputs["raw_events"],
+                    events,
                     inputs["split_plan"],
                     paths,
                     inputs.get("catalog"),

@@ -23,10 +23,11 @@ import pandas as pd
 import pytest
 
 from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables
+from assets.raw.event_log import log_columns, log_files, read_events
 from assets.raw.tables import all_events, entity_table
 from assets.split.plan import plan_split
 from assets.training.build import TrainingSet, build_training_set
-from assets.training.label_rows import label_rows
+from assets.training.label_rows import label_event_columns, label_rows
 from assets.training.sharded_join import plan_sharding
 from configs.schema.execution import ExecutionSpec
 from configs.schema.usecase import UseCaseSpec
@@ -168,6 +169,28 @@ def _materialize(spec: UseCaseSpec, home: Path, instance: dg.DagsterInstance) ->
 def _training_set(home: Path) -> pd.DataFrame:
     key = layout.training_set_key("fraud", MODEL)
     return pd.read_parquet(home / "tables" / Path(*key).with_suffix(".parquet"))
+
+
+def test_asset_reads_the_label_columns_only_and_equals_the_whole_log(materialized, tmp_path):
+    """The asset reads the event files by column (not ``raw_events`` whole through the IO
+    manager): its set is the one the whole log gives, through the same functions."""
+    spec, home, _, got = materialized
+    places = layout.HomeLayout(home)
+    files = log_files(spec, places)
+    everything = log_columns(files)
+    read = label_event_columns(spec, MODEL, everything)
+    assert {"mcc", "channel", "hour"}.isdisjoint(read), read  # never loaded
+    assert {"card_id", "merchant_id", "event_time", "is_fraud", "label_time"} <= set(read)
+    paths = {
+        t.name: str(places.table_file(layout.feature_table_key(spec.name, t.name)))
+        for t in feature_tables(spec)
+    }
+    plan = pd.read_parquet(places.table_file(layout.split_plan_key(spec.name)))
+    whole = build_training_set(spec, MODEL, read_events(files, everything), plan, paths).frame
+    whole.to_parquet(tmp_path / "whole.parquet")  # as the IO manager writes and reads it
+    pd.testing.assert_frame_equal(
+        got, pd.read_parquet(tmp_path / "whole.parquet"), check_exact=True
+    )
 
 
 def test_asset_in_four_local_shards_equals_the_default_run(materialized, monkeypatch) -> None:
