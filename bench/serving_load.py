@@ -3,7 +3,8 @@
 The load generator is ``wrk`` run by :mod:`assets.serving.load_test` (the same runner the SLO
 check uses), whose percentiles are of the measured latencies (its docstring says why); this
 module turns either kind of run into one row of the report. It also holds the optional cProfile
-of in-process requests.
+of in-process requests, and the in-process A/B of handler variants (:func:`alternating`) that
+``bench/score_reasons.py`` and ``bench/score_cache.py`` print.
 
 Each HTTP row also says how the clients' connections were split between the server's worker
 processes, counted mid-run. Both servers' workers accept from one shared listening socket, and
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import cProfile
 import io
+import os
 import pstats
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +85,43 @@ def in_process(handler: Any, bodies: list[dict], seconds: float, warmup: int = 1
     elapsed = time.perf_counter() - started
     p50, p95, p99 = np.percentile(np.asarray(latencies) * 1000, [50, 95, 99])
     return summary("in-process", 1, len(latencies), 0, p50, p95, p99, len(latencies) / elapsed)
+
+
+def _block(handler: Any, bodies: list[dict], n: int) -> np.ndarray:
+    """Milliseconds of each of ``n`` requests, one at a time."""
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        handler.handle_many([bodies[i % len(bodies)]])
+        times.append(time.perf_counter() - started)
+    return np.array(times) * 1e3
+
+
+def alternating(
+    variants: Mapping[str, Callable[[], Any]], bodies: list[dict], blocks: int
+) -> dict[str, np.ndarray]:
+    """Per variant, the milliseconds of its requests: the variants take turns, in blocks of
+    1,000 requests after 100 warm-up ones, ``blocks`` each, so that a load change on the shared
+    machine touches every variant. Each variant is a function giving its handler, called before
+    each of its blocks (it may set the handler up, e.g. its reasons policy)."""
+    times: dict[str, list[np.ndarray]] = {name: [] for name in variants}
+    for _ in range(blocks):
+        for name, prepared in variants.items():
+            handler = prepared()
+            _block(handler, bodies, 100)
+            times[name].append(_block(handler, bodies, 1000))
+    return {name: np.concatenate(parts) for name, parts in times.items()}
+
+
+def print_alternating(times: Mapping[str, np.ndarray]) -> None:
+    """p50, p99 and mean per variant, each mean against the first variant's, and the load."""
+    first = next(iter(times.values())).mean()
+    for name, ms in times.items():
+        print(
+            f"{name:8} p50 {np.percentile(ms, 50):.3f} ms  p99 {np.percentile(ms, 99):.3f} ms"
+            f"  mean {ms.mean():.3f} ms ({ms.mean() / first:.2f}x)  ({len(ms)} requests)"
+        )
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def over_http(

@@ -4,9 +4,11 @@ Three things happen between the store and a model: ``time_since_last`` aggregate
 moment of the last event) become seconds before the request, exactly as the training set's
 point-in-time join makes them seconds before the label row; a view with no row for a key (an
 unknown user, a brand-new item) is a *miss*, which leaves that view's features null — the value
-the models were trained on for "no history" — and is counted; and item-side views, read for
-hundreds of candidates per request, are answered from the reader's in-process cache (reloaded
-after every materialization) unless ``PLAYBOOK_LIVE_ITEM_VIEWS`` is set.
+the models were trained on for "no history" — and is counted; and the views keyed only by the
+cached keys are answered from the reader's in-process cache (reloaded after every
+materialization) unless ``PLAYBOOK_LIVE_ITEM_VIEWS`` is set: item-side views, read for hundreds
+of candidates per request, and the views of the YAML's ``serving.cached_entities`` (fraud's
+merchants: two of the four store queries of a ``/score`` request).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ class OnlineFeatures:
     """Online reads for one use case's feature services, with miss counting."""
 
     def __init__(self, repo: Path | None, cached_keys: Collection[str] = ()) -> None:
-        """``cached_keys``: views keyed only by these join keys (the candidate items) are cached."""
+        """``cached_keys``: views keyed only by these join keys (the candidate items, the
+        YAML's cached entities) are cached; :attr:`cached_views` names them."""
         self.available = repo is not None and (Path(repo) / "feature_store.yaml").exists()
         self._reader: OnlineReader | None = None
         self._lock = threading.Lock()
         self.misses = 0
         self.reads = 0
+        self.cached_views: frozenset[str] = frozenset()
         if self.available:
             store = FeatureStore(repo_path=str(repo))
             self._services = [service.name for service in store.list_feature_services()]
@@ -46,6 +50,7 @@ class OnlineFeatures:
                     for plan in plan_service(store, service).views:
                         if set(plan.join_keys) <= set(cached_keys):
                             cached.add(plan.view.name)
+            self.cached_views = frozenset(cached)
             self._reader = OnlineReader(store, cached_views=cached)
 
     def warm(self) -> None:

@@ -22,6 +22,13 @@ from serving.requests import RequestError
 Served = tuple[dict[str, Any], dict[str, Any]]
 
 
+def _held(bundle: Bundle) -> tuple[str, ...]:
+    """The join keys of the YAML's ``serving.cached_entities``: their views are held in memory."""
+    serving = bundle.spec.serving
+    names = serving.cached_entities if serving is not None else []
+    return tuple(bundle.spec.entities[name].key for name in names)
+
+
 class Handler:
     """Base of the endpoint handlers; subclasses implement :meth:`parse` and :meth:`serve_parsed`."""
 
@@ -35,7 +42,7 @@ class Handler:
         self.arms = bundle.manifest.arm_objects()
         self.salt = bundle.manifest.salt
         self.log = log
-        self.features = OnlineFeatures(bundle.feature_repo, cached_keys)
+        self.features = OnlineFeatures(bundle.feature_repo, (*cached_keys, *_held(bundle)))
         self.counters = {"requests": 0, "cold_start": 0, "feature_misses": 0, "errors": 0}
         for model in bundle.models.values():
             for part in (model, *vars(model).values()):

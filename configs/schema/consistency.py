@@ -248,6 +248,9 @@ def _check_models_and_experiment(spec: UseCaseSpec) -> Iterator[Problem]:
         )
     if spec.serving is not None and spec.serving.reasons == "flagged":
         yield from _flagged_reasons(spec)
+    for i, entity in enumerate(spec.serving.cached_entities if spec.serving else ()):
+        if entity not in spec.entities:
+            yield ("serving", "cached_entities", i), _missing(entity, list(spec.entities), "entity")
     experiment = spec.experiment
     if experiment is not None:
         if experiment.metric not in spec.labels:

@@ -239,6 +239,18 @@ class ServingSpec(StrictModel):
         ),
     )
 
+    cached_entities: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Entities (names from entities) whose feature views every serving worker holds in"
+            " memory: loaded once through Feast's online read and reloaded after each"
+            " materialization, so a request reads them by dict lookup instead of an online-store"
+            " query. For entities with few keys whose features change only when materialized"
+            " (fraud's merchants); views keyed by any other entity are read from the store on"
+            " every request. A feed's candidate items are always held so."
+        ),
+    )
+
     @field_validator("schedule")
     @classmethod
     def _cron_parses(cls, cron: str | None) -> str | None:

@@ -24,6 +24,7 @@ from configs.schema.request_checks import request_features
 from configs.schema.usecase import UseCaseSpec
 from resources.feature_store import FeatureStoreResource
 from runtime.bundle import load_bundle
+from runtime.online_features import LIVE_ITEM_VIEWS_ENV
 from runtime.request_features import compute_request_columns, compute_request_features
 from serving.scoring import ScoreHandler
 from serving.service import build_handler
@@ -201,3 +202,29 @@ def test_feasts_on_demand_view_reads_what_score_computes(
         for name in names:
             column = f"transaction_request__{name}"
             assert _equal([float(online[column].iloc[i])], [served[column]]), (name, i)
+
+
+def test_merchant_views_held_in_memory_answer_as_the_store_does(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serving.cached_entities: [merchant]``: both merchant views are answered from memory,
+    the card's from the store, and every answer (decision, score, reasons, logged features and
+    misses) is the one the store gives, an unknown merchant's included."""
+    home = materialized_home(tmp_path_factory, "fraud")
+    bundle = home / "serving" / "fraud" / "bundle"
+    held = build_handler(bundle, log=False)
+    assert held.features.cached_views == {"merchant_risk", "merchant_risk_attributes"}
+    monkeypatch.setenv(LIVE_ITEM_VIEWS_ENV, "1")
+    live = build_handler(bundle, log=False)
+    assert live.features.cached_views == frozenset()
+    rows = _with_raw_rows(home)
+    sample = rows[rows["split"] == "test"].sample(40, random_state=5)
+    bodies = [_body(row) for _, row in sample.iterrows()]
+    bodies.append(_body(sample.iloc[0], merchant_id=10**9))  # a merchant the store never saw
+    bodies.append({**bodies[1], "explain": True})  # with its reasons
+    for body in bodies:
+        (answer, extras), (expected, expected_extras) = _served(held, body), _served(live, body)
+        assert answer == expected
+        assert extras["features"] == expected_extras["features"]
+        assert extras["misses"] == expected_extras["misses"]
+    assert held.features.misses == live.features.misses > 0
