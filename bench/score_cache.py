@@ -14,7 +14,6 @@ answered every body alike, and the load average.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -24,18 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serving_load import alternating, print_alternating  # noqa: E402
-from bench.serving_world import request_bodies, use_case_home  # noqa: E402
+from bench.serving_world import fraud_ab  # noqa: E402
 from runtime.online_features import LIVE_ITEM_VIEWS_ENV  # noqa: E402
 from serving.service import REQUEST_LOG_ENV, build_handler  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, default=Path("/tmp/bench-serving"))
-    parser.add_argument("--blocks", type=int, default=6)
-    args = parser.parse_args()
-    home = use_case_home(args.home, "fraud", None)
-    bodies = request_bodies(home, "fraud")
+    blocks, home, bodies = fraud_ab(__doc__.split("\n\n")[0])
     bundle = home / "serving" / "fraud" / "bundle"
     with tempfile.TemporaryDirectory() as logs:
         handlers = {}
@@ -45,7 +39,7 @@ def main() -> None:
                 os.environ[LIVE_ITEM_VIEWS_ENV] = "1"
             handlers[name] = build_handler(bundle)
             os.environ.pop(LIVE_ITEM_VIEWS_ENV, None)
-        times = alternating({n: (lambda h=h: h) for n, h in handlers.items()}, bodies, args.blocks)
+        times = alternating({n: (lambda h=h: h) for n, h in handlers.items()}, bodies, blocks)
         alike = all(
             handlers["held"].handle_many([b]) == handlers["live"].handle_many([b]) for b in bodies
         )

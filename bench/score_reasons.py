@@ -13,7 +13,6 @@ and the load average.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -24,19 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serving_load import alternating, print_alternating  # noqa: E402
-from bench.serving_world import request_bodies, use_case_home  # noqa: E402
+from bench.serving_world import fraud_ab  # noqa: E402
 from serving.service import REQUEST_LOG_ENV, build_handler  # noqa: E402
 
 POLICIES = ("always", "flagged")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, default=Path("/tmp/bench-serving"))
-    parser.add_argument("--blocks", type=int, default=6)
-    args = parser.parse_args()
-    home = use_case_home(args.home, "fraud", None)
-    bodies = request_bodies(home, "fraud")
+    blocks, home, bodies = fraud_ab(__doc__.split("\n\n")[0])
     with tempfile.TemporaryDirectory() as logs:
         os.environ[REQUEST_LOG_ENV] = str(Path(logs) / "requests.sqlite")
         handler = build_handler(home / "serving" / "fraud" / "bundle")
@@ -45,7 +39,7 @@ def main() -> None:
             handler.reasons = name
             return handler
 
-        times = alternating({p: partial(policy, p) for p in POLICIES}, bodies, args.blocks)
+        times = alternating({p: partial(policy, p) for p in POLICIES}, bodies, blocks)
         handler.reasons = "flagged"
         flagged = sum(bool(handler.handle_many([b])[0]["top_features"]) for b in bodies)
     print_alternating(times)

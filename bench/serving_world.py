@@ -8,6 +8,7 @@ from the servers, the load generator and the report.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -66,3 +67,15 @@ def request_bodies(home: Path, use_case: str, n: int = 256, seed: int = 0) -> li
     if use_case == "feed":
         return [{"user_id": int(u), "k": 20} for u in rows["user_id"]]
     return [{"query": int(q), "k": 10} for q in rows["query_id"]]
+
+
+def fraud_ab(description: str) -> tuple[int, Path, list[dict]]:
+    """The command line of the fraud handler A/B scripts (``--home``, ``--blocks``): the blocks
+    per variant, the fraud home (its small world materialized there when missing) and its
+    request bodies."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/bench-serving"))
+    parser.add_argument("--blocks", type=int, default=6)
+    args = parser.parse_args()
+    home = use_case_home(args.home, "fraud", None)
+    return args.blocks, home, request_bodies(home, "fraud")
