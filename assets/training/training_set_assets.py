@@ -101,9 +101,10 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         paths = {name: materialized_path(context, key) for name, key in tables.items()}
         execution = resolve_execution(spec.execution, str(home.layout.root))
         files = log_files(spec, home.layout)
-        events = read_events(files, label_event_columns(spec, model, log_columns(files)))
         try:
             with open_engine(execution, SHARD_MODULES) as engine:
+                # read once the engine (a Ray cluster) is checked: a bad address fails first
+                events = read_events(files, label_event_columns(spec, model, log_columns(files)))
                 result = build_training_set(
                     spec,
                     model,
