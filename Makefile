@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make run   - create .venv, install, materialize every asset of every use case
-#   make test  - create .venv, install, run lint, the import contract and the test suite
+#   make test  - create .venv, install, run lint, the import contract and the test suite (CI's
+#                tier: the tests marked slow left out)
+#   make test-all - the same with the slow tests too
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint dev schema screenshot clean
+.PHONY: install run test test-all servers lint dev schema screenshot clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,12 +38,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: lint
+# the servers the integration tests start on 127.0.0.1 (and stop): installed here if missing
+servers:
 	scripts/install_redis.sh
 	scripts/install_postgres.sh
 	scripts/install_triton.sh
-	scripts/install_chromium.sh
 	scripts/install_wrk.sh
+
+# CI's tier: every test but those marked slow (each says which CI test covers its feature)
+test: lint servers
+	$(BIN)/python -m pytest -n 2 -m "not slow" tests
+
+# the browser is for the UI test only, which is slow
+test-all: lint servers
+	scripts/install_chromium.sh
 	$(BIN)/python -m pytest -n 2 tests
 
 schema: $(STAMP)

@@ -66,7 +66,11 @@ def test_fraud_batches_score_like_single_requests(
 
 @pytest.mark.parametrize(
     ("use_case", "unit", "column"),
-    [("feed", "user_id", "user_id"), ("search", "query", "query_id")],
+    [
+        ("feed", "user_id", "user_id"),
+        # the same funnel code as feed's: in the slow tier only
+        pytest.param("search", "query", "query_id", marks=pytest.mark.slow),
+    ],
 )
 def test_funnel_batches_rank_like_single_requests(
     tmp_path_factory: pytest.TempPathFactory, use_case: str, unit: str, column: str

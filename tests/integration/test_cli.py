@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dagster_project.cli import main
+from dagster_project.location_runs import LOCATION_NAME
 from tests.conftest import REPO, write
 
 pytestmark = pytest.mark.integration
@@ -115,7 +116,9 @@ def _definitions_validate(env: dict[str, str] | None = None) -> subprocess.Compl
 
 def test_dagster_definitions_validate() -> None:
     result = _definitions_validate()
-    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Validation successful for code location {LOCATION_NAME}." in output
 
 
 def test_dagster_shows_the_config_error_not_a_library_trace(

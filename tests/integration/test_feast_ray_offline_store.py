@@ -256,6 +256,7 @@ def test_duckdb_store_matches_the_oracle(cases, tmp_path: Path) -> None:
     assert wrong_cases(answer, want) == {}
 
 
+@pytest.mark.slow  # why Feast's Ray store is not offered; CI keeps that it is not
 def test_ray_store_is_wrong_on_ttl_ties_and_sub_second_times(cases, ray_address, tmp_path):
     """Every case at once (a null key among the labels, rows of many entities: the row-by-row
     path). Measured answers, against the oracle's (u_float; the (user, region) view alike):
@@ -286,6 +287,7 @@ def test_ray_store_is_wrong_on_ttl_ties_and_sub_second_times(cases, ray_address,
     assert (kept["event_timestamp"] != kept["event_timestamp"].dt.floor("s")).all()
 
 
+@pytest.mark.slow  # why Feast's Ray store is not offered; CI keeps that it is not
 def test_ray_store_drops_equal_label_rows(cases, ray_address, tmp_path) -> None:
     """One entity alone (its rows sorted by time, non-null int64 keys: the merge_asof path):
     of the two equal ``duplicate_label`` rows (row_id 0 and 1) Ray returns only row_id 1."""

@@ -149,6 +149,7 @@ def test_feast_plan_and_apply_in_the_repo_change_nothing(
     assert fresh.materialize(repo, end=END)["rows_written_total"] == 0
 
 
+@pytest.mark.slow  # CI keeps the SQLite repo's plan and apply, and Redis as a config choice
 def test_redis_repo_plans_to_no_change_and_applies_without_changing_an_object(
     tmp_path: Path, redis_connection: str
 ) -> None:

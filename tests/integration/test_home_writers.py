@@ -126,6 +126,7 @@ def test_a_killed_materialize_frees_the_use_case_and_its_run_is_failed_by_the_ne
     assert [run.status for run in latest] == [dg.DagsterRunStatus.SUCCESS] * 3
 
 
+@pytest.mark.slow  # CI keeps the lock between two materializes and the killed run's release
 def test_materialize_stops_or_waits_while_dagster_runs_the_use_case(
     ratings_config: Path, tmp_path: Path
 ) -> None:

@@ -85,7 +85,10 @@ def _send(client: httpx.Client, url: str, case: Hostile) -> tuple[int, float, ht
     return response.status_code, (time.perf_counter() - started) * 1000, response
 
 
-@pytest.mark.parametrize("use_case", ["fraud", "feed", "search"])
+# search parses its bodies with feed's funnel code: in the slow tier only
+@pytest.mark.parametrize(
+    "use_case", ["fraud", "feed", pytest.param("search", marks=pytest.mark.slow)]
+)
 def test_endpoint_refuses_hostile_bodies_quickly_and_keeps_serving(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, use_case: str
 ) -> None:

@@ -34,6 +34,8 @@ from serving.scoring import ScoreHandler
 from tests.integration.test_raw_assets import _run, _small
 
 REPO = Path(__file__).resolve().parents[2]
+# slow: the old tree materializes its own fraud world in a subprocess (about 40 s on 2 cores)
+pytestmark = pytest.mark.slow
 BEFORE_RUNTIME = "830f928956a9dac9ddb96750d317dec31af93b64"  # the last commit with serving.models and resources.mlflow_registry
 DAYS = 21
 TRANSACTION = {"card_id": 3, "merchant_id": 5, "amount": 42.0, "event_time": "2025-01-20T12:00"}

@@ -195,6 +195,7 @@ def test_a_killed_node_s_shard_is_retried_on_the_survivor(
     assert not list((home / "shards").rglob("*.parquet")), "shard files are cleaned up"
 
 
+@pytest.mark.slow  # CI keeps the node loss that Ray's retries absorb
 def test_without_retries_the_run_fails_cleanly_and_a_rerun_succeeds(
     cluster, fraud, tmp_path, monkeypatch
 ) -> None:

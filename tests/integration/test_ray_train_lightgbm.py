@@ -140,6 +140,7 @@ def _ndcg(test: pd.DataFrame, scores: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.slow  # CI keeps the scorer on Ray Train; test_ray_lightgbm_shards.py deals groups whole
 def test_ranker_keeps_query_groups_whole_per_worker(cluster, tmp_path, monkeypatch):
     for key, value in RAY_ENV.items():
         monkeypatch.setenv(key, value)
@@ -161,6 +162,7 @@ def test_ranker_keeps_query_groups_whole_per_worker(cluster, tmp_path, monkeypat
     assert ray_ndcg > 0.8
 
 
+@pytest.mark.slow  # CI keeps the same error through Ray Tune (test_ray_tune.py)
 def test_parameters_lightgbm_rejects_fail_on_ray_as_they_do_here(cluster, tmp_path, monkeypatch):
     for key, value in RAY_ENV.items():
         monkeypatch.setenv(key, value)

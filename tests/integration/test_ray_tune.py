@@ -81,6 +81,7 @@ def test_local_search_is_unchanged_without_ray(world):
     assert resolved.engine == "local", "without RAY_ADDRESS nor execution nothing goes to Ray"
 
 
+@pytest.mark.slow  # CI keeps the asset test: trials on both nodes, the local search's parameters
 def test_trials_run_as_ray_tune_trials_on_both_nodes(cluster, world, monkeypatch):  # noqa: F811
     spec, home, frame, local, local_seconds = world
     for key, value in RAY_ENV.items():
@@ -141,6 +142,7 @@ def test_a_trial_lightgbm_rejects_fails_the_search_as_it_does_here(cluster, worl
     assert "num_leaves" in str(here.value) and "num_leaves" in str(on_ray.value)
 
 
+@pytest.mark.slow  # a timing detail of the search; CI keeps the asset test
 def test_no_trial_starts_after_the_timeout(cluster, world, monkeypatch):  # noqa: F811
     """``timeout_s`` as Optuna reads it: no trial starts after it, and a started one is not cut
     short. The first two trials start together (one per CPU); starting a trial's worker alone

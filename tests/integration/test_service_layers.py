@@ -18,7 +18,8 @@ import pytest
 from serving.service import METRICS_ENV, TRACING_ENV
 from tests.integration.served import bento_server, materialized_home
 
-pytestmark = pytest.mark.integration
+# slow: two Bento servers for one equality (the layers are off by default, as CI serves them)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _good_body(home: Path) -> dict:

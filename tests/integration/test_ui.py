@@ -49,7 +49,9 @@ from tests.ui_browser import (
     take_pictures,
 )
 
-pytestmark = pytest.mark.integration
+# slow: a browser over a home and a dagster dev (about 2 minutes on 2 cores); CI keeps the UI's
+# GraphQL re-execution of a CLI run (test_materialize_jobs.py) and make dev's loopback
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SHIPPED = {"feed", "fraud", "search"}
 # Everything after the model: the UI test needs the model's page, not serving or monitoring.
