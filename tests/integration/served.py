@@ -23,6 +23,7 @@ import httpx
 import pytest
 from filelock import FileLock
 
+from assets.serving.bento_serve import READY_TIMEOUT_S
 from configs import CONFIG_DIR
 from dagster_project.use_case_files import load_use_cases
 from tests.integration.test_raw_assets import _run, _small
@@ -79,7 +80,11 @@ def bento_tag(home: Path, use_case: str) -> str:
 
 @contextmanager
 def subprocess_server(
-    command: list[str], env: dict[str, str], url: str, output: Path, timeout: float = 90
+    command: list[str],
+    env: dict[str, str],
+    url: str,
+    output: Path,
+    timeout: float = READY_TIMEOUT_S,
 ) -> Iterator[str]:
     """Run ``command`` until ``<url>/readyz`` answers 200; yields ``url``; stops it after."""
     with open(output, "w") as sink:
@@ -111,7 +116,7 @@ def bento_server(
     home: Path,
     use_case: str,
     log: Path,
-    timeout: float = 90,
+    timeout: float = READY_TIMEOUT_S,
     settings: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
     """``bentoml serve`` of the use case's built Bento; yields its base URL. ``settings`` are
@@ -135,7 +140,9 @@ def bento_server(
 BENTO_WORKER_STARTED = re.compile(r"\[entry_service:[^\]]*:(\d+)\] Service \S+ initialized")
 
 
-def started_workers(output: Path, pattern: re.Pattern, expected: int, timeout: float = 120) -> int:
+def started_workers(
+    output: Path, pattern: re.Pattern, expected: int, timeout: float = READY_TIMEOUT_S
+) -> int:
     """How many workers logged their start to ``output`` (``pattern`` captures a worker id),
     waiting up to ``timeout`` for ``expected``: ``/readyz`` answers once the first one serves."""
     deadline = time.monotonic() + timeout

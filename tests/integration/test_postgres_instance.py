@@ -227,7 +227,7 @@ def _tail(log: Path, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else ""
 
 
-def _dagster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _dagster(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "dagster"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )

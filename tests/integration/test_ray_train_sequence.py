@@ -192,7 +192,7 @@ def test_a_local_sequence_fit_never_imports_ray(tmp_path: Path):
         [sys.executable, "-c", script, str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0, done.stderr[-2000:]
