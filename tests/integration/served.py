@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from filelock import FileLock
 
-from assets.serving.bento_serve import READY_TIMEOUT_S
+from assets.serving.bento_serve import (
+    READY_TIMEOUT_S,
+    free_port,
+    serving_process,
+)
 from configs import CONFIG_DIR
 from dagster_project.use_case_files import load_use_cases
 from tests.integration.test_raw_assets import _run, _small
@@ -68,12 +67,6 @@ def source_hash() -> str:
     return digest.hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bento_tag(home: Path, use_case: str) -> str:
     return f"playbook-{use_case}:latest"
 
@@ -86,29 +79,10 @@ def subprocess_server(
     output: Path,
     timeout: float = READY_TIMEOUT_S,
 ) -> Iterator[str]:
-    """Run ``command`` until ``<url>/readyz`` answers 200; yields ``url``; stops it after."""
-    with open(output, "w") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited: {output.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready in {timeout}s: {output.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    """Run ``command`` until ``<url>/readyz`` answers 200; yields ``url``; stops it and the
+    processes it started after (the SLO check's :func:`assets.serving.bento_serve.serving_process`)."""
+    with serving_process(command, env, url, output, timeout) as served:
+        yield served.url
 
 
 @contextmanager
@@ -135,19 +109,3 @@ def bento_server(
     url = f"http://127.0.0.1:{port}"
     with subprocess_server(command, env, url, log.with_suffix(".out"), timeout) as served:
         yield served
-
-
-BENTO_WORKER_STARTED = re.compile(r"\[entry_service:[^\]]*:(\d+)\] Service \S+ initialized")
-
-
-def started_workers(
-    output: Path, pattern: re.Pattern, expected: int, timeout: float = READY_TIMEOUT_S
-) -> int:
-    """How many workers logged their start to ``output`` (``pattern`` captures a worker id),
-    waiting up to ``timeout`` for ``expected``: ``/readyz`` answers once the first one serves."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = set(pattern.findall(output.read_text(errors="replace")))
-        if len(seen) >= expected or time.monotonic() > deadline:
-            return len(seen)
-        time.sleep(0.5)

@@ -14,15 +14,11 @@ import httpx
 import pandas as pd
 import pytest
 
+from assets.serving.bento_serve import BENTO_WORKER_STARTED, READY_TIMEOUT_S, started_workers
 from runtime.bundle import load_bundle
 from runtime.request_log import read_request_log
 from serving.service import WORKERS_ENV
-from tests.integration.served import (
-    BENTO_WORKER_STARTED,
-    bento_server,
-    materialized_home,
-    started_workers,
-)
+from tests.integration.served import bento_server, materialized_home
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +170,8 @@ def test_search_service_ranks_documents_for_known_and_unknown_queries(
     log = tmp_path / "requests.sqlite"
     with bento_server(home, "search", log, settings={WORKERS_ENV: "2"}) as url:
         # the setting reached the built Bento: two workers, each with its bundle
-        assert started_workers(log.with_suffix(".out"), BENTO_WORKER_STARTED, 2) == 2
+        output = log.with_suffix(".out")
+        assert started_workers(output, BENTO_WORKER_STARTED, 2, READY_TIMEOUT_S) == 2
         for query in queries:
             answer = _post(url, "search", {"query": int(query), "k": 5})
             assert answer.status_code == 200, answer.text
