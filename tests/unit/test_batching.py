@@ -144,7 +144,9 @@ def test_a_lone_client_is_never_waited_for() -> None:
     for _ in range(5):
         assert _clients(batcher, arrivals, [0]) == [{"y": 0}]
     assert handle.batches == [1] * 5
-    assert time.perf_counter() - started < 5 * 0.02 + 0.2  # no half-second waits
+    # no half-second wait: one would make it at least 0.5 + 5 x 0.02 s; the rest is slack for a
+    # busy or slow machine's thread scheduling
+    assert time.perf_counter() - started < 0.5
 
 
 def test_the_door_counts_requests_that_never_reach_the_batcher() -> None:

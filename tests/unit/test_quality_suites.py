@@ -220,13 +220,23 @@ def test_data_docs_written_under_docs_dir(tmp_path: Path) -> None:
     assert "training_set" in page.read_text(encoding="utf-8")
 
 
+def _cpu_seconds(frame: pd.DataFrame, docs: Path) -> tuple[QualityReport, float]:
+    started = time.process_time()
+    report = _run(frame, docs)
+    return report, time.process_time() - started
+
+
 def test_100k_rows_validate_quickly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """100K rows cost a few times a 200-row run, not hundreds (as anything per row in Python
+    would): CPU seconds of this process against a baseline run beside it, so that neither the
+    other test worker's load nor a slower machine moves the verdict. Measured on 2 cores: 0.35-0.58
+    s against 1.20-1.67 s, ratios 2.1-3.5 (a wall-clock bound of 3 s failed at 3.15 s in a busy
+    suite)."""
     frame = pd.concat([_frame(rows=50_000, seed=1), _frame(rows=50_000, seed=2)])
     _run(_frame(rows=200), tmp_path / "warm")  # GE import and first-use costs are not measured
     capsys.readouterr()
-    started = time.perf_counter()
-    report = _run(frame.reset_index(drop=True), tmp_path / "docs")
-    elapsed = time.perf_counter() - started
+    _, baseline = _cpu_seconds(_frame(rows=200, seed=3), tmp_path / "small")
+    report, elapsed = _cpu_seconds(frame.reset_index(drop=True), tmp_path / "docs")
     assert report.success, report.failures()
-    assert elapsed < 3.0
+    assert elapsed < 6 * baseline, f"100K rows {elapsed:.2f} s of CPU, 200 rows {baseline:.2f} s"
     assert "Calculating Metrics" not in capsys.readouterr().err
