@@ -169,6 +169,7 @@ def feature_array(
     rows = len(first) if isinstance(first, pd.Series) else len(_listed(first))
     out = np.empty((rows, len(feature_columns)), dtype=np.float64)
     nan, na = np.nan, pd.NA
+    numeric: list[int] = []  # the columns of plain values, converted together below
     for j, (column, values) in enumerate(zip(feature_columns, columns, strict=True)):
         if column in categories:
             codes = {level: float(i) for i, level in enumerate(categories[column])}
@@ -182,8 +183,30 @@ def feature_array(
         elif isinstance(values, pd.Series):
             out[:, j] = _float_values(column, values)
         else:
-            out[:, j] = _numbers(column, _listed(values))
+            numeric.append(j)
+    if numeric:
+        names = [feature_columns[j] for j in numeric]
+        out[:, numeric] = _number_block(names, [_listed(columns[j]) for j in numeric]).T
     return out
+
+
+def _number_block(names: list[str], columns: list[list[Any]]) -> np.ndarray:
+    """:func:`_numbers` of every column at once, one row per column: a request scores one row,
+    and a numpy conversion and check per feature cost more than the row's values.
+
+    Anything the one conversion refuses is converted column by column again, so the error names
+    the column, as :func:`_numbers` does.
+    """
+    try:
+        block = np.array(
+            [[np.nan if _missing(v) else v for v in values] for values in columns],
+            dtype=np.float64,
+        )
+    except (TypeError, ValueError):
+        block = None
+    if block is None or block.shape != (len(columns), len(columns[0])) or np.isinf(block).any():
+        return np.array([_numbers(n, v) for n, v in zip(names, columns, strict=True)])
+    return block
 
 
 def _missing(value: Any) -> bool:
