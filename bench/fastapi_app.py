@@ -3,8 +3,10 @@
 One async route per endpoint (``/score``, ``/recommend`` or ``/search``, from the bundle's
 manifest) that answers the JSON body through the same :class:`serving.batching.MicroBatcher` and
 the same pre-serialized JSON response as the BentoML services, answering 422 with the error's
-body on a ``RequestError``, behind the same two ASGI middlewares (``ArrivalGate`` outermost,
-then ``JSONObjectBody`` with the same fields: both servers make the same checks of a body),
+body on a ``RequestError``, behind the same three ASGI middlewares (``ArrivalGate`` outermost,
+then ``KeepAliveLimit`` with the same settings and, with several workers, the same connection
+shares, then ``JSONObjectBody`` with the same fields: both servers make the same checks of a
+body and even out their connections alike),
 plus ``/readyz`` and ``POST /health`` (the handler's health and the batching counters): the two
 servers differ only in the framework. Loads the bundle named by ``PLAYBOOK_BUNDLE`` and logs
 requests to ``PLAYBOOK_REQUEST_LOG`` exactly as the BentoML services do.
@@ -60,9 +62,10 @@ def make_app() -> FastAPI:
 
     from runtime.request_log import to_json
     from serving.batching import ArrivalGate, Arrivals, MicroBatcher
+    from serving.connections import KeepAliveLimit
     from serving.json_body import JSONObjectBody
     from serving.requests import RequestError
-    from serving.service import ENDPOINT_FIELDS, build_handler, bundle_path
+    from serving.service import ENDPOINT_FIELDS, SETTINGS, SHARES, build_handler, bundle_path
 
     handler = build_handler(bundle_path())
     arrivals = Arrivals()
@@ -79,7 +82,15 @@ def make_app() -> FastAPI:
     # last added outermost, so the ArrivalGate (added last) counts a request before its body is read
     fields = {f"/{endpoint}": ENDPOINT_FIELDS[endpoint]}
     app.add_middleware(JSONObjectBody, paths=(f"/{endpoint}",), fields=fields)
+    app.add_middleware(
+        KeepAliveLimit,
+        limit=SETTINGS.keepalive_requests,
+        max_age_s=SETTINGS.keepalive_seconds,
+        shares=SHARES,
+    )
     app.add_middleware(ArrivalGate, arrivals=arrivals, paths=(f"/{endpoint}",))
+    if SHARES is not None:
+        SHARES.join()
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
@@ -114,6 +125,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
+    # the workers read it as BentoML's do (serving.service.SETTINGS): connection shares on
+    os.environ["PLAYBOOK_WORKERS"] = str(args.workers)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # for "fastapi_app:make_app"
     config = uvicorn.Config(
         "fastapi_app:make_app",

@@ -50,7 +50,7 @@ from runtime.bundle import load_bundle
 from runtime.layout import HOME_ENV, REQUEST_LOG_FILE, HomeLayout, home_location
 from runtime.request_log import RequestLog, to_json
 from serving.batching import ArrivalGate, Arrivals, MicroBatcher
-from serving.connections import KeepAliveLimit
+from serving.connections import KeepAliveLimit, WorkerShares
 from serving.funnel import FunnelHandler
 from serving.handler import Handler
 from serving.json_body import JSONObjectBody
@@ -165,6 +165,9 @@ SETTINGS = ServeSettings.from_env()
 _CONFIG = bentoml_config(SETTINGS)
 # requests on their way to this worker process's batcher (see serving.batching.Arrivals)
 ARRIVALS = Arrivals()
+# with several workers, how many connections each holds (serving.connections): joined when a
+# worker builds its service, so that importing this module (bentoml build) writes nothing
+SHARES = WorkerShares.of_server() if SETTINGS.workers != 1 else None
 
 
 def bundle_path() -> Path:
@@ -239,6 +242,8 @@ class _Endpoint:
     def __init__(self) -> None:
         self.handler = build_handler(bundle_path())
         self.batcher = MicroBatcher(self.handler.handle_many, arrivals=ARRIVALS)
+        if SHARES is not None:
+            SHARES.join()
 
     @bentoml.api
     async def health(self) -> dict[str, Any]:
@@ -273,6 +278,7 @@ for _endpoint, _service in SERVICES.items():
         KeepAliveLimit,
         limit=SETTINGS.keepalive_requests,
         max_age_s=SETTINGS.keepalive_seconds,
+        shares=SHARES,
     )
     _service.add_asgi_middleware(
         JSONObjectBody,
