@@ -19,8 +19,8 @@ fixed count also moved connections off the less busy worker (the benchmark's sna
 7+1, 5+3 as often as 4+4, and the p99 followed the busier worker: fraud, 2 workers, 8 clients,
 6.1-8.2 ms at 4+4, 9.9-14.2 ms otherwise). With several workers, each now says how many
 connections it holds in a small file (:class:`WorkerShares`, one folder per server: its workers
-share a parent process), and a worker closes a connection only while it holds at least two more
-than the least loaded of the others, one at a time; the others keep theirs. A connection that
+share a parent process), and a worker closes connections only while it holds at least two more
+than the least loaded of the others, half the difference at a time; the others keep theirs. A connection that
 lands on the busy worker again is closed again by a later answer, so the split settles at even
 and stays there without a reconnection a second.
 
@@ -69,7 +69,7 @@ class WorkerShares:
         self._seen: dict[tuple[Any, ...], float] = {}  # connection -> when last answered
         self._file: int | None = None
         self._refreshed = float("-inf")
-        self._shed_at = float("-inf")
+        self._to_shed = 0  # connections this worker may still close before the next refresh
 
     @classmethod
     def of_server(cls) -> WorkerShares:
@@ -108,17 +108,16 @@ class WorkerShares:
         if now - self._refreshed >= self.refresh_s:
             self._refresh(now)
 
-    def should_shed(self, key: tuple[Any, ...], now: float) -> bool:
-        """Whether this answer should close its connection: this worker holds two or more
-        connections more than the least loaded other worker, and has not shed one since the
-        last refresh (its reconnection has to land before the counts say anything new)."""
-        if self._file is None or not self.others or self._shed_at >= self._refreshed:
+    def should_shed(self, key: tuple[Any, ...]) -> bool:
+        """Whether this answer should close its connection: at a refresh where this worker
+        holds two or more connections more than the least loaded other worker, it may close
+        half the difference (26 against 6: 10), one per answer, before the next refresh; the
+        reconnections have to land before the counts say anything new."""
+        if self._to_shed <= 0:
             return False
-        if self.held < min(self.others) + 2:
-            return False
+        self._to_shed -= 1
         self._seen.pop(key, None)
         self.held -= 1
-        self._shed_at = now
         return True
 
     def _refresh(self, now: float) -> None:
@@ -130,6 +129,8 @@ class WorkerShares:
             return
         self._write(self.held)
         self.others = self._read_others()
+        fewest = min(self.others, default=self.held)
+        self._to_shed = (self.held - fewest) // 2 if self.held >= fewest + 2 else 0
 
     def _write(self, count: int) -> None:
         assert self._file is not None
@@ -218,7 +219,7 @@ class KeepAliveLimit:
         if shares is not None:
             shares.saw(key, now)
             if shares.others:
-                if shares.should_shed(key, now):
+                if shares.should_shed(key):
                     self.closed += 1
                     await self.app(scope, receive, _closing(send))
                 else:

@@ -1,5 +1,5 @@
-"""``WorkerShares``: a worker sheds a connection only while it holds two more than the least
-loaded other live worker, one per refresh; files of workers that are gone are ignored and
+"""``WorkerShares``: a worker sheds connections only while it holds two more than the least
+loaded other live worker, half the difference per refresh; files of workers that are gone are ignored and
 cleaned up."""
 
 from __future__ import annotations
@@ -29,26 +29,27 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def test_the_busier_worker_sheds_one_connection_per_refresh(tmp_path, other_worker) -> None:
+def test_the_busier_worker_sheds_half_the_difference_per_refresh(tmp_path, other_worker) -> None:
     folder = tmp_path / "playbook-workers-1"
     shares = WorkerShares(folder, refresh_s=0.05)
     shares.join()
     assert (folder / str(shares.pid)).read_bytes().strip() == b"0"  # seen before any request
     (folder / str(other_worker)).write_bytes(b"1")
     (folder / str(_dead_pid())).write_bytes(b"0")  # a worker that is gone: not a peer
-    for port in range(4):
+    for port in range(6):
         shares.saw(("127.0.0.1", port), now=10.0 + port * 0.001)
-    shares.saw(("127.0.0.1", 0), now=10.1)  # a refresh: 4 held here, 1 there
-    assert (shares.held, shares.others) == (4, [1])
-    assert (folder / str(shares.pid)).read_bytes().strip() == b"4"
-    assert shares.should_shed(("127.0.0.1", 0), now=10.1)
-    assert shares.held == 3
-    assert not shares.should_shed(("127.0.0.1", 1), now=10.11)  # one until the next refresh
-    shares.saw(("127.0.0.1", 1), now=10.2)  # refreshed: connection 0 has not come back
-    assert shares.held == 3 and shares.should_shed(("127.0.0.1", 1), now=10.2)
-    (folder / str(other_worker)).write_bytes(b"3")
-    shares.saw(("127.0.0.1", 2), now=10.3)  # 2 held against 3: even enough, nothing shed
-    assert not shares.should_shed(("127.0.0.1", 2), now=10.3)
+    shares.saw(("127.0.0.1", 0), now=10.1)  # a refresh: 6 held here, 1 there
+    assert (shares.held, shares.others) == (6, [1])
+    assert (folder / str(shares.pid)).read_bytes().strip() == b"6"
+    assert shares.should_shed(("127.0.0.1", 0)) and shares.should_shed(("127.0.0.1", 1))
+    assert not shares.should_shed(("127.0.0.1", 2))  # (6 - 1) // 2 until the next refresh
+    assert shares.held == 4
+    shares.saw(("127.0.0.1", 2), now=10.2)  # refreshed: 0 and 1 have not come back
+    assert shares.held == 4 and shares.should_shed(("127.0.0.1", 2))
+    assert not shares.should_shed(("127.0.0.1", 3))
+    (folder / str(other_worker)).write_bytes(b"2")
+    shares.saw(("127.0.0.1", 3), now=10.3)  # 3 held against 2: even enough, nothing shed
+    assert not shares.should_shed(("127.0.0.1", 3))
     shares.leave()
     assert not (folder / str(shares.pid)).exists()
 
@@ -59,10 +60,10 @@ def test_alone_or_even_nothing_is_shed(tmp_path, other_worker) -> None:
     for port in range(5):
         shares.saw(("127.0.0.1", port), now=1.0)
     shares.saw(("127.0.0.1", 0), now=1.1)
-    assert shares.others == [] and not shares.should_shed(("127.0.0.1", 0), now=1.1)
+    assert shares.others == [] and not shares.should_shed(("127.0.0.1", 0))
     (tmp_path / "playbook-workers-2" / str(other_worker)).write_bytes(b"4")
     shares.saw(("127.0.0.1", 0), now=1.2)
-    assert shares.others == [4] and not shares.should_shed(("127.0.0.1", 0), now=1.2)
+    assert shares.others == [4] and not shares.should_shed(("127.0.0.1", 0))
     shares.saw(("127.0.0.1", 0), now=2.0)  # the others went quiet: only one held now
     assert shares.held == 1
 
@@ -84,4 +85,4 @@ def test_an_unwritable_folder_leaves_the_worker_alone(tmp_path: Path) -> None:
     shares = WorkerShares(tmp_path / "file" / "playbook-workers-1")
     shares.join()  # no error: shares off
     shares.saw(("127.0.0.1", 1), now=1.0)
-    assert not shares.should_shed(("127.0.0.1", 1), now=1.0)
+    assert not shares.should_shed(("127.0.0.1", 1))
