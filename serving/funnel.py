@@ -196,7 +196,7 @@ class FunnelHandler(Handler):
         the feed) for ``k`` shown items was two thirds of a request's CPU.
         """
         stamps = pd.to_datetime(pd.Series([r.as_of for r in requests], dtype=object))
-        picks = self._picks(requests, stamps)
+        picks = self._picks(requests)
         owners = np.repeat(np.arange(len(requests)), [len(p) for p in picks])
         rows = self._item_rows([item for p in picks for item in p])
         rows.insert(0, self.user_key, [requests[o].unit for o in owners])
@@ -216,18 +216,19 @@ class FunnelHandler(Handler):
         candidates["__score"] = scores
         return candidates, misses, owners
 
-    def _picks(self, requests: list[_Request], stamps: pd.Series) -> list[list[Any]]:
+    def _picks(self, requests: list[_Request]) -> list[list[Any]]:
         """Per request, the items shown: the first ``k`` of its pool within the category cap
         (:func:`runtime.postprocess.cap_per_category`), the pool's categories read from the
-        item cache in one read for the batch."""
+        item cache in one read for the batch, without a frame."""
         cap = self.spec.serving.max_per_category
         if self.category is None or cap is None:
             return [r.pool[: r.k] for r in requests]
         sizes = [len(r.pool) for r in requests]
-        rows = self._item_rows([item for r in requests for item in r.pool])
-        as_of = stamps.iloc[np.repeat(np.arange(len(requests)), sizes)].reset_index(drop=True)
-        read, _ = self.features.read(self.ranking, rows, as_of, views=self.category_views)
-        categories = read[self.category].tolist()
+        items = {self.item_key: [item for r in requests for item in r.pool]}
+        read, _ = self.features.read_columns(
+            self.ranking, items, sum(sizes), views=self.category_views
+        )
+        categories = list(read[self.category])
         starts = np.concatenate([[0], np.cumsum(sizes)])
         return [
             cap_per_category(r.pool, categories[starts[i] : starts[i + 1]], r.k, cap)
@@ -252,7 +253,10 @@ class FunnelHandler(Handler):
     ) -> list[Served]:
         """Per request: its shown candidates best score first, ties in retrieval order
         (:func:`runtime.postprocess.order_by_score`, the rule the offline funnel evaluation
-        measures); response and log. ``feature_misses`` counts the unit's views and the shown
+        measures); response and log. The log's ``features`` are ``{"user": the unit's features,
+        "items": one row per shown item}``, an item's row without the unit's columns: repeated
+        per item they were over half of the log's JSON, a tenth of a feed request's CPU with its
+        encoding and writing. ``feature_misses`` counts the unit's views and the shown
         items' rows, the features the answer was scored on."""
         item_values = candidates[self.item_key].tolist()
         scores = candidates["__score"].to_numpy()
@@ -263,8 +267,11 @@ class FunnelHandler(Handler):
             finals.append(order_by_score(list(range(start, end)), scores[start:end]))
             sources.append(dict(zip(request.pool, request.sources, strict=True)))
             shown.extend(finals[-1])
-        logged = candidates.iloc[shown]
-        logged_rows = iter(frame_records(logged, skip=(self.user_key, "__score")))
+        # an item's row without the unit's features, logged once per request under "user"
+        unit_columns = {*user.columns, self.user_key, "__score"} - {self.item_key}
+        item_columns = [c for c in candidates.columns if c not in unit_columns]
+        logged = candidates[item_columns].iloc[shown]
+        logged_rows = iter(frame_records(logged))
         users = frame_records(user)
         out: list[Served] = []
         for i, request in enumerate(requests):

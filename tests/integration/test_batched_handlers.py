@@ -92,16 +92,18 @@ def test_funnel_scores_only_what_it_shows_and_answers_as_the_whole_pool_would(
     tmp_path_factory: pytest.TempPathFactory, use_case: str, unit: str, column: str
 ) -> None:
     """The service scores the ``k`` picked candidates only; the answer (items, order, scores)
-    is the one scoring the whole pool and applying ``select_and_order`` gives."""
+    is the one scoring the whole pool and applying ``select_and_order`` gives. The log holds the
+    unit's features once and each shown item's own, which together are the row it was scored on."""
     home = materialized_home(tmp_path_factory, use_case)
     units = _events(home, use_case)[column].drop_duplicates().head(8).tolist()
     handler = _handler(home, use_case)
     assert isinstance(handler, FunnelHandler) and handler.category is not None
     requests = [handler.parse({unit: int(u), "k": 7, "as_of": AS_OF}) for u in units]
-    answers = [served for served, _ in handler.serve_parsed(requests)]
+    served = handler.serve_parsed(requests)
+    answers, logged = [a for a, _ in served], [extras["features"] for _, extras in served]
     cap = handler.spec.serving.max_per_category
     checked = 0
-    for request, answer in zip(requests, answers, strict=True):
+    for request, answer, features in zip(requests, answers, logged, strict=True):
         pool = pd.DataFrame({handler.user_key: request.unit, handler.item_key: request.pool})
         as_of = pd.Series([pd.Timestamp(AS_OF)] * len(pool))
         frame, _ = handler.features.read(handler.ranking, pool, as_of)
@@ -112,5 +114,18 @@ def test_funnel_scores_only_what_it_shows_and_answers_as_the_whole_pool_would(
         assert [item[handler.item_key] for item in answer["items"]] == expected
         score_of = dict(zip(request.pool, scores.tolist(), strict=True))
         assert [item["score"] for item in answer["items"]] == [score_of[i] for i in expected]
+        rows = frame.set_index(handler.item_key, drop=False)
+        assert len(features["items"]) == len(expected)
+        for item, row in zip(expected, features["items"], strict=True):
+            assert not set(row) & (set(features["user"]) - {handler.item_key})
+            whole = {**features["user"], **row}
+            assert set(whole) == set(frame.columns)
+            for column in frame.columns:
+                value, want = whole[column], rows.at[item, column]
+                assert (
+                    value == want
+                    or (pd.isna(want) and pd.isna(value))
+                    or (isinstance(value, list) and list(want) == value)
+                ), column
         checked += len(request.pool) > request.k
     assert checked  # some pools were larger than what they showed
