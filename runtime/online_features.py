@@ -138,7 +138,7 @@ class OnlineFeatures:
         with self._lock:  # the SQLite connection of Feast's online store is not thread-safe
             data = self._reader.read_columns(service, keys, views)
             plan = self._reader.plan(service)
-        misses = _misses(plan, data, n_rows, views)
+        misses = misses_per_row(plan, data, n_rows, views)
         self.reads += n_rows
         self.misses += int(misses.sum())
         return data, misses
@@ -151,7 +151,7 @@ def _nulls(values: list[object] | np.ndarray) -> np.ndarray:
     return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
 
 
-def _misses(
+def misses_per_row(
     plan: ServicePlan,
     data: dict[str, list[object] | np.ndarray],
     n_rows: int,
@@ -169,5 +169,7 @@ def _misses(
         missing = np.ones(n_rows, dtype=bool)
         for column in view.columns:
             missing &= _nulls(data[column])
+            if not missing.any():  # every row has a value: the view's other columns can't matter
+                break
         misses += missing
     return misses

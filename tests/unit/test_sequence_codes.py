@@ -1,6 +1,6 @@
 """The towers' list features encode as ``explode().dropna()`` numbered per row would.
 
-``FeatureEncoder._sequence_codes`` works on flat numpy arrays for speed (a batch of users per feed
+``FeatureEncoder.transform`` encodes them on flat numpy arrays for speed (a batch of users per feed
 request); the pandas formulation it replaced is the oracle here, on lists, tuples and arrays with
 nulls inside, empty lists, null rows, scalars, unknown ids, float ids and lists longer than
 ``max_length``.
@@ -23,6 +23,12 @@ def _oracle(encoder: FeatureEncoder, series: pd.Series, column: str) -> np.ndarr
     codes = pd.Index(encoder.vocab[column]).get_indexer(exploded.astype(str).to_numpy()) + 1
     out[exploded.index.to_numpy()[keep], position[keep]] = codes[keep]
     return out
+
+
+def _codes(encoder: FeatureEncoder, series: pd.Series, column: str) -> np.ndarray:
+    """The sequence codes ``transform`` gives for a frame of that one list column."""
+    _, _, sequences = encoder.transform(pd.DataFrame({column: series}))
+    return sequences[:, 0]
 
 
 def _random_rows(rng: np.random.Generator, n: int) -> list[object]:
@@ -54,7 +60,7 @@ def test_sequence_codes_equal_the_exploded_frame(seed: int) -> None:
         sequence=["history"], max_length=5, vocab={"history": [str(i) for i in range(0, 40, 2)]}
     )
     series = pd.Series(_random_rows(rng, 60), index=rng.permutation(60), dtype=object)
-    got = encoder._sequence_codes(series, "history")
+    got = _codes(encoder, series, "history")
     np.testing.assert_array_equal(got, _oracle(encoder, series, "history"))
     assert got.shape == (60, 5) and got.max() > 0
 
@@ -64,7 +70,7 @@ def test_float_ids_and_edge_rows_encode_as_before() -> None:
     series = pd.Series(
         [[1.0, 2.0, np.nan, 3.0, 2.0], [], None, [7, "7"], np.array([2.0]), "7"], dtype=object
     )
-    got = encoder._sequence_codes(series, "h")
+    got = _codes(encoder, series, "h")
     np.testing.assert_array_equal(got, _oracle(encoder, series, "h"))
     assert got.tolist() == [[1, 2, 0], [0, 0, 0], [0, 0, 0], [3, 3, 0], [2, 0, 0], [3, 0, 0]]
-    assert encoder._sequence_codes(pd.Series([], dtype=object), "h").shape == (0, 3)
+    assert _codes(encoder, pd.Series([], dtype=object), "h").shape == (0, 3)
