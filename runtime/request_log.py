@@ -154,6 +154,9 @@ class RequestLog:
     """Append-only request log in ``path`` (SQLite), written by a background thread."""
 
     def __init__(self, path: str | Path, batch: int = 1024, every_s: float = 0.05) -> None:
+        """Rows are committed every ``every_s`` seconds, at most ``batch`` per transaction."""
+        if every_s <= 0 or batch < 1:
+            raise ValueError(f"every_s must be > 0 and batch >= 1, got {every_s} and {batch}")
         self.path = Path(path)
         self._every_s = every_s
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +79,39 @@ def test_a_log_from_an_older_schema_gains_the_new_columns(tmp_path: Path) -> Non
     log.close()
     frame = read_request_log(path)
     assert len(frame) == 2 and frame["request"].tolist() == [None, {"transaction": {"card_id": 1}}]
+
+
+def test_rows_are_committed_in_order_without_a_flush_and_past_one_batch(tmp_path: Path) -> None:
+    """Writing wakes nobody: the writer takes what has come every ``every_s``, and keeps taking
+    full batches until it has caught up; close commits what is left."""
+    path = tmp_path / "log.sqlite"
+    log = RequestLog(path, batch=16, every_s=0.02)
+
+    def write(unit: int) -> None:
+        log.write(
+            endpoint="score",
+            unit=unit,
+            arm=None,
+            request={},
+            model_versions={},
+            features={},
+            scores={},
+            response={},
+            feature_misses=0,
+            latency_ms=1.0,
+        )
+
+    for unit in range(100):
+        write(unit)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _count(path) < 100:
+        time.sleep(0.01)
+    assert _count(path) == 100
+    write(100)
+    log.close()
+    assert read_request_log(path)["unit"].tolist() == [str(u) for u in range(101)]
+
+
+def _count(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
