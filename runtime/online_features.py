@@ -93,24 +93,8 @@ class OnlineFeatures:
         if self._reader is None:
             return rows.copy(), np.zeros(len(rows), dtype=int)
         keys = {c: rows[c].tolist() for c in rows.columns}
-        data, misses = self._columns(service, keys, len(rows), views)
+        data, misses = self.read_columns(service, keys, len(rows), views)
         return seconds_since_last(pd.DataFrame(data, copy=False), as_of), misses
-
-    def read_columns(
-        self,
-        service: str,
-        keys: dict[str, list[object]],
-        n_rows: int,
-        views: Collection[str] | None = None,
-    ) -> tuple[dict[str, list[object] | np.ndarray], np.ndarray]:
-        """The stored values as ``{column: values}`` for ``n_rows`` rows of join ``keys``, and
-        the misses per row: no frame, and ``time_since_last`` features left as the stored
-        moments (no request time is given). For a column or two of many rows, e.g. the
-        category of every pooled item of the feed, where a frame of 2,000 rows cost more than
-        the read."""
-        if self._reader is None:
-            return dict(keys), np.zeros(n_rows, dtype=int)
-        return self._columns(service, keys, n_rows, views)
 
     def read_rows(
         self, service: str, keys: dict[str, list[object]], as_of: list[pd.Timestamp]
@@ -121,20 +105,25 @@ class OnlineFeatures:
         n_rows = len(as_of)
         if self._reader is None:
             return [{k: v[i] for k, v in keys.items()} for i in range(n_rows)], [0] * n_rows
-        data, misses = self._columns(service, keys, n_rows)
+        data, misses = self.read_columns(service, keys, n_rows)
         rows = [{name: values[i] for name, values in data.items()} for i in range(n_rows)]
         stamped = [seconds_since_last_row(r, t) for r, t in zip(rows, as_of, strict=True)]
         return stamped, misses.tolist()
 
-    def _columns(
+    def read_columns(
         self,
         service: str,
         keys: dict[str, list[object]],
         n_rows: int,
         views: Collection[str] | None = None,
     ) -> tuple[dict[str, list[object] | np.ndarray], np.ndarray]:
-        """The reader's columns and the misses per row, counted."""
-        assert self._reader is not None
+        """The stored values as ``{column: values}`` for ``n_rows`` rows of join ``keys``, and
+        the misses per row (counted): no frame, and ``time_since_last`` features left as the
+        stored moments (no request time is given). :meth:`read` and :meth:`read_rows` build on
+        it; on its own it serves a column or two of many rows, e.g. the category of every pooled
+        item of the feed, where a frame of 2,000 rows cost more than the read."""
+        if self._reader is None:
+            return dict(keys), np.zeros(n_rows, dtype=int)
         with self._lock:  # the SQLite connection of Feast's online store is not thread-safe
             data = self._reader.read_columns(service, keys, views)
             plan = self._reader.plan(service)

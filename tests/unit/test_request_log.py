@@ -63,18 +63,7 @@ def test_a_log_from_an_older_schema_gains_the_new_columns(tmp_path: Path) -> Non
             " response, feature_misses, latency_ms) VALUES (1, 'score', '{}', '{}', '{}', '{}', 0, 1)"
         )
     log = RequestLog(path)
-    log.write(
-        endpoint="score",
-        unit=1,
-        arm="champion",
-        request={"transaction": {"card_id": 1}},
-        model_versions={},
-        features={},
-        scores={},
-        response={},
-        feature_misses=0,
-        latency_ms=1.0,
-    )
+    _write(log, 1, request={"transaction": {"card_id": 1}})
     log.flush()
     log.close()
     frame = read_request_log(path)
@@ -86,30 +75,30 @@ def test_rows_are_committed_in_order_without_a_flush_and_past_one_batch(tmp_path
     full batches until it has caught up; close commits what is left."""
     path = tmp_path / "log.sqlite"
     log = RequestLog(path, batch=16, every_s=0.02)
-
-    def write(unit: int) -> None:
-        log.write(
-            endpoint="score",
-            unit=unit,
-            arm=None,
-            request={},
-            model_versions={},
-            features={},
-            scores={},
-            response={},
-            feature_misses=0,
-            latency_ms=1.0,
-        )
-
     for unit in range(100):
-        write(unit)
+        _write(log, unit)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _count(path) < 100:
         time.sleep(0.01)
     assert _count(path) == 100
-    write(100)
+    _write(log, 100)
     log.close()
     assert read_request_log(path)["unit"].tolist() == [str(u) for u in range(101)]
+
+
+def _write(log: RequestLog, unit: int, request: dict | None = None) -> None:
+    log.write(
+        endpoint="score",
+        unit=unit,
+        arm="champion",
+        request=request or {},
+        model_versions={},
+        features={},
+        scores={},
+        response={},
+        feature_misses=0,
+        latency_ms=1.0,
+    )
 
 
 def _count(path: Path) -> int:
