@@ -10,8 +10,8 @@ answering thread appends to in C, taking no lock and waking nobody; the writer l
 ``every_s`` (50 ms) and takes what has come. Woken by every row, as it was first, it committed a
 few rows at a time, hundreds of times a second under load, each wake-up taking the interpreter's
 lock in the middle of a request; behind a ``queue.Queue`` with a lingering writer, the ``put``
-and its ``notify`` were still 6 % of a fraud worker's samples in py-spy. SQLite in WAL mode lets analysis read while the
-service writes.
+and its ``notify`` were still 6 % of a fraud worker's samples in py-spy. SQLite in WAL mode
+lets analysis read while the service writes.
 
 Every JSON column is strict JSON: a non-finite number (NaN, Infinity, as numpy and Python floats
 can hold) is stored as null, so no ``NaN`` / ``Infinity`` token (which is not JSON) is ever
