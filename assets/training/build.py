@@ -28,12 +28,13 @@ from assets.features.aggregates import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from assets.split.plan import GAP, assign_split
 from assets.training.label_rows import AS_OF, label_rows
 from assets.training.model_views import (
+    key_columns,
     label_columns,
     model_request_features,
     model_tables,
     passthrough_columns,
 )
-from assets.training.negatives import SAMPLED, sample_negatives
+from assets.training.negatives import SAMPLED, draw_negatives, negative_pool, sharded_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from assets.training.sharded_join import Sharding, plan_sharding, sharded_point_in_time_join
 from configs.schema.split import TEST_FILE_ROWS
@@ -129,22 +130,28 @@ def build_training_set(
     frame = rows.frame
     labels = list(label_columns(spec, model).values())
     negatives = spec.model[model].negatives
+    drawn_by: list[ShardResult] = []
     sampled = 0
     if negatives is not None:
         entity = spec.entities[negatives.entity]
-        positives = frame[frame[labels[0]] > 0].assign(**{SAMPLED: False})
-        drawn = sample_negatives(
-            positives,
+        time = spec.events.timestamp
+        pool = negative_pool(
             key=entity.key,
-            time=spec.events.timestamp,
+            time=time,
             labels=labels,
             catalog=catalog if catalog is not None else events[[entity.key]].drop_duplicates(),
             appeared=entity.timestamp,
-            impressions=events[[entity.key, spec.events.timestamp]],
+            impressions=events[[entity.key, time]],
             strategy=negatives.strategy,
             ratio=negatives.ratio,
             seed=negatives.seed,
         )
+        positives = frame[frame[labels[0]] > 0].assign(**{SAMPLED: False})
+        identity = [*key_columns(spec, model), time]
+        if sharding is None:
+            drawn = draw_negatives(positives, pool, identity)
+        else:
+            drawn, drawn_by = sharded_negatives(positives, pool, identity, sharding)
         sampled = len(drawn)
         frame = pd.concat([positives, drawn], ignore_index=True)
         frame = frame.sort_values(AS_OF, kind="stable", ignore_index=True)
@@ -168,5 +175,5 @@ def build_training_set(
         int(in_gap.sum()),
         sampled,
         sharding.shards if sharding else 1,
-        (*rows.shard_results, *joined_by),
+        (*rows.shard_results, *drawn_by, *joined_by),
     )

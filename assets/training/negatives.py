@@ -4,76 +4,225 @@ For each positive, ``ratio`` items of the sampled entity are drawn from the cata
 before the positive's day — never an item that did not exist yet, and (``popularity``) in
 proportion to its impressions before that day, the harder and less popularity-biased choice for
 retrieval; ``random`` draws uniformly. A draw equal to the positive's own item is drawn again once
-and dropped if it repeats. Draws are vectorised per day, seeded, and reproducible.
+and dropped if it repeats.
+
+Why every draw is a function of its own positive: the uniform number behind draw ``j`` of a
+positive is a hash of the positive's identity (its join keys and time, and which occurrence of
+that identity it is), ``j``, the attempt and the seed — a counter-based stream, not one seeded
+stream over the whole log. So a positive gets the same negatives whatever other rows come with
+it: in one pass, in any shard of the label rows (:func:`sharded_negatives`, here or as Ray tasks)
+and in a training window that shares its day, and the sharded set equals the one-pass set. What
+a draw needs from the whole log — the catalog, when each item appeared and the impressions per
+day — is gathered once into a :class:`NegativePool` that travels with every shard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
+from assets.training.sharded_join import Sharding
+from runtime.shards import ShardResult, read_outputs, shard_workspace, split_frame, stable_keys
+
 SAMPLED = "sampled_negative"
+POSITIVE_ROW = "__negatives_positive_row"  # a positive's place, to put shards' draws in order
+_UNIT = 2.0**-53  # the top 53 bits of a 64-bit hash as a uniform number in [0, 1)
 
 
-def _catalog(
-    catalog: pd.DataFrame, key: str, appeared: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Catalog keys and when each appeared (the epoch when unknown)."""
-    keys = catalog[key].to_numpy()
-    if appeared and appeared in catalog:
-        times = catalog[appeared].fillna(pd.Timestamp(0)).to_numpy("datetime64[ns]")
-    else:
-        times = np.full(len(keys), np.datetime64(0, "ns"))
-    return keys, times
+@dataclass(frozen=True)
+class NegativePool:
+    """What every draw needs from the whole log, gathered once (small: the catalog's size plus
+    one count per item and day with impressions)."""
+
+    key: str  # the sampled entity's key column
+    time: str  # the events' timestamp column
+    labels: tuple[str, ...]
+    keys: np.ndarray  # the catalog's keys
+    appeared_at: np.ndarray  # datetime64[ns] per catalog key (the epoch when unknown)
+    shown_day: np.ndarray  # datetime64[ns] day of each (day, item) with impressions, sorted
+    shown_item: np.ndarray  # its catalog position
+    shown_count: np.ndarray  # float64 impressions of that item that day
+    strategy: str
+    ratio: int
+    seed: int
+
+    def day_weights(self, days: np.ndarray) -> Iterator[tuple[np.datetime64, np.ndarray]]:
+        """Each of ``days`` (sorted) with its draw weights over the catalog: impressions before
+        that day (or uniform) over the items that existed; days with none left out."""
+        counts = np.zeros(len(self.keys), dtype=np.float64)
+        added = 0
+        for day in days:
+            upto = int(np.searchsorted(self.shown_day, day, side="left"))
+            np.add.at(counts, self.shown_item[added:upto], self.shown_count[added:upto])
+            added = max(added, upto)
+            eligible = self.appeared_at < day
+            if self.strategy == "popularity":
+                weights = counts * eligible
+            else:
+                weights = eligible.astype(np.float64)
+            if weights.sum() == 0:  # the first day has no history: uniform over what exists
+                weights = eligible.astype(np.float64)
+            if weights.sum() > 0:
+                yield day, weights
 
 
-def sample_negatives(
-    positives: pd.DataFrame,
+def negative_pool(
     *,
     key: str,
     time: str,
-    labels: list[str],
+    labels: Sequence[str],
     catalog: pd.DataFrame,
     appeared: str | None,
     impressions: pd.DataFrame,
     strategy: str,
     ratio: int,
     seed: int,
+) -> NegativePool:
+    """The pool of ``catalog``'s ``key`` values, with ``impressions`` (rows of ``key`` and
+    ``time``) counted per item and day; impressions of keys outside the catalog are ignored."""
+    keys = catalog[key].to_numpy()
+    if appeared and appeared in catalog:
+        appeared_at = catalog[appeared].fillna(pd.Timestamp(0)).to_numpy("datetime64[ns]")
+    else:
+        appeared_at = np.full(len(keys), np.datetime64(0, "ns"))
+    item = pd.Index(keys).get_indexer(impressions[key])
+    day = impressions[time].dt.floor("D").to_numpy("datetime64[ns]")
+    known = item >= 0
+    counted = (
+        pd.DataFrame({"day": day[known], "item": item[known]})
+        .groupby(["day", "item"], sort=True)
+        .size()
+    )
+    return NegativePool(
+        key=key,
+        time=time,
+        labels=tuple(labels),
+        keys=keys,
+        appeared_at=appeared_at,
+        shown_day=counted.index.get_level_values("day").to_numpy("datetime64[ns]"),
+        shown_item=counted.index.get_level_values("item").to_numpy(np.int64),
+        shown_count=counted.to_numpy(np.float64),
+        strategy=strategy,
+        ratio=ratio,
+        seed=seed,
+    )
+
+
+def _identities(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A hash of each row's values (as :func:`runtime.shards.stable_keys` reads them, so the
+    dtype a frame or a Parquet file gives does not matter) and which occurrence of that hash
+    the row is: identical positives get their own draws, in the rows' order."""
+    hashed = pd.util.hash_pandas_object(stable_keys(rows), index=False).to_numpy()
+    occurrence = pd.Series(hashed).groupby(hashed, sort=False).cumcount().to_numpy(np.uint64)
+    return hashed, occurrence
+
+
+def _uniforms(
+    hashed: np.ndarray, occurrence: np.ndarray, draw: np.ndarray, attempt: int, seed: int
+) -> np.ndarray:
+    """Uniform numbers in [0, 1), one per (positive, draw, attempt, seed)."""
+    n = len(hashed)
+    mixed = pd.util.hash_pandas_object(
+        pd.DataFrame(
+            {
+                "row": hashed,
+                "occurrence": occurrence,
+                "draw": draw.astype(np.uint64),
+                "attempt": np.full(n, attempt, dtype=np.uint64),
+                "seed": np.full(n, seed % 2**64, dtype=np.uint64),
+            }
+        ),
+        index=False,
+    ).to_numpy()
+    return (mixed >> np.uint64(11)).astype(np.float64) * _UNIT
+
+
+def _pick(weights: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Catalog positions drawn in proportion to ``weights``: inverse of the cumulative weights
+    (an item of weight 0 is never picked)."""
+    cumulative = np.cumsum(weights)
+    picked = np.searchsorted(cumulative, uniforms * cumulative[-1], side="right")
+    return np.minimum(picked, len(weights) - 1)
+
+
+def draw_negatives(
+    positives: pd.DataFrame, pool: NegativePool, identity: Sequence[str]
 ) -> pd.DataFrame:
-    """Negative rows: each positive repeated ``ratio`` times with ``key`` replaced, labels 0."""
-    rng = np.random.default_rng(seed)
-    keys, appeared_at = _catalog(catalog, key, appeared)
-    index = pd.Index(keys)
-    shown = index.get_indexer(impressions[key])
-    shown_day = impressions[time].dt.floor("D").to_numpy()
-    counts = np.zeros(len(keys), dtype=np.float64)
-    days = positives[time].dt.floor("D")
-    parts = []
-    for day in np.sort(days.unique()):
-        before = shown_day < day
-        np.add.at(counts, shown[before & (shown >= 0)], 1.0)
-        shown, shown_day = shown[~before], shown_day[~before]
-        eligible = appeared_at < day
-        weights = counts * eligible if strategy == "popularity" else eligible.astype(np.float64)
-        if weights.sum() == 0:  # the first day has no history: uniform over what exists
-            weights = eligible.astype(np.float64)
-        if weights.sum() == 0:
-            continue
-        rows = positives[(days == day).to_numpy()]
-        repeated = rows.loc[rows.index.repeat(ratio)]
-        drawn = keys[rng.choice(len(keys), size=len(repeated), p=weights / weights.sum())]
-        clash = drawn == repeated[key].to_numpy()
+    """Negative rows, each positive's in draw order, positives in their order: the positive
+    repeated with the pool's key replaced, labels 0, ``SAMPLED`` true.
+
+    ``identity`` (the positive's join keys and time) names what makes a positive itself; its
+    draws depend on those values, the pool and the seed only.
+    """
+    hashed, occurrence = _identities(positives[list(identity)])
+    day_of = positives[pool.time].dt.floor("D").to_numpy("datetime64[ns]")
+    own = positives[pool.key].to_numpy()
+    rows, drawn = [], []
+    for day, weights in pool.day_weights(np.unique(day_of)):
+        at = np.flatnonzero(day_of == day)
+        rep = np.repeat(at, pool.ratio)
+        draw = np.tile(np.arange(pool.ratio), len(at))
+        keys = pool.keys[
+            _pick(weights, _uniforms(hashed[rep], occurrence[rep], draw, 0, pool.seed))
+        ]
+        clash = keys == own[rep]
         if clash.any():
-            drawn[clash] = keys[
-                rng.choice(len(keys), size=int(clash.sum()), p=weights / weights.sum())
-            ]
-        keep = drawn != repeated[key].to_numpy()
-        parts.append(repeated.assign(**{key: drawn})[keep])
-    if not parts:
+            again = _uniforms(hashed[rep][clash], occurrence[rep][clash], draw[clash], 1, pool.seed)
+            keys[clash] = pool.keys[_pick(weights, again)]
+        keep = keys != own[rep]
+        rows.append(rep[keep])
+        drawn.append(keys[keep])
+    if not rows:
         return positives.iloc[:0].assign(**{SAMPLED: pd.Series(dtype=bool)})
-    negatives = pd.concat(parts, ignore_index=True)
-    negatives[key] = negatives[key].astype(positives[key].dtype)
-    for label in labels:
+    taken = np.concatenate(rows)
+    order = np.argsort(taken, kind="stable")  # by positive; a positive's draws stay in order
+    negatives = positives.iloc[taken[order]].reset_index(drop=True)
+    negatives[pool.key] = pd.Series(
+        np.concatenate(drawn)[order], dtype=positives[pool.key].dtype
+    ).array
+    for label in pool.labels:
         negatives[label] = np.zeros(len(negatives), dtype=positives[label].dtype)
     negatives[SAMPLED] = True
     return negatives
+
+
+def negatives_shard(
+    source: str, target: str, *, pool: NegativePool, identity: tuple[str, ...]
+) -> int:
+    """One shard's positives (with their places) from ``source``, their negatives to ``target``.
+
+    Module-level, its settings bound by ``functools.partial``, so Ray ships it by reference (the
+    pool, the catalog's size, travels with it)."""
+    drawn = draw_negatives(pd.read_parquet(source), pool, identity)
+    drawn.to_parquet(target, index=False)
+    return len(drawn)
+
+
+def sharded_negatives(
+    positives: pd.DataFrame,
+    pool: NegativePool,
+    identity: Sequence[str],
+    sharding: Sharding,
+) -> tuple[pd.DataFrame, list[ShardResult]]:
+    """:func:`draw_negatives` in shards run by ``sharding``'s engine: the same frame, and every
+    shard's run. The shards are cut by the identity's first column (identical positives, whose
+    occurrence numbers must count in the rows' order, land in one shard, in order)."""
+    places = np.arange(len(positives), dtype=np.int64)
+    source = pd.DataFrame(
+        {**{c: positives[c].array for c in positives.columns}, POSITIVE_ROW: places}, copy=False
+    )
+    if positives.empty:
+        return draw_negatives(positives, pool, identity), []
+    function = partial(negatives_shard, pool=pool, identity=tuple(identity))
+    label = f"{sharding.label}/negatives"
+    with shard_workspace(sharding.engine.execution, label) as folder:
+        inputs = split_frame(source, [identity[0]], sharding.shards, folder)
+        del source
+        results = sharding.engine.run(function, inputs)
+        drawn = read_outputs([r for r in results if r.rows] or results[:1])
+    drawn = drawn.sort_values(POSITIVE_ROW, kind="stable").drop(columns=POSITIVE_ROW)
+    return drawn.reset_index(drop=True), results

@@ -59,7 +59,11 @@ from runtime.shards import (
 )
 
 # What the shard tasks of a training set import on a worker: checked on every node first.
-SHARD_MODULES = ("assets.training.sharded_join", "assets.training.label_rows")
+SHARD_MODULES = (
+    "assets.training.sharded_join",
+    "assets.training.label_rows",
+    "assets.training.negatives",
+)
 TABLE_BATCH_ROWS = 1 << 18  # feature rows held at once while a table is cut into shards
 
 

@@ -1,12 +1,13 @@
 # ruff: noqa: E402, F811  (Ray reads its settings at first import; pytest fixtures come imported)
-"""The fraud training set built in shards, here and on a real 2-node Ray cluster, against one pass.
+"""Training sets built in shards, here and on a real 2-node Ray cluster, against one pass.
 
 The small fraud world (a week, ~10k transactions, every join view: the card's aggregates and
 attributes on ``card_id``, the merchant's on ``merchant_id``) is built once in one pass; then
 with ``execution.shards: 4`` on the local engine, through the functions and through the Dagster
 asset, and with ``RAY_ADDRESS`` pointing at the two-node cluster of
 :mod:`tests.integration.test_ray_features` (its fixtures, imported). Every result must be the
-one-pass frame exactly: rows, order, index, columns, dtypes, values.
+one-pass frame exactly: rows, order, index, columns, dtypes, values. The feed's retrieval set
+adds sampled negatives, drawn in the same shards: they too must be the one-pass draws.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from assets.raw.tables import all_events, entity_table
 from assets.split.plan import plan_split
 from assets.training.build import TrainingSet, build_training_set
 from assets.training.label_rows import label_event_columns, label_rows
-from assets.training.sharded_join import plan_sharding
+from assets.training.sharded_join import SHARD_MODULES, plan_sharding
 from configs.schema.execution import ExecutionSpec
 from configs.schema.usecase import UseCaseSpec
 from dagster_project.use_case_files import load_use_cases
 from runtime import layout
-from runtime.shards import LocalEngine, resolve_execution
+from runtime.shards import LocalEngine, open_engine, resolve_execution
 from tests.integration.test_raw_assets import _run, _small
 from tests.integration.test_ray_features import cluster, shipped_configs_module  # noqa: F401
 
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.integration
 
 CREATED = pd.Timestamp("2025-03-01")
 MODEL = "scorer"
+FEED_MODEL = "retrieval"
 
 
 def _with_prior_label_filter(spec: UseCaseSpec) -> UseCaseSpec:
@@ -58,13 +60,8 @@ def _with_prior_label_filter(spec: UseCaseSpec) -> UseCaseSpec:
     return spec.model_copy(update={"model": model}).with_path(spec.path)
 
 
-@pytest.fixture(scope="module")
-def world(shipped_configs_module, tmp_path_factory):
-    """The small fraud world's events, split plan and feature tables, and its one-pass set."""
-    (spec,) = load_use_cases([p for p in shipped_configs_module if p.stem == "fraud"])
-    spec = _with_prior_label_filter(_small(spec))
-    events = all_events(spec)
-    folder = tmp_path_factory.mktemp("fraud_tables")
+def _feature_files(spec: UseCaseSpec, events: pd.DataFrame, folder: Path) -> dict[str, str]:
+    """Every feature table of ``spec`` computed in one pass, written to ``folder``."""
     paths = {}
     for table in feature_tables(spec):
         if table.kind == "aggregates":
@@ -74,10 +71,38 @@ def world(shipped_configs_module, tmp_path_factory):
             frame = compute_attribute_table(spec, table, entity_table(spec, entity.table), CREATED)
         paths[table.name] = str(folder / f"{table.name}.parquet")
         frame.to_parquet(paths[table.name], index=False)
+    return paths
+
+
+def _split_plan(spec: UseCaseSpec, events: pd.DataFrame) -> pd.DataFrame:
     labels = {name: label.column for name, label in spec.labels.items()}
-    plan = plan_split(events, spec.split, spec.events.timestamp, None, labels)
+    return plan_split(events, spec.split, spec.events.timestamp, spec.events.group, labels)
+
+
+@pytest.fixture(scope="module")
+def world(shipped_configs_module, tmp_path_factory):
+    """The small fraud world's events, split plan and feature tables, and its one-pass set."""
+    (spec,) = load_use_cases([p for p in shipped_configs_module if p.stem == "fraud"])
+    spec = _with_prior_label_filter(_small(spec))
+    events = all_events(spec)
+    paths = _feature_files(spec, events, tmp_path_factory.mktemp("fraud_tables"))
+    plan = _split_plan(spec, events)
     expected = build_training_set(spec, MODEL, events, plan, paths)
     return spec, events, plan, paths, expected
+
+
+@pytest.fixture(scope="module")
+def feed_world(shipped_configs_module, tmp_path_factory):
+    """The small feed world and its retrieval set in one pass: positives (clicks) and 4
+    popularity-sampled negatives each, joined to the user's and the item's views."""
+    (spec,) = load_use_cases([p for p in shipped_configs_module if p.stem == "feed"])
+    spec = _small(spec)
+    events = all_events(spec)
+    paths = _feature_files(spec, events, tmp_path_factory.mktemp("feed_tables"))
+    plan = _split_plan(spec, events)
+    catalog = entity_table(spec, spec.entities["item"].table)
+    expected = build_training_set(spec, FEED_MODEL, events, plan, paths, catalog)
+    return spec, events, plan, paths, catalog, expected
 
 
 def _engine(tmp_path: Path, shards: int) -> LocalEngine:
@@ -137,6 +162,36 @@ def test_one_local_shard_is_the_one_pass_path(world, tmp_path) -> None:
     got = build_training_set(spec, MODEL, events, plan, paths, engine=engine)
     _assert_same_set(got, expected)
     assert got.shard_results == () and not (tmp_path / "shards").exists()
+
+
+def test_feed_negatives_in_four_local_shards_equal_one_pass(feed_world, tmp_path) -> None:
+    spec, events, plan, paths, catalog, expected = feed_world
+    frame = expected.frame
+    assert expected.negatives > 3 * frame["clicked"].sum() > 1_000, "the world samples negatives"
+    assert 0.9 * expected.negatives < frame["sampled_negative"].sum() <= expected.negatives
+    engine = _engine(tmp_path, 4)
+    got = build_training_set(spec, FEED_MODEL, events, plan, paths, catalog, engine)
+    _assert_same_set(got, expected)
+    assert got.negatives == expected.negatives
+    # label rows, negatives, the join by user and by item: 4 shards each
+    assert len(got.shard_results) == 16
+    drawn = got.shard_results[4:8]
+    assert sum(r.rows for r in drawn) == expected.negatives and all(r.rows for r in drawn)
+    assert not list((tmp_path / "shared").rglob("*.parquet")), "shard files are removed"
+
+
+def test_feed_negatives_on_two_ray_nodes_equal_one_pass(cluster, feed_world, tmp_path) -> None:
+    spec, events, plan, paths, catalog, expected = feed_world
+    execution = resolve_execution(
+        ExecutionSpec(shards=4, storage=str(tmp_path / "shared")),
+        tmp_path,
+        environ={"RAY_ADDRESS": cluster.address},
+    )
+    with open_engine(execution, SHARD_MODULES) as engine:
+        got = build_training_set(spec, FEED_MODEL, events, plan, paths, catalog, engine)
+    _assert_same_set(got, expected)
+    nodes = {n.node_id for n in [cluster.head_node, *cluster.worker_nodes]}
+    assert {r.node for r in got.shard_results[4:8]} == nodes, "negatives drawn on both nodes"
 
 
 @pytest.fixture(scope="module")

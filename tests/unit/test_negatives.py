@@ -1,4 +1,5 @@
-"""Sampled negatives: existing items only, popularity as of the day before, seeded, never the positive."""
+"""Sampled negatives: existing items only, popularity as of the day before, seeded, never the
+positive, and each positive's draws its own (the same whatever rows come with it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from assets.training.negatives import SAMPLED, sample_negatives
+from assets.training.negatives import SAMPLED, NegativePool, draw_negatives, negative_pool
 
 DAY = pd.Timestamp("2025-01-01")
 
@@ -35,10 +36,11 @@ def _world(seed: int = 0):
     return catalog, shown, positives
 
 
-def _sample(strategy: str, seed: int = 7, ratio: int = 4):
-    catalog, shown, positives = _world()
-    negatives = sample_negatives(
-        positives,
+IDENTITY = ["user_id", "item_id", "event_time"]
+
+
+def _pool(catalog, shown, strategy: str, seed: int = 7, ratio: int = 4) -> NegativePool:
+    return negative_pool(
         key="item_id",
         time="event_time",
         labels=["clicked"],
@@ -49,6 +51,11 @@ def _sample(strategy: str, seed: int = 7, ratio: int = 4):
         ratio=ratio,
         seed=seed,
     )
+
+
+def _sample(strategy: str, seed: int = 7, ratio: int = 4):
+    catalog, shown, positives = _world()
+    negatives = draw_negatives(positives, _pool(catalog, shown, strategy, seed, ratio), IDENTITY)
     return positives, negatives, shown, catalog
 
 
@@ -82,3 +89,52 @@ def test_popularity_follows_past_impressions_and_random_does_not() -> None:
     assert abs(spearmanr(impressions, drawn_uniform).statistic) < 0.3
     # the top item is ~17% of impressions: popularity sampling draws it far more than 1/150
     assert drawn_popular[0] / drawn_popular.sum() > 0.1 > drawn_uniform[0] / drawn_uniform.sum()
+
+
+def test_a_positive_draws_the_same_negatives_whatever_rows_come_with_it() -> None:
+    """Shards, a shuffled log or a shorter window: each positive keeps its own negatives."""
+    catalog, shown, positives = _world()
+    pool = _pool(catalog, shown, "popularity")
+    whole = draw_negatives(positives, pool, IDENTITY)
+    assert (whole.user_id.diff().fillna(0) != 0).sum() == whole.user_id.nunique() - 1, (
+        "a positive's draws come together, positives in their order"
+    )
+    halves = positives.user_id % 2 == 0
+    parts = [draw_negatives(positives[half], pool, IDENTITY) for half in (halves, ~halves)]
+    shuffled = draw_negatives(positives.sample(frac=1.0, random_state=5), pool, IDENTITY)
+    first_days = positives[positives.event_time < DAY + pd.Timedelta("4D")]
+    window = draw_negatives(first_days, pool, IDENTITY)
+
+    def by_positive(frame: pd.DataFrame) -> pd.Series:
+        return frame.groupby("user_id").item_id.agg(tuple).sort_index()
+
+    expected = by_positive(whole)
+    pd.testing.assert_series_equal(by_positive(pd.concat(parts)), expected)
+    pd.testing.assert_series_equal(by_positive(shuffled), expected)
+    pd.testing.assert_series_equal(by_positive(window), expected[by_positive(window).index])
+    # the identity's dtype does not matter: a Parquet round trip may widen or narrow integers
+    narrow = positives.astype({"user_id": "int32", "item_id": "Int64"})
+    narrowed = draw_negatives(narrow, pool, IDENTITY)
+    assert by_positive(narrowed).map(lambda items: tuple(map(int, items))).equals(expected)
+
+
+def test_identical_positives_draw_their_own_negatives() -> None:
+    """A repeated positive (same keys, same instant) is a second draw, not a copy of the first;
+    the first occurrence keeps the negatives it has alone."""
+    catalog, shown, positives = _world()
+    pool = _pool(catalog, shown, "random", ratio=8)
+    one = positives.iloc[:1]
+    alone = draw_negatives(one, pool, IDENTITY)
+    twice = draw_negatives(pd.concat([one, one], ignore_index=True), pool, IDENTITY)
+    assert len(twice) == 2 * len(alone) == 16
+    assert twice.item_id[:8].tolist() == alone.item_id.tolist()
+    assert twice.item_id[8:].tolist() != alone.item_id.tolist()
+
+
+def test_no_positives_or_no_catalog_yet_draws_nothing() -> None:
+    catalog, shown, positives = _world()
+    pool = _pool(catalog, shown, "popularity")
+    assert draw_negatives(positives.iloc[:0], pool, IDENTITY).empty
+    early = positives.assign(event_time=DAY - pd.Timedelta("3D"))  # before any item existed
+    drawn = draw_negatives(early, pool, IDENTITY)
+    assert drawn.empty and list(drawn.columns) == [*positives.columns, SAMPLED]
