@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, TypeAlias, cast
 
@@ -64,6 +64,7 @@ class _Inputs:
         self._arrays: dict[str, np.ndarray] = {}
         self._numbers: dict[str, np.ndarray] = {}
         self._times: dict[tuple[str, str | None], np.ndarray] = {}
+        self._derived: dict[tuple[str, str | None, Callable], np.ndarray] = {}
 
     def array(self, column: str) -> np.ndarray:
         if column not in self._arrays:
@@ -99,6 +100,18 @@ class _Inputs:
                 local = moments.tz_convert(zone).tz_localize(None).asi8
                 self._times[key] = np.where(utc == _NAT, _NAT, local)
         return self._times[key]
+
+    def derived(
+        self, column: str, zone: str | None, part: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """``part`` (the hour, the weekday) of :meth:`times`, computed once per call: the hour
+        serves ``hour_of_day`` and ``is_night``, the weekday ``day_of_week`` and
+        ``is_weekend``; ``/score`` computes them for a few rows, where each numpy call's own
+        cost is most of the work."""
+        key = (column, zone, part)
+        if key not in self._derived:
+            self._derived[key] = part(self.times(column, zone))
+        return self._derived[key]
 
 
 def _as_numbers(column: str, values: Any) -> np.ndarray:
@@ -211,16 +224,15 @@ def _evaluate(expression: RequestExpression, inputs: _Inputs) -> np.ndarray:
         return _ratio(inputs.numbers(columns[0]), inputs.numbers(columns[1]))
     if name == "differs":
         return _differs(inputs, columns[0], columns[1])
-    moments = inputs.times(columns[0], zone)
     if name == "hour_of_day":
-        return _hour(moments)
+        return inputs.derived(columns[0], zone, _hour)
     if name == "day_of_week":
-        return _weekday(moments)
+        return inputs.derived(columns[0], zone, _weekday)
     if name == "is_weekend":
-        day = _weekday(moments)
-        return _flag(day, np.isin(day, WEEKEND))
+        day = inputs.derived(columns[0], zone, _weekday)
+        return _flag(day, np.logical_or.reduce([day == d for d in WEEKEND]))
     if name == "is_night":
-        hour = _hour(moments)
+        hour = inputs.derived(columns[0], zone, _hour)
         return _flag(hour, hour < NIGHT_ENDS)
     raise ValueError(f"unknown transform {name!r}")  # parse_expression allows no other
 

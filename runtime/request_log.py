@@ -144,10 +144,14 @@ def frame_records(frame: pd.DataFrame, skip: Sequence[str] = ()) -> list[dict[st
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
+# built once: ``json.dumps`` with options builds a new encoder on every call, five per request
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
+
+
 def to_json(value: Any) -> str:
     """Strict JSON text of ``value``: non-finite numbers as null (``allow_nan=False`` makes any
     that slipped through an error, never an ``Infinity`` token); unknown objects as text."""
-    return json.dumps(plain_json_value(value), separators=(",", ":"), default=str, allow_nan=False)
+    return _ENCODER.encode(plain_json_value(value))
 
 
 class RequestLog:
