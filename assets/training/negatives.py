@@ -9,11 +9,11 @@ and dropped if it repeats.
 Why every draw is a function of its own positive: the uniform number behind draw ``j`` of a
 positive is a hash of the positive's identity (its join keys and time, and which occurrence of
 that identity it is), ``j``, the attempt and the seed — a counter-based stream, not one seeded
-stream over the whole log. So a positive gets the same negatives whatever other rows come with
-it: in one pass, in any shard of the label rows (:func:`sharded_negatives`, here or as Ray tasks)
-and in a training window that shares its day, and the sharded set equals the one-pass set. What
-a draw needs from the whole log — the catalog, when each item appeared and the impressions per
-day — is gathered once into a :class:`NegativePool` that travels with every shard.
+stream over the whole log. So a positive gets the same negatives whatever other positives come
+with it: in one pass or in any shard of the label rows (:func:`sharded_negatives`, here or as
+Ray tasks), and the sharded set equals the one-pass set. What a draw needs from the whole log
+— the catalog, when each item appeared and the impressions per day — is gathered once into a
+:class:`NegativePool` that travels with every shard.
 """
 
 from __future__ import annotations

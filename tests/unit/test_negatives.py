@@ -92,7 +92,7 @@ def test_popularity_follows_past_impressions_and_random_does_not() -> None:
 
 
 def test_a_positive_draws_the_same_negatives_whatever_rows_come_with_it() -> None:
-    """Shards, a shuffled log or a shorter window: each positive keeps its own negatives."""
+    """Shards, a shuffled log or only the first days' positives: each keeps its own negatives."""
     catalog, shown, positives = _world()
     pool = _pool(catalog, shown, "popularity")
     whole = draw_negatives(positives, pool, IDENTITY)
