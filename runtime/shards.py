@@ -259,6 +259,35 @@ def read_outputs(results: Sequence[ShardResult]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def run_in_order(
+    engine: ShardEngine,
+    label: str,
+    frame: pd.DataFrame,
+    keys: Sequence[str],
+    shards: int,
+    function: ShardFunction,
+    order: str,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, list[ShardResult]]:
+    """``function`` over ``frame`` (with the ``extra`` columns) cut into ``shards`` by ``keys``:
+    every input row carries its position in column ``order``, which ``function`` keeps on the
+    rows it writes; the outputs come back as one frame in the input rows' order, ``order``
+    dropped, and every shard's run. The shard files live in a workspace under the execution's
+    storage (``label`` names it), removed when done or failed.
+    """
+    positions = {order: np.arange(len(frame), dtype=np.int64)}
+    source = pd.DataFrame(
+        {**{c: frame[c].array for c in frame.columns}, **(extra or {}), **positions}, copy=False
+    )
+    with shard_workspace(engine.execution, label) as folder:
+        inputs = split_frame(source, list(keys), shards, folder)
+        del source
+        results = engine.run(function, inputs)
+        found = read_outputs([r for r in results if r.rows] or results[:1])
+    found = found.sort_values(order, kind="stable").drop(columns=order)
+    return found.reset_index(drop=True), results
+
+
 class ShardEngine(Protocol):
     """What runs a stage's shards: this process (:class:`LocalEngine`) or a Ray cluster."""
 

@@ -38,7 +38,7 @@ from assets.training.sharded_join import Sharding
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
-from runtime.shards import ShardResult, read_outputs, shard_workspace, split_frame
+from runtime.shards import ShardResult, run_in_order
 
 AS_OF = "as_of"
 ONE_US = pd.Timedelta(1, "us")
@@ -229,18 +229,17 @@ def _sharded_rows(
     the maturity of each row (``mature_rows`` compares with the log's last event, not the
     shard's).
     """
-    extra = {EVENT_ROW: np.arange(len(events), dtype=np.int64)}
-    if mature is not None:
-        extra[MATURE] = mature
-    source = pd.DataFrame({**{c: events[c].array for c in events.columns}, **extra}, copy=False)
     function = partial(
         label_rows_shard, spec=spec, model=model, columns=tuple(columns), cutoff=cutoff
     )
     key = _shard_key(spec, model, events)
-    workspace = shard_workspace(sharding.engine.execution, f"{sharding.label}/label_rows")
-    with workspace as folder:
-        results = sharding.engine.run(function, split_frame(source, [key], sharding.shards, folder))
-        del source
-        frame = read_outputs([r for r in results if r.rows] or results[:1])
-    frame = frame.sort_values(EVENT_ROW, kind="stable").drop(columns=EVENT_ROW)
-    return frame.reset_index(drop=True), results
+    return run_in_order(
+        sharding.engine,
+        f"{sharding.label}/label_rows",
+        events,
+        [key],
+        sharding.shards,
+        function,
+        EVENT_ROW,
+        extra=None if mature is None else {MATURE: mature},
+    )

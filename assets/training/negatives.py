@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from assets.training.sharded_join import Sharding
-from runtime.shards import ShardResult, read_outputs, shard_workspace, split_frame, stable_keys
+from runtime.shards import ShardResult, run_in_order, stable_keys
 
 SAMPLED = "sampled_negative"
 POSITIVE_ROW = "__negatives_positive_row"  # a positive's place, to put shards' draws in order
@@ -211,18 +211,15 @@ def sharded_negatives(
     """:func:`draw_negatives` in shards run by ``sharding``'s engine: the same frame, and every
     shard's run. The shards are cut by the identity's first column (identical positives, whose
     occurrence numbers must count in the rows' order, land in one shard, in order)."""
-    places = np.arange(len(positives), dtype=np.int64)
-    source = pd.DataFrame(
-        {**{c: positives[c].array for c in positives.columns}, POSITIVE_ROW: places}, copy=False
-    )
     if positives.empty:
         return draw_negatives(positives, pool, identity), []
     function = partial(negatives_shard, pool=pool, identity=tuple(identity))
-    label = f"{sharding.label}/negatives"
-    with shard_workspace(sharding.engine.execution, label) as folder:
-        inputs = split_frame(source, [identity[0]], sharding.shards, folder)
-        del source
-        results = sharding.engine.run(function, inputs)
-        drawn = read_outputs([r for r in results if r.rows] or results[:1])
-    drawn = drawn.sort_values(POSITIVE_ROW, kind="stable").drop(columns=POSITIVE_ROW)
-    return drawn.reset_index(drop=True), results
+    return run_in_order(
+        sharding.engine,
+        f"{sharding.label}/negatives",
+        positives,
+        [identity[0]],
+        sharding.shards,
+        function,
+        POSITIVE_ROW,
+    )
