@@ -50,6 +50,7 @@ RUNTIME_PACKAGES = (
     "torch",
     "faiss-cpu",
     "feast",
+    "orjson",
 )
 # The packages a service imports, packed whole: the service, the shared runtime, the schema.
 SERVED_PACKAGES = (serving, runtime, configs)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from runtime.request_log import RequestLog, load_request_log, to_json
+from runtime.request_log import RequestLog, load_request_log, plain_json_value, to_json
 from runtime.request_log_rules import JSON_COLUMNS
 
 
@@ -76,6 +78,45 @@ def test_non_finite_numbers_are_stored_as_null_never_as_tokens(tmp_path: Path) -
 def test_to_json_never_writes_a_token() -> None:
     assert to_json({"x": float("inf"), "y": [np.nan, 1]}) == '{"x":null,"y":[null,1]}'
     assert to_json((np.float32("-inf"), pd.NaT)) == "[null,null]"
+
+
+def _standard(value: object) -> str:
+    """The log's JSON as the standard encoder writes it (what ``to_json`` wrote before orjson)."""
+    return json.dumps(plain_json_value(value), separators=(",", ":"), default=str, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # written by orjson itself
+        {"transaction": {"card_id": 12, "amount": 2.5, "ts": "2026-01-01T00:00:00"}},
+        {"f": [1.5, float("nan"), -math.inf], "g": np.float64(0.25), "h": np.int64(-3)},
+        {"arr": np.array([1.0, np.nan, 2.0]), "ints": np.array([1, 2]), "b": np.bool_(True)},
+        {"t": pd.Timestamp("2026-01-01 10:00:00.123456789", tz="UTC"), "naive": pd.Timestamp(0)},
+        {"na": pd.NA, "nat": pd.NaT, "objects": np.array(["a", None], dtype=object)},
+        {"tuple": (1, "x"), "unknown": Decimal("1.5"), "text": 'é \u2028 "q"'},
+        [[{"deep": [np.float32(0.5)]}]],
+        # refused by orjson, written by the standard encoder
+        {3: "a key that is not text"},
+        {"big": 2**70},
+        {"surrogate": "\ud800"},
+    ],
+)
+def test_to_json_reads_back_as_the_standard_encoder_wrote_it(value: object) -> None:
+    """orjson writes the log (a tenth of the time); a reader gets the same values either way."""
+    text = to_json(value)
+    assert json.loads(text, parse_constant=_refuse) == json.loads(_standard(value))
+
+
+def test_to_json_writes_the_standard_text_for_a_served_row() -> None:
+    """A fraud row's columns: the very same text, so old and new rows sit alike in one log."""
+    row = {
+        "probability": 0.0123,
+        "features": {"amount": 12.5, "velocity": None, "hour": 3, "ratio": 1.0000000000000002},
+        "model_versions": {"scorer": "4"},
+        "top_features": [{"feature": "amount", "value": 12.5, "contribution": -0.75}],
+    }
+    assert to_json(row) == _standard(row)
 
 
 def test_a_row_that_cannot_be_encoded_is_dropped_and_the_next_one_kept(
