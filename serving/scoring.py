@@ -160,10 +160,11 @@ class ScoreHandler(Handler):
         return list(answers)
 
     def _predict(self, model: Any, matrix: np.ndarray) -> list[Any]:
-        """Per row what the model says: a binary scorer's raw margin, a multiclass scorer's
-        margins per class, or a regressor's (prediction, lower, upper), the bounds None without
-        an interval. A regressor's prediction is its own ``predict`` (the objective's link
-        applied, as the registered model answers) and its bounds its quantile models'."""
+        """Per row what the model says: a binary scorer's (raw margin, calibrated probability,
+        decision band or None without bands), a multiclass scorer's margins per class, or a
+        regressor's (prediction, lower, upper), the bounds None without an interval. A
+        regressor's prediction is its own ``predict`` (the objective's link applied, as the
+        registered model answers) and its bounds its quantile models'."""
         if self.regression:
             predictions = model.predict(matrix)
             lower, upper = (
@@ -177,7 +178,15 @@ class ScoreHandler(Handler):
         )
         if self.multiclass:
             return list(np.asarray(margins).reshape(len(matrix), -1))
-        return [float(m) for m in margins]
+        # calibrated and banded for the whole batch at once: both work value by value, and a
+        # numpy call per request cost more than the values
+        probabilities = model.calibrator.transform(np.asarray(margins, dtype=float)).tolist()
+        decisions = (
+            model.bands.apply_bands(probabilities).tolist()
+            if model.bands
+            else [None] * len(probabilities)
+        )
+        return list(zip(np.asarray(margins).tolist(), probabilities, decisions, strict=True))
 
     def _contributions(self, model: Any, matrix: np.ndarray) -> np.ndarray:
         """Per row the features' SHAP values (LightGBM's ``pred_contrib``, the expected value
@@ -273,11 +282,10 @@ class ScoreHandler(Handler):
             return self._answer_classes(model, request, said)
         if self.regression:
             return self._answer_value(model, request, said)
-        margin = said
+        margin, probability, decision = said
         columns = list(model.feature_columns)
         row = request.row
-        probability = float(model.calibrator.transform(np.array([margin]))[0])
-        decision = str(model.bands.apply_bands([probability])[0]) if model.bands else None
+        decision = None if decision is None else str(decision)
         arm = request.arm
         response = {
             "probability": probability,
