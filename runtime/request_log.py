@@ -153,9 +153,8 @@ _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 def _orjson_default(value: Any) -> Any:
     """What orjson cannot write itself, as :func:`plain_json_value` turns it: pandas' NA and
-    NaT as null, an object array as its list, an unknown object as its text."""
-    if isinstance(value, np.ndarray):  # orjson writes numeric arrays, not object ones
-        return value.tolist()
+    NaT as null, an object array (orjson writes numeric ones) as its list, an unknown object
+    as its text."""
     converted = _converted(value)
     return str(value) if converted is value else converted
 

@@ -180,13 +180,14 @@ class ScoreHandler(Handler):
             return list(np.asarray(margins).reshape(len(matrix), -1))
         # calibrated and banded for the whole batch at once: both work value by value, and a
         # numpy call per request cost more than the values
-        probabilities = model.calibrator.transform(np.asarray(margins, dtype=float)).tolist()
+        margins = np.asarray(margins, dtype=float)
+        probabilities = model.calibrator.transform(margins).tolist()
         decisions = (
             model.bands.apply_bands(probabilities).tolist()
             if model.bands
             else [None] * len(probabilities)
         )
-        return list(zip(np.asarray(margins).tolist(), probabilities, decisions, strict=True))
+        return list(zip(margins.tolist(), probabilities, decisions, strict=True))
 
     def _contributions(self, model: Any, matrix: np.ndarray) -> np.ndarray:
         """Per row the features' SHAP values (LightGBM's ``pred_contrib``, the expected value
@@ -285,7 +286,6 @@ class ScoreHandler(Handler):
         margin, probability, decision = said
         columns = list(model.feature_columns)
         row = request.row
-        decision = None if decision is None else str(decision)
         arm = request.arm
         response = {
             "probability": probability,
