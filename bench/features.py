@@ -6,6 +6,11 @@ call, printing rows in, rows out, seconds and events per second per table.
 
     python bench/features.py --use-case fraud                 # 10M events
     python bench/features.py --use-case feed --events 1000000
+    python bench/features.py --events 1000000 --hop exact auto  # hopped windows against exact
+
+With several ``--hop`` values every table is computed once per value (a view's ``hop``: exact
+windows, Chronon's sawtooth ``auto``, or a duration), one after the other in this process, and
+each line after the first gives its rows and seconds as a ratio of the first value's.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hop",
+        nargs="+",
+        default=None,
+        help="views' hop: exact, auto or a duration (default: the YAML's)",
+    )
     args = parser.parse_args()
     (spec,) = load_specs([CONFIG_DIR / f"{args.use_case}.yaml"])
     started = time.perf_counter()
@@ -55,14 +66,26 @@ def main() -> None:
     for table in feature_tables(spec):
         if table.kind != "aggregates":
             continue
-        started = time.perf_counter()
-        frame = compute_aggregate_table(spec, table, events, created)
-        seconds = time.perf_counter() - started
-        total += seconds
-        print(
-            f"  {table.name:<24} {len(table.features):>3} features  {len(frame):>12,} rows out  "
-            f"{seconds:7.1f} s  {len(events) / seconds:>12,.0f} events/s"
-        )
+        first: tuple[int, float] | None = None
+        for hop in args.hop or [spec.features[table.view].hop]:
+            view = spec.features[table.view].model_copy(update={"hop": hop})
+            hopped = spec.model_copy(update={"features": {**spec.features, table.view: view}})
+            started = time.perf_counter()
+            frame = compute_aggregate_table(hopped, table, events, created)
+            seconds = time.perf_counter() - started
+            total += seconds
+            first = first or (len(frame), seconds)
+            versus = (
+                f"  ({len(frame) / first[0]:.2f}x rows, {seconds / first[1]:.2f}x time)"
+                if args.hop and hop != args.hop[0]
+                else ""
+            )
+            print(
+                f"  {table.name:<24} hop {hop:<6} {len(table.features):>3} features"
+                f"  {len(frame):>12,} rows out ({len(frame) / len(events):.2f} per event)"
+                f"  {seconds:7.1f} s  {len(events) / seconds:>12,.0f} events/s{versus}"
+            )
+            del frame
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"all aggregate tables: {total:.1f} s; peak RSS {peak:.1f} GiB")
 

@@ -33,3 +33,12 @@ def parse_duration(text: str) -> timedelta:
         )
     value, unit = match.groups()
     return timedelta(seconds=float(value) * _UNIT_SECONDS[unit])
+
+
+def duration_text(duration: timedelta) -> str:
+    """``duration`` written back in the YAML's notation, in its largest whole unit (31d, 25h, 65m, 90s)."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

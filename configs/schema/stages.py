@@ -6,11 +6,12 @@ stages that read them are written against a settled shape.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from configs.schema.base import StrictModel, parse_duration
+from configs.schema.base import StrictModel, duration_text, parse_duration
 from configs.schema.model_stage import (  # noqa: F401 (re-exported)
     DecisionBandsSpec,
     EvaluationFilterSpec,
@@ -38,6 +39,19 @@ from runtime.layout import LAST_EVENT_AT
 Aggregation = Literal[
     "count", "sum", "mean", "min", "max", "distinct_count", "time_since_last", "last_n"
 ]
+
+# Chronon's FiveMinuteResolution: a window's tail moves in hops of 1d from 12 days up, 1h from 12
+# hours up, 5m below; the window then spans [time - window rounded down to the hop, time].
+_AUTO_HOPS = (
+    (timedelta(days=12), timedelta(days=1)),
+    (timedelta(hours=12), timedelta(hours=1)),
+    (timedelta(0), timedelta(minutes=5)),
+)
+
+
+def auto_hop(window: timedelta) -> timedelta:
+    """The hop Chronon gives a window of this length (``hop: auto``)."""
+    return next(hop for floor, hop in _AUTO_HOPS if window >= floor)
 
 
 class AggregateSpec(StrictModel):
@@ -101,6 +115,18 @@ class FeatureViewSpec(StrictModel):
     ttl: str = Field("30d", description="How long a value stays valid for point-in-time joins.")
     aggregates: list[AggregateSpec] = Field(default_factory=list)
     ratios: list[RatioSpec] = Field(default_factory=list)
+    hop: str = Field(
+        "exact",
+        description=(
+            "How a window's tail moves. exact: every event leaves its window at its own moment,"
+            " one feature row per event and window. auto: Chronon's sawtooth windows, the tail"
+            " rounded down to hops of 5m (windows under 12h), 1h (under 12d) or 1d, so a window"
+            " spans [t - window rounded down to its hop, t] and the events of one hop leave"
+            " together, one row per entity and hop. A duration (e.g. 1h): that hop for every"
+            " window. As-of lookups stay exact for the hopped definition, which training and"
+            " serving share; the ttl must cover window + hop."
+        ),
+    )
     attributes: list[str] = Field(default_factory=list, description="Static entity-table columns.")
     passthrough: list[str] = Field(
         default_factory=list,
@@ -135,6 +161,24 @@ class FeatureViewSpec(StrictModel):
             )
         return self
 
+    @field_validator("hop")
+    @classmethod
+    def _hop_parses(cls, hop: str) -> str:
+        if hop not in ("exact", "auto"):
+            try:
+                duration = parse_duration(hop)
+            except ValueError as error:
+                raise ValueError(f"expected exact, auto or a duration like '1h': {error}") from None
+            if duration <= timedelta(0):
+                raise ValueError(f"a hop must be longer than 0, got {hop!r}")
+        return hop
+
+    def window_hop(self, window: str) -> timedelta | None:
+        """The hop of ``window``'s tail: None for an exact window."""
+        if self.hop == "exact":
+            return None
+        return auto_hop(parse_duration(window)) if self.hop == "auto" else parse_duration(self.hop)
+
     @model_validator(mode="after")
     def _ttl_covers_windows(self) -> FeatureViewSpec:
         ttl = parse_duration(self.ttl)
@@ -142,6 +186,15 @@ class FeatureViewSpec(StrictModel):
             for window in aggregate.windows:
                 if parse_duration(window) > ttl:
                     raise ValueError(f"ttl {self.ttl} is shorter than window {window}")
+                hop = self.window_hop(window)
+                if hop is not None and hop > parse_duration(window):
+                    raise ValueError(f"hop {self.hop} is longer than window {window}")
+                if hop is not None and parse_duration(window) + hop > ttl:
+                    raise ValueError(
+                        f"ttl {self.ttl} is shorter than window {window} plus its hop"
+                        f" ({duration_text(hop)}): an event stays in a hopped window that long,"
+                        f" so the ttl must be at least {duration_text(parse_duration(window) + hop)}"
+                    )
         names = [name for aggregate in self.aggregates for name in aggregate.feature_names()]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -9,6 +9,7 @@ earlier file byte for byte.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -120,6 +121,37 @@ def test_metadata_and_quality_are_the_whole_tables(fraud) -> None:
         assert check.metadata["expectations"].value == len(report.outcomes)
         assert check.metadata["failed"].value == len(report.failures())
         assert Path(check.metadata["data_docs"].value).is_file()
+
+
+def test_hopped_windows_through_the_asset(fraud, tmp_path) -> None:
+    """merchant_risk with Chronon's hops (``hop: auto``, ttl 31d) in its own home: the asset's
+    file holds the whole-log query's rows for that view, fewer than with exact windows, and
+    its metadata says how the windows move and how many rows an event made."""
+    spec, home, _, result = fraud
+    exact_view = spec.features["merchant_risk"]
+    view = type(exact_view).model_validate({**exact_view.model_dump(), "hop": "auto", "ttl": "31d"})
+    hopped = spec.model_copy(update={"features": {**spec.features, "merchant_risk": view}})
+    raw = Path("tables") / "fraud" / "raw_events"
+    shutil.copytree(home / raw, tmp_path / raw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RAY_ADDRESS", raising=False)
+        run = _materialize(hopped, tmp_path, dg.DagsterInstance.ephemeral())
+    assert run.success
+    (table,) = [t for t in _tables(hopped) if t.view == "merchant_risk"]
+    metadata = _metadata(run, table)
+    assert metadata["windows"].value == "1d hop 1h, 7d hop 1h, 30d hop 1d"
+    written = pd.read_parquet(metadata["path"].value)
+    events = _events(home)
+    expected = compute_aggregate_table(hopped, table, events, written["created_timestamp"].iloc[0])
+    order = [*table.keys, "event_timestamp"]
+    assert_same_table(
+        written.sort_values(order, ignore_index=True),
+        expected.sort_values(order, ignore_index=True),
+    )
+    exact = pd.read_parquet(_metadata(result, table)["path"].value)
+    assert len(written) < 0.85 * len(exact)  # 15,834 rows against 19,987 (0.79x) when written
+    assert _metadata(result, table)["windows"].value == "1d exact, 7d exact, 30d exact"
+    assert metadata["rows_per_event"].value == pytest.approx(len(written) / len(events))
 
 
 def test_a_failed_run_leaves_the_earlier_table_byte_for_byte(fraud, tmp_path) -> None:
