@@ -293,10 +293,10 @@ def _compacted(
     keyed = f"PARTITION BY {', '.join(_quote(k) for k in keys)} ORDER BY t"
     repeats = " AND ".join(_repeats(plan, keyed) for plan in plans)
     return f"""SELECT * EXCLUDE (_new, _start, _next) FROM (
-            SELECT *, lead(t) OVER ({keyed}) AS _next,
-                   last_value(CASE WHEN _new THEN t END IGNORE NULLS) OVER (
+            SELECT *, max(CASE WHEN _new THEN t END) OVER (
                        {keyed} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _start
-            FROM (SELECT *, lag(t) OVER ({keyed}) IS NULL OR NOT coalesce({repeats}, false) AS _new
+            FROM (SELECT *, lead(t) OVER ({keyed}) AS _next,
+                         lag(t) OVER ({keyed}) IS NULL OR NOT coalesce({repeats}, false) AS _new
                   FROM ({rows})))
         WHERE _new OR _next IS NULL OR _next > _start + INTERVAL {ttl} SECOND"""
 
