@@ -83,16 +83,24 @@ def _quote(name: str) -> str:
 
 
 def plan_aggregates(
-    view: FeatureViewSpec, axis_of: dict[str, str], default_axis: str
+    view: FeatureViewSpec,
+    axis_of: dict[str, str],
+    default_axis: str,
+    *,
+    every_change_point: bool = False,
 ) -> list[AggregatePlan]:
-    """Expand a view's aggregates into one plan per output column."""
+    """Expand a view's aggregates into one plan per output column.
+
+    The plans carry the view's ttl, which lets the table leave out rows that repeat the row
+    before; ``every_change_point`` keeps them (the baseline the tests and benchmarks compare to).
+    """
+    ttl = None if every_change_point else int(parse_duration(view.ttl).total_seconds())
     plans = []
     for aggregate in view.aggregates:
         axis = axis_of.get(aggregate.column or "", default_axis)
         for window, name in zip(aggregate.windows, aggregate.feature_names(), strict=True):
             hop = view.window_hop(window)
             hop_ns = None if hop is None else pd.Timedelta(hop).value
-            ttl = int(parse_duration(view.ttl).total_seconds())
             plans.append(AggregatePlan(name, aggregate, window, axis, hop_ns, ttl))
     return plans
 
@@ -190,8 +198,6 @@ def aggregate_sql(
     keys: Sequence[str],
     plans: Sequence[AggregatePlan],
     until: str | None = None,
-    *,
-    compact: bool = True,
 ) -> str:
     """The whole query: points per axis, expiry probes, windowed aggregates, one row per (key, t).
 
@@ -199,7 +205,8 @@ def aggregate_sql(
     label that arrives later, not an expiry that would happen if no event came — so points and
     probes past it are left out. For long windows that removes most probes.
 
-    ``compact`` leaves out a row that repeats the row before it (see :func:`_compacted`).
+    A row that repeats the row before it is left out when the plans carry their view's ttl
+    (:func:`_compacted`); plans without one keep every change point.
     """
     known = f" AND t <= {until}" if until else ""
     key_list = ", ".join(_quote(k) for k in keys)
@@ -232,7 +239,7 @@ def aggregate_sql(
     windowed = [p for p in plans if p.aggregate.agg != "last_n"]
     selects = "".join(f", {_expression(p, p.window_name)} AS {_quote(p.name)}" for p in windowed)
     ttls = {p.ttl_seconds for p in plans}
-    ttl = min(ttls) if compact and windowed and None not in ttls else None
+    ttl = min(ttls) if windowed and None not in ttls else None
     recent = [_last_n_sql(p, key_list, "points") for p in plans if p.aggregate.agg == "last_n"]
     ctes = "".join(f", {cte}" for cte, _ in recent)
     joins = "".join(

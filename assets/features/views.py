@@ -118,14 +118,22 @@ def feature_tables(spec: UseCaseSpec) -> list[FeatureTableDef]:
 
 
 def compute_aggregate_table(
-    spec: UseCaseSpec, table: FeatureTableDef, events: pd.DataFrame, created_at: pd.Timestamp
+    spec: UseCaseSpec,
+    table: FeatureTableDef,
+    events: pd.DataFrame,
+    created_at: pd.Timestamp,
+    *,
+    every_change_point: bool = False,
 ) -> pd.DataFrame:
-    """The windowed-aggregate table of one view over the whole events table."""
+    """The windowed-aggregate table of one view over the whole events table (with
+    ``every_change_point``, the rows that repeat the row before are kept too)."""
     view = spec.features[table.view]
     if spec.events.timestamp is None:
         raise ValueError(f"{spec.name}: features.{table.view}: aggregates need events.timestamp")
     # outcomes (labels and what reveals them) move when they become known, not at the event
-    plans = plan_aggregates(view, outcome_axes(spec), spec.events.timestamp)
+    plans = plan_aggregates(
+        view, outcome_axes(spec), spec.events.timestamp, every_change_point=every_change_point
+    )
     ratios = [(r.name, r.numerator, r.denominator) for r in view.ratios]
     until = events[spec.events.timestamp].max()  # the end of the data
     events = with_arrival_times(spec, events)

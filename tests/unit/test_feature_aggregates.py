@@ -6,18 +6,11 @@ rounds the window's tail down with pandas, the table does it in SQL.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from assets.features.aggregates import (
-    EVENT_TIMESTAMP,
-    AggregatePlan,
-    compute_aggregates,
-    plan_aggregates,
-)
+from assets.features.aggregates import EVENT_TIMESTAMP, compute_aggregates, plan_aggregates
 from configs.schema.base import parse_duration
 from configs.schema.stages import FeatureViewSpec
 
@@ -192,7 +185,10 @@ def test_nothing_is_stamped_after_the_end_of_the_data(hop: str) -> None:
     plans = plan_aggregates(_view(hop), {"fraud": "label_time"}, "event_time")
     created = pd.Timestamp("2025-02-01")
     until = events.event_time.quantile(0.7).floor("us")
-    for kept in (_every_change_point(plans), plans):
+    every = plan_aggregates(
+        _view(hop), {"fraud": "label_time"}, "event_time", every_change_point=True
+    )
+    for kept in (every, plans):
         full = compute_aggregates(events, ["user_id"], kept, created)
         cut = compute_aggregates(events, ["user_id"], kept, created, until=until)
         assert cut[EVENT_TIMESTAMP].max() <= until
@@ -203,11 +199,6 @@ def test_nothing_is_stamped_after_the_end_of_the_data(hop: str) -> None:
     for at in moments[moments <= until]:
         for user in range(6):
             assert _same(_as_of(cut, user, at), _as_of(before, user, at)), (at, user)
-
-
-def _every_change_point(plans: list[AggregatePlan]) -> list[AggregatePlan]:
-    """The plans with no ttl: the table keeps a row at every change point, repeats too."""
-    return [dataclasses.replace(plan, ttl_seconds=None) for plan in plans]
 
 
 def _same(left: pd.Series | None, right: pd.Series | None) -> bool:
@@ -252,7 +243,10 @@ def test_repeated_rows_are_left_out_without_changing_a_lookup(hop: str) -> None:
     plans = plan_aggregates(view, {"fraud": "label_time"}, "event_time")
     created = pd.Timestamp("2025-02-01")
     compact = compute_aggregates(events, ["user_id"], plans, created)
-    every = compute_aggregates(events, ["user_id"], _every_change_point(plans), created)
+    every_plan = plan_aggregates(
+        view, {"fraud": "label_time"}, "event_time", every_change_point=True
+    )
+    every = compute_aggregates(events, ["user_id"], every_plan, created)
     assert len(compact) < 0.8 * len(every)
     assert set(compact[EVENT_TIMESTAMP]) <= set(every[EVENT_TIMESTAMP])
     moments = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(0, 9 * 24 * 3600, 600), "s")
@@ -283,7 +277,9 @@ def test_hopped_windows_share_change_points() -> None:
     arriving, or a hop boundary plus a window."""
     events = _events(0)
     plans = {
-        hop: _every_change_point(plan_aggregates(_view(hop), {"fraud": "label_time"}, "event_time"))
+        hop: plan_aggregates(
+            _view(hop), {"fraud": "label_time"}, "event_time", every_change_point=True
+        )
         for hop in HOPS
     }
     created = pd.Timestamp("2025-02-01")
