@@ -167,8 +167,11 @@ class FeatureViewSpec(StrictModel):
         if hop not in ("exact", "auto"):
             try:
                 duration = parse_duration(hop)
-            except ValueError as error:
-                raise ValueError(f"expected exact, auto or a duration like '1h': {error}") from None
+            except ValueError:
+                raise ValueError(
+                    "expected exact, auto or a duration like '5m', '1h' or '1d' (number + unit"
+                    f" s/m/h/d/w), got {hop!r}"
+                ) from None
             if duration <= timedelta(0):
                 raise ValueError(f"a hop must be longer than 0, got {hop!r}")
         return hop

@@ -304,7 +304,8 @@ def test_hopped_windows_share_change_points() -> None:
     [
         ({"hop": "auto"}, "ttl 7d is shorter than window 7d plus its hop (1h)"),
         ({"hop": "2h", "ttl": "30d"}, "hop 2h is longer than window 1h"),
-        ({"hop": "soon"}, "expected exact, auto or a duration like '1h'"),
+        ({"hop": "soon"}, "expected exact, auto or a duration like '5m', '1h' or '1d'"),
+        ({"hop": "0m"}, "a hop must be longer than 0"),
     ],
 )
 def test_hop_is_checked_against_windows_and_ttl(update: dict[str, str], message: str) -> None:
