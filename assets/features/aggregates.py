@@ -11,15 +11,10 @@ How it is computed: events (one stream per time axis) and "expiry probes" (event
 ``[t - window, t]`` that only counts rows of its own axis; one row per (entity, time) is kept.
 Windows include both ends at microsecond resolution.
 
-Hopped windows (a view's ``hop``: Chronon's sawtooth) trade that for fewer rows: the tail is
-rounded down to the hop (from the epoch), ``[floor(t - window, hop), t]``, so an event leaves at
-the first hop boundary after it plus the window, and every event of one hop leaves at the same
-moment: one probe per entity and hop instead of one per event. The frame is the same window
-function, ordered by the time's nanoseconds with a per-row offset; lookups stay exact for that
-definition, which training and serving share.
-
-A row that repeats the values of the row before it is left out (:func:`_compacted`): a lookup
-finds the same values one row earlier, and the ttl is kept in mind.
+Hopped windows (a view's ``hop``, Chronon's sawtooth) round the tail down to the hop, so the
+events of one hop leave together: fewer probes, and lookups exact for that definition. A row that
+repeats the row before it is left out within the view's ttl. Both are in
+:mod:`assets.features.window_sql`.
 
 The time axis of an aggregate is when its input became known: the event time, except for an
 outcome that arrives later (a label with ``available_at``, fraud chargebacks, or a fixed
@@ -40,7 +35,8 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as pads
 
-from configs.schema.base import duration_text, parse_duration
+from assets.features.window_sql import compacted_sql, expiry_sql, frame_sql, within_sql
+from configs.schema.base import parse_duration
 from configs.schema.stages import AggregateSpec, FeatureViewSpec
 from runtime.shards import (
     ShardEngine,
@@ -55,6 +51,7 @@ from runtime.shards import (
 
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
+FLOAT_AGGREGATES = ("sum", "mean", "min", "max")  # cast to DOUBLE by _expression
 
 
 @dataclass(frozen=True)
@@ -105,52 +102,6 @@ def plan_aggregates(
     return plans
 
 
-def window_text(plans: Sequence[AggregatePlan]) -> str:
-    """The windows and how their tails move, for the UI: ``1h exact, 1d exact`` or ``1h hop 5m``."""
-    seen = dict.fromkeys(
-        (p.window, "exact" if p.hop_ns is None else f"hop {duration_text(pd.Timedelta(p.hop_ns))}")
-        for p in plans
-    )
-    return ", ".join(f"{window} {how}" for window, how in seen)
-
-
-def _floor(value: str, step: int) -> str:
-    """SQL: integer ``value`` rounded down to a multiple of ``step`` (also below 0)."""
-    return f"({value} - ((({value}) % {step}) + {step}) % {step})"
-
-
-def _tail_ns(plan: AggregatePlan, at: str) -> str:
-    """SQL, a hopped plan: the oldest moment (ns since the epoch) in its window at time ``at``."""
-    return _floor(f"epoch_ns({at}) - {plan.seconds * 1_000_000_000}", plan.hop_ns or 1)
-
-
-def _frame(plan: AggregatePlan) -> str:
-    """The window's frame: ``[t - window, t]``, or ``[floor(t - window, hop), t]`` when hopped.
-
-    A hopped frame reaches back a different length from each row, so it is ordered by the
-    time's nanoseconds (a per-row RANGE offset is exact there; an interval stops at 1µs).
-    """
-    if plan.hop_ns is None:
-        return f"ORDER BY t RANGE BETWEEN INTERVAL {plan.seconds} SECOND PRECEDING AND CURRENT ROW"
-    reach = f"epoch_ns(t) - {_tail_ns(plan, 't')}"
-    return f"ORDER BY epoch_ns(t) RANGE BETWEEN {reach} PRECEDING AND CURRENT ROW"
-
-
-def _within(plan: AggregatePlan, moment: str, at: str) -> str:
-    """SQL: whether ``moment`` is still in ``plan``'s window at time ``at``."""
-    if plan.hop_ns is None:
-        return f"{moment} >= {at} - INTERVAL {plan.seconds} SECOND"
-    return f"epoch_ns({moment}) >= {_tail_ns(plan, at)}"
-
-
-def _expiry(plan: AggregatePlan) -> str:
-    """SQL: when an event at ``t`` leaves ``plan``'s window (the first moment it is out)."""
-    if plan.hop_ns is None:
-        return f"t + INTERVAL {plan.seconds} SECOND + INTERVAL 1 MICROSECOND"
-    boundary = f"{_floor('epoch_ns(t)', plan.hop_ns)} + {plan.hop_ns}"
-    return f"make_timestamp_ns({boundary} + {plan.seconds * 1_000_000_000})"
-
-
 def _expression(plan: AggregatePlan, window_name: str) -> str:
     """SQL for one aggregate over the stream; rows of other axes and probes count as absent."""
     on_axis = f"axis = '{plan.axis}'"
@@ -188,7 +139,8 @@ def _last_n_sql(plan: AggregatePlan, keys: str, probe_source: str) -> tuple[str,
         QUALIFY rn = max(rn) OVER (PARTITION BY {keys}, recent_t))"""
     read = (
         f"list_transform(list_filter(r_{plan.name}.recent,"
-        f" lambda x: {_within(plan, 'x.t', 's.t')}), lambda x: x.v) AS {_quote(plan.name)}"
+        f" lambda x: {within_sql(plan.seconds, plan.hop_ns, 'x.t', 's.t')}), lambda x: x.v)"
+        f" AS {_quote(plan.name)}"
     )
     return cte, read
 
@@ -206,7 +158,7 @@ def aggregate_sql(
     probes past it are left out. For long windows that removes most probes.
 
     A row that repeats the row before it is left out when the plans carry their view's ttl
-    (:func:`_compacted`); plans without one keep every change point.
+    (:func:`assets.features.window_sql.compacted_sql`); plans without one keep every change point.
     """
     known = f" AND t <= {until}" if until else ""
     key_list = ", ".join(_quote(k) for k in keys)
@@ -222,7 +174,9 @@ def aggregate_sql(
         for a in axes
     )
     expiries = {
-        (p.axis, p.seconds, p.hop_ns): _expiry(p) for p in plans if p.aggregate.agg != "last_n"
+        (p.axis, p.seconds, p.hop_ns): expiry_sql(p.seconds, p.hop_ns)
+        for p in plans
+        if p.aggregate.agg != "last_n"
     }
     probes = (
         " UNION ".join(
@@ -232,7 +186,7 @@ def aggregate_sql(
         )
         or f"SELECT {key_list}, t FROM points WHERE false"
     )
-    frames = {p.window_name: _frame(p) for p in plans}
+    frames = {p.window_name: frame_sql(p.seconds, p.hop_ns) for p in plans}
     window_defs = ", ".join(
         f"{name} AS (PARTITION BY {key_list} {frame})" for name, frame in sorted(frames.items())
     )
@@ -240,6 +194,7 @@ def aggregate_sql(
     selects = "".join(f", {_expression(p, p.window_name)} AS {_quote(p.name)}" for p in windowed)
     ttls = {p.ttl_seconds for p in plans}
     ttl = min(ttls) if windowed and None not in ttls else None
+    columns = [(_quote(p.name), p.aggregate.agg in FLOAT_AGGREGATES) for p in plans]
     recent = [_last_n_sql(p, key_list, "points") for p in plans if p.aggregate.agg == "last_n"]
     ctes = "".join(f", {cte}" for cte, _ in recent)
     joins = "".join(
@@ -262,50 +217,9 @@ def aggregate_sql(
         probes AS ({probes}),
         stream AS (SELECT * FROM points UNION ALL SELECT {key_list}, t, NULL AS axis{null_values} FROM probes),
         windowed AS ({stream_select}){ctes}
-        {_compacted(f"SELECT s.*{reads} FROM windowed s{joins}", keys, plans, ttl)}
+        {compacted_sql(f"SELECT s.*{reads} FROM windowed s{joins}", key_list, columns, ttl)}
         ORDER BY {", ".join(_quote(k) for k in keys)}, t
     """
-
-
-# Two floats closer than this (relatively) are one value to compaction: the order in which DuckDB
-# adds a window moves a mean's last bits, and a shard must drop exactly the rows the whole drops.
-SAME_FLOAT = 1e-12
-
-
-def _repeats(plan: AggregatePlan, keyed: str) -> str:
-    """SQL: whether ``plan``'s column holds the value it held at the entity's row before."""
-    column = _quote(plan.name)
-    before = f"lag({column}) OVER ({keyed})"
-    same = f"{column} IS NOT DISTINCT FROM {before}"
-    if plan.aggregate.agg in ("sum", "mean", "min", "max"):
-        close = f"abs({column} - {before}) <= {SAME_FLOAT} * greatest(abs({column}), abs({before}))"
-        return f"({same} OR coalesce({close}, false))"
-    return same
-
-
-def _compacted(
-    rows: str, keys: Sequence[str], plans: Sequence[AggregatePlan], ttl: int | None
-) -> str:
-    """SQL: ``rows`` without the rows that only repeat the values of the row before them.
-
-    Such a row changes no lookup: an as-of join finds an earlier row with the same values (a
-    "past frauds" sum unmoved by a legitimate chargeback arriving is the common case). Except
-    through the ttl (seconds): the earlier row must not age out where the repeat would not. So in
-    a run of equal rows, the first is kept, and a repeat is left out only while the row after it
-    comes within the ttl of the run's first; from the first repeat that fails this, the run's
-    rows are all kept (the row after only gets later), and an entity's last row always is.
-    """
-    if ttl is None:
-        return f"SELECT * FROM ({rows})"
-    keyed = f"PARTITION BY {', '.join(_quote(k) for k in keys)} ORDER BY t"
-    repeats = " AND ".join(_repeats(plan, keyed) for plan in plans)
-    return f"""SELECT * EXCLUDE (_new, _start, _next) FROM (
-            SELECT *, max(CASE WHEN _new THEN t END) OVER (
-                       {keyed} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _start
-            FROM (SELECT *, lead(t) OVER ({keyed}) AS _next,
-                         lag(t) OVER ({keyed}) IS NULL OR NOT coalesce({repeats}, false) AS _new
-                  FROM ({rows})))
-        WHERE _new OR _next IS NULL OR _next > _start + INTERVAL {ttl} SECOND"""
 
 
 # Entities per DuckDB query: window operators hold their whole input, so large event logs are cut

@@ -26,7 +26,6 @@ from assets.features.aggregates import (
     aggregate_files_sharded,
     compute_aggregates_sharded,
     plan_aggregates,
-    window_text,
 )
 from assets.features.availability import outcome_axes, with_arrival_times
 from assets.features.table_files import shard_tables, shards_schema, staged_parquet
@@ -35,6 +34,7 @@ from assets.features.views import (
     compute_attribute_table,
     feature_tables,
 )
+from assets.features.window_sql import window_text
 from assets.metadata import (
     TableSummary,
     asset_identity,
@@ -162,7 +162,7 @@ def materialize_aggregate_table(
             check = report_check_result(key, quality.report())
     metadata = {**summary.metadata(), "path": dg.MetadataValue.path(str(target))}
     metadata["ttl"] = str(table.ttl) if table.ttl else "never stale"
-    metadata["windows"] = window_text(plans)
+    metadata["windows"] = window_text((p.window, p.hop_ns) for p in plans)
     metadata["rows_per_event"] = summary.rows / rows if rows else 0.0
     # one shard in this process is the unsharded computation: say so as before
     unsharded = len(results) == 1 and results[0].node == "local"
