@@ -173,16 +173,14 @@ def aggregate_sql(
         + (f" AND {_quote(a)} <= {until}" if until else "")
         for a in axes
     )
-    expiries = {
-        (p.axis, p.seconds, p.hop_ns): expiry_sql(p.seconds, p.hop_ns)
-        for p in plans
-        if p.aggregate.agg != "last_n"
-    }
+    expiries = sorted(
+        {(p.axis, expiry_sql(p.seconds, p.hop_ns)) for p in plans if p.aggregate.agg != "last_n"}
+    )
     probes = (
         " UNION ".join(
             f"SELECT DISTINCT {key_list}, t FROM (SELECT {key_list}, {expiry} AS t"
             f" FROM points WHERE axis = '{axis}') WHERE true{known}"
-            for (axis, _, _), expiry in sorted(expiries.items(), key=lambda item: str(item[0]))
+            for axis, expiry in expiries
         )
         or f"SELECT {key_list}, t FROM points WHERE false"
     )
