@@ -117,6 +117,8 @@ class TableSummary:
 
     Rows, nulls and (for parts that hold disjoint entities) entity counts add over the parts;
     the time range is the parts' widest; schema and preview are the first non-empty part's.
+    Without ``keys`` (parts that share entities, a training set's chunks) no entities are
+    counted.
     """
 
     timestamp: str
@@ -136,7 +138,8 @@ class TableSummary:
             self.first = part.head(PREVIEW_ROWS).copy()  # not a view that keeps ``part``
         if len(part):
             self.rows += len(part)
-            self.entities += int(part[list(self.keys)].drop_duplicates().shape[0])
+            if self.keys:
+                self.entities += int(part[list(self.keys)].drop_duplicates().shape[0])
             low, high = part[self.timestamp].min(), part[self.timestamp].max()
             self.time_min = low if self.time_min is None else min(self.time_min, low)
             self.time_max = high if self.time_max is None else max(self.time_max, high)
@@ -158,5 +161,6 @@ class TableSummary:
                 table = rates.map(round_float).rename("null_rate").reset_index()
                 metadata["null_rates"] = dg.MetadataValue.md(_markdown(table))
         metadata["preview"] = dg.MetadataValue.md(_markdown(first))
-        metadata["entities"] = self.entities
+        if self.keys:
+            metadata["entities"] = self.entities
         return rounded_metadata(metadata)

@@ -16,6 +16,7 @@ from assets.quality.outcomes import QualityReport
 from assets.quality.sharded import ShardedQuality
 from assets.quality.suites import TableRole
 from assets.quality.validation import run_quality
+from configs.schema.stages import QualitySpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 
@@ -70,13 +71,11 @@ def quality_check_result(
     label_columns: Sequence[str] = (),
 ) -> dg.AssetCheckResult:
     """Run the suite on ``frame`` and turn its report into the asset check's result."""
-    # The YAML names labels; the table has their columns.
-    rates = {spec.labels[name].column: rate for name, rate in spec.quality.label_rate.items()}
     report = run_quality(
         frame,
         suite_name="__".join(key.path),
         role=role,
-        spec=spec.quality.model_copy(update={"label_rate": rates}),
+        spec=_by_column(spec),
         feature_columns=feature_columns,
         label_columns=label_columns,
         docs_dir=str(home.created(home.layout.quality(tuple(key.path)))),
@@ -85,23 +84,33 @@ def quality_check_result(
     return report_check_result(key, report)
 
 
+def _by_column(spec: UseCaseSpec) -> QualitySpec:
+    """The quality section with label rates keyed by column: the YAML names labels, the table
+    has their columns."""
+    rates = {spec.labels[name].column: rate for name, rate in spec.quality.label_rate.items()}
+    return spec.quality.model_copy(update={"label_rate": rates})
+
+
 def sharded_quality(
     context: dg.AssetExecutionContext,
     spec: UseCaseSpec,
     key: dg.AssetKey,
     home: HomeResource,
     feature_columns: Sequence[str],
+    role: TableRole = TableRole.FEATURES,
+    label_columns: Sequence[str] = (),
 ) -> ShardedQuality:
-    """The feature-table suite for a table that passes by shard after shard: feed it each
-    shard, then turn its :meth:`ShardedQuality.report` into the check with
-    :func:`report_check_result`. Same suite name, docs folder and previous row count as
-    :func:`quality_check_result`."""
+    """The suite of a table that passes by shard after shard: feed it each shard, then turn
+    its :meth:`ShardedQuality.report` into the check with :func:`report_check_result`. Same
+    suite, name, docs folder and previous row count as :func:`quality_check_result`."""
     return ShardedQuality(
         suite_name="__".join(key.path),
-        spec=spec.quality,
+        spec=_by_column(spec),
         feature_columns=feature_columns,
         docs_dir=str(home.created(home.layout.quality(tuple(key.path)))),
         previous_row_count=previous_row_count(context, key),
+        role=role,
+        label_columns=label_columns,
     )
 
 

@@ -7,13 +7,14 @@ suite is a count over rows, so the whole table's result follows from the shards'
   is judged against the same bounds (the previous run's total for the change);
 * ``column_exists``: every shard has the table's columns;
 * ``not_null``: null counts add; judged as GE does (``(rows - nulls) / rows >= mostly``);
-* ``range``: out-of-range and null counts add; judged as GE does over the non-null values.
+* ``range``: out-of-range and null counts add; judged as GE does over the non-null values;
+* ``label_rate`` (training sets): a mean, so the shards' sums and non-null counts add, and the
+  whole set's mean is judged against the same bounds.
 
 So pass/fail, observed values and failure counts equal a run on the whole table. Each shard's
 frame is indexed by its rows' positions in the table, so the sampled row labels of null checks
 are the whole table's. The HTML data docs are the first shard's validation (exact when the table
-is one shard); the merged result is what the asset check reports. A training set's label-rate
-(a mean) is not merged here: training sets are validated whole.
+is one shard); the merged result is what the asset check reports.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ _ROW_COUNT = "expect_table_row_count_to_be_between"
 _EXISTS = "expect_column_to_exist"
 _NOT_NULL = "expect_column_values_to_not_be_null"
 _BETWEEN = "expect_column_values_to_be_between"
+_MEAN = "expect_column_mean_to_be_between"
 
 
 @dataclass
@@ -67,12 +69,19 @@ class _Tally:
     unexpected: int = 0
     sample: list = field(default_factory=list)
     error: str | None = None
+    total: float = 0.0  # a mean's sum over the non-null values seen
 
-    def add(self, result: Any) -> None:
+    def add(self, result: Any, frame: pd.DataFrame) -> None:
         details = result.result or {}
         error = error_message(result)
         self.error = self.error or error
         self.passed = self.passed and bool(result.success) and error is None
+        if self.kind == _MEAN:  # GE gives the shard's mean alone: sum the values themselves
+            if self.column in frame:
+                values = frame[self.column].dropna().astype(float)
+                self.total += float(values.sum())
+                self.elements += len(values)
+            return
         self.elements += int(details.get("element_count") or 0)
         self.missing += int(details.get("missing_count") or 0)
         self.unexpected += int(details.get("unexpected_count") or 0)
@@ -104,6 +113,11 @@ class _Tally:
             observed = round(self.unexpected / self.elements, 6) if self.elements else 0.0
         elif self.kind == _BETWEEN:
             success, observed = self._mostly(self.elements - self.missing), self.unexpected
+        elif self.kind == _MEAN:
+            low, high = self.kwargs.get("min_value"), self.kwargs.get("max_value")
+            observed = self.total / self.elements if self.elements else None
+            success = observed is not None and (low is None or observed >= low)
+            success = success and (high is None or observed <= high)
         else:
             raise ValueError(f"quality: {self.kind} cannot be merged over shards")
         if self.error is not None:
@@ -119,9 +133,9 @@ class _Tally:
 
 
 class ShardedQuality:
-    """The feature-table suite, fed one shard at a time (:meth:`add`), reported whole
-    (:meth:`report`): the same outcomes :func:`assets.quality.validation.run_quality` gives
-    for the concatenated table."""
+    """A table's suite (a feature table's, or with ``role`` and ``label_columns`` a training
+    set's), fed one shard at a time (:meth:`add`), reported whole (:meth:`report`): the same
+    outcomes :func:`assets.quality.validation.run_quality` gives for the concatenated table."""
 
     def __init__(
         self,
@@ -131,10 +145,14 @@ class ShardedQuality:
         feature_columns: Sequence[str],
         docs_dir: str | Path,
         previous_row_count: int | None = None,
+        role: TableRole = TableRole.FEATURES,
+        label_columns: Sequence[str] = (),
     ) -> None:
         self.suite_name = suite_name
         self.spec = spec
         self.feature_columns = list(feature_columns)
+        self.role = role
+        self.label_columns = list(label_columns)
         self.docs_dir = Path(docs_dir)
         self.previous_row_count = previous_row_count
         self.rows = 0
@@ -150,9 +168,10 @@ class ShardedQuality:
         suite = build_suite(
             self.suite_name,
             list(present),
-            TableRole.FEATURES,
+            self.role,
             self.spec,
             self.feature_columns,
+            self.label_columns,
             previous_row_count=self.previous_row_count,
             numeric_columns=numeric_columns_of(frame),
         )
@@ -177,7 +196,7 @@ class ShardedQuality:
                 kwargs = dict(config.kwargs)
                 expected = meta.get(META_EXPECTED, "")
                 self.tallies[key] = _Tally(check, key[1], expected, config.type, kwargs)
-            self.tallies[key].add(result)
+            self.tallies[key].add(result, frame)
         self.rows += len(frame)
 
     def report(self) -> QualityReport:

@@ -9,20 +9,27 @@ timestamp of the last event; here it becomes seconds before the row's as-of mome
 features (``features.<view>.request``) come last, computed from each row's own fields and its
 joined features by :mod:`runtime.request_features`, the function ``/score`` and Feast call.
 
-Given a shard engine (the use case's ``execution``), the label rows and the join run in shards
-of whole entities (:mod:`assets.training.sharded_join`), here or as Ray tasks, when the engine
-asks for more than one shard or is Ray; the frame is the same, row for row. Sampled negatives
-stay one pass over all positives: each day's draws come from one seeded random stream and the
-impressions of every item before that day, so drawing per shard would give other (equally
-valid, but different) negatives.
+Given a shard engine (the use case's ``execution``), the label rows, the sampled negatives and
+the join run in shards of whole entities (:mod:`assets.training.sharded_join`), here or as Ray
+tasks, when the engine asks for more than one shard or is Ray; the set is the same, row for row.
+
+The set is written, not returned: past the join, ``CHUNK_ROWS`` label rows with their features
+are finished (every step after the join works row by row) and parked as parts, and the parts
+become the asset's one Parquet file (:mod:`assets.training.set_file`). The label rows are held
+whole; the features of all of them never are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
+from upath import UPath
 
 from assets.features.aggregates import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from assets.split.plan import GAP, assign_split
@@ -36,7 +43,13 @@ from assets.training.model_views import (
 )
 from assets.training.negatives import SAMPLED, draw_negatives, negative_pool, sharded_negatives
 from assets.training.pit_join import FeatureTable, point_in_time_join
-from assets.training.sharded_join import Sharding, plan_sharding, sharded_point_in_time_join
+from assets.training.set_file import SetParts
+from assets.training.sharded_join import (
+    CHUNK_ROWS,
+    Sharding,
+    plan_sharding,
+    sharded_join_chunks,
+)
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
@@ -47,10 +60,11 @@ SPLIT = "split"
 
 
 @dataclass(frozen=True)
-class TrainingSet:
-    """A training set and the counts that explain its size."""
+class TrainingSetFile:
+    """What a training-set build wrote, and the counts that explain its size."""
 
-    frame: pd.DataFrame
+    path: UPath
+    rows: int
     feature_columns: list[str]
     label_columns: list[str]
     dropped_immature: int
@@ -58,6 +72,13 @@ class TrainingSet:
     negatives: int
     shards: int = 1
     shard_results: tuple[ShardResult, ...] = ()  # every shard run, when sharded
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSet(TrainingSetFile):
+    """A training set read back whole (tests, benchmarks, the model stage's view of it)."""
+
+    frame: pd.DataFrame
 
 
 def _feature_tables(spec: UseCaseSpec, model: str, paths: dict[str, str]) -> list[FeatureTable]:
@@ -76,38 +97,162 @@ def _feature_tables(spec: UseCaseSpec, model: str, paths: dict[str, str]) -> lis
     ]
 
 
+def _with_seconds_since(
+    joined: pd.DataFrame, tables: list[FeatureTable]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The joined rows with every last-event moment as seconds before the row's as-of, and the
+    feature columns in their final order."""
+    features = [name for table in tables for name in table.output_names(True)]
+    if any(LAST_EVENT_AT in c for c in features):
+        joined = seconds_since_last(joined, joined[AS_OF])
+        features = [c for c in joined.columns if c in set(features) or SECONDS_SINCE in c]
+    return joined, features
+
+
 def join_features(
     spec: UseCaseSpec, model: str, frame: pd.DataFrame, table_paths: dict[str, str]
 ) -> tuple[pd.DataFrame, list[str]]:
     """``frame`` (keys and ``as_of``) with the model's features as of each row; training sets
     and the serving funnel's candidate rows both go through here."""
-    joined, features, _ = _join_features(spec, model, frame, table_paths, None)
-    return joined, features
+    tables = _feature_tables(spec, model, table_paths)
+    if not tables:
+        return frame.copy(), []  # request-time (passthrough) features only, e.g. LETOR
+    joined = point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
+    return _with_seconds_since(joined, tables)
 
 
-def _join_features(
+@contextmanager
+def _joined_chunks(
+    frame: pd.DataFrame,
+    tables: list[FeatureTable],
+    sharding: Sharding | None,
+    chunk_rows: int,
+) -> Iterator[tuple[Iterator[pd.DataFrame], list[ShardResult]]]:
+    """The label rows with their features, a chunk at a time in label order (one chunk, the
+    whole frame, on the one-pass path), and the shard runs."""
+    if sharding is not None and tables:
+        with sharded_join_chunks(
+            frame, tables, sharding, as_of=AS_OF, prefix_features=True, chunk_rows=chunk_rows
+        ) as (chunks, results):
+            yield chunks, results
+        return
+    joined = point_in_time_join(frame, tables, AS_OF, True) if tables else frame.copy()
+    yield iter([joined]), []
+
+
+def _with_negatives(
     spec: UseCaseSpec,
     model: str,
+    events: pd.DataFrame,
     frame: pd.DataFrame,
-    table_paths: dict[str, str],
+    catalog: pd.DataFrame | None,
     sharding: Sharding | None,
-) -> tuple[pd.DataFrame, list[str], list[ShardResult]]:
-    """:func:`join_features`, in shards when ``sharding`` is given; also the shard runs."""
-    tables = _feature_tables(spec, model, table_paths)
-    results: list[ShardResult] = []
-    if not tables:
-        joined = frame.copy()  # request-time (passthrough) features only, e.g. LETOR
-    elif sharding is None:
-        joined = point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
+) -> tuple[pd.DataFrame, int, list[ShardResult]]:
+    """The positive label rows and their sampled negatives in as-of order (the label rows as
+    they are when the model samples none); the negatives drawn; the shard runs."""
+    negatives = spec.model[model].negatives
+    if negatives is None:
+        return frame, 0, []
+    labels = list(label_columns(spec, model).values())
+    entity = spec.entities[negatives.entity]
+    time = spec.events.timestamp
+    pool = negative_pool(
+        key=entity.key,
+        time=time,
+        labels=labels,
+        catalog=catalog if catalog is not None else events[[entity.key]].drop_duplicates(),
+        appeared=entity.timestamp,
+        impressions=events[[entity.key, time]],
+        strategy=negatives.strategy,
+        ratio=negatives.ratio,
+        seed=negatives.seed,
+    )
+    positives = frame[frame[labels[0]] > 0].assign(**{SAMPLED: False})
+    identity = [*key_columns(spec, model), time]
+    drawn_by: list[ShardResult] = []
+    if sharding is None:
+        drawn = draw_negatives(positives, pool, identity)
     else:
-        joined, results = sharded_point_in_time_join(
-            frame, tables, sharding, as_of=AS_OF, prefix_features=True
-        )
-    features = [name for table in tables for name in table.output_names(True)]
-    if any(LAST_EVENT_AT in c for c in features):
-        joined = seconds_since_last(joined, joined[AS_OF])
-        features = [c for c in joined.columns if c in set(features) or SECONDS_SINCE in c]
-    return joined, features, results
+        drawn, drawn_by = sharded_negatives(positives, pool, identity, sharding)
+    frame = pd.concat([positives, drawn], ignore_index=True)
+    return frame.sort_values(AS_OF, kind="stable", ignore_index=True), len(drawn), drawn_by
+
+
+def _finished(
+    spec: UseCaseSpec,
+    model: str,
+    joined: pd.DataFrame,
+    tables: list[FeatureTable],
+    split_plan: pd.DataFrame,
+) -> tuple[pd.DataFrame, list[str], int]:
+    """One chunk of joined rows as the set holds them: last-event moments as seconds, request
+    features, the split, rows in a split gap left out. Row by row, so chunks add up to the
+    whole. Also the feature columns and the rows left in the gap."""
+    joined, features = _with_seconds_since(joined, tables)
+    requested = model_request_features(spec, model)
+    joined = add_request_features(joined, requested)
+    features += [feature.column for feature in requested]
+    joined[SPLIT] = assign_split(
+        spec.split, joined, split_plan, spec.events.timestamp, spec.events.group
+    )
+    joined = joined.drop(columns=TEST_FILE_ROWS, errors="ignore")
+    in_gap = (joined[SPLIT] == GAP).to_numpy()
+    joined = joined[~in_gap].reset_index(drop=True)
+    features += passthrough_columns(spec, model)
+    return joined, features, int(in_gap.sum())
+
+
+def write_training_set(
+    spec: UseCaseSpec,
+    model: str,
+    events: pd.DataFrame,
+    split_plan: pd.DataFrame,
+    table_paths: dict[str, str],
+    target: UPath,
+    catalog: pd.DataFrame | None = None,
+    engine: ShardEngine | None = None,
+    sink: Callable[[pd.DataFrame, list[str]], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> TrainingSetFile:
+    """Write the training set of ``model`` to ``target``: one row per label row (and sampled
+    negative), ``chunk_rows`` label rows in memory at a time past the join.
+
+    ``engine`` (opened by the caller from the use case's ``execution``) runs the label rows and
+    the join in shards when it asks for more than one or is Ray; None or one local shard is the
+    one-pass path. ``sink`` sees every part of the finished set once, as written, with the set's
+    feature columns (for metadata and the quality suite).
+    """
+    sharding = plan_sharding(engine, len(events), f"{spec.name}/training_sets/{model}")
+    rows = label_rows(spec, model, events, sharding)
+    frame, sampled, drawn_by = _with_negatives(spec, model, events, rows.frame, catalog, sharding)
+    tables = _feature_tables(spec, model, table_paths)
+    features: list[str] = []
+    in_gap = 0
+    with (
+        _joined_chunks(frame, tables, sharding, chunk_rows) as (chunks, joined_by),
+        tempfile.TemporaryDirectory(prefix="training-set-") as folder,
+    ):
+        parts = SetParts(Path(folder), SPLIT)
+        for chunk in chunks:
+            finished, features, gap = _finished(spec, model, chunk, tables, split_plan)
+            del chunk
+            in_gap += gap
+            parts.add(finished)
+            del finished
+        del frame
+        each = None if sink is None else (lambda part: sink(part, features))
+        written = parts.write(target, each)
+    return TrainingSetFile(
+        target,
+        written,
+        features,
+        list(label_columns(spec, model).values()),
+        rows.dropped_immature,
+        in_gap,
+        sampled,
+        sharding.shards if sharding else 1,
+        (*rows.shard_results, *drawn_by, *joined_by),
+    )
 
 
 def build_training_set(
@@ -118,62 +263,22 @@ def build_training_set(
     table_paths: dict[str, str],
     catalog: pd.DataFrame | None = None,
     engine: ShardEngine | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> TrainingSet:
-    """The training set of ``model``: one row per label row (and sampled negative).
-
-    ``engine`` (opened by the caller from the use case's ``execution``) runs the label rows and
-    the join in shards when it asks for more than one or is Ray; None or one local shard is
-    the one-pass path.
-    """
-    sharding = plan_sharding(engine, len(events), f"{spec.name}/training_sets/{model}")
-    rows = label_rows(spec, model, events, sharding)
-    frame = rows.frame
-    labels = list(label_columns(spec, model).values())
-    negatives = spec.model[model].negatives
-    drawn_by: list[ShardResult] = []
-    sampled = 0
-    if negatives is not None:
-        entity = spec.entities[negatives.entity]
-        time = spec.events.timestamp
-        pool = negative_pool(
-            key=entity.key,
-            time=time,
-            labels=labels,
-            catalog=catalog if catalog is not None else events[[entity.key]].drop_duplicates(),
-            appeared=entity.timestamp,
-            impressions=events[[entity.key, time]],
-            strategy=negatives.strategy,
-            ratio=negatives.ratio,
-            seed=negatives.seed,
+    """:func:`write_training_set` to a scratch file, read back whole: the frame the model stage
+    loads from the asset's file."""
+    with tempfile.TemporaryDirectory(prefix="training-set-") as folder:
+        target = UPath(folder) / "training_set.parquet"
+        written = write_training_set(
+            spec,
+            model,
+            events,
+            split_plan,
+            table_paths,
+            target,
+            catalog,
+            engine,
+            chunk_rows=chunk_rows,
         )
-        positives = frame[frame[labels[0]] > 0].assign(**{SAMPLED: False})
-        identity = [*key_columns(spec, model), time]
-        if sharding is None:
-            drawn = draw_negatives(positives, pool, identity)
-        else:
-            drawn, drawn_by = sharded_negatives(positives, pool, identity, sharding)
-        sampled = len(drawn)
-        frame = pd.concat([positives, drawn], ignore_index=True)
-        frame = frame.sort_values(AS_OF, kind="stable", ignore_index=True)
-    joined, features, joined_by = _join_features(spec, model, frame, table_paths, sharding)
-    requested = model_request_features(spec, model)
-    joined = add_request_features(joined, requested)
-    features += [feature.column for feature in requested]
-    joined[SPLIT] = assign_split(
-        spec.split, joined, split_plan, spec.events.timestamp, spec.events.group
-    )
-    joined = joined.drop(columns=TEST_FILE_ROWS, errors="ignore")
-    in_gap = (joined[SPLIT] == GAP).to_numpy()
-    joined = joined[~in_gap].reset_index(drop=True)
-    joined[SPLIT] = joined[SPLIT].cat.remove_unused_categories()
-    features += passthrough_columns(spec, model)
-    return TrainingSet(
-        joined,
-        features,
-        labels,
-        rows.dropped_immature,
-        int(in_gap.sum()),
-        sampled,
-        sharding.shards if sharding else 1,
-        (*rows.shard_results, *drawn_by, *joined_by),
-    )
+        counts = {f.name: getattr(written, f.name) for f in fields(written)}
+        return TrainingSet(**counts, frame=pd.read_parquet(target))

@@ -13,22 +13,25 @@ key columns they share (a table joins the first group whose shard keys are among
 e.g. a ``(user_id, region)`` table joins the ``user_id`` group, else it starts a group keyed by
 all its keys), and for each group the label rows' few join columns (row number, as-of time, the
 group's keys) and the group's tables are cut by the hash of the group's shard keys. Each shard
-writes its rows' features and row numbers as it goes; at the end, each group's files are read
-back in one DuckDB scan and put in label order by row number, and the groups' columns are laid
-side by side in the tables' order: the one-pass answer, column for column. The alternative,
+writes its rows' features and row numbers as it goes; then DuckDB sorts each group's files by
+row number into one file (out of core: it spills past ``SORT_MEMORY``), and the answer is read
+back a chunk of label rows at a time, the groups' columns laid side by side in the tables'
+order: the one-pass answer, column for column, chunk after chunk. The alternative,
 cutting labels by one key and giving each shard the other views' rows for the keys it holds,
 copies a popular merchant's whole history into every shard; group by group reads every feature
 row exactly once.
 
-What is in memory: the label frame (the caller holds it anyway) and, while splitting, one batch
-of a feature table (DuckDB streams it from its Parquet file, the same reader the one-pass join
-uses, so paths, globs and frames all work); each task holds one shard's labels and feature rows.
+What is in memory: the label frame (the caller holds it anyway), while splitting, one batch of
+a feature table (DuckDB streams it from its Parquet file, the same reader the one-pass join
+uses, so paths, globs and frames all work), and then one chunk of the answer; each task holds
+one shard's labels and feature rows. The features of all label rows are never held at once.
 Nothing here imports Dagster or Ray.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -42,7 +45,6 @@ import pyarrow.parquet as pq
 from assets.training.pit_join import (
     ROW,
     FeatureTable,
-    assemble,
     check_names,
     check_table,
     point_in_time_join,
@@ -65,6 +67,9 @@ SHARD_MODULES = (
     "assets.training.negatives",
 )
 TABLE_BATCH_ROWS = 1 << 18  # feature rows held at once while a table is cut into shards
+CHUNK_ROWS = 1 << 18  # label rows whose features are held at once when the answer is read back
+ANSWER_ROW_GROUP = 1 << 16  # a chunk reads a few row groups of a sorted answer, not all
+SORT_MEMORY = "512MB"  # DuckDB's memory for sorting an answer; beyond it, it spills to disk
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,7 @@ def join_shard(
     return write_join_rows(labels, rows, local, target, as_of, prefix_features)
 
 
-def _group_features(
+def _group_answer(
     labels: pd.DataFrame,
     tables: Sequence[FeatureTable],
     group: JoinGroup,
@@ -206,8 +211,9 @@ def _group_features(
     folder: Path,
     as_of: str,
     prefix_features: bool,
-) -> tuple[pd.DataFrame, list[ShardResult]]:
-    """One group's feature columns for every label row, in label order, and its shard runs."""
+) -> tuple[Path, list[ShardResult]]:
+    """One group's answer for every label row (``ROW`` and its features) as one Parquet file in
+    label order, sorted by DuckDB out of core; and the group's shard runs."""
     home = folder / f"group-{number}"
     keys = group.keys(tables)
     pieces = pd.DataFrame(
@@ -233,20 +239,127 @@ def _group_features(
         prefix_features=prefix_features,
     )
     results = sharding.engine.run(function, inputs)
-    files = ", ".join(
-        "'" + r.output.replace("'", "''") + "'" for r in sorted(results, key=lambda r: r.shard)
-    )
-    with duckdb.connect() as con:  # one scan, DuckDB's own conversion, as in the one-pass join
-        found = con.sql(f"SELECT * FROM read_parquet([{files}])").df()
-    rows = found.pop(ROW).to_numpy()
-    if len(rows) != len(labels) or not np.array_equal(np.sort(rows), np.arange(len(labels))):
-        raise RuntimeError(
-            f"sharded join {sharding.label}: the shards answered {len(rows)} rows for"
-            f" {len(labels)} label rows; every label row must come back once"
+    files = ", ".join(_literal(r.output) for r in sorted(results, key=lambda r: r.shard))
+    answer = home / "answer.parquet"
+    with _sorting_connection(home / "spill") as con:
+        con.sql(
+            f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY {ROW}) TO {_literal(answer)}"
+            f" (FORMAT parquet, ROW_GROUP_SIZE {ANSWER_ROW_GROUP})"
         )
-    order = np.empty(len(rows), dtype=np.int64)
-    order[rows] = np.arange(len(rows), dtype=np.int64)
-    return found.take(order).reset_index(drop=True), results
+    return answer, results
+
+
+def _literal(path: str | Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+@contextmanager
+def _sorting_connection(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection whose sorts spill to ``spill`` past ``SORT_MEMORY``: the sort of a
+    group's answer is out of core, not a second copy of the training set in memory."""
+    spill.mkdir(parents=True, exist_ok=True)
+    config = {"memory_limit": SORT_MEMORY, "temp_directory": str(spill), "threads": 2}
+    with duckdb.connect(config=config) as con:
+        yield con
+
+
+def _nullable_columns(con: duckdb.DuckDBPyConnection, answer: Path) -> set[str]:
+    """The answer's columns that hold a null anywhere (one streaming count)."""
+    columns = [c for c in pq.read_schema(answer).names if c != ROW]
+    if not columns:
+        return set()
+    counts = ", ".join(f"count(*) - count({_quote(c)})" for c in columns)
+    (found,) = con.execute(f"SELECT {counts} FROM read_parquet({_literal(answer)})").fetchall()
+    return {c for c, nulls in zip(columns, found, strict=True) if nulls}
+
+
+def as_whole_column(column: pd.Series) -> pd.Series:
+    """A chunk's column typed as DuckDB types it when the whole answer has a null in it:
+    integers and booleans as pandas' nullable types (a chunk without nulls came as numpy's)."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype) and not isinstance(dtype, pd.BooleanDtype):
+        return column.astype("boolean")
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return column.astype(dtype.name.replace("u", "U").replace("i", "I", 1))
+    return column
+
+
+def _chunks(
+    labels: pd.DataFrame,
+    tables: Sequence[FeatureTable],
+    answers: Sequence[tuple[JoinGroup, Path, set[str]]],
+    prefix_features: bool,
+    chunk_rows: int,
+    label: str,
+) -> Iterator[pd.DataFrame]:
+    """The labels and their features, ``chunk_rows`` label rows at a time, in label order.
+
+    Each group's answer is sorted by ``ROW``, so a chunk's rows are a few row groups that
+    DuckDB finds by their statistics. Every chunk must hold exactly its label rows' numbers:
+    each label row answered once, none lost.
+    """
+    with duckdb.connect() as con:
+        for start in range(0, max(len(labels), 1), chunk_rows):
+            end = min(start + chunk_rows, len(labels))
+            piece = labels.iloc[start:end]
+            parts: dict[int, pd.DataFrame] = {}
+            for group, answer, nullable in answers:
+                found = con.sql(
+                    f"SELECT * FROM read_parquet({_literal(answer)})"
+                    f" WHERE {ROW} >= {start} AND {ROW} < {end} ORDER BY {ROW}"
+                ).df()
+                rows = found.pop(ROW).to_numpy()
+                if not np.array_equal(rows, np.arange(start, end)):
+                    raise RuntimeError(
+                        f"sharded join {label}: the shards answered {len(rows)} of label rows"
+                        f" {start}-{end - 1}; every label row must come back once"
+                    )
+                for column in nullable & set(found.columns):
+                    found[column] = as_whole_column(found[column])
+                found.index = piece.index
+                for i in group.tables:
+                    parts[i] = found[tables[i].output_names(prefix_features)]
+            yield pd.concat([piece, *(parts[i] for i in range(len(tables)))], axis=1)
+
+
+@contextmanager
+def sharded_join_chunks(
+    labels: pd.DataFrame,
+    tables: Sequence[FeatureTable],
+    sharding: Sharding,
+    as_of: str = "event_timestamp",
+    prefix_features: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[Iterator[pd.DataFrame], list[ShardResult]]]:
+    """:func:`~assets.training.pit_join.point_in_time_join` in shards run by ``sharding``'s
+    engine, handed back ``chunk_rows`` label rows at a time: the chunks, laid end to end, are
+    the one-pass frame (rows, order, index, columns, dtypes: a column the whole answer holds a
+    null in is typed so in every chunk); also every shard's run.
+
+    The shards run, and each group's answer is sorted, on entry; no more than a chunk of
+    features is then held at once. Names and columns are checked first, with the one-pass
+    join's messages. The files live in a workspace under the execution's storage, removed when
+    the block ends or fails.
+    """
+    check_names(labels, tables, as_of, prefix_features)
+    if labels.empty or not tables:
+        whole = point_in_time_join(labels, tables, as_of, prefix_features)
+        yield iter([whole]), []
+        return
+    results: list[ShardResult] = []
+    answers = []
+    with shard_workspace(sharding.engine.execution, f"{sharding.label}/join") as folder:
+        for number, group in enumerate(join_groups(tables)):
+            answer, ran = _group_answer(
+                labels, tables, group, number, sharding, folder, as_of, prefix_features
+            )
+            results += ran
+            with duckdb.connect() as con:
+                answers.append((group, answer, _nullable_columns(con, answer)))
+        yield (
+            _chunks(labels, tables, answers, prefix_features, chunk_rows, sharding.label),
+            results,
+        )
 
 
 def sharded_point_in_time_join(
@@ -255,28 +368,12 @@ def sharded_point_in_time_join(
     sharding: Sharding,
     as_of: str = "event_timestamp",
     prefix_features: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[pd.DataFrame, list[ShardResult]]:
-    """:func:`~assets.training.pit_join.point_in_time_join` in shards run by ``sharding``'s
-    engine: the same frame (rows, order, index, columns, dtypes) and every shard's run.
-
-    Names and columns are checked here, before any file is written, with the one-pass join's
-    messages. The shard files live in a workspace under the execution's storage, removed when
-    the join is done or has failed.
-    """
-    check_names(labels, tables, as_of, prefix_features)
-    if labels.empty or not tables:
-        return point_in_time_join(labels, tables, as_of, prefix_features), []
-    groups = join_groups(tables)
-    parts: dict[int, pd.DataFrame] = {}
-    results: list[ShardResult] = []
-    with shard_workspace(sharding.engine.execution, f"{sharding.label}/join") as folder:
-        for number, group in enumerate(groups):
-            found, ran = _group_features(
-                labels, tables, group, number, sharding, folder, as_of, prefix_features
-            )
-            results += ran
-            for i in group.tables:
-                parts[i] = found[tables[i].output_names(prefix_features)]
-    numbers = pd.DataFrame({ROW: np.arange(len(labels), dtype=np.int64)})
-    found = pd.concat([numbers, *(parts[i] for i in range(len(tables)))], axis=1)
-    return assemble(labels, found), results
+    """:func:`sharded_join_chunks` held whole: the one-pass frame (rows, order, index, columns,
+    dtypes) and every shard's run, for a caller that holds the answer anyway."""
+    with sharded_join_chunks(labels, tables, sharding, as_of, prefix_features, chunk_rows) as (
+        chunks,
+        results,
+    ):
+        return pd.concat(list(chunks)), results

@@ -15,12 +15,17 @@ checked, before anything is computed; the metadata says where the shards ran.
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import asset_identity, rounded_metadata, shard_metadata, table_metadata
-from assets.quality.quality_checks import quality_check_result, quality_check_spec
+from assets.metadata import TableSummary, asset_identity, rounded_metadata, shard_metadata
+from assets.quality.quality_checks import (
+    quality_check_spec,
+    report_check_result,
+    sharded_quality,
+)
+from assets.quality.sharded import ShardedQuality
 from assets.quality.suites import TableRole
 from assets.raw.event_log import log_columns, log_files, read_events
 from assets.split.plan import SPLITS
-from assets.training.build import SPLIT, TrainingSet, build_training_set
+from assets.training.build import SPLIT, TrainingSetFile, write_training_set
 from assets.training.label_rows import LabelRowError, label_event_columns
 from assets.training.model_views import label_columns, model_tables
 from assets.training.sharded_join import SHARD_MODULES
@@ -37,30 +42,59 @@ def _catalog_key(spec: UseCaseSpec, model: str) -> dg.AssetKey | None:
     return dg.AssetKey(layout.raw_table_key(spec.name, table)) if table else None
 
 
-def _split_table(result: TrainingSet, labels: dict[str, str]) -> pd.DataFrame:
-    frame = result.frame
-    grouped = frame.groupby(SPLIT, observed=True)
-    table = grouped.size().rename("rows").to_frame()
-    for name, column in labels.items():
-        table[f"{name}_rate"] = grouped[column].mean().round(4)
-    return table.reindex([s for s in SPLITS if s in table.index]).reset_index()
+class SplitCounts:
+    """Rows and label rates per split, summed over the parts of a set that passes by in parts."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.rows = pd.Series(dtype="int64")
+        self.sums = pd.DataFrame(dtype="float64")
+        self.counts = pd.DataFrame(dtype="int64")
+
+    def add(self, part: pd.DataFrame) -> None:
+        grouped = part.groupby(SPLIT, observed=True)
+        values = grouped[list(self.labels.values())]
+        self.rows = self.rows.add(grouped.size(), fill_value=0)
+        self.sums = self.sums.add(values.sum().astype(float), fill_value=0)
+        self.counts = self.counts.add(values.count(), fill_value=0)
+
+    def table(self) -> pd.DataFrame:
+        """One row per split present, in split order: rows and each label's rate."""
+        table = self.rows.astype(int).rename("rows").to_frame()
+        for name, column in self.labels.items():
+            table[f"{name}_rate"] = (self.sums[column] / self.counts[column]).round(4)
+        table.index.name = SPLIT
+        return table.reindex([s for s in SPLITS if s in table.index]).reset_index()
+
+    def label_rates(self) -> dict[str, float]:
+        """Each label's rate over the whole set (``label_rate/<name>``, as for any table)."""
+        return {
+            f"label_rate/{name}": float(self.sums[column].sum() / self.counts[column].sum())
+            for name, column in self.labels.items()
+            if self.counts.get(column) is not None and self.counts[column].sum()
+        }
 
 
-def _metadata(spec: UseCaseSpec, model: str, result: TrainingSet) -> dict:
-    labels = label_columns(spec, model)
-    metadata = table_metadata(result.frame, spec.events.timestamp, labels)
-    splits = _split_table(result, labels)
-    metadata["splits"] = dg.MetadataValue.md(splits.to_markdown(index=False))
-    for row in splits.itertuples():
+def _metadata(
+    spec: UseCaseSpec,
+    written: TrainingSetFile,
+    summary: TableSummary,
+    splits: SplitCounts,
+) -> dict:
+    metadata = {**summary.metadata(), **splits.label_rates()}
+    metadata["path"] = dg.MetadataValue.path(str(written.path))
+    table = splits.table()
+    metadata["splits"] = dg.MetadataValue.md(table.to_markdown(index=False))
+    for row in table.itertuples():
         metadata[f"rows/{row.split}"] = int(row.rows)
-    metadata["features"] = len(result.feature_columns)
+    metadata["features"] = len(written.feature_columns)
     metadata["feature_columns"] = dg.MetadataValue.md(
-        "\n".join(f"- `{c}`" for c in result.feature_columns) or "_(none)_"
+        "\n".join(f"- `{c}`" for c in written.feature_columns) or "_(none)_"
     )
-    metadata["dropped/label_not_final"] = result.dropped_immature
-    metadata["dropped/in_split_gap"] = result.dropped_gap
-    metadata["sampled_negatives"] = result.negatives
-    metadata.update(shard_metadata(result.shard_results, result.shards))
+    metadata["dropped/label_not_final"] = written.dropped_immature
+    metadata["dropped/in_split_gap"] = written.dropped_gap
+    metadata["sampled_negatives"] = written.negatives
+    metadata.update(shard_metadata(written.shard_results, written.shards))
     return metadata
 
 
@@ -101,35 +135,45 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         paths = {name: materialized_path(context, key) for name, key in tables.items()}
         execution = resolve_execution(spec.execution, str(home.layout.root))
         files = log_files(spec, home.layout)
+        labels = label_columns(spec, model)
+        summary = TableSummary(spec.events.timestamp or "", ())
+        splits = SplitCounts(labels)
+        quality: ShardedQuality | None = None
+
+        def sink(part: pd.DataFrame, features: list[str]) -> None:  # each part once, as written
+            nonlocal quality
+            if quality is None:
+                quality = sharded_quality(
+                    context, spec, key, home, features, TableRole.TRAINING_SET, [*labels.values()]
+                )
+            summary.add(part)
+            splits.add(part)
+            quality.add(part)
+
         try:
             with open_engine(execution, SHARD_MODULES) as engine:
                 # read once the engine (a Ray cluster) is checked: a bad address fails first
                 events = read_events(files, label_event_columns(spec, model, log_columns(files)))
-                result = build_training_set(
+                written = write_training_set(
                     spec,
                     model,
                     events,
                     inputs["split_plan"],
                     paths,
+                    home.layout.table_file(tuple(key.path)),
                     inputs.get("catalog"),
                     engine,
+                    sink,
                 )
         except LabelRowError as error:
             raise dg.Failure(str(error)) from None
-        check = quality_check_result(
-            context,
-            spec,
-            key,
-            result.frame,
-            TableRole.TRAINING_SET,
-            home,
-            result.feature_columns,
-            result.label_columns,
-        )
-        metadata = _metadata(spec, model, result)
+        if quality is None:
+            raise dg.Failure(f"{key.to_user_string()}: no part of the set was written")
+        check = report_check_result(key, quality.report())
+        metadata = _metadata(spec, written, summary, splits)
         if "data_docs" in check.metadata:
             metadata["data_docs"] = check.metadata["data_docs"]
-        yield dg.Output(result.frame, metadata=rounded_metadata(metadata))
+        yield dg.MaterializeResult(metadata=rounded_metadata(metadata))
         yield check
 
     return training_set

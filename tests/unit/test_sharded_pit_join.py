@@ -17,9 +17,11 @@ import pytest
 
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from assets.training.sharded_join import (
+    CHUNK_ROWS,
     Sharding,
     join_groups,
     plan_sharding,
+    sharded_join_chunks,
     sharded_point_in_time_join,
 )
 from configs.schema.execution import ExecutionSpec
@@ -43,12 +45,21 @@ def _sharding(tmp_path: Path, shards: int) -> Sharding:
 
 
 @pytest.mark.parametrize(("seed", "lag_us", "unit"), ORACLE_CASES[::2])
-@pytest.mark.parametrize("shards", [3, 8])
-def test_sharded_join_matches_one_pass_and_oracle(seed, lag_us, unit, shards, tmp_path) -> None:
+@pytest.mark.parametrize(("shards", "chunk_rows"), [(3, CHUNK_ROWS), (8, CHUNK_ROWS), (3, 37)])
+def test_sharded_join_matches_one_pass_and_oracle(
+    seed, lag_us, unit, shards, chunk_rows, tmp_path
+) -> None:
+    """Also read back 37 label rows at a time: chunks laid end to end are the one-pass frame,
+    dtypes included (a chunk without a null in a column the whole has nulls in is typed as
+    the whole)."""
     labels, user, pair = make_data(seed, lag_us, unit)
     one_pass = point_in_time_join(labels, _tables(user, pair), prefix_features=True)
     got, runs = sharded_point_in_time_join(
-        labels, _tables(user, pair), _sharding(tmp_path, shards), prefix_features=True
+        labels,
+        _tables(user, pair),
+        _sharding(tmp_path, shards),
+        prefix_features=True,
+        chunk_rows=chunk_rows,
     )
     pd.testing.assert_frame_equal(got, one_pass, check_exact=True)
     _assert_same(got, _expected(labels, user, pair), ["row_id", *FEATURE_COLUMNS])
@@ -67,8 +78,11 @@ def test_parquet_tables_and_a_labelled_index(tmp_path) -> None:
     pd.testing.assert_frame_equal(got, point_in_time_join(labels, tables), check_exact=True)
 
 
-def test_views_on_unrelated_keys_join_group_by_group(tmp_path) -> None:
-    """Cards and merchants: two groups, each cut by its own key; int32 keys in one table."""
+@pytest.mark.parametrize("chunk_rows", [CHUNK_ROWS, 50])
+def test_views_on_unrelated_keys_join_group_by_group(tmp_path, chunk_rows) -> None:
+    """Cards and merchants: two groups, each cut by its own key; int32 keys in one table. Read
+    back 50 label rows at a time, some chunks have no null in an integer or boolean feature
+    the whole answer has nulls in: they must come typed as the whole (nullable), not as numpy."""
     rng = np.random.default_rng(0)
     n = 3_000
     start = pd.Timestamp("2025-01-01")
@@ -90,6 +104,7 @@ def test_views_on_unrelated_keys_join_group_by_group(tmp_path) -> None:
                 "created_timestamp": event + pd.to_timedelta(rng.integers(0, 5, m), "s"),
                 f"{key}_value": rng.normal(size=m),
                 f"{key}_count": rng.integers(0, 100, m),
+                f"{key}_flag": rng.random(m) < 0.5,
             }
         )
 
@@ -103,7 +118,9 @@ def test_views_on_unrelated_keys_join_group_by_group(tmp_path) -> None:
             ("merchant_value", "merchant_count"),
             day,
         ),
-        FeatureTable("cards_too", rows("card", 300, "int64"), ("card",), ("card_count",), day),
+        FeatureTable(
+            "cards_too", rows("card", 300, "int64"), ("card",), ("card_count", "card_flag"), day
+        ),
     ]
     groups = join_groups(tables)
     assert [(g.shard_keys, g.tables) for g in groups] == [
@@ -111,10 +128,23 @@ def test_views_on_unrelated_keys_join_group_by_group(tmp_path) -> None:
         (("merchant",), (1,)),
     ]
     expected = point_in_time_join(labels, tables, "as_of", prefix_features=True)
-    got, runs = sharded_point_in_time_join(labels, tables, _sharding(tmp_path, 5), "as_of", True)
+    got, runs = sharded_point_in_time_join(
+        labels, tables, _sharding(tmp_path, 5), "as_of", True, chunk_rows
+    )
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert len(runs) == 10  # five shards per group
     assert expected["merchants__merchant_value"].notna().mean() > 0.9
+    for column in ("cards_too__card_count", "cards_too__card_flag"):
+        nulls = expected[column].isna().to_numpy()
+        assert str(expected[column].dtype) in {"Int64", "boolean"}, column
+        if chunk_rows < len(labels):  # some chunks with nulls, some without
+            by_chunk = nulls[: len(nulls) // chunk_rows * chunk_rows].reshape(-1, chunk_rows)
+            assert by_chunk.any(axis=1).any() and not by_chunk.any(axis=1).all(), column
+    with sharded_join_chunks(
+        labels, tables, _sharding(tmp_path / "again", 5), "as_of", True, chunk_rows
+    ) as (chunks, _):
+        for chunk in chunks:  # each chunk alone is typed as the whole answer
+            pd.testing.assert_series_equal(chunk.dtypes, expected.dtypes)
 
 
 def test_bad_names_fail_before_any_shard(tmp_path) -> None:

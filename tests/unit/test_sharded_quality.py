@@ -94,3 +94,30 @@ def test_a_table_of_no_rows_is_judged_as_a_whole(tmp_path) -> None:
     )
     sharded.add(empty)
     assert _outcomes(sharded.report()) == _outcomes(whole)
+
+
+@pytest.mark.parametrize("rate", [(0.1, 0.5), (0.5, 0.9)])
+def test_a_training_sets_label_rate_is_merged_over_parts(tmp_path, rate) -> None:
+    """A training set's suite adds the label checks; its label rate (a mean) is the whole set's,
+    from the parts' sums, passing or failing as the whole run does."""
+    table = _table().assign(is_fraud=np.random.default_rng(5).random(600) < 0.3)
+    spec = QualitySpec(min_rows=100, max_null_fraction=0.3, label_rate={"is_fraud": rate})
+    arguments = {
+        "suite_name": "t",
+        "role": TableRole.TRAINING_SET,
+        "spec": spec,
+        "feature_columns": FEATURES[:3],
+        "label_columns": ["is_fraud"],
+    }
+    whole = run_quality(table, docs_dir=tmp_path / "whole", **arguments)
+    sharded = ShardedQuality(docs_dir=tmp_path / "parts", **arguments)
+    for part in np.array_split(np.arange(len(table)), 4):  # chunks of rows, not of entities
+        sharded.add(table.iloc[part].reset_index(drop=True))
+    merged = sharded.report()
+    rates = [o for o in merged.outcomes if o.name == "label_rate"]
+    (expected,) = [o for o in whole.outcomes if o.name == "label_rate"]
+    assert len(rates) == 1 and rates[0].observed == pytest.approx(expected.observed, abs=1e-12)
+    assert rates[0].success == expected.success == (rate == (0.1, 0.5))
+    others = [o for o in _outcomes(merged) if o[0] != "label_rate"]
+    assert others == [o for o in _outcomes(whole) if o[0] != "label_rate"]
+    assert merged.success == whole.success
