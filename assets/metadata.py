@@ -121,7 +121,7 @@ class TableSummary:
     counted.
     """
 
-    timestamp: str
+    timestamp: str | None  # None: a table without event times
     keys: Sequence[str]
     rows: int = 0
     entities: int = 0
@@ -140,9 +140,10 @@ class TableSummary:
             self.rows += len(part)
             if self.keys:
                 self.entities += int(part[list(self.keys)].drop_duplicates().shape[0])
-            low, high = part[self.timestamp].min(), part[self.timestamp].max()
-            self.time_min = low if self.time_min is None else min(self.time_min, low)
-            self.time_max = high if self.time_max is None else max(self.time_max, high)
+            if self.timestamp in part:
+                low, high = part[self.timestamp].min(), part[self.timestamp].max()
+                self.time_min = low if self.time_min is None else min(self.time_min, low)
+                self.time_max = high if self.time_max is None else max(self.time_max, high)
 
     def metadata(self) -> dict[str, Any]:
         """The same keys and values :func:`table_metadata` gives for the whole table, plus

@@ -136,7 +136,7 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         execution = resolve_execution(spec.execution, str(home.layout.root))
         files = log_files(spec, home.layout)
         labels = label_columns(spec, model)
-        summary = TableSummary(spec.events.timestamp or "", ())
+        summary = TableSummary(spec.events.timestamp, ())
         splits = SplitCounts(labels)
         quality: ShardedQuality | None = None
 
