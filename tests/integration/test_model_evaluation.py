@@ -23,6 +23,7 @@ from runtime import layout
 from tests.conftest import write
 from tests.integration.test_raw_assets import _run
 from tests.real_shaped import RANKED_RATINGS_HEAD, ratings, transactions, transactions_config
+from tests.written_tables import written_table
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def test_card_fraud_evaluation_shaped_by_the_yaml(tmp_path: Path) -> None:
     event = _model_event(first, "scorer")
     metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
     predictions = first.asset_value(event.asset_key)
-    training = first.asset_value(dg.AssetKey(layout.training_set_key(spec.name, "scorer")))
+    training = written_table(first, layout.training_set_key(spec.name, "scorer"))
     csv = pd.read_csv(path.parent / "transactions.csv")
 
     # the predictions table keeps every test row, named by its transaction id
@@ -173,7 +174,7 @@ def test_ratings_ranked_without_the_items_rated_in_train(tmp_path: Path) -> None
     event = _model_event(result, "ranking")
     metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
     predictions = result.asset_value(event.asset_key)
-    training = result.asset_value(dg.AssetKey(layout.training_set_key(spec.name, "ranking")))
+    training = written_table(result, layout.training_set_key(spec.name, "ranking"))
     train = training[training.split == "train"]
     rated = set(zip(train.user_id, train.item_id, strict=True))
     pairs = zip(predictions.user_id, predictions.item_id, strict=True)

@@ -33,6 +33,7 @@ from runtime.training_engine import TrainingEngine, open_training
 from tests.integration.test_model_assets import _fraud
 from tests.integration.test_raw_assets import _run
 from tests.integration.test_ray_train_lightgbm import RAY_ENV, _upstream, cluster  # noqa: F401
+from tests.written_tables import written_table
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ def world(tmp_path_factory):
         patch.delenv("RAY_ADDRESS", raising=False)
         built = _upstream(spec, home)
         assert built.success
-        frame = built.asset_value(dg.AssetKey(layout.training_set_key(spec.name, "scorer")))
+        frame = written_table(built, layout.training_set_key(spec.name, "scorer"))
         started = time.perf_counter()
         local = tune(spec, "scorer", frame)
         seconds = time.perf_counter() - started

@@ -31,6 +31,7 @@ from tests.real_shaped import (
     transactions_config,
     visible_frauds,
 )
+from tests.written_tables import written_table
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def _value(spec: UseCaseSpec, result: dg.ExecuteInProcessResult, key) -> pd.Data
 
 
 def _training_set(spec: UseCaseSpec, result: dg.ExecuteInProcessResult, model: str) -> pd.DataFrame:
-    return _value(spec, result, layout.training_set_key(spec.name, model))
+    return written_table(result, layout.training_set_key(spec.name, model))
 
 
 def _raw_events(spec: UseCaseSpec, result: dg.ExecuteInProcessResult) -> pd.DataFrame:
