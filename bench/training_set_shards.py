@@ -1,22 +1,23 @@
-"""Peak memory and time of the fraud training-set build: one pass against shards, same answer.
+"""Peak memory and time of the fraud training-set build: held whole against written in chunks.
 
 The fraud world's events (``--events`` over ``--days``) are generated once, its feature tables
 (aggregates and attributes) and split plan written as the assets write them. Then the scorer's
-training set is built in its own subprocess per run, so that peak RSS is that run's alone:
+training set is written to a file, as the asset writes it, each run in its own subprocess so
+that peak RSS is that run's alone. Every run reads the events as the asset does: only the
+columns its label rows use.
 
-* ``one-pass``: ``build_training_set`` without an engine (today's default path);
-* ``shards``: the same call with a local engine of ``--shards`` shards (label rows and the
-  point-in-time join shard by shard, in this process, one at a time);
-* ``columns``: one pass on the events as the asset now reads them: only the columns its label
-  rows use (``label_event_columns``, by ``read_events``), not every column of the log.
+* ``one-pass``: ``write_training_set`` without an engine: the one-pass join, the set finished
+  whole (the default path of a log under 500k events);
+* ``shards-whole``: a local engine of ``--shards`` shards, the join's answer read back and the
+  set finished in one chunk of every label row: the sharded build as it was before the set was
+  written in chunks (the baseline);
+* ``shards``: the same shards, the answer read back and the set finished and written
+  ``CHUNK_ROWS`` label rows at a time (what the asset does).
 
-``one-pass`` and ``shards`` read every column of the events, as the asset received them through
-the IO manager before; all three hold the finished training set in memory (the asset returns
-it). What sharding bounds is the join's working set over the feature tables; what ``columns``
-saves is the events' unused columns. It prints wall time, peak RSS (the events' read included)
-and a digest of each frame (equal digests: the same rows, in order).
+It prints wall time, peak RSS (the events' read included) and a digest of each written file
+read back (equal digests: the same rows, in order).
 
-    python bench/training_set_shards.py --events 500000 --shards 8
+    python bench/training_set_shards.py --events 1000000 --shards 8
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ from assets.features.views import (  # noqa: E402
 from assets.raw.event_log import log_columns, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.plan import plan_split  # noqa: E402
-from assets.training.build import build_training_set  # noqa: E402
+from assets.training.build import write_training_set  # noqa: E402
 from assets.training.label_rows import label_event_columns  # noqa: E402
+from assets.training.sharded_join import CHUNK_ROWS  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
 from bench.peak_memory import peak_rss_gib  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
@@ -58,7 +60,7 @@ from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 CREATED = pd.Timestamp("2030-01-01")
 MODEL = "scorer"
-MODES = ("one-pass", "shards", "columns")
+MODES = ("one-pass", "shards-whole", "shards")
 
 
 def _spec():
@@ -92,23 +94,24 @@ def child(mode: str, folder: Path, shards: int) -> None:
     """One measured build: prints wall time, peak RSS, rows and digest as one JSON line."""
     spec = _spec()
     files = [UPath(folder / "events.parquet")]
-    everything = log_columns(files)
-    wanted = label_event_columns(spec, MODEL, everything) if mode == "columns" else everything
-    events = read_events(files, wanted)
+    events = read_events(files, label_event_columns(spec, MODEL, log_columns(files)))
     plan = pd.read_parquet(folder / "split_plan.parquet")
     paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
     engine = None
-    if mode == "shards":
+    if mode != "one-pass":
         execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
         engine = LocalEngine(resolve_execution(execution, folder, environ={}))
+    chunk_rows = len(events) + 1 if mode == "shards-whole" else CHUNK_ROWS
+    target = UPath(folder / f"set-{mode}.parquet")
     started = time.perf_counter()
-    result = build_training_set(spec, MODEL, events, plan, paths, engine=engine)
-    wall = time.perf_counter() - started
-    peak = peak_rss_gib()  # before the digest, which hashes every cell
-    digest = int(pd.util.hash_pandas_object(result.frame, index=True).sum())
-    print(
-        json.dumps({"rows": len(result.frame), "digest": digest, "wall_s": wall, "peak_gib": peak})
+    written = write_training_set(
+        spec, MODEL, events, plan, paths, target, engine=engine, chunk_rows=chunk_rows
     )
+    wall = time.perf_counter() - started
+    peak = peak_rss_gib()  # before the digest, which reads the file back whole
+    digest = int(pd.util.hash_pandas_object(pd.read_parquet(target), index=True).sum())
+    target.unlink()
+    print(json.dumps({"rows": written.rows, "digest": digest, "wall_s": wall, "peak_gib": peak}))
 
 
 def measure(mode: str, folder: Path, shards: int) -> dict:
@@ -144,16 +147,17 @@ def main() -> None:
             f"{rows:,} fraud events, feature rows {table_rows}, ready in {time.perf_counter() - started:.0f} s"
         )
         runs = {mode: measure(mode, folder, args.shards) for mode in MODES}
-        base = runs["one-pass"]
+        base = runs["shards-whole"]
         for mode, run in runs.items():
-            extra = f"  ({args.shards} shards)" if mode == "shards" else ""
+            extra = f"  ({args.shards} shards)" if mode != "one-pass" else ""
             print(
-                f"  {mode:<8} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
-                f" ({run['peak_gib'] / base['peak_gib']:.2f}x one-pass)"
+                f"  {mode:<12} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
+                f" ({run['peak_gib'] / base['peak_gib']:.2f}x shards-whole,"
+                f" time {run['wall_s'] / base['wall_s']:.2f}x)"
                 f"  {run['rows']:>9,} rows{extra}"
             )
         same = all(run["digest"] == base["digest"] for run in runs.values())
-        print(f"  same frame (rows, order, values) in every mode: {same}")
+        print(f"  same set (rows, order, values) in every mode: {same}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
