@@ -54,7 +54,7 @@ from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
 from runtime.request_features import add_request_features
-from runtime.shards import ShardEngine, ShardResult
+from runtime.shards import ShardEngine, ShardResult, shard_workspace
 
 SPLIT = "split"
 
@@ -202,6 +202,18 @@ def _finished(
     return joined, features, int(in_gap.sum())
 
 
+@contextmanager
+def _parts_folder(sharding: Sharding | None) -> Iterator[Path]:
+    """Where the finished chunks wait: the execution's storage when sharded (a disk, where a
+    large set has room; ``/tmp`` may be memory), else a scratch folder (a small set)."""
+    if sharding is not None:
+        with shard_workspace(sharding.engine.execution, f"{sharding.label}/parts") as folder:
+            yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="training-set-") as scratch:
+        yield Path(scratch)
+
+
 def write_training_set(
     spec: UseCaseSpec,
     model: str,
@@ -230,16 +242,15 @@ def write_training_set(
     in_gap = 0
     with (
         _joined_chunks(frame, tables, sharding, chunk_rows) as (chunks, joined_by),
-        tempfile.TemporaryDirectory(prefix="training-set-") as folder,
+        _parts_folder(sharding) as folder,
     ):
-        parts = SetParts(Path(folder), SPLIT)
+        parts = SetParts(folder, SPLIT)
         for chunk in chunks:
             finished, features, gap = _finished(spec, model, chunk, tables, split_plan)
-            del chunk
+            del chunk  # the joined chunk goes before the finished one is written
             in_gap += gap
             parts.add(finished)
             del finished
-        del frame
         each = None if sink is None else (lambda part: sink(part, features))
         written = parts.write(target, each)
     return TrainingSetFile(

@@ -48,7 +48,7 @@ class SetParts:
         self.folder.mkdir(parents=True, exist_ok=True)
         chunk.to_parquet(path, index=False)
         self.parts.append(path)
-        self.heads.append(chunk.head(0))
+        self.heads.append(chunk.head(0).copy())  # a copy: a view would keep the chunk
         self.splits.update(str(s) for s in chunk[self.split_column].unique())
 
     def dtypes(self) -> pd.Series:
