@@ -4,7 +4,7 @@ The fraud world's events (``--events`` over ``--days``) are generated once, its 
 (aggregates and attributes) and split plan written as the assets write them. Then the scorer's
 training set is written to a file, as the asset writes it, each run in its own subprocess so
 that peak RSS is that run's alone. Every run reads the events as the asset does: only the
-columns its label rows use.
+columns its label rows use, let go once the label rows are drawn.
 
 * ``one-pass``: ``write_training_set`` without an engine: the one-pass join, the set finished
   whole (the default path of a log under 500k events);
@@ -48,7 +48,7 @@ from assets.features.views import (  # noqa: E402
 from assets.raw.event_log import log_columns, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.plan import plan_split  # noqa: E402
-from assets.training.build import write_training_set  # noqa: E402
+from assets.training.build import training_rows, write_training_set  # noqa: E402
 from assets.training.label_rows import label_event_columns  # noqa: E402
 from assets.training.sharded_join import CHUNK_ROWS  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
@@ -94,19 +94,19 @@ def child(mode: str, folder: Path, shards: int) -> None:
     """One measured build: prints wall time, peak RSS, rows and digest as one JSON line."""
     spec = _spec()
     files = [UPath(folder / "events.parquet")]
-    events = read_events(files, label_event_columns(spec, MODEL, log_columns(files)))
     plan = pd.read_parquet(folder / "split_plan.parquet")
     paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
     engine = None
     if mode != "one-pass":
         execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
         engine = LocalEngine(resolve_execution(execution, folder, environ={}))
-    chunk_rows = len(events) + 1 if mode == "shards-whole" else CHUNK_ROWS
+    chunk_rows = 1 << 62 if mode == "shards-whole" else CHUNK_ROWS
     target = UPath(folder / f"set-{mode}.parquet")
     started = time.perf_counter()
-    written = write_training_set(
-        spec, MODEL, events, plan, paths, target, engine=engine, chunk_rows=chunk_rows
-    )
+    # as the asset does: the events unnamed, gone once the label rows are drawn
+    wanted = label_event_columns(spec, MODEL, log_columns(files))
+    rows = training_rows(spec, MODEL, read_events(files, wanted), engine=engine)
+    written = write_training_set(spec, MODEL, rows, plan, paths, target, chunk_rows=chunk_rows)
     wall = time.perf_counter() - started
     peak = peak_rss_gib()  # before the digest, which reads the file back whole
     digest = int(pd.util.hash_pandas_object(pd.read_parquet(target), index=True).sum())

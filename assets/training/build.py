@@ -214,35 +214,62 @@ def _parts_folder(sharding: Sharding | None) -> Iterator[Path]:
         yield Path(scratch)
 
 
-def write_training_set(
+@dataclass(frozen=True)
+class LabelFrame:
+    """A model's label rows (and sampled negatives) in as-of order, ready for the join: all
+    that is left of the event log once they are drawn."""
+
+    frame: pd.DataFrame
+    sharding: Sharding | None
+    dropped_immature: int
+    negatives: int
+    shard_results: tuple[ShardResult, ...]
+
+
+def training_rows(
     spec: UseCaseSpec,
     model: str,
     events: pd.DataFrame,
-    split_plan: pd.DataFrame,
-    table_paths: dict[str, str],
-    target: UPath,
     catalog: pd.DataFrame | None = None,
     engine: ShardEngine | None = None,
-    sink: Callable[[pd.DataFrame, list[str]], None] | None = None,
-    chunk_rows: int = CHUNK_ROWS,
-) -> TrainingSetFile:
-    """Write the training set of ``model`` to ``target``: one row per label row (and sampled
-    negative), ``chunk_rows`` label rows in memory at a time past the join.
+) -> LabelFrame:
+    """The label rows of ``model`` and its sampled negatives, drawn from ``events``.
 
-    ``engine`` (opened by the caller from the use case's ``execution``) runs the label rows and
-    the join in shards when it asks for more than one or is Ray; None or one local shard is the
-    one-pass path. ``sink`` sees every part of the finished set once, as written, with the set's
-    feature columns (for metadata and the quality suite).
+    ``engine`` (opened by the caller from the use case's ``execution``) runs them in shards
+    when it asks for more than one or is Ray; None or one local shard is the one-pass path.
+    The events are not needed past here: a caller that passes them without keeping a name for
+    them lets them go before the join.
     """
     sharding = plan_sharding(engine, len(events), f"{spec.name}/training_sets/{model}")
     rows = label_rows(spec, model, events, sharding)
     frame, sampled, drawn_by = _with_negatives(spec, model, events, rows.frame, catalog, sharding)
+    results = (*rows.shard_results, *drawn_by)
+    return LabelFrame(frame, sharding, rows.dropped_immature, sampled, results)
+
+
+def write_training_set(
+    spec: UseCaseSpec,
+    model: str,
+    rows: LabelFrame,
+    split_plan: pd.DataFrame,
+    table_paths: dict[str, str],
+    target: UPath,
+    sink: Callable[[pd.DataFrame, list[str]], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> TrainingSetFile:
+    """Write the training set of ``model`` to ``target``: one row per label row (and sampled
+    negative) with its features as of just before it, ``chunk_rows`` label rows in memory at a
+    time past the join, which runs in the label rows' shards (if any).
+
+    ``sink`` sees every part of the finished set once, as written, with the set's feature
+    columns (for metadata and the quality suite).
+    """
     tables = _feature_tables(spec, model, table_paths)
     features: list[str] = []
     in_gap = 0
     with (
-        _joined_chunks(frame, tables, sharding, chunk_rows) as (chunks, joined_by),
-        _parts_folder(sharding) as folder,
+        _joined_chunks(rows.frame, tables, rows.sharding, chunk_rows) as (chunks, joined_by),
+        _parts_folder(rows.sharding) as folder,
     ):
         parts = SetParts(folder, SPLIT)
         for chunk in chunks:
@@ -260,9 +287,9 @@ def write_training_set(
         list(label_columns(spec, model).values()),
         rows.dropped_immature,
         in_gap,
-        sampled,
-        sharding.shards if sharding else 1,
-        (*rows.shard_results, *drawn_by, *joined_by),
+        rows.negatives,
+        rows.sharding.shards if rows.sharding else 1,
+        (*rows.shard_results, *joined_by),
     )
 
 
@@ -280,16 +307,9 @@ def build_training_set(
     loads from the asset's file."""
     with tempfile.TemporaryDirectory(prefix="training-set-") as folder:
         target = UPath(folder) / "training_set.parquet"
+        rows = training_rows(spec, model, events, catalog, engine)
         written = write_training_set(
-            spec,
-            model,
-            events,
-            split_plan,
-            table_paths,
-            target,
-            catalog,
-            engine,
-            chunk_rows=chunk_rows,
+            spec, model, rows, split_plan, table_paths, target, chunk_rows=chunk_rows
         )
         counts = {f.name: getattr(written, f.name) for f in fields(written)}
         return TrainingSet(**counts, frame=pd.read_parquet(target))

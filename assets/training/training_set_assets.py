@@ -25,7 +25,7 @@ from assets.quality.sharded import ShardedQuality
 from assets.quality.suites import TableRole
 from assets.raw.event_log import log_columns, log_files, read_events
 from assets.split.plan import SPLITS
-from assets.training.build import SPLIT, TrainingSetFile, write_training_set
+from assets.training.build import SPLIT, TrainingSetFile, training_rows, write_training_set
 from assets.training.label_rows import LabelRowError, label_event_columns
 from assets.training.model_views import label_columns, model_tables
 from assets.training.sharded_join import SHARD_MODULES
@@ -152,17 +152,22 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
 
         try:
             with open_engine(execution, SHARD_MODULES) as engine:
-                # read once the engine (a Ray cluster) is checked: a bad address fails first
-                events = read_events(files, label_event_columns(spec, model, log_columns(files)))
+                # read once the engine (a Ray cluster) is checked: a bad address fails first;
+                # passed unnamed, the events go once the label rows are drawn
+                rows = training_rows(
+                    spec,
+                    model,
+                    read_events(files, label_event_columns(spec, model, log_columns(files))),
+                    inputs.get("catalog"),
+                    engine,
+                )
                 written = write_training_set(
                     spec,
                     model,
-                    events,
+                    rows,
                     inputs["split_plan"],
                     paths,
                     home.layout.table_file(tuple(key.path)),
-                    inputs.get("catalog"),
-                    engine,
                     sink,
                 )
         except LabelRowError as error:
