@@ -147,7 +147,7 @@ def split_table(
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         if isinstance(table.frame, str):
-            source = "read_parquet('" + table.frame.replace("'", "''") + "')"
+            source = f"read_parquet({_literal(table.frame)})"
         else:
             con.register("feature_rows", table.frame)
             source = "feature_rows"
@@ -258,7 +258,7 @@ def _sorting_connection(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection whose sorts spill to ``spill`` past ``SORT_MEMORY``: the sort of a
     group's answer is out of core, not a second copy of the training set in memory."""
     spill.mkdir(parents=True, exist_ok=True)
-    config = {"memory_limit": SORT_MEMORY, "temp_directory": str(spill), "threads": 2}
+    config = {"memory_limit": SORT_MEMORY, "temp_directory": str(spill)}
     with duckdb.connect(config=config) as con:
         yield con
 
@@ -273,7 +273,7 @@ def _nullable_columns(con: duckdb.DuckDBPyConnection, answer: Path) -> set[str]:
     return {c for c, nulls in zip(columns, found, strict=True) if nulls}
 
 
-def as_whole_column(column: pd.Series) -> pd.Series:
+def _as_whole_column(column: pd.Series) -> pd.Series:
     """A chunk's column typed as DuckDB types it when the whole answer has a null in it:
     integers and booleans as pandas' nullable types (a chunk without nulls came as numpy's)."""
     dtype = column.dtype
@@ -315,7 +315,7 @@ def _chunks(
                         f" {start}-{end - 1}; every label row must come back once"
                     )
                 for column in nullable & set(found.columns):
-                    found[column] = as_whole_column(found[column])
+                    found[column] = _as_whole_column(found[column])
                 found.index = piece.index
                 for i in group.tables:
                     parts[i] = found[tables[i].output_names(prefix_features)]
