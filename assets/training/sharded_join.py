@@ -360,20 +360,3 @@ def sharded_join_chunks(
             _chunks(labels, tables, answers, prefix_features, chunk_rows, sharding.label),
             results,
         )
-
-
-def sharded_point_in_time_join(
-    labels: pd.DataFrame,
-    tables: Sequence[FeatureTable],
-    sharding: Sharding,
-    as_of: str = "event_timestamp",
-    prefix_features: bool = False,
-    chunk_rows: int = CHUNK_ROWS,
-) -> tuple[pd.DataFrame, list[ShardResult]]:
-    """:func:`sharded_join_chunks` held whole: the one-pass frame (rows, order, index, columns,
-    dtypes) and every shard's run, for a caller that holds the answer anyway."""
-    with sharded_join_chunks(labels, tables, sharding, as_of, prefix_features, chunk_rows) as (
-        chunks,
-        results,
-    ):
-        return pd.concat(list(chunks)), results

@@ -22,7 +22,6 @@ from assets.training.sharded_join import (
     join_groups,
     plan_sharding,
     sharded_join_chunks,
-    sharded_point_in_time_join,
 )
 from configs.schema.execution import ExecutionSpec
 from runtime.shards import LocalEngine, resolve_execution
@@ -34,6 +33,14 @@ from tests.unit.pit_join_cases import (
     _tables,
     make_data,
 )
+
+
+def sharded_point_in_time_join(
+    labels: pd.DataFrame, tables: list, sharding: Sharding, *args, **kwargs
+) -> tuple[pd.DataFrame, list]:
+    """The chunks of :func:`sharded_join_chunks` laid end to end, and the shard runs."""
+    with sharded_join_chunks(labels, tables, sharding, *args, **kwargs) as (chunks, results):
+        return pd.concat(list(chunks)), results
 
 
 def _sharding(tmp_path: Path, shards: int) -> Sharding:
