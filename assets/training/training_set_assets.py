@@ -75,12 +75,7 @@ class SplitCounts:
         }
 
 
-def _metadata(
-    spec: UseCaseSpec,
-    written: TrainingSetFile,
-    summary: TableSummary,
-    splits: SplitCounts,
-) -> dict:
+def _metadata(written: TrainingSetFile, summary: TableSummary, splits: SplitCounts) -> dict:
     metadata = {**summary.metadata(), **splits.label_rates()}
     metadata["path"] = dg.MetadataValue.path(str(written.path))
     table = splits.table()
@@ -175,7 +170,7 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         if quality is None:
             raise dg.Failure(f"{key.to_user_string()}: no part of the set was written")
         check = report_check_result(key, quality.report())
-        metadata = _metadata(spec, written, summary, splits)
+        metadata = _metadata(written, summary, splits)
         if "data_docs" in check.metadata:
             metadata["data_docs"] = check.metadata["data_docs"]
         yield dg.MaterializeResult(metadata=rounded_metadata(metadata))
