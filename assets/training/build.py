@@ -115,10 +115,15 @@ def join_features(
     """``frame`` (keys and ``as_of``) with the model's features as of each row; training sets
     and the serving funnel's candidate rows both go through here."""
     tables = _feature_tables(spec, model, table_paths)
+    return _with_seconds_since(_one_pass(frame, tables), tables)
+
+
+def _one_pass(frame: pd.DataFrame, tables: list[FeatureTable]) -> pd.DataFrame:
+    """``frame`` with every table's features as of its rows, in one pass (a copy of it when
+    the model has no feature tables: request-time features only, e.g. LETOR)."""
     if not tables:
-        return frame.copy(), []  # request-time (passthrough) features only, e.g. LETOR
-    joined = point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
-    return _with_seconds_since(joined, tables)
+        return frame.copy()
+    return point_in_time_join(frame, tables, as_of=AS_OF, prefix_features=True)
 
 
 @contextmanager
@@ -136,8 +141,7 @@ def _joined_chunks(
         ) as (chunks, results):
             yield chunks, results
         return
-    joined = point_in_time_join(frame, tables, AS_OF, True) if tables else frame.copy()
-    yield iter([joined]), []
+    yield iter([_one_pass(frame, tables)]), []
 
 
 def _with_negatives(

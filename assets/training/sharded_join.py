@@ -211,9 +211,10 @@ def _group_answer(
     folder: Path,
     as_of: str,
     prefix_features: bool,
-) -> tuple[Path, list[ShardResult]]:
+) -> tuple[Path, set[str], list[ShardResult]]:
     """One group's answer for every label row (``ROW`` and its features) as one Parquet file in
-    label order, sorted by DuckDB out of core; and the group's shard runs."""
+    label order, sorted by DuckDB out of core; its columns with a null anywhere; and the
+    group's shard runs."""
     home = folder / f"group-{number}"
     keys = group.keys(tables)
     pieces = pd.DataFrame(
@@ -246,7 +247,8 @@ def _group_answer(
             f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY {ROW}) TO {_literal(answer)}"
             f" (FORMAT parquet, ROW_GROUP_SIZE {ANSWER_ROW_GROUP})"
         )
-    return answer, results
+        nullable = _nullable_columns(con, answer)
+    return answer, nullable, results
 
 
 def _literal(path: str | Path) -> str:
@@ -350,12 +352,11 @@ def sharded_join_chunks(
     answers = []
     with shard_workspace(sharding.engine.execution, f"{sharding.label}/join") as folder:
         for number, group in enumerate(join_groups(tables)):
-            answer, ran = _group_answer(
+            answer, nullable, ran = _group_answer(
                 labels, tables, group, number, sharding, folder, as_of, prefix_features
             )
             results += ran
-            with duckdb.connect() as con:
-                answers.append((group, answer, _nullable_columns(con, answer)))
+            answers.append((group, answer, nullable))
         yield (
             _chunks(labels, tables, answers, prefix_features, chunk_rows, sharding.label),
             results,
