@@ -133,7 +133,7 @@ def stable_keys(keys: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({name: _stable_column(keys[name]) for name in keys.columns})
 
 
-def _nullable_integers(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+def nullable_integers(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
     """Arrow integers as pandas' nullable ``Int64`` (never through ``float64``, which rounds
     integers beyond 2**53)."""
     return pd.Int64Dtype() if pa.types.is_signed_integer(arrow_type) else None
@@ -172,14 +172,27 @@ def split_frame(frame: pd.DataFrame, keys: Sequence[str], shards: int, folder: P
     return paths
 
 
+# Sees every batch a split reads, with the log position of its first row (checks, counts).
+BatchObserver = Callable[[pa.RecordBatch, int], None]
+
+
 def split_parquet(
-    sources: Sequence[Path],
+    sources: Sequence[Path | str],
     keys: Sequence[str],
     shards: int,
     folder: Path,
     batch_rows: int = 1 << 18,
+    *,
+    columns: Sequence[str] | None = None,
+    numbered: str | None = None,
+    observe: BatchObserver | None = None,
 ) -> list[Path]:
     """Stream Parquet files into per-shard Parquet files, one batch in memory at a time.
+
+    ``columns`` picks the columns carried (all by default); ``numbered`` adds a column of that
+    name holding each row's position in the sources read end to end (files in order, rows in
+    file order), so a stage can put its outputs back in the log's order; ``observe`` sees
+    every batch and its first row's position, for what must be counted over the whole log.
 
     The scanner reads one file and one batch ahead, not its defaults (4 files, 16 batches): it
     decodes whole row groups, and a day of a large log is one or two row groups, so the default
@@ -187,19 +200,34 @@ def split_parquet(
     shards peaked at 2.39 GiB with the defaults and 1.05 GiB so, in the same time (85 and 87 s).
     """
     dataset = pads.dataset([str(s) for s in sources], format="parquet")
+    schema = dataset.schema
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+    if numbered is not None:
+        schema = schema.append(pa.field(numbered, pa.int64()))
     folder.mkdir(parents=True, exist_ok=True)
     writers: dict[int, pq.ParquetWriter] = {}
-    batches = dataset.to_batches(batch_size=batch_rows, fragment_readahead=1, batch_readahead=1)
+    batches = dataset.to_batches(
+        columns=None if columns is None else list(columns),
+        batch_size=batch_rows,
+        fragment_readahead=1,
+        batch_readahead=1,
+    )
+    start = 0
     try:
         for batch in batches:
-            key_frame = batch.select(list(keys)).to_pandas(types_mapper=_nullable_integers)
+            if observe is not None:
+                observe(batch, start)
+            if numbered is not None:
+                positions = pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64))
+                batch = batch.append_column(numbered, positions)
+            start += batch.num_rows
+            key_frame = batch.select(list(keys)).to_pandas(types_mapper=nullable_integers)
             codes = shard_codes(key_frame, shards)
             for shard in np.unique(codes):
                 part = batch.filter(pa.array(codes == shard))
                 if shard not in writers:
-                    writers[shard] = pq.ParquetWriter(
-                        _input_path(folder, int(shard)), dataset.schema
-                    )
+                    writers[shard] = pq.ParquetWriter(_input_path(folder, int(shard)), schema)
                 writers[shard].write_batch(part)
     finally:
         for writer in writers.values():
@@ -257,35 +285,6 @@ def read_outputs(results: Sequence[ShardResult]) -> pd.DataFrame:
     """The shards' outputs as one frame, in shard order."""
     frames = [pd.read_parquet(r.output) for r in sorted(results, key=lambda r: r.shard)]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-def run_in_order(
-    engine: ShardEngine,
-    label: str,
-    frame: pd.DataFrame,
-    keys: Sequence[str],
-    shards: int,
-    function: ShardFunction,
-    order: str,
-    extra: Mapping[str, np.ndarray] | None = None,
-) -> tuple[pd.DataFrame, list[ShardResult]]:
-    """``function`` over ``frame`` (with the ``extra`` columns) cut into ``shards`` by ``keys``:
-    every input row carries its position in column ``order``, which ``function`` keeps on the
-    rows it writes; the outputs come back as one frame in the input rows' order, ``order``
-    dropped, and every shard's run. The shard files live in a workspace under the execution's
-    storage (``label`` names it), removed when done or failed.
-    """
-    positions = {order: np.arange(len(frame), dtype=np.int64)}
-    source = pd.DataFrame(
-        {**{c: frame[c].array for c in frame.columns}, **(extra or {}), **positions}, copy=False
-    )
-    with shard_workspace(engine.execution, label) as folder:
-        inputs = split_frame(source, list(keys), shards, folder)
-        del source
-        results = engine.run(function, inputs)
-        found = read_outputs([r for r in results if r.rows] or results[:1])
-    found = found.sort_values(order, kind="stable").drop(columns=order)
-    return found.reset_index(drop=True), results
 
 
 class ShardEngine(Protocol):

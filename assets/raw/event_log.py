@@ -59,13 +59,18 @@ def log_files(spec: UseCaseSpec, places: HomeLayout) -> list[UPath]:
     return event_files(spec, places, keys)
 
 
-def log_size_and_end(files: Sequence[UPath], timestamp: str) -> tuple[int, pd.Timestamp | None]:
-    """Rows of the event files (from their footers) and their latest ``timestamp``, read one
-    file's timestamp column at a time: what sizes the shards and ends the data."""
+def log_size_and_end(
+    files: Sequence[UPath], timestamp: str | None
+) -> tuple[int, pd.Timestamp | None]:
+    """Rows of the event files (from their footers) and their latest ``timestamp`` (None for
+    data without time), read one file's timestamp column at a time: what sizes the shards and
+    ends the data."""
     rows, end = 0, None
     for path in files:
         with path.open("rb") as handle:
             rows += pq.ParquetFile(handle).metadata.num_rows
+        if timestamp is None:
+            continue
         with path.open("rb") as handle:
             latest = pq.read_table(handle, columns=[timestamp]).column(0).to_pandas().max()
         if pd.notna(latest) and (end is None or latest > end):

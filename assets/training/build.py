@@ -10,13 +10,15 @@ features (``features.<view>.request``) come last, computed from each row's own f
 joined features by :mod:`runtime.request_features`, the function ``/score`` and Feast call.
 
 Given a shard engine (the use case's ``execution``), the label rows, the sampled negatives and
-the join run in shards of whole entities (:mod:`assets.training.sharded_join`), here or as Ray
-tasks, when the engine asks for more than one shard or is Ray; the set is the same, row for row.
+the join run in shards of whole entities (:mod:`assets.training.sharded_labels`,
+:mod:`assets.training.sharded_join`), here or as Ray tasks, when the engine asks for more than
+one shard or is Ray; the set is the same, row for row. The log is then streamed from its files
+and the label rows wait on disk in label order.
 
 The set is written, not returned: past the join, ``CHUNK_ROWS`` label rows with their features
 are finished (every step after the join works row by row) and parked as parts, and the parts
-become the asset's one Parquet file (:mod:`assets.training.set_file`). The label rows are held
-whole; the features of all of them never are.
+become the asset's one Parquet file (:mod:`assets.training.set_file`). On a sharded build
+neither the label rows nor their features are ever held whole.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ import pandas as pd
 from upath import UPath
 
 from assets.features.aggregates import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from assets.raw.event_log import read_events
 from assets.split.plan import GAP, assign_split
-from assets.training.label_rows import AS_OF, label_rows
+from assets.training.label_file import LabelFile
+from assets.training.label_rows import AS_OF, label_event_columns, label_rows
 from assets.training.model_views import (
     key_columns,
     label_columns,
@@ -41,7 +45,7 @@ from assets.training.model_views import (
     model_tables,
     passthrough_columns,
 )
-from assets.training.negatives import SAMPLED, draw_negatives, negative_pool, sharded_negatives
+from assets.training.negatives import SAMPLED, draw_negatives, impression_counts, negative_pool
 from assets.training.pit_join import FeatureTable, point_in_time_join
 from assets.training.set_file import SetParts
 from assets.training.sharded_join import (
@@ -50,6 +54,7 @@ from assets.training.sharded_join import (
     plan_sharding,
     sharded_join_chunks,
 )
+from assets.training.sharded_labels import EventFiles, sharded_label_rows
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
 from runtime.models.features import LAST_EVENT_AT, SECONDS_SINCE, seconds_since_last
@@ -128,20 +133,21 @@ def _one_pass(frame: pd.DataFrame, tables: list[FeatureTable]) -> pd.DataFrame:
 
 @contextmanager
 def _joined_chunks(
-    frame: pd.DataFrame,
+    labels: pd.DataFrame | LabelFile,
     tables: list[FeatureTable],
     sharding: Sharding | None,
     chunk_rows: int,
 ) -> Iterator[tuple[Iterator[pd.DataFrame], list[ShardResult]]]:
     """The label rows with their features, a chunk at a time in label order (one chunk, the
     whole frame, on the one-pass path), and the shard runs."""
-    if sharding is not None and tables:
+    if sharding is not None:
         with sharded_join_chunks(
-            frame, tables, sharding, as_of=AS_OF, prefix_features=True, chunk_rows=chunk_rows
+            labels, tables, sharding, as_of=AS_OF, prefix_features=True, chunk_rows=chunk_rows
         ) as (chunks, results):
             yield chunks, results
         return
-    yield iter([_one_pass(frame, tables)]), []
+    assert isinstance(labels, pd.DataFrame)  # the one-pass path holds its label rows
+    yield iter([_one_pass(labels, tables)]), []
 
 
 def _with_negatives(
@@ -150,13 +156,12 @@ def _with_negatives(
     events: pd.DataFrame,
     frame: pd.DataFrame,
     catalog: pd.DataFrame | None,
-    sharding: Sharding | None,
-) -> tuple[pd.DataFrame, int, list[ShardResult]]:
+) -> tuple[pd.DataFrame, int]:
     """The positive label rows and their sampled negatives in as-of order (the label rows as
-    they are when the model samples none); the negatives drawn; the shard runs."""
+    they are when the model samples none), in one pass; and the negatives drawn."""
     negatives = spec.model[model].negatives
     if negatives is None:
-        return frame, 0, []
+        return frame, 0
     labels = list(label_columns(spec, model).values())
     entity = spec.entities[negatives.entity]
     time = spec.events.timestamp
@@ -166,20 +171,15 @@ def _with_negatives(
         labels=labels,
         catalog=catalog if catalog is not None else events[[entity.key]].drop_duplicates(),
         appeared=entity.timestamp,
-        impressions=events[[entity.key, time]],
+        shown=impression_counts(events, entity.key, time),
         strategy=negatives.strategy,
         ratio=negatives.ratio,
         seed=negatives.seed,
     )
     positives = frame[frame[labels[0]] > 0].assign(**{SAMPLED: False})
-    identity = [*key_columns(spec, model), time]
-    drawn_by: list[ShardResult] = []
-    if sharding is None:
-        drawn = draw_negatives(positives, pool, identity)
-    else:
-        drawn, drawn_by = sharded_negatives(positives, pool, identity, sharding)
+    drawn = draw_negatives(positives, pool, [*key_columns(spec, model), time])
     frame = pd.concat([positives, drawn], ignore_index=True)
-    return frame.sort_values(AS_OF, kind="stable", ignore_index=True), len(drawn), drawn_by
+    return frame.sort_values(AS_OF, kind="stable", ignore_index=True), len(drawn)
 
 
 def _finished(
@@ -221,34 +221,60 @@ def _parts_folder(sharding: Sharding | None) -> Iterator[Path]:
 @dataclass(frozen=True)
 class LabelFrame:
     """A model's label rows (and sampled negatives) in as-of order, ready for the join: all
-    that is left of the event log once they are drawn."""
+    that is left of the event log once they are drawn. In memory on the one-pass path, on
+    disk (read a chunk at a time) when sharded."""
 
-    frame: pd.DataFrame
+    labels: pd.DataFrame | LabelFile
     sharding: Sharding | None
     dropped_immature: int
     negatives: int
     shard_results: tuple[ShardResult, ...]
 
 
+def _log_of(spec: UseCaseSpec, events: pd.DataFrame, folder: Path) -> EventFiles:
+    """A frame of events as a one-file log, for the sharded path (tests, benchmarks)."""
+    path = folder / "events.parquet"
+    events.to_parquet(path, index=False)
+    time = spec.events.timestamp
+    end = events[time].max() if time and len(events) else None
+    return EventFiles((UPath(path),), tuple(events.columns), len(events), end)
+
+
+@contextmanager
 def training_rows(
     spec: UseCaseSpec,
     model: str,
-    events: pd.DataFrame,
+    events: pd.DataFrame | EventFiles,
     catalog: pd.DataFrame | None = None,
     engine: ShardEngine | None = None,
-) -> LabelFrame:
-    """The label rows of ``model`` and its sampled negatives, drawn from ``events``.
+) -> Iterator[LabelFrame]:
+    """The label rows of ``model`` and its sampled negatives, drawn from ``events`` (a frame,
+    or the log's files), for as long as the block lasts.
 
     ``engine`` (opened by the caller from the use case's ``execution``) runs them in shards
-    when it asks for more than one or is Ray; None or one local shard is the one-pass path.
-    The events are not needed past here: a caller that passes them without keeping a name for
-    them lets them go before the join.
+    when it asks for more than one or is Ray: the log is then streamed from its files, and the
+    rows wait on disk (:mod:`assets.training.sharded_labels`). None or one local shard is the
+    one-pass path, which reads the log's label columns whole. A caller that passes a frame of
+    events without keeping a name for it lets it go before the join.
     """
-    sharding = plan_sharding(engine, len(events), f"{spec.name}/training_sets/{model}")
-    rows = label_rows(spec, model, events, sharding)
-    frame, sampled, drawn_by = _with_negatives(spec, model, events, rows.frame, catalog, sharding)
-    results = (*rows.shard_results, *drawn_by)
-    return LabelFrame(frame, sharding, rows.dropped_immature, sampled, results)
+    size = len(events) if isinstance(events, pd.DataFrame) else events.rows
+    sharding = plan_sharding(engine, size, f"{spec.name}/training_sets/{model}")
+    if sharding is None:
+        if not isinstance(events, pd.DataFrame):
+            events = read_events(events.files, label_event_columns(spec, model, events.columns))
+        rows = label_rows(spec, model, events)
+        frame, sampled = _with_negatives(spec, model, events, rows.frame, catalog)
+        dropped = rows.dropped_immature
+        del events, rows  # the label rows are all that is left of the log
+        yield LabelFrame(frame, None, dropped, sampled, ())
+        return
+    with shard_workspace(sharding.engine.execution, f"{sharding.label}/labels") as folder:
+        if isinstance(events, pd.DataFrame):
+            events = _log_of(spec, events, folder)
+        found = sharded_label_rows(spec, model, events, sharding, folder, catalog)
+        yield LabelFrame(
+            found.labels, sharding, found.dropped_immature, found.negatives, found.shard_results
+        )
 
 
 def write_training_set(
@@ -272,7 +298,7 @@ def write_training_set(
     features: list[str] = []
     in_gap = 0
     with (
-        _joined_chunks(rows.frame, tables, rows.sharding, chunk_rows) as (chunks, joined_by),
+        _joined_chunks(rows.labels, tables, rows.sharding, chunk_rows) as (chunks, joined_by),
         _parts_folder(rows.sharding) as folder,
     ):
         parts = SetParts(folder, SPLIT)
@@ -311,9 +337,9 @@ def build_training_set(
     loads from the asset's file."""
     with tempfile.TemporaryDirectory(prefix="training-set-") as folder:
         target = UPath(folder) / "training_set.parquet"
-        rows = training_rows(spec, model, events, catalog, engine)
-        written = write_training_set(
-            spec, model, rows, split_plan, table_paths, target, chunk_rows=chunk_rows
-        )
+        with training_rows(spec, model, events, catalog, engine) as rows:
+            written = write_training_set(
+                spec, model, rows, split_plan, table_paths, target, chunk_rows=chunk_rows
+            )
         counts = {f.name: getattr(written, f.name) for f in fields(written)}
         return TrainingSet(**counts, frame=pd.read_parquet(target))

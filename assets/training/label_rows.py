@@ -13,14 +13,14 @@ On a sharded run (``execution``: more than one shard, or Ray) the rows are compu
 whole evaluation units (cards, users), cut by the hash of the unit's key: every label row is a
 function of its own event, the end of the whole log and its unit's history ("a positive of this
 card was known before"), so each shard computes its rows alone and the union, put back in the
-log's order, is the one-pass frame.
+log's order, is the one-pass frame (:func:`label_rows_shard`, run by
+:mod:`assets.training.sharded_labels` over the event files streamed into shards).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -34,18 +34,17 @@ from assets.training.model_views import (
     passthrough_columns,
     request_input_columns,
 )
-from assets.training.sharded_join import Sharding
+from assets.training.negatives import SAMPLED
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS
 from configs.schema.usecase import UseCaseSpec
-from runtime.shards import ShardResult, run_in_order
+from runtime.shards import ShardResult
 
 AS_OF = "as_of"
 ONE_US = pd.Timedelta(1, "us")
 # Data without time (LETOR): every row is "now", joined to attributes that never go stale.
 TIMELESS_AS_OF = pd.Timestamp("2200-01-01")
 EVENT_ROW = "__label_event_row"  # an event's position in the log, to restore the order
-MATURE = "__label_mature"  # its label is final at the end of the whole log
 
 
 class LabelRowError(ValueError):
@@ -61,17 +60,39 @@ class LabelRows:
     shard_results: tuple[ShardResult, ...] = ()  # where each shard ran, when sharded
 
 
+def null_value_error(
+    spec: UseCaseSpec, field: str, column: str, count: int, sample: list[int]
+) -> LabelRowError:
+    """Label events without a join key or time: ``sample``, the first rows' positions."""
+    return LabelRowError(
+        f"{spec.name}: {field} ({column!r}): {count} label events have a null "
+        f"value (first rows: {sample}); a label row needs every join key and its event "
+        "time, so fix or filter the source"
+    )
+
+
+def null_label_error(spec: UseCaseSpec, name: str, column: str, count: int) -> LabelRowError:
+    return LabelRowError(
+        f"{spec.name}: labels.{name} ({column!r}): {count} label events have a null label"
+    )
+
+
+def required_fields(spec: UseCaseSpec, model: str) -> dict[str, str]:
+    """The columns a label event must have a value in (join keys, time), each with the spec
+    field that declares it, in the order they are checked."""
+    time = spec.events.timestamp
+    return _key_fields(spec, key_columns(spec, model)) | (
+        {time: "events.timestamp"} if time else {}
+    )
+
+
 def _check_not_null(spec: UseCaseSpec, frame: pd.DataFrame, columns: dict[str, str]) -> None:
     """Fail on null join keys or timestamps, naming the spec field that declares each."""
     for column, field in columns.items():
         nulls = frame[column].isna()
         if nulls.any():
             sample = frame.index[nulls][:5].tolist()
-            raise LabelRowError(
-                f"{spec.name}: {field} ({column!r}): {int(nulls.sum())} label events have a null "
-                f"value (first rows: {sample}); a label row needs every join key and its event "
-                "time, so fix or filter the source"
-            )
+            raise null_value_error(spec, field, column, int(nulls.sum()), sample)
 
 
 def _key_fields(spec: UseCaseSpec, keys: list[str]) -> dict[str, str]:
@@ -98,7 +119,7 @@ def _labels_as_known(
     return frame.assign(**updates) if updates else frame
 
 
-def _row_columns(spec: UseCaseSpec, model: str, events: Collection[str]) -> list[str]:
+def row_columns(spec: UseCaseSpec, model: str, events: Collection[str]) -> list[str]:
     """The events columns a label row keeps: keys, time, group, labels, request-time inputs
     (``events``: the log's columns)."""
     keys = key_columns(spec, model)
@@ -106,8 +127,8 @@ def _row_columns(spec: UseCaseSpec, model: str, events: Collection[str]) -> list
     time = spec.events.timestamp
     group = spec.events.group
     columns = list(dict.fromkeys([*keys, *([time] if time else []), *([group] if group else [])]))
-    row_columns = (*passthrough_columns(spec, model), *request_input_columns(spec, model))
-    columns += [c for c in dict.fromkeys((*labels.values(), *row_columns)) if c not in columns]
+    carried = (*passthrough_columns(spec, model), *request_input_columns(spec, model))
+    columns += [c for c in dict.fromkeys((*labels.values(), *carried)) if c not in columns]
     if TEST_FILE_ROWS in events:  # which rows came from split.test_file
         columns.append(TEST_FILE_ROWS)
     return columns
@@ -121,7 +142,7 @@ def label_event_columns(spec: UseCaseSpec, model: str, present: Collection[str])
     impressions: the sampled entity's key and the time, both among the rows' columns)."""
     arrivals = [spec.labels[name].available_at for name in spec.model[model].labels]
     wanted = {
-        *_row_columns(spec, model, present),
+        *row_columns(spec, model, present),
         *evaluation_inputs(spec, model),
         *(a for a in arrivals if a),
     }
@@ -151,36 +172,26 @@ def _rows(
     return frame.assign(**{AS_OF: as_of.astype("datetime64[us]")})
 
 
-def label_rows(
-    spec: UseCaseSpec, model: str, events: pd.DataFrame, sharding: Sharding | None = None
-) -> LabelRows:
+def label_rows(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> LabelRows:
     """The rows model ``model`` learns from: keys, time, labels, request-time columns, as-of.
 
-    With ``sharding`` the rows are computed shard by shard (see :func:`label_rows_shard`) and
-    come back in the same order; the checks run first, on the whole log, with the same messages.
+    In one pass over ``events``; a sharded build computes the same rows shard by shard from
+    the event files (:mod:`assets.training.sharded_labels`), with the same checks and messages.
     """
-    keys = key_columns(spec, model)
     labels = label_columns(spec, model)
     time = spec.events.timestamp
-    columns = _row_columns(spec, model, events.columns)
-    required = _key_fields(spec, keys) | ({time: "events.timestamp"} if time else {})
-    _check_not_null(spec, events, required)
+    columns = row_columns(spec, model, events.columns)
+    _check_not_null(spec, events, required_fields(spec, model))
     for name, column in labels.items():
         if events[column].isna().any():
-            raise LabelRowError(
-                f"{spec.name}: labels.{name} ({column!r}): {int(events[column].isna().sum())} "
-                "label events have a null label"
-            )
+            raise null_label_error(spec, name, column, int(events[column].isna().sum()))
     cutoff, mature, dropped = None, None, 0
     if time:
         cutoff = events[time].max()
         mature = mature_rows(events[time], maturity(spec, list(labels))).to_numpy()
         dropped = int((~mature).sum())
-    if sharding is None or events.empty:
-        frame = _rows(spec, model, events, columns, cutoff, mature).reset_index(drop=True)
-        return LabelRows(frame, dropped)
-    frame, results = _sharded_rows(spec, model, events, columns, cutoff, mature, sharding)
-    return LabelRows(frame, dropped, tuple(results))
+    frame = _rows(spec, model, events, columns, cutoff, mature).reset_index(drop=True)
+    return LabelRows(frame, dropped)
 
 
 def label_rows_shard(
@@ -191,55 +202,34 @@ def label_rows_shard(
     model: str,
     columns: tuple[str, ...],
     cutoff: pd.Timestamp | None,
+    positives: str | None = None,
 ) -> int:
-    """One shard of whole units: its events (with their row numbers and maturity, decided on
-    the whole log) from ``source``, its label rows and their row numbers to ``target``.
+    """One shard of whole units: its events (with their places in the log, ``EVENT_ROW``) from
+    ``source``, its label rows and their places to ``target``, in the log's order.
 
+    ``cutoff`` is the end of the whole log (None without time): labels are taken as known
+    then, and a row is mature by it. With ``positives`` (a label column, for a model that
+    samples negatives) only the rows positive in it are written, marked not ``SAMPLED``.
     Module-level, its settings bound by ``functools.partial``, so Ray ships it by reference.
     """
     events = pd.read_parquet(source)
     numbers = events.pop(EVENT_ROW).to_numpy()
-    mature = events.pop(MATURE).to_numpy() if MATURE in events else None
+    mature = None
+    if cutoff is not None:
+        limit = cutoff - maturity(spec, list(label_columns(spec, model)))
+        mature = (events[spec.events.timestamp] <= limit).to_numpy()
     frame = _rows(spec, model, events, list(columns), cutoff, mature)
     frame[EVENT_ROW] = numbers if mature is None else numbers[mature]
+    if positives is not None:
+        frame = frame[frame[positives] > 0]
+        frame.insert(len(frame.columns) - 1, SAMPLED, False)
     frame.to_parquet(target, index=False)
     return len(frame)
 
 
-def _shard_key(spec: UseCaseSpec, model: str, events: pd.DataFrame) -> str:
+def shard_key(spec: UseCaseSpec, model: str, present: Collection[str]) -> str:
     """The evaluation unit (card, user): "a positive of this unit was known before" looks at
-    the unit's whole history, which a shard of whole units holds; else the first join key."""
+    the unit's whole history, which a shard of whole units holds; else the first join key
+    (``present``: the log's columns)."""
     unit = evaluation_unit(spec, model)
-    return unit if unit in events.columns else key_columns(spec, model)[0]
-
-
-def _sharded_rows(
-    spec: UseCaseSpec,
-    model: str,
-    events: pd.DataFrame,
-    columns: list[str],
-    cutoff: pd.Timestamp | None,
-    mature: np.ndarray | None,
-    sharding: Sharding,
-) -> tuple[pd.DataFrame, list[ShardResult]]:
-    """Label rows shard by shard, put back in the events' order by row number.
-
-    Everything a label row needs from outside its unit is decided on the whole log first and
-    travels with the shard: the end of the data (delayed labels are taken as known then) and
-    the maturity of each row (``mature_rows`` compares with the log's last event, not the
-    shard's).
-    """
-    function = partial(
-        label_rows_shard, spec=spec, model=model, columns=tuple(columns), cutoff=cutoff
-    )
-    key = _shard_key(spec, model, events)
-    return run_in_order(
-        sharding.engine,
-        f"{sharding.label}/label_rows",
-        events,
-        [key],
-        sharding.shards,
-        function,
-        EVENT_ROW,
-        extra=None if mature is None else {MATURE: mature},
-    )
+    return unit if unit in present else key_columns(spec, model)[0]

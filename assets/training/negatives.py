@@ -10,8 +10,9 @@ Why every draw is a function of its own positive: the uniform number behind draw
 positive is a hash of the positive's identity (its join keys and time, and which occurrence of
 that identity it is), ``j``, the attempt and the seed — a counter-based stream, not one seeded
 stream over the whole log. So a positive gets the same negatives whatever other positives come
-with it: in one pass or in any shard of the label rows (:func:`sharded_negatives`, here or as
-Ray tasks), and the sharded set equals the one-pass set. What a draw needs from the whole log
+with it: in one pass or in any shard of the positives (:func:`negatives_shard`, here or as Ray
+tasks; :mod:`assets.training.sharded_labels` runs them), and the sharded set equals the
+one-pass set. What a draw needs from the whole log
 — the catalog, when each item appeared and the impressions per day — is gathered once into a
 :class:`NegativePool` that travels with every shard.
 """
@@ -20,16 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from assets.training.sharded_join import Sharding
-from runtime.shards import ShardResult, run_in_order, stable_keys
+from runtime.shards import stable_keys
 
 SAMPLED = "sampled_negative"
-POSITIVE_ROW = "__negatives_positive_row"  # a positive's place, to put shards' draws in order
+DRAW = "__negatives_draw"  # a draw's place among its shard's, to put a positive's draws in order
 _UNIT = 2.0**-53  # the top 53 bits of a 64-bit hash as a uniform number in [0, 1)
 
 
@@ -70,6 +69,13 @@ class NegativePool:
                 yield day, weights
 
 
+def impression_counts(impressions: pd.DataFrame, key: str, time: str) -> pd.Series:
+    """Impressions (rows of ``key`` and ``time``) per day and key: what a pool needs of them,
+    summed over the batches of a log read in pieces."""
+    day = impressions[time].dt.floor("D").rename("day")
+    return impressions.groupby([day, impressions[key].rename("key")], sort=False).size()
+
+
 def negative_pool(
     *,
     key: str,
@@ -77,25 +83,25 @@ def negative_pool(
     labels: Sequence[str],
     catalog: pd.DataFrame,
     appeared: str | None,
-    impressions: pd.DataFrame,
+    shown: pd.Series,
     strategy: str,
     ratio: int,
     seed: int,
 ) -> NegativePool:
-    """The pool of ``catalog``'s ``key`` values, with ``impressions`` (rows of ``key`` and
-    ``time``) counted per item and day; impressions of keys outside the catalog are ignored."""
+    """The pool of ``catalog``'s ``key`` values, with ``shown`` (:func:`impression_counts`)
+    per item and day; impressions of keys outside the catalog are ignored."""
     keys = catalog[key].to_numpy()
     if appeared and appeared in catalog:
         appeared_at = catalog[appeared].fillna(pd.Timestamp(0)).to_numpy("datetime64[ns]")
     else:
         appeared_at = np.full(len(keys), np.datetime64(0, "ns"))
-    item = pd.Index(keys).get_indexer(impressions[key])
-    day = impressions[time].dt.floor("D").to_numpy("datetime64[ns]")
+    item = pd.Index(keys).get_indexer(shown.index.get_level_values("key"))
+    day = shown.index.get_level_values("day").to_numpy("datetime64[ns]")
     known = item >= 0
     counted = (
-        pd.DataFrame({"day": day[known], "item": item[known]})
-        .groupby(["day", "item"], sort=True)
-        .size()
+        pd.Series(shown.to_numpy(np.float64)[known])
+        .groupby([day[known], item[known]], sort=True)
+        .sum()
     )
     return NegativePool(
         key=key,
@@ -103,8 +109,8 @@ def negative_pool(
         labels=tuple(labels),
         keys=keys,
         appeared_at=appeared_at,
-        shown_day=counted.index.get_level_values("day").to_numpy("datetime64[ns]"),
-        shown_item=counted.index.get_level_values("item").to_numpy(np.int64),
+        shown_day=counted.index.get_level_values(0).to_numpy("datetime64[ns]"),
+        shown_item=counted.index.get_level_values(1).to_numpy(np.int64),
         shown_count=counted.to_numpy(np.float64),
         strategy=strategy,
         ratio=ratio,
@@ -191,35 +197,18 @@ def draw_negatives(
 
 
 def negatives_shard(
-    source: str, target: str, *, pool: NegativePool, identity: tuple[str, ...]
+    source: str, target: str, *, pool: NegativePool, identity: tuple[str, ...], order: str
 ) -> int:
-    """One shard's positives (with their places) from ``source``, their negatives to ``target``.
+    """One shard's positives from ``source``, their negatives to ``target`` with ``DRAW``, the
+    draw's place in the shard's output.
 
-    Module-level, its settings bound by ``functools.partial``, so Ray ships it by reference (the
-    pool, the catalog's size, travels with it)."""
-    drawn = draw_negatives(pd.read_parquet(source), pool, identity)
+    The positives are first put in the log's order (``order``: their place in it): identical
+    positives number their occurrences in that order, and a shard cut from per-unit files
+    holds them unit file by unit file. Module-level, its settings bound by
+    ``functools.partial``, so Ray ships it by reference (the pool, the catalog's size, travels
+    with it)."""
+    positives = pd.read_parquet(source).sort_values(order, kind="stable", ignore_index=True)
+    drawn = draw_negatives(positives, pool, identity)
+    drawn[DRAW] = np.arange(len(drawn), dtype=np.int64)
     drawn.to_parquet(target, index=False)
     return len(drawn)
-
-
-def sharded_negatives(
-    positives: pd.DataFrame,
-    pool: NegativePool,
-    identity: Sequence[str],
-    sharding: Sharding,
-) -> tuple[pd.DataFrame, list[ShardResult]]:
-    """:func:`draw_negatives` in shards run by ``sharding``'s engine: the same frame, and every
-    shard's run. The shards are cut by the identity's first column (identical positives, whose
-    occurrence numbers must count in the rows' order, land in one shard, in order)."""
-    if positives.empty:
-        return draw_negatives(positives, pool, identity), []
-    function = partial(negatives_shard, pool=pool, identity=tuple(identity))
-    return run_in_order(
-        sharding.engine,
-        f"{sharding.label}/negatives",
-        positives,
-        [identity[0]],
-        sharding.shards,
-        function,
-        POSITIVE_ROW,
-    )

@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets.training.label_file import LabelFile
 from assets.training.pit_join import (
     ROW,
     FeatureTable,
@@ -58,6 +59,7 @@ from runtime.shards import (
     shard_index,
     shard_workspace,
     split_frame,
+    split_parquet,
 )
 
 # What the shard tasks of a training set import on a worker: checked on every node first.
@@ -121,7 +123,8 @@ def _table_file(folder: Path, shard: int) -> Path:
     return folder / f"rows-{shard:05d}.parquet"
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """A column name as a DuckDB identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -140,14 +143,14 @@ def split_table(
     join matches by value, lands in the same shard.
     """
     columns = [table.event_timestamp, table.created_timestamp, *table.keys, *table.features]
-    select = ", ".join(_quote(c) for c in dict.fromkeys(c for c in columns if c))
-    not_null = " AND ".join(f"{_quote(k)} IS NOT NULL" for k in shard_keys)
+    select = ", ".join(quote(c) for c in dict.fromkeys(c for c in columns if c))
+    not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in shard_keys)
     folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         if isinstance(table.frame, str):
-            source = f"read_parquet({_literal(table.frame)})"
+            source = f"read_parquet({literal(table.frame)})"
         else:
             con.register("feature_rows", table.frame)
             source = "feature_rows"
@@ -203,7 +206,7 @@ def join_shard(
 
 
 def _group_answer(
-    labels: pd.DataFrame,
+    labels: pd.DataFrame | LabelFile,
     tables: Sequence[FeatureTable],
     group: JoinGroup,
     number: int,
@@ -217,21 +220,13 @@ def _group_answer(
     group's shard runs."""
     home = folder / f"group-{number}"
     keys = group.keys(tables)
-    pieces = pd.DataFrame(
-        {
-            ROW: np.arange(len(labels), dtype=np.int64),
-            **{c: labels[c].array for c in dict.fromkeys([as_of, *keys])},
-        },
-        copy=False,
-    )
-    dtypes = {k: pieces[k].dtype for k in group.shard_keys}
+    dtypes = {k: labels.dtypes[k] for k in group.shard_keys}
     folders = []
     for i in group.tables:
         table_folder = home / f"table-{i}"
         split_table(tables[i], group.shard_keys, dtypes, sharding.shards, table_folder)
         folders.append(str(table_folder))
-    inputs = split_frame(pieces, list(group.shard_keys), sharding.shards, home)
-    del pieces
+    inputs = _split_labels(labels, [as_of, *keys], list(group.shard_keys), sharding.shards, home)
     function = partial(
         join_shard,
         tables=tuple(tables[i] for i in group.tables),
@@ -240,23 +235,51 @@ def _group_answer(
         prefix_features=prefix_features,
     )
     results = sharding.engine.run(function, inputs)
-    files = ", ".join(_literal(r.output) for r in sorted(results, key=lambda r: r.shard))
+    files = ", ".join(literal(r.output) for r in sorted(results, key=lambda r: r.shard))
     answer = home / "answer.parquet"
-    with _sorting_connection(home / "spill") as con:
+    with sorting_connection(home / "spill") as con:
         con.sql(
-            f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY {ROW}) TO {_literal(answer)}"
+            f"COPY (SELECT * FROM read_parquet([{files}]) ORDER BY {ROW}) TO {literal(answer)}"
             f" (FORMAT parquet, ROW_GROUP_SIZE {ANSWER_ROW_GROUP})"
         )
         nullable = _nullable_columns(con, answer)
     return answer, nullable, results
 
 
-def _literal(path: str | Path) -> str:
+def _split_labels(
+    labels: pd.DataFrame | LabelFile,
+    columns: list[str],
+    shard_keys: list[str],
+    shards: int,
+    folder: Path,
+) -> list[Path]:
+    """The label rows' join columns (``ROW``, their place, first) cut into shards: from the
+    frame, or streamed from the label file a batch at a time."""
+    wanted = list(dict.fromkeys(columns))
+    if isinstance(labels, LabelFile):
+        return split_parquet(
+            [labels.path],
+            shard_keys,
+            shards,
+            folder,
+            TABLE_BATCH_ROWS,
+            columns=wanted,
+            numbered=ROW,
+        )
+    pieces = pd.DataFrame(
+        {ROW: np.arange(len(labels), dtype=np.int64), **{c: labels[c].array for c in wanted}},
+        copy=False,
+    )
+    return split_frame(pieces, shard_keys, shards, folder)
+
+
+def literal(path: str | Path) -> str:
+    """A path as a DuckDB string literal."""
     return "'" + str(path).replace("'", "''") + "'"
 
 
 @contextmanager
-def _sorting_connection(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def sorting_connection(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection whose sorts spill to ``spill`` past ``SORT_MEMORY``: the sort of a
     group's answer is out of core, not a second copy of the training set in memory."""
     spill.mkdir(parents=True, exist_ok=True)
@@ -270,8 +293,8 @@ def _nullable_columns(con: duckdb.DuckDBPyConnection, answer: Path) -> set[str]:
     columns = [c for c in pq.read_schema(answer).names if c != ROW]
     if not columns:
         return set()
-    counts = ", ".join(f"count(*) - count({_quote(c)})" for c in columns)
-    (found,) = con.execute(f"SELECT {counts} FROM read_parquet({_literal(answer)})").fetchall()
+    counts = ", ".join(f"count(*) - count({quote(c)})" for c in columns)
+    (found,) = con.execute(f"SELECT {counts} FROM read_parquet({literal(answer)})").fetchall()
     return {c for c, nulls in zip(columns, found, strict=True) if nulls}
 
 
@@ -286,8 +309,18 @@ def _as_whole_column(column: pd.Series) -> pd.Series:
     return column
 
 
+def _label_chunks(labels: pd.DataFrame | LabelFile, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The label rows in label order, ``chunk_rows`` or fewer at a time (one empty chunk when
+    there are none)."""
+    if isinstance(labels, LabelFile):
+        yield from labels.batches(chunk_rows)
+        return
+    for start in range(0, max(len(labels), 1), chunk_rows):
+        yield labels.iloc[start : start + chunk_rows]
+
+
 def _chunks(
-    labels: pd.DataFrame,
+    labels: pd.DataFrame | LabelFile,
     tables: Sequence[FeatureTable],
     answers: Sequence[tuple[JoinGroup, Path, set[str]]],
     prefix_features: bool,
@@ -300,14 +333,14 @@ def _chunks(
     DuckDB finds by their statistics. Every chunk must hold exactly its label rows' numbers:
     each label row answered once, none lost.
     """
+    start = 0
     with duckdb.connect() as con:
-        for start in range(0, max(len(labels), 1), chunk_rows):
-            end = min(start + chunk_rows, len(labels))
-            piece = labels.iloc[start:end]
+        for piece in _label_chunks(labels, chunk_rows):
+            end = start + len(piece)
             parts: dict[int, pd.DataFrame] = {}
             for group, answer, nullable in answers:
                 found = con.sql(
-                    f"SELECT * FROM read_parquet({_literal(answer)})"
+                    f"SELECT * FROM read_parquet({literal(answer)})"
                     f" WHERE {ROW} >= {start} AND {ROW} < {end} ORDER BY {ROW}"
                 ).df()
                 rows = found.pop(ROW).to_numpy()
@@ -321,12 +354,13 @@ def _chunks(
                 found.index = piece.index
                 for i in group.tables:
                     parts[i] = found[tables[i].output_names(prefix_features)]
+            start = end
             yield pd.concat([piece, *(parts[i] for i in range(len(tables)))], axis=1)
 
 
 @contextmanager
 def sharded_join_chunks(
-    labels: pd.DataFrame,
+    labels: pd.DataFrame | LabelFile,
     tables: Sequence[FeatureTable],
     sharding: Sharding,
     as_of: str = "event_timestamp",
@@ -338,15 +372,18 @@ def sharded_join_chunks(
     the one-pass frame (rows, order, index, columns, dtypes: a column the whole answer holds a
     null in is typed so in every chunk); also every shard's run.
 
-    The shards run, and each group's answer is sorted, on entry; no more than a chunk of
-    features is then held at once. Names and columns are checked first, with the one-pass
-    join's messages. The files live in a workspace under the execution's storage, removed when
-    the block ends or fails.
+    ``labels`` is a frame, or the label rows on disk (:class:`LabelFile`), then read a batch at
+    a time, never whole. The shards run, and each group's answer is sorted, on entry; no more
+    than a chunk of features is then held at once. Names and columns are checked first, with
+    the one-pass join's messages. The files live in a workspace under the execution's storage,
+    removed when the block ends or fails.
     """
     check_names(labels, tables, as_of, prefix_features)
     if labels.empty or not tables:
-        whole = point_in_time_join(labels, tables, as_of, prefix_features)
-        yield iter([whole]), []
+        if isinstance(labels, LabelFile):  # nothing to join: the label rows as they are
+            yield _label_chunks(labels, chunk_rows), []
+        else:
+            yield iter([point_in_time_join(labels, tables, as_of, prefix_features)]), []
         return
     results: list[ShardResult] = []
     answers = []

@@ -2,7 +2,8 @@
 
 The asset reads the event log by file, only the columns its label rows use
 (:func:`assets.training.label_rows.label_event_columns`; fraud's object columns mcc and channel,
-say, are never loaded), the split plan through the IO manager, and the feature tables straight
+say, are never loaded): whole on the one-pass path, streamed into shards a batch at a time when
+sharded. It reads the split plan through the IO manager, and the feature tables straight
 from their Parquet files (see ``assets.upstream``). Its metadata shows rows per split, label
 rates, null rates of every feature, what was left out and why, and a preview.
 
@@ -14,6 +15,7 @@ checked, before anything is computed; the metadata says where the shards ran.
 
 import dagster as dg
 import pandas as pd
+from upath import UPath
 
 from assets.metadata import TableSummary, asset_identity, rounded_metadata, shard_metadata
 from assets.quality.quality_checks import (
@@ -23,12 +25,13 @@ from assets.quality.quality_checks import (
 )
 from assets.quality.sharded import ShardedQuality
 from assets.quality.suites import TableRole
-from assets.raw.event_log import log_columns, log_files, read_events
+from assets.raw.event_log import log_columns, log_files, log_size_and_end
 from assets.split.plan import SPLITS
 from assets.training.build import SPLIT, TrainingSetFile, training_rows, write_training_set
-from assets.training.label_rows import LabelRowError, label_event_columns
+from assets.training.label_rows import LabelRowError
 from assets.training.model_views import label_columns, model_tables
 from assets.training.sharded_join import SHARD_MODULES
+from assets.training.sharded_labels import EventFiles
 from assets.upstream import materialized_path
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
@@ -73,6 +76,12 @@ class SplitCounts:
             for name, column in self.labels.items()
             if self.counts.get(column) is not None and self.counts[column].sum()
         }
+
+
+def _log(spec: UseCaseSpec, files: list[UPath]) -> EventFiles:
+    """The event files with their size and end (footers and the time column only)."""
+    rows, end = log_size_and_end(files, spec.events.timestamp)
+    return EventFiles(tuple(files), tuple(log_columns(files)), rows, end)
 
 
 def _metadata(written: TrainingSetFile, summary: TableSummary, splits: SplitCounts) -> dict:
@@ -146,16 +155,13 @@ def training_set_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
             quality.add(part)
 
         try:
-            with open_engine(execution, SHARD_MODULES) as engine:
-                # read once the engine (a Ray cluster) is checked: a bad address fails first;
-                # passed unnamed, the events go once the label rows are drawn
-                rows = training_rows(
-                    spec,
-                    model,
-                    read_events(files, label_event_columns(spec, model, log_columns(files))),
-                    inputs.get("catalog"),
-                    engine,
-                )
+            with (
+                open_engine(execution, SHARD_MODULES) as engine,
+                # read once the engine (a Ray cluster) is checked: a bad address fails first
+                training_rows(
+                    spec, model, _log(spec, files), inputs.get("catalog"), engine
+                ) as rows,
+            ):
                 written = write_training_set(
                     spec,
                     model,

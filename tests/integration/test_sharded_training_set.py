@@ -20,8 +20,10 @@ os.environ.update(RAY_ENV)
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
+from upath import UPath
 
 from assets.features.views import compute_aggregate_table, compute_attribute_table, feature_tables
 from assets.raw.event_log import log_columns, log_files, read_events
@@ -30,6 +32,7 @@ from assets.split.plan import plan_split
 from assets.training.build import TrainingSet, build_training_set
 from assets.training.label_rows import label_event_columns, label_rows
 from assets.training.sharded_join import SHARD_MODULES, plan_sharding
+from assets.training.sharded_labels import EventFiles, sharded_label_rows
 from configs.schema.execution import ExecutionSpec
 from configs.schema.usecase import UseCaseSpec
 from dagster_project.use_case_files import load_use_cases
@@ -144,15 +147,29 @@ def test_fraud_training_set_in_four_local_shards_equals_one_pass(world, tmp_path
     assert not list((tmp_path / "shared").rglob("*.parquet")), "shard files are removed"
 
 
+def _log_files(events: pd.DataFrame, time: str, folder: Path, days: int) -> EventFiles:
+    """``events`` as ``days`` Parquet files read end to end, as the asset finds the log."""
+    folder.mkdir()
+    files = []
+    for n, part in enumerate(np.array_split(np.arange(len(events)), days)):
+        files.append(UPath(folder / f"day-{n}.parquet"))
+        events.iloc[part].to_parquet(files[-1], index=False)
+    return EventFiles(tuple(files), tuple(events.columns), len(events), events[time].max())
+
+
 def test_label_rows_in_shards_keep_the_log_order(world, tmp_path) -> None:
+    """Streamed from several files into 3 shards of cards, the label rows come back in the
+    log's order, typed as the one-pass frame, with the same rows left out."""
     spec, events, *_ = world
     shuffled = events.sample(frac=1.0, random_state=3).reset_index(drop=True)
     expected = label_rows(spec, MODEL, shuffled)
     sharding = plan_sharding(_engine(tmp_path, 3), len(events), "fraud/label_rows")
-    got = label_rows(spec, MODEL, shuffled, sharding)
-    pd.testing.assert_frame_equal(got.frame, expected.frame, check_exact=True)
+    log = _log_files(shuffled, spec.events.timestamp, tmp_path / "log", 5)
+    got = sharded_label_rows(spec, MODEL, log, sharding, tmp_path / "work")
+    frame = pd.concat(list(got.labels.batches(997)))
+    pd.testing.assert_frame_equal(frame, expected.frame, check_exact=True)
     assert got.dropped_immature == expected.dropped_immature
-    assert len(got.shard_results) == 3
+    assert len(got.shard_results) == 3 and got.negatives == 0
 
 
 def test_one_local_shard_is_the_one_pass_path(world, tmp_path) -> None:

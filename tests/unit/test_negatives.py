@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from assets.training.negatives import SAMPLED, NegativePool, draw_negatives, negative_pool
+from assets.training.negatives import (
+    SAMPLED,
+    NegativePool,
+    draw_negatives,
+    impression_counts,
+    negative_pool,
+)
 
 DAY = pd.Timestamp("2025-01-01")
 
@@ -46,7 +52,7 @@ def _pool(catalog, shown, strategy: str, seed: int = 7, ratio: int = 4) -> Negat
         labels=["clicked"],
         catalog=catalog,
         appeared="created_at",
-        impressions=shown,
+        shown=impression_counts(shown, "item_id", "event_time"),
         strategy=strategy,
         ratio=ratio,
         seed=seed,
