@@ -1,18 +1,19 @@
-"""Peak memory and time of the fraud training-set build: held whole against written in chunks.
+"""Peak memory and time of the fraud training-set build: label rows held whole against streamed.
 
-The fraud world's events (``--events`` over ``--days``) are generated once, its feature tables
-(aggregates and attributes) and split plan written as the assets write them. Then the scorer's
-training set is written to a file, as the asset writes it, each run in its own subprocess so
-that peak RSS is that run's alone. Every run reads the events as the asset does: only the
-columns its label rows use, let go once the label rows are drawn.
+The fraud world's events (``--events`` over ``--days``) are generated once and written as one
+Parquet file per day, as ``raw_events`` writes them; its feature tables (aggregates and
+attributes) and split plan are written as the assets write them. Then the scorer's training set
+is written to a file, as the asset writes it, each run in its own subprocess so that peak RSS is
+that run's alone.
 
-* ``one-pass``: ``write_training_set`` without an engine: the one-pass join, the set finished
-  whole (the default path of a log under 500k events);
-* ``shards-whole``: a local engine of ``--shards`` shards, the join's answer read back and the
-  set finished in one chunk of every label row: the sharded build as it was before the set was
-  written in chunks (the baseline);
-* ``shards``: the same shards, the answer read back and the set finished and written
-  ``CHUNK_ROWS`` label rows at a time (what the asset does).
+* ``one-pass``: no engine: the log's label columns read whole, the label rows, the join and the
+  set in one pass (the default path of a log under 500k events);
+* ``labels-whole``: the label columns read whole and the label rows drawn from them in memory,
+  then the join in ``--shards`` local shards and the set written ``CHUNK_ROWS`` label rows at a
+  time: the sharded build as it was before the label rows were streamed (the baseline);
+* ``shards``: the same shards from the start: the day files streamed into shards a batch at a
+  time, the label rows computed per shard and sorted into label order on disk, then the same
+  join and chunks (what the asset does).
 
 It prints wall time, peak RSS (the events' read included) and a digest of each written file
 read back (equal digests: the same rows, in order).
@@ -29,10 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from upath import UPath
 
 # Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
@@ -45,12 +48,13 @@ from assets.features.views import (  # noqa: E402
     compute_attribute_table,
     feature_tables,
 )
-from assets.raw.event_log import log_columns, read_events  # noqa: E402
+from assets.raw.event_log import log_columns, log_size_and_end, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.plan import plan_split  # noqa: E402
 from assets.training.build import training_rows, write_training_set  # noqa: E402
 from assets.training.label_rows import label_event_columns  # noqa: E402
-from assets.training.sharded_join import CHUNK_ROWS  # noqa: E402
+from assets.training.sharded_join import plan_sharding  # noqa: E402
+from assets.training.sharded_labels import EventFiles  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
 from bench.peak_memory import peak_rss_gib  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
@@ -60,7 +64,7 @@ from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 CREATED = pd.Timestamp("2030-01-01")
 MODEL = "scorer"
-MODES = ("one-pass", "shards-whole", "shards")
+MODES = ("one-pass", "labels-whole", "shards")
 
 
 def _spec():
@@ -76,7 +80,8 @@ def prepare(events: int, days: int, folder: Path) -> None:
         [world.events_for_day(START + timedelta(days=i)) for i in range(days)],
         ignore_index=True,
     )
-    frame.to_parquet(folder / "events.parquet", index=False)
+    for day, rows in frame.groupby(frame[spec.events.timestamp].dt.floor("D"), sort=True):
+        rows.to_parquet(folder / f"events-{day:%Y-%m-%d}.parquet", index=False)
     for table in feature_tables(spec):
         if table.kind == "aggregates":
             out = compute_aggregate_table(spec, table, frame, CREATED)
@@ -93,20 +98,26 @@ def prepare(events: int, days: int, folder: Path) -> None:
 def child(mode: str, folder: Path, shards: int) -> None:
     """One measured build: prints wall time, peak RSS, rows and digest as one JSON line."""
     spec = _spec()
-    files = [UPath(folder / "events.parquet")]
+    files = [UPath(p) for p in sorted(folder.glob("events-*.parquet"))]
     plan = pd.read_parquet(folder / "split_plan.parquet")
     paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
-    engine = None
-    if mode != "one-pass":
-        execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
-        engine = LocalEngine(resolve_execution(execution, folder, environ={}))
-    chunk_rows = 1 << 62 if mode == "shards-whole" else CHUNK_ROWS
+    execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
+    engine = LocalEngine(resolve_execution(execution, folder, environ={}))
     target = UPath(folder / f"set-{mode}.parquet")
     started = time.perf_counter()
-    # as the asset does: the events unnamed, gone once the label rows are drawn
-    wanted = label_event_columns(spec, MODEL, log_columns(files))
-    rows = training_rows(spec, MODEL, read_events(files, wanted), engine=engine)
-    written = write_training_set(spec, MODEL, rows, plan, paths, target, chunk_rows=chunk_rows)
+    if mode == "shards":  # as the asset does
+        rows, end = log_size_and_end(files, spec.events.timestamp)
+        events = EventFiles(tuple(files), tuple(log_columns(files)), rows, end)
+        with training_rows(spec, MODEL, events, engine=engine) as labels:
+            written = write_training_set(spec, MODEL, labels, plan, paths, target)
+    else:
+        # the events unnamed, gone once the label rows are drawn
+        wanted = label_event_columns(spec, MODEL, log_columns(files))
+        with training_rows(spec, MODEL, read_events(files, wanted)) as labels:
+            if mode == "labels-whole":  # the join and the set as the sharded build does
+                size = sum(pq.read_metadata(str(f)).num_rows for f in files)
+                labels = replace(labels, sharding=plan_sharding(engine, size, "bench"))
+            written = write_training_set(spec, MODEL, labels, plan, paths, target)
     wall = time.perf_counter() - started
     peak = peak_rss_gib()  # before the digest, which reads the file back whole
     digest = int(pd.util.hash_pandas_object(pd.read_parquet(target), index=True).sum())
@@ -138,7 +149,7 @@ def main() -> None:
     try:
         started = time.perf_counter()
         prepare(args.events, args.days, folder)
-        rows = len(pd.read_parquet(folder / "events.parquet", columns=["card_id"]))
+        rows = sum(pq.read_metadata(f).num_rows for f in folder.glob("events-*.parquet"))
         table_rows = {
             t.name: len(pd.read_parquet(folder / f"{t.name}.parquet", columns=list(t.keys)))
             for t in feature_tables(_spec())
@@ -147,12 +158,12 @@ def main() -> None:
             f"{rows:,} fraud events, feature rows {table_rows}, ready in {time.perf_counter() - started:.0f} s"
         )
         runs = {mode: measure(mode, folder, args.shards) for mode in MODES}
-        base = runs["shards-whole"]
+        base = runs["labels-whole"]
         for mode, run in runs.items():
             extra = f"  ({args.shards} shards)" if mode != "one-pass" else ""
             print(
                 f"  {mode:<12} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
-                f" ({run['peak_gib'] / base['peak_gib']:.2f}x shards-whole,"
+                f" ({run['peak_gib'] / base['peak_gib']:.2f}x labels-whole,"
                 f" time {run['wall_s'] / base['wall_s']:.2f}x)"
                 f"  {run['rows']:>9,} rows{extra}"
             )
