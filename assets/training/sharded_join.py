@@ -14,17 +14,19 @@ e.g. a ``(user_id, region)`` table joins the ``user_id`` group, else it starts a
 all its keys), and for each group the label rows' few join columns (row number, as-of time, the
 group's keys) and the group's tables are cut by the hash of the group's shard keys. Each shard
 writes its rows' features and row numbers as it goes; then DuckDB sorts each group's files by
-row number into one file (out of core: it spills past ``SORT_MEMORY``), and the answer is read
-back a chunk of label rows at a time, the groups' columns laid side by side in the tables'
-order: the one-pass answer, column for column, chunk after chunk. The alternative,
+row number into one file (out of core: it spills past ``duckdb_files.SORT_MEMORY``), and the
+answer is read back a chunk of label rows at a time, the groups' columns laid side by side in
+the tables' order: the one-pass answer, column for column, chunk after chunk. The alternative,
 cutting labels by one key and giving each shard the other views' rows for the keys it holds,
 copies a popular merchant's whole history into every shard; group by group reads every feature
 row exactly once.
 
-What is in memory: the label frame (the caller holds it anyway), while splitting, one batch of
-a feature table (DuckDB streams it from its Parquet file, the same reader the one-pass join
-uses, so paths, globs and frames all work), and then one chunk of the answer; each task holds
-one shard's labels and feature rows. The features of all label rows are never held at once.
+What is in memory: while splitting, one batch of the label rows (a training set's label rows
+wait on disk in label order, :class:`~assets.training.label_file.LabelFile`; a caller may also
+pass a frame it holds anyway) and one batch of a feature table (DuckDB streams it from its
+Parquet file, the same reader the one-pass join uses, so paths, globs and frames all work), and
+then one chunk of the labels and their answer; each task holds one shard's labels and feature
+rows. Neither the label rows nor their features are held whole.
 Nothing here imports Dagster or Ray.
 """
 
@@ -42,6 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from assets.training.duckdb_files import literal, quote, sorting_connection
 from assets.training.label_file import LabelFile
 from assets.training.pit_join import (
     ROW,
@@ -71,7 +74,6 @@ SHARD_MODULES = (
 TABLE_BATCH_ROWS = 1 << 18  # feature rows held at once while a table is cut into shards
 CHUNK_ROWS = 1 << 18  # label rows whose features are held at once when the answer is read back
 ANSWER_ROW_GROUP = 1 << 16  # a chunk reads a few row groups of a sorted answer, not all
-SORT_MEMORY = "512MB"  # DuckDB's memory for sorting an answer; beyond it, it spills to disk
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,6 @@ def join_groups(tables: Sequence[FeatureTable]) -> list[JoinGroup]:
 
 def _table_file(folder: Path, shard: int) -> Path:
     return folder / f"rows-{shard:05d}.parquet"
-
-
-def quote(name: str) -> str:
-    """A column name as a DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def split_table(
@@ -271,21 +268,6 @@ def _split_labels(
         copy=False,
     )
     return split_frame(pieces, shard_keys, shards, folder)
-
-
-def literal(path: str | Path) -> str:
-    """A path as a DuckDB string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-@contextmanager
-def sorting_connection(spill: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection whose sorts spill to ``spill`` past ``SORT_MEMORY``: the sort of a
-    group's answer is out of core, not a second copy of the training set in memory."""
-    spill.mkdir(parents=True, exist_ok=True)
-    config = {"memory_limit": SORT_MEMORY, "temp_directory": str(spill)}
-    with duckdb.connect(config=config) as con:
-        yield con
 
 
 def _nullable_columns(con: duckdb.DuckDBPyConnection, answer: Path) -> set[str]:

@@ -18,8 +18,8 @@ frame (:func:`assets.training.label_rows.label_rows`). A sharded build never hol
    into one Parquet file, out of core, and the build reads it a chunk at a time
    (:class:`~assets.training.label_file.LabelFile`).
 
-The file is the one-pass label frame, row for row (``tests/integration/test_sharded_training_set.py``).
-Nothing here imports Dagster or Ray.
+The file is the one-pass label frame, row for row (``tests/unit/test_sharded_labels.py``,
+``tests/integration/test_sharded_training_set.py``). Nothing here imports Dagster or Ray.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
+from assets.training.duckdb_files import literal, quote, sorting_connection
 from assets.training.label_file import LabelFile
 from assets.training.label_rows import (
     AS_OF,
@@ -58,7 +59,7 @@ from assets.training.negatives import (
     negative_pool,
     negatives_shard,
 )
-from assets.training.sharded_join import Sharding, literal, quote, sorting_connection
+from assets.training.sharded_join import Sharding
 from configs.schema.usecase import UseCaseSpec
 from runtime.shards import ShardResult, split_parquet
 
@@ -106,7 +107,8 @@ class LogScan:
         self.immature = 0
         self.impressions = impressions  # (item key, time) to count, for sampled negatives
         self.shown: pd.Series | None = None
-        self.items: pd.Index | None = pd.Index([]) if catalog else None  # first-seen order
+        self.catalog = catalog  # gather the items seen, in first-seen order (no item table)
+        self.items: pd.Index | None = None
 
     def add(self, batch: pa.RecordBatch, start: int) -> None:
         for column in dict.fromkeys([*self.required, *self.labels.values()]):
@@ -128,9 +130,10 @@ class LogScan:
             frame = batch.select([key, when]).to_pandas()
             counts = impression_counts(frame, key, when)
             self.shown = counts if self.shown is None else self.shown.add(counts, fill_value=0)
-            if self.items is not None:
+            if self.catalog:
                 seen = pd.Index(pd.unique(frame[key]))
-                self.items = self.items.append(seen[~seen.isin(self.items)])
+                known = self.items
+                self.items = seen if known is None else known.append(seen[~seen.isin(known)])
 
     def check(self) -> None:
         """Fail as the one-pass check fails: the first null key or time, then labels."""
@@ -152,7 +155,7 @@ def _pool(
     assert negatives is not None and scan.impressions is not None
     entity = spec.entities[negatives.entity]
     if catalog is None:
-        catalog = pd.DataFrame({entity.key: scan.items})
+        catalog = pd.DataFrame({entity.key: scan.items if scan.items is not None else []})
     empty = pd.Series(
         [], dtype="float64", index=pd.MultiIndex.from_arrays([[], []], names=["day", "key"])
     )

@@ -197,6 +197,17 @@ def test_feed_negatives_in_four_local_shards_equal_one_pass(feed_world, tmp_path
     assert not list((tmp_path / "shared").rglob("*.parquet")), "shard files are removed"
 
 
+def test_feed_negatives_without_a_catalog_in_shards_equal_one_pass(feed_world, tmp_path) -> None:
+    """Without the item table the catalog is the items the log shows, in first-seen order,
+    gathered as the files stream by: the draws are still the one-pass draws."""
+    spec, events, plan, paths, _, _ = feed_world
+    expected = build_training_set(spec, FEED_MODEL, events, plan, paths)
+    assert expected.negatives > 1_000
+    got = build_training_set(spec, FEED_MODEL, events, plan, paths, engine=_engine(tmp_path, 3))
+    _assert_same_set(got, expected)
+    assert got.negatives == expected.negatives
+
+
 def test_feed_negatives_on_two_ray_nodes_equal_one_pass(cluster, feed_world, tmp_path) -> None:
     spec, events, plan, paths, catalog, expected = feed_world
     execution = resolve_execution(
