@@ -45,6 +45,7 @@ ONE_US = pd.Timedelta(1, "us")
 # Data without time (LETOR): every row is "now", joined to attributes that never go stale.
 TIMELESS_AS_OF = pd.Timestamp("2200-01-01")
 EVENT_ROW = "__label_event_row"  # an event's position in the log, to restore the order
+NULL_SAMPLE = 5  # the first rows a null-value error names
 
 
 class LabelRowError(ValueError):
@@ -91,7 +92,7 @@ def _check_not_null(spec: UseCaseSpec, frame: pd.DataFrame, columns: dict[str, s
     for column, field in columns.items():
         nulls = frame[column].isna()
         if nulls.any():
-            sample = frame.index[nulls][:5].tolist()
+            sample = frame.index[nulls][:NULL_SAMPLE].tolist()
             raise null_value_error(spec, field, column, int(nulls.sum()), sample)
 
 

@@ -41,6 +41,7 @@ from assets.training.label_file import LabelFile
 from assets.training.label_rows import (
     AS_OF,
     EVENT_ROW,
+    NULL_SAMPLE,
     label_event_columns,
     label_rows_shard,
     maturity,
@@ -62,8 +63,6 @@ from assets.training.negatives import (
 from assets.training.sharded_join import Sharding
 from configs.schema.usecase import UseCaseSpec
 from runtime.shards import ShardResult, split_parquet
-
-SAMPLE_ROWS = 5  # first rows named in a null-value error, as the one-pass check names them
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ class LogScan:
         model: str,
         limit: pd.Timestamp | None,
         impressions: tuple[str, str] | None,
-        catalog: bool,
+        gather_items: bool,
     ) -> None:
         self.spec = spec
         self.required = required_fields(spec, model)
@@ -107,10 +106,11 @@ class LogScan:
         self.immature = 0
         self.impressions = impressions  # (item key, time) to count, for sampled negatives
         self.shown: pd.Series | None = None
-        self.catalog = catalog  # gather the items seen, in first-seen order (no item table)
+        self.gather_items = gather_items  # the items seen, in first-seen order (no item table)
         self.items: pd.Index | None = None
 
     def add(self, batch: pa.RecordBatch, start: int) -> None:
+        """Count one batch of the log; ``start``: its first row's place in the whole log."""
         for column in dict.fromkeys([*self.required, *self.labels.values()]):
             missing = pc.is_null(batch.column(column), nan_is_null=True)
             count = pc.sum(missing).as_py() or 0
@@ -118,7 +118,7 @@ class LogScan:
                 self.nulls[column] = self.nulls.get(column, 0) + count
                 first = self.first.setdefault(column, [])
                 at = np.flatnonzero(missing.to_numpy(zero_copy_only=False))[
-                    : SAMPLE_ROWS - len(first)
+                    : NULL_SAMPLE - len(first)
                 ]
                 first += (at + start).tolist()
         time = self.spec.events.timestamp
@@ -130,7 +130,7 @@ class LogScan:
             frame = batch.select([key, when]).to_pandas()
             counts = impression_counts(frame, key, when)
             self.shown = counts if self.shown is None else self.shown.add(counts, fill_value=0)
-            if self.catalog:
+            if self.gather_items:
                 seen = pd.Index(pd.unique(frame[key]))
                 known = self.items
                 self.items = seen if known is None else known.append(seen[~seen.isin(known)])
