@@ -15,12 +15,13 @@ the other rows into train and validation only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from assets.split.plan_counts import Chunks, SplitTally, TimeStats
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 
@@ -190,21 +191,9 @@ def split_summary(
     label_columns: dict[str, str],
 ) -> pd.DataFrame:
     """One row per split (gap included when non-empty): rows, groups, time range, label rates."""
-    rows = []
-    for name in (*SPLITS, GAP):
-        part = frame[split.to_numpy() == name]
-        if name == GAP and part.empty:
-            continue
-        row: dict[str, object] = {"split": name, "rows": len(part)}
-        if group_column:
-            row["groups"] = int(part[group_column].nunique())
-        if time_column:
-            row["start"] = part[time_column].min() if len(part) else pd.NaT
-            row["end"] = part[time_column].max() if len(part) else pd.NaT
-        for label, column in label_columns.items():
-            row[f"{label}_rate"] = float(part[column].mean()) if len(part) else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    tally = SplitTally(time_column, group_column, label_columns)
+    tally.add(frame, split)
+    return tally.table((*SPLITS, GAP), GAP)
 
 
 def mature_rows(times: pd.Series, maturity: pd.Timedelta) -> pd.Series:
@@ -231,20 +220,76 @@ def plan_split(
     """
     if events.empty:
         raise ValueError("cannot plan a split of an empty events table")
-    fixed = fixed_test_rows(events)
+    return plan_split_chunks(lambda: iter([events]), spec, time_column, group_column, label_columns)
+
+
+def _windows(
+    spec: SplitSpec, stats: TimeStats, chunks: Chunks, time_column: str
+) -> list[TimeWindow]:
+    """The temporal windows of the rows to divide, from their stats: what
+    :func:`split_windows` gives on those rows in memory."""
+    if spec.dated:
+        return dated_windows(stats.first, stats.last, spec)
+    if spec.by != "rows":
+        return temporal_windows(stats.first, stats.last, spec)
+    n = stats.count
+    if n == 0:
+        raise ValueError("cannot cut an empty events table by rows")
+    first, end = stats.first, stats.last + ONE_NS
+    names = _names(spec)
+    counts = [round(n * spec.train), round(n * (spec.train + spec.validation))]
+    counts = counts[: len(names) - 1]
+
+    def times() -> Iterator[pd.Series]:
+        for chunk in chunks():
+            yield chunk[time_column][~fixed_test_rows(chunk)]
+
+    inside = [k for k in counts if k < n]
+    found = dict(zip(inside, stats.kth(inside, times), strict=True)) if inside else {}
+    cuts = [found.get(k, end) for k in counts]
+    return _between(first, end, cuts, names, _gap(spec), gap_after_cut=True)
+
+
+def plan_split_chunks(
+    chunks: Chunks,
+    spec: SplitSpec,
+    time_column: str | None,
+    group_column: str | None,
+    label_columns: dict[str, str],
+) -> pd.DataFrame:
+    """:func:`plan_split` of the rows ``chunks`` yields (a log read a file at a time, say),
+    never holding more than a chunk: one pass for a group split, two for a temporal one (the
+    windows, then the rows per window), three for ``by: rows`` (the day of each cut read again)."""
+    tally = SplitTally(time_column, group_column, label_columns)
     if spec.method == "group":
         if group_column is None:
             raise ValueError("a group split needs events.group")
-        split = _with_fixed_test(assign_groups(events[group_column], spec), fixed)
-        return split_summary(events, split, time_column, group_column, label_columns)
+        for chunk in chunks():
+            split = _with_fixed_test(
+                assign_groups(chunk[group_column], spec), fixed_test_rows(chunk)
+            )
+            tally.add(chunk, split)
+        if not tally.rows:
+            raise ValueError("cannot plan a split of an empty events table")
+        return tally.table((*SPLITS, GAP), GAP)
     if time_column is None:
         raise ValueError("a temporal split needs events.timestamp")
-    times = events[time_column]
-    if fixed.all():
+    stats, rows, fixed_rows = TimeStats(), 0, 0
+    for chunk in chunks():
+        fixed = fixed_test_rows(chunk)
+        stats.add(chunk[time_column][~fixed])
+        rows, fixed_rows = rows + len(chunk), fixed_rows + int(fixed.sum())
+    if rows == 0:
+        raise ValueError("cannot plan a split of an empty events table")
+    if fixed_rows == rows:
         raise ValueError("every row is from split.test_file: none is left for train")
-    windows = split_windows(times[~fixed], spec)
-    split = _with_fixed_test(assign_temporal(times, windows), fixed)
-    summary = split_summary(events, split, time_column, group_column, label_columns)
+    windows = _windows(spec, stats, chunks, time_column)
+    for chunk in chunks():
+        split = _with_fixed_test(
+            assign_temporal(chunk[time_column], windows), fixed_test_rows(chunk)
+        )
+        tally.add(chunk, split)
+    summary = tally.table((*SPLITS, GAP), GAP)
     bounds = pd.DataFrame(
         {
             "split": [w.name for w in windows],

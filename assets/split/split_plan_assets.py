@@ -2,18 +2,20 @@
 
 Later stages (training sets) read the windows from this asset rather than recomputing them, so
 every model of a use case is trained and evaluated on the same boundaries. The events are read
-from the log's files, only the few columns a plan is made of (:func:`split_plan_events`).
+from the log's files one file at a time, only the few columns a plan is made of
+(:func:`mature_chunks`), and the plan is counted chunk by chunk
+(:func:`assets.split.plan.plan_split_chunks`): the log is never held whole.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import pandas as pd
 from upath import UPath
 
 from assets.metadata import asset_identity, rounded_metadata
-from assets.raw.event_log import log_columns, log_files, read_events
-from assets.split.plan import SPLITS, mature_rows, plan_split
+from assets.raw.event_log import log_columns, log_files, log_size_and_end, read_events
+from assets.split.plan import SPLITS, plan_split_chunks
 from assets.training.label_rows import maturity
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 from configs.schema.usecase import UseCaseSpec
@@ -23,13 +25,32 @@ from runtime import layout
 NON_EMPTY_CHECK = "splits_not_empty"
 
 
-def split_plan_events(spec: UseCaseSpec, files: Sequence[UPath]) -> pd.DataFrame:
-    """Every event, only the columns the plan is made of: the time (windows, maturity), the
-    group, the labels (rates) and the mark of rows from ``split.test_file``."""
+def split_plan_columns(spec: UseCaseSpec, files: Sequence[UPath]) -> list[str]:
+    """The columns a plan is made of: the time (windows, maturity), the group, the labels
+    (rates) and the mark of rows from ``split.test_file``, those the log has."""
     wanted = [spec.events.timestamp, spec.events.group, TEST_FILE_ROWS]
     wanted += [label.column for label in spec.labels.values()]
     present = set(log_columns(files))
-    return read_events(files, [c for c in wanted if c and c in present])
+    return [c for c in dict.fromkeys(wanted) if c and c in present]
+
+
+def split_plan_events(spec: UseCaseSpec, files: Sequence[UPath]) -> pd.DataFrame:
+    """Every event, only the columns the plan is made of (tests: the log held whole)."""
+    return read_events(files, split_plan_columns(spec, files))
+
+
+def mature_chunks(
+    spec: UseCaseSpec, files: Sequence[UPath], end: pd.Timestamp | None
+) -> Iterator[pd.DataFrame]:
+    """The plan's columns of the log one file at a time, only the rows whose labels are final
+    at ``end`` (the log's last event time; every row for data without time)."""
+    columns = split_plan_columns(spec, files)
+    time = spec.events.timestamp
+    wait = maturity(spec, list(spec.labels))
+    limit = pd.NaT if end is None else end - wait  # no time at all: no row is mature
+    for path in files:
+        chunk = read_events([path], columns)
+        yield chunk if not time else chunk[(chunk[time] <= limit).to_numpy()]
 
 
 def describe_split(split: SplitSpec) -> str:
@@ -78,12 +99,15 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         ],
     )
     def split_plan(home: HomeResource):
-        raw_events = split_plan_events(spec, log_files(spec, home.layout))
-        data_end = raw_events[spec.events.timestamp].max() if spec.events.timestamp else None
-        if spec.events.timestamp:
-            wait = maturity(spec, list(spec.labels))
-            raw_events = raw_events[mature_rows(raw_events[spec.events.timestamp], wait).to_numpy()]
-        plan = plan_split(raw_events, spec.split, spec.events.timestamp, spec.events.group, labels)
+        files = log_files(spec, home.layout)
+        _, data_end = log_size_and_end(files, spec.events.timestamp)
+        plan = plan_split_chunks(
+            lambda: mature_chunks(spec, files, data_end),
+            spec.split,
+            spec.events.timestamp,
+            spec.events.group,
+            labels,
+        )
         if data_end is not None:  # the last event of all, mature or not: where serving starts
             plan["data_end"] = data_end
         rows = dict(zip(plan["split"], plan["rows"], strict=True))
