@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -46,9 +45,7 @@ import pyarrow.dataset as pads
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from assets.features.aggregates import aggregate_files_sharded, plan_aggregates  # noqa: E402
-from assets.features.availability import outcome_axes, with_arrival_times  # noqa: E402
-from assets.features.views import feature_tables  # noqa: E402
+from assets.features.views import aggregate_table_files, feature_tables  # noqa: E402
 from bench.scale import CREATED, _same, _spec, _sums, generate  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
 from runtime.shards import ShardResult, open_engine, resolve_execution  # noqa: E402
@@ -93,18 +90,8 @@ def run_engine(home: Path, days: list[Path], shards: int, address: str | None) -
         for table in feature_tables(spec):
             if table.kind != "aggregates":
                 continue
-            view = spec.features[table.view]
-            with aggregate_files_sharded(
-                days,
-                table.keys,
-                plan_aggregates(view, outcome_axes(spec), timestamp),
-                CREATED,
-                engine,
-                f"bench/{table.name}",
-                rows=total,
-                until=until,
-                ratios=[(r.name, r.numerator, r.denominator) for r in view.ratios],
-                prepare=partial(with_arrival_times, spec),  # as the asset does
+            with aggregate_table_files(
+                spec, table, days, CREATED, engine, f"bench/{table.name}", rows=total, until=until
             ) as done:
                 results.extend(done)
                 for result in done:  # one shard's output in memory at a time

@@ -32,7 +32,6 @@ import tempfile
 import time
 from dataclasses import replace
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -44,10 +43,12 @@ from upath import UPath
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from assets.features.aggregates import aggregate_files_sharded, plan_aggregates  # noqa: E402
-from assets.features.availability import outcome_axes, with_arrival_times  # noqa: E402
 from assets.features.table_files import shard_tables, shards_schema  # noqa: E402
-from assets.features.views import compute_attribute_table, feature_tables  # noqa: E402
+from assets.features.views import (  # noqa: E402
+    aggregate_table_files,
+    compute_attribute_table,
+    feature_tables,
+)
 from assets.raw.event_log import log_columns, log_size_and_end, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.plan import plan_split  # noqa: E402
@@ -102,18 +103,8 @@ def prepare(events: int, days: int, folder: Path) -> None:
             source = world.entity_table(spec.entities[table.entities[0]].table)
             compute_attribute_table(spec, table, source, CREATED).to_parquet(target, index=False)
             continue
-        view = spec.features[table.view]
-        with aggregate_files_sharded(
-            files,
-            table.keys,
-            plan_aggregates(view, outcome_axes(spec), time),
-            CREATED,
-            engine,
-            f"bench/{table.name}",
-            rows=size,
-            until=until,
-            ratios=[(r.name, r.numerator, r.denominator) for r in view.ratios],
-            prepare=partial(with_arrival_times, spec),  # as the asset does
+        with aggregate_table_files(
+            spec, table, files, CREATED, engine, f"bench/{table.name}", rows=size, until=until
         ) as results:
             outputs = [r.output for r in results]
             schema = shards_schema(outputs)

@@ -15,22 +15,20 @@ engine is opened, and a Ray cluster checked, before anything is computed or writ
 """
 
 from collections.abc import Iterator
-from functools import partial
 
 import dagster as dg
 import pandas as pd
 
 from assets.features.aggregates import (
     EVENT_TIMESTAMP,
-    AggregatePlan,
-    aggregate_files_sharded,
     compute_aggregates_sharded,
-    plan_aggregates,
 )
-from assets.features.availability import outcome_axes, with_arrival_times
+from assets.features.availability import with_arrival_times
 from assets.features.table_files import shard_tables, shards_schema, staged_parquet
 from assets.features.views import (
     FeatureTableDef,
+    aggregate_plans,
+    aggregate_table_files,
     compute_attribute_table,
     feature_tables,
 )
@@ -72,17 +70,6 @@ def _metadata(frame: pd.DataFrame, table: FeatureTableDef) -> dict:
     return metadata
 
 
-def _plans(
-    spec: UseCaseSpec, table: FeatureTableDef
-) -> tuple[list[AggregatePlan], list[tuple[str, str, str]]]:
-    """The aggregate plans (on the outcome axes) and ratios of an aggregate table's view."""
-    if spec.events.timestamp is None:
-        raise ValueError(f"{spec.name}: features.{table.view}: aggregates need events.timestamp")
-    view = spec.features[table.view]
-    plans = plan_aggregates(view, outcome_axes(spec), spec.events.timestamp)
-    return plans, [(r.name, r.numerator, r.denominator) for r in view.ratios]
-
-
 def compute_aggregate_table(
     spec: UseCaseSpec,
     table: FeatureTableDef,
@@ -97,7 +84,7 @@ def compute_aggregate_table(
     The same inputs as :func:`assets.features.views.compute_aggregate_table`: plans on the
     outcome axes, the end of the data taken before arrival times are added.
     """
-    plans, ratios = _plans(spec, table)
+    plans, ratios = aggregate_plans(spec, table)
     until = events[spec.events.timestamp].max()  # the end of the data
     execution = resolve_execution(spec.execution, home)
     with open_engine(execution, SHARD_MODULES) as engine:
@@ -126,7 +113,7 @@ def materialize_aggregate_table(
     the log's latest event time, and arrival times are added inside each shard (row-wise).
     """
     key = dg.AssetKey(layout.feature_table_key(spec.name, table.name))
-    plans, ratios = _plans(spec, table)
+    plans, _ = aggregate_plans(spec, table)  # for the metadata; fails first without a time
     files = log_files(spec, home.layout)
     rows, until = log_size_and_end(files, str(spec.events.timestamp))
     execution = resolve_execution(spec.execution, str(home.layout.root))
@@ -135,17 +122,15 @@ def materialize_aggregate_table(
     quality = sharded_quality(context, spec, key, home, table.feature_names)
     with (
         open_engine(execution, SHARD_MODULES) as engine,
-        aggregate_files_sharded(
+        aggregate_table_files(
+            spec,
+            table,
             files,
-            table.keys,
-            plans,
             created_at,
             engine,
             f"{spec.name}/features/{table.name}",
             rows=rows,
             until=until,
-            ratios=ratios,
-            prepare=partial(with_arrival_times, spec),
         ) as results,
     ):
         outputs = [r.output for r in results]

@@ -8,14 +8,20 @@ columns are request-time features: they travel with each label row, not through 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from pathlib import Path
 
 import pandas as pd
 
 from assets.features.aggregates import (
     CREATED_TIMESTAMP,
     EVENT_TIMESTAMP,
+    AggregatePlan,
+    aggregate_files_sharded,
     compute_aggregates,
     plan_aggregates,
 )
@@ -24,6 +30,7 @@ from configs.schema.base import parse_duration
 from configs.schema.stages import FeatureViewSpec
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
+from runtime.shards import ShardEngine, ShardResult
 
 # Attributes do not go stale: a zero TTL means "never stale" to Feast and to our join alike.
 ATTRIBUTE_TTL = timedelta(0)
@@ -138,6 +145,49 @@ def compute_aggregate_table(
     until = events[spec.events.timestamp].max()  # the end of the data
     events = with_arrival_times(spec, events)
     return compute_aggregates(events, table.keys, plans, created_at, ratios, until)
+
+
+def aggregate_plans(
+    spec: UseCaseSpec, table: FeatureTableDef
+) -> tuple[list[AggregatePlan], list[tuple[str, str, str]]]:
+    """The aggregate plans (on the outcome axes) and ratios of an aggregate table's view."""
+    if spec.events.timestamp is None:
+        raise ValueError(f"{spec.name}: features.{table.view}: aggregates need events.timestamp")
+    view = spec.features[table.view]
+    plans = plan_aggregates(view, outcome_axes(spec), spec.events.timestamp)
+    return plans, [(r.name, r.numerator, r.denominator) for r in view.ratios]
+
+
+@contextmanager
+def aggregate_table_files(
+    spec: UseCaseSpec,
+    table: FeatureTableDef,
+    files: Sequence[Path],
+    created_at: pd.Timestamp,
+    engine: ShardEngine,
+    label: str,
+    *,
+    rows: int,
+    until: pd.Timestamp | None,
+) -> Iterator[list[ShardResult]]:
+    """The windowed-aggregate table of one view from the event files, out of core, in shards
+    run by ``engine``: the shards' results while their files exist (see
+    :func:`assets.features.aggregates.aggregate_files_sharded`). ``rows`` and ``until`` are
+    the log's size and last event time; arrival times are added inside each shard."""
+    plans, ratios = aggregate_plans(spec, table)
+    with aggregate_files_sharded(
+        files,
+        table.keys,
+        plans,
+        created_at,
+        engine,
+        label,
+        rows=rows,
+        until=until,
+        ratios=ratios,
+        prepare=partial(with_arrival_times, spec),
+    ) as results:
+        yield results
 
 
 def compute_attribute_table(
