@@ -197,13 +197,13 @@ def _sorted(
         empty = heads[0][list(dtypes.index)]
         pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), target)
         return LabelFile(target, 0, dtypes)
-    rows = f"SELECT * FROM read_parquet([{', '.join(full)}])"
+    rows = f"SELECT * FROM read_parquet([{', '.join(full)}], union_by_name = true)"
     dropped = [EVENT_ROW]
     if drawn is not None:
         rows = f"SELECT *, 0::BIGINT AS {quote(DRAW)} FROM ({rows})"
         draws = [literal(r.output) for r in drawn if r.rows]
         if draws:
-            rows += f" UNION ALL BY NAME SELECT * FROM read_parquet([{', '.join(draws)}])"
+            rows += f" UNION ALL BY NAME SELECT * FROM read_parquet([{', '.join(draws)}], union_by_name = true)"
         dropped.append(DRAW)
     with sorting_connection(folder / "spill") as con:
         con.sql(

@@ -60,6 +60,18 @@ def test_streamed_label_rows_are_the_one_pass_rows(fraud, tmp_path) -> None:
     assert len(got.shard_results) == 3 and got.negatives == 0
 
 
+def test_a_text_column_null_in_every_row_of_a_shard(fraud, tmp_path) -> None:
+    """A shard whose text column holds only nulls writes it untyped: the sort still reads the
+    shards together, and the rows are the one-pass rows."""
+    events = _events(BASE)
+    events["country"] = events["country"].where(events["card_id"] == 1, None)
+    expected = label_rows(fraud, MODEL, events)
+    got = _streamed(fraud, events, tmp_path)
+    frame = pd.concat(list(got.labels.batches(1_000)))
+    pd.testing.assert_frame_equal(frame, expected.frame, check_exact=True)
+    assert frame["country"].notna().any() and frame["country"].isna().any()
+
+
 def _message(run) -> str:
     with pytest.raises(LabelRowError) as raised:
         run()
