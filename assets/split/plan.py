@@ -274,7 +274,7 @@ def plan_split_chunks(
         return tally.table((*SPLITS, GAP), GAP)
     if time_column is None:
         raise ValueError("a temporal split needs events.timestamp")
-    stats, rows, fixed_rows = TimeStats(), 0, 0
+    stats, rows, fixed_rows = TimeStats(by_day=spec.by == "rows" and not spec.dated), 0, 0
     for chunk in chunks():
         fixed = fixed_test_rows(chunk)
         stats.add(chunk[time_column][~fixed])

@@ -38,18 +38,20 @@ class TimeStats:
     """The first and last time, the count of non-null times, and rows per day, of the times to
     divide (the rows not from a test file), gathered chunk by chunk."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_day: bool = True) -> None:
         self.first = pd.NaT
         self.last = pd.NaT
         self.count = 0
+        self.by_day = by_day  # count rows per day: only a cut by rows needs them
         self.per_day: pd.Series | None = None
 
     def add(self, times: pd.Series) -> None:
         self.first = _earlier(self.first, times.min())
         self.last = _later(self.last, times.max())
         self.count += int(times.notna().sum())
-        days = times.dropna().dt.floor("D").value_counts()
-        self.per_day = days if self.per_day is None else self.per_day.add(days, fill_value=0)
+        if self.by_day:
+            days = times.dropna().dt.floor("D").value_counts()
+            self.per_day = days if self.per_day is None else self.per_day.add(days, fill_value=0)
 
     def kth(self, ks: list[int], times: Callable[[], Iterator[pd.Series]]) -> list[pd.Timestamp]:
         """The ``k``-th smallest time (0-based) for each of ``ks`` (each below ``count``), as

@@ -34,11 +34,6 @@ def split_plan_columns(spec: UseCaseSpec, files: Sequence[UPath]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c and c in present]
 
 
-def split_plan_events(spec: UseCaseSpec, files: Sequence[UPath]) -> pd.DataFrame:
-    """Every event, only the columns the plan is made of (tests: the log held whole)."""
-    return read_events(files, split_plan_columns(spec, files))
-
-
 def mature_chunks(
     spec: UseCaseSpec, files: Sequence[UPath], end: pd.Timestamp | None
 ) -> Iterator[pd.DataFrame]:

@@ -25,7 +25,7 @@ from assets.raw.event_log import read_events, rows_per_day
 from assets.raw.synthetic.fraud import FraudWorld
 from assets.serving import slo_requests
 from assets.split.plan import assign_split, plan_split
-from assets.split.split_plan_assets import split_plan_events
+from assets.split.split_plan_assets import split_plan_columns
 from configs import CONFIG_DIR
 from configs.schema import load_specs
 from configs.schema.source import FraudGeneratorParams
@@ -125,7 +125,7 @@ def test_split_plan_columns_and_test_rows_from_files_equal_the_whole_log(log) ->
     spec = _spec(1)
     spec = spec.model_copy(update={"split": spec.split.model_copy(update={"gap": "1h"})})
     time, group = spec.events.timestamp, spec.events.group
-    events = split_plan_events(spec, files)
+    events = read_events(files, split_plan_columns(spec, files))
     assert set(events.columns) == {time, "is_fraud"}, "the time and the label: nothing else"
     pd.testing.assert_frame_equal(events, whole[list(events.columns)])
 
