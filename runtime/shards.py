@@ -193,6 +193,7 @@ def split_parquet(
     name holding each row's position in the sources read end to end (files in order, rows in
     file order), so a stage can put its outputs back in the log's order; ``observe`` sees
     every batch and its first row's position, for what must be counted over the whole log.
+    Sources without a single row give one input file of no rows (shard 0), with the columns.
 
     The scanner reads one file and one batch ahead, not its defaults (4 files, 16 batches): it
     decodes whole row groups, and a day of a large log is one or two row groups, so the default
@@ -232,6 +233,9 @@ def split_parquet(
     finally:
         for writer in writers.values():
             writer.close()
+    if not writers:  # no rows at all: one empty shard, so the stage still yields its columns
+        pq.write_table(schema.empty_table(), _input_path(folder, 0))
+        return [_input_path(folder, 0)]
     return [_input_path(folder, shard) for shard in sorted(writers)]
 
 

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow.dataset as pads
 
 from assets.features.window_sql import compacted_sql, expiry_sql, frame_sql, within_sql
 from configs.schema.base import parse_duration
@@ -390,9 +389,5 @@ def aggregate_files_sharded(
     shards = shard_count(engine.execution, rows, engine.cpus)
     with shard_workspace(engine.execution, label) as folder:
         inputs = split_parquet(sources, keys, shards, folder)
-        if not inputs:
-            empty = pads.dataset([str(s) for s in sources], format="parquet").schema.empty_table()
-            inputs = [folder / "input-00000.parquet"]
-            empty.to_pandas().to_parquet(inputs[0], index=False)
         results = engine.run(function, inputs)
         yield sorted(results, key=lambda r: r.shard)

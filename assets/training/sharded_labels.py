@@ -214,17 +214,6 @@ def _sorted(
     return LabelFile(target, pq.read_metadata(target).num_rows, dtypes)
 
 
-def _empty_input(log: EventFiles, columns: list[str], folder: Path) -> list[Path]:
-    """One input file with the label columns and no rows, for a log without events."""
-    schema = pq.read_schema(str(log.files[0]))
-    fields = [schema.field(c) for c in columns]
-    empty = pa.schema([*fields, pa.field(EVENT_ROW, pa.int64())], metadata=schema.metadata)
-    path = folder / "events" / "input-00000.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(empty.empty_table(), path)
-    return [path]
-
-
 def sharded_label_rows(
     spec: UseCaseSpec,
     model: str,
@@ -262,9 +251,7 @@ def sharded_label_rows(
         cutoff=cutoff,
         positives=label_columns(spec, model)[labels[0]] if negatives else None,
     )
-    results = sharding.engine.run(function, inputs)
-    if not results:  # an empty log: one empty shard, for the columns
-        results = sharding.engine.run(function, _empty_input(log, columns, folder))
+    results = sharding.engine.run(function, inputs)  # an empty log: one empty shard
     drawn: list[ShardResult] | None = None
     order = [EVENT_ROW]
     if negatives is not None:
