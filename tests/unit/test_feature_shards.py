@@ -245,3 +245,17 @@ def fraud_spec_and_events():
     world = build_world(params, 0, START, 2)
     events = pd.concat([world.events_for_day(START + timedelta(days=i)) for i in range(2)])
     return spec, events.reset_index(drop=True)
+
+
+def test_split_of_a_log_without_rows_is_one_empty_shard_with_the_columns(tmp_path) -> None:
+    """An empty log still gives the stage one input, so its output has the table's columns."""
+    days = []
+    for day in range(2):
+        days.append(tmp_path / f"day-{day}.parquet")
+        pd.DataFrame({"card_id": pd.Series([], dtype="int64"), "amount": []}).to_parquet(
+            days[-1], index=False
+        )
+    (only,) = split_parquet(days, ["card_id"], 4, tmp_path / "out", numbered="row")
+    read = pd.read_parquet(only)
+    assert only.name == "input-00000.parquet" and read.empty
+    assert list(read.columns) == ["card_id", "amount", "row"]
