@@ -22,17 +22,32 @@ os.environ.update(RAY_ENV)  # read once, when Ray is first imported
 NODE = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 1 << 30}
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` different ports nothing on 127.0.0.1 listens on right now: every socket is
+    held until all are bound, so the OS cannot hand the same port out twice (two components
+    of one node on one port stop Ray's start)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
     """A port nothing on 127.0.0.1 listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
-def agent_ports() -> dict[str, int]:
-    """Every fixed-by-default port of a node's agents, free ones instead."""
-    names = ("dashboard_agent_listen_port", "metrics_agent_port", "runtime_env_agent_port")
-    return {name: free_port() for name in names}
+AGENT_PORTS = ("dashboard_agent_listen_port", "metrics_agent_port", "runtime_env_agent_port")
+
+
+def agent_ports(*others: str) -> dict[str, int]:
+    """Every fixed-by-default port of a node's agents (and ``others``), free and different."""
+    names = (*AGENT_PORTS, *others)
+    return dict(zip(names, free_ports(len(names)), strict=True))
 
 
 @contextmanager
@@ -47,11 +62,9 @@ def loopback_cluster(system_config: Mapping[str, Any] | None = None) -> Iterator
         patch.delenv("RAY_ADDRESS", raising=False)
         head = {
             **NODE,
-            **agent_ports(),
-            "gcs_server_port": free_port(),
+            **agent_ports("gcs_server_port", "ray_client_server_port"),
             "include_dashboard": False,
             "dashboard_host": "127.0.0.1",
-            "ray_client_server_port": free_port(),
         }
         if system_config:
             head["_system_config"] = dict(system_config)
