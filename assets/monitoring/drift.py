@@ -11,15 +11,16 @@ the reference, the YAML's ``monitoring`` thresholds and minimum window):
   from (its validation split) against the most recent rows of its training set (test split).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from assets.features.availability import known_at
-from assets.monitoring.drift_reference import DriftReference
-from assets.monitoring.shifts import Shift, label_rate_shift, volume_shift
+from assets.monitoring.drift_reference import DriftReference, EmptyReference, WindowCounts
+from assets.monitoring.reference_fit import Chunks
+from assets.monitoring.shifts import Shift, label_counts, rate_shift, volume_shift
 from configs.schema.request_checks import request_features
 from configs.schema.request_expressions import TRANSFORMS
 from configs.schema.usecase import UseCaseSpec
@@ -34,11 +35,14 @@ class Drift:
 
     table: pd.DataFrame
     reference: DriftReference | None
-    window: pd.DataFrame
+    window: WindowCounts
 
     def breakdown(self, feature: str) -> pd.DataFrame:
         """Reference and window share and PSI term per bin of ``feature``."""
-        return self.reference.features[feature].breakdown(self.window[feature])
+        counts = self.window.counts[feature]
+        if counts is None:
+            raise TypeError(f"column {feature!r}: window values are not numbers")
+        return self.reference.features[feature].breakdown_counts(counts)
 
 
 def calendar_columns(spec: UseCaseSpec) -> set[str]:
@@ -79,17 +83,28 @@ def _thresholds(spec: UseCaseSpec) -> dict[str, float | int]:
     }
 
 
-def event_drift(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> Drift:
-    """PSI of every watched events column, ``window`` against ``reference``."""
+def event_drift(
+    spec: UseCaseSpec, reference: pd.DataFrame | Chunks, window: pd.DataFrame | Chunks
+) -> Drift:
+    """PSI of every watched events column, ``window`` against ``reference`` (either a frame
+    or chunks: the training period of a log read a file at a time)."""
     numeric, categorical = watched_event_columns(spec)
+    reference = Chunks.of(reference)
     columns = [c for c in numeric + categorical if c in reference.columns]
-    if not columns or reference.empty:
-        return Drift(pd.DataFrame(columns=["source", "feature", "psi", "status"]), None, window)
-    fitted = DriftReference.fit(
-        reference, columns, categorical=[c for c in categorical if c in columns]
+    empty = Drift(
+        pd.DataFrame(columns=["source", "feature", "psi", "status"]), None, WindowCounts(0)
     )
-    table = fitted.psi_table(window, **_thresholds(spec))
-    return Drift(table.assign(source="events"), fitted, window)
+    if not columns:
+        return empty
+    try:
+        fitted = DriftReference.fit(
+            reference, columns, categorical=[c for c in categorical if c in columns]
+        )
+    except EmptyReference:
+        return empty
+    counts = fitted.count(window)
+    table = fitted.psi_table(counts, **_thresholds(spec))
+    return Drift(table.assign(source="events"), fitted, counts)
 
 
 def score_columns(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -125,44 +140,73 @@ def model_drift(
     reference, window = reference[columns], window[columns]
     categorical = [c for c in columns if not pd.api.types.is_numeric_dtype(reference[c])]
     fitted = DriftReference.fit(reference, columns, categorical=categorical)
-    table = fitted.psi_table(window, **_thresholds(spec)).assign(source=f"model:{model}")
-    return Drift(table, fitted, window)
+    counts = fitted.count(window)
+    table = fitted.psi_table(counts, **_thresholds(spec)).assign(source=f"model:{model}")
+    return Drift(table, fitted, counts)
 
 
-def shifts(spec: UseCaseSpec, reference: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
-    """Rows per day and each binary label's rate, window beside reference.
+def shifts(
+    spec: UseCaseSpec, reference: pd.DataFrame | Chunks, window: pd.DataFrame | Chunks
+) -> pd.DataFrame:
+    """Rows per day and each binary label's rate, window beside reference (either side a frame
+    or chunks, summed a chunk at a time).
 
     A delayed label counts only where it had arrived by the end of the data (its
-    ``available_at`` or ``available_after``), so a window of fresh events is not read as "no fraud". A label with no
-    known value on one side is left out rather than reported as a change.
+    ``available_at`` or ``available_after``), so a window of fresh events is not read as "no
+    fraud". A label with no known value on one side is left out rather than reported as a change.
     """
-    timestamp = spec.events.timestamp
-    found: list[Shift] = [
-        volume_shift(
-            len(reference), _days(reference, timestamp), len(window), _days(window, timestamp)
-        )
-    ]
-    end = max(reference[timestamp].max(), window[timestamp].max())
+    timestamp = str(spec.events.timestamp)
+    sides = (Chunks.of(reference), Chunks.of(window))
+    (ref_rows, ref_days, ref_end), (win_rows, win_days, win_end) = (
+        _period(side, timestamp) for side in sides
+    )
+    found: list[Shift] = [volume_shift(ref_rows, ref_days, win_rows, win_days)]
+    end = pd.Series([ref_end, win_end]).max()
     for name, label in spec.labels.items():
-        if label.kind != "binary" or label.column not in reference.columns:
+        if label.kind != "binary" or label.column not in sides[0].columns:
             continue
-        sides = []
-        for frame in (reference, window):
-            values = frame[label.column].astype("Float64")
-            arrived = known_at(spec, name, frame)
-            if arrived is not None:
-                values = values.where(arrived <= end)
-            sides.append(values)
+        metric = f"label_rate:{name}"
+        read = [label.column, timestamp, *([label.available_at] if label.available_at else [])]
         try:
-            found.append(label_rate_shift(*sides, metric=f"label_rate:{name}"))
+            counts = [
+                _known_labels(spec, name, side(dict.fromkeys(read)), end, metric, role)
+                for side, role in zip(sides, ("reference", "window"), strict=True)
+            ]
+            found.append(rate_shift(metric, *counts))
         except ValueError:
             continue
     return pd.DataFrame([vars(shift) for shift in found])
 
 
-def _days(frame: pd.DataFrame, timestamp: str) -> float:
-    """Calendar days the rows span (at least one)."""
-    return max(1.0, float(frame[timestamp].dt.floor("D").nunique())) if len(frame) else 1.0
+def _period(side: Chunks, timestamp: str) -> tuple[int, float, pd.Timestamp]:
+    """Rows, calendar days spanned (at least one) and the latest time of a side."""
+    rows, days, latest = 0, set(), pd.NaT
+    for frame in side([timestamp]):
+        rows += len(frame)
+        times = frame[timestamp]
+        days.update(times.dt.floor("D").dropna().unique())
+        latest = pd.Series([latest, times.max()]).max()
+    return rows, max(1.0, float(len(days))), latest
+
+
+def _known_labels(
+    spec: UseCaseSpec,
+    name: str,
+    frames: Iterable[pd.DataFrame],
+    end: pd.Timestamp,
+    metric: str,
+    side: str,
+) -> tuple[float, int]:
+    """(positives, labels known by ``end``) of label ``name`` over one side's frames."""
+    positives, known = 0.0, 0
+    for frame in frames:
+        values = frame[spec.labels[name].column].astype("Float64")
+        arrived = known_at(spec, name, frame)
+        if arrived is not None:
+            values = values.where(arrived <= end)
+        chunk_positives, chunk_known = label_counts(values, metric, side)
+        positives, known = positives + chunk_positives, known + chunk_known
+    return positives, known
 
 
 def _scalar(series: pd.Series) -> bool:

@@ -2,12 +2,14 @@
 
 Events: the training split's period of the raw log (the split plan's train window) is the
 reference, the most recent days holding at least ``monitoring.min_window_rows`` rows the window;
-both read from the log's files, only their rows and the columns drift looks at
-(:mod:`assets.monitoring.drift_events`).
+both read from the log's files, only their rows and the columns drift looks at, the reference
+one file at a time (:mod:`assets.monitoring.drift_events`).
 Models: each tabular model's features and its champion's score, the validation split (the newest
-rows the model learned from) against the test split (the newest labelled rows). Beside them, rows per day and each binary label's rate
-(where already known), window against reference. One table with a row per (source, feature), plots of the
-features that warn or alert, and a warning check that fails on any alert.
+rows the model learned from) against the test split (the newest labelled rows), read from the
+training set's file by split (the train rows are never loaded). Beside them, rows per day and
+each binary label's rate (where already known), window against reference. One table with a row
+per (source, feature), plots of the features that warn or alert, and a warning check that fails
+on any alert.
 """
 
 import math
@@ -21,6 +23,7 @@ from assets.monitoring.drift_events import drift_periods
 from assets.monitoring.plots import drift_plots
 from assets.raw.event_log import log_files
 from assets.training.build import SPLIT
+from assets.training.set_file import read_split
 from configs.schema.model_stage import TABULAR
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
@@ -40,12 +43,7 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
     tabular = [m for m, s in spec.model.items() if s.problem in TABULAR]
     key = dg.AssetKey(layout.drift_report_key(spec.name))
     ins = {"split_plan": dg.AssetIn(key=dg.AssetKey(layout.split_plan_key(spec.name)))}
-    ins.update(
-        {
-            f"set_{m}": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, m)))
-            for m in tabular
-        }
-    )
+    sets = {m: dg.AssetKey(layout.training_set_key(spec.name, m)) for m in tabular}
     monitoring = spec.monitoring
 
     @dg.asset(
@@ -53,6 +51,7 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         ins=ins,
         deps=[
             dg.AssetKey(layout.raw_events_key(spec.name)),  # read by file: two periods only
+            *sets.values(),  # read by file: the validation and test splits only
             *[dg.AssetKey(layout.model_key(spec.name, m)) for m in tabular],
         ],
         **asset_identity(spec, "monitoring"),
@@ -75,7 +74,11 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         drifts = [event_drift(spec, reference, window)]
         changes = shifts(spec, reference, window)
         for model in tabular:
-            frame = inputs[f"set_{model}"]
+            path = home.layout.table_file(tuple(sets[model].path))
+            if not path.exists():
+                raise dg.Failure(
+                    f"{sets[model].to_user_string()}: no file at {path}; materialize it first"
+                )
             name = layout.registered_model_name(spec.name, model)
             champion = (
                 mlflow.load_model(name, layout.CHAMPION).unwrap_python_model().model
@@ -87,8 +90,8 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
                 model_drift(
                     spec,
                     model,
-                    frame[frame[SPLIT] == REFERENCE_SPLIT],
-                    frame[frame[SPLIT] == "test"],
+                    read_split(path, REFERENCE_SPLIT, SPLIT),
+                    read_split(path, "test", SPLIT),
                     features,
                     champion.predict if champion is not None else None,
                 )

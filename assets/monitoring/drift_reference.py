@@ -7,6 +7,10 @@ other; each row carries the PSI (:mod:`assets.monitoring.psi`) and its status
 (:mod:`assets.monitoring.drift_status`). Plain functions, no Dagster: the monitoring assets wire
 them to storage and metadata.
 
+Either side may be a frame or chunks read one at a time (:data:`assets.monitoring.reference_fit.
+Chunks`, e.g. a training period of the event log a file at a time): the bins, counts and PSI are
+the same as for the chunks concatenated, so a reference of any size fits in one chunk's memory.
+
 Bad input: a reference without rows, a requested column it lacks, or a datetime/timedelta column
 (they drift by construction) make :meth:`DriftReference.fit` raise ``ValueError``/``TypeError``;
 everything a window can get wrong is a status, never an exception.
@@ -14,7 +18,7 @@ everything a window can get wrong is a status, never an exception.
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,9 +29,9 @@ from assets.monitoring.feature_bins import (
     DEFAULT_MAX_CATEGORIES,
     QUANTILE_SAMPLE,
     FeatureReference,
-    fit_feature,
 )
 from assets.monitoring.psi import EPSILON, psi_terms
+from assets.monitoring.reference_fit import BinSettings, Chunks, fit_features
 
 COLUMNS = (
     "feature",
@@ -43,6 +47,19 @@ COLUMNS = (
 )
 
 
+class EmptyReference(ValueError):
+    """The reference has no rows: no bins to fit."""
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """A window's rows and, per feature it has, rows per reference bin (None: the values are
+    not numbers where the reference's are); what a PSI table and a breakdown are made of."""
+
+    rows: int
+    counts: dict[str, np.ndarray | None] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, eq=False)
 class DriftReference:
     """Bins and reference counts of every monitored feature: fit once, compare many windows."""
@@ -54,7 +71,7 @@ class DriftReference:
     @classmethod
     def fit(
         cls,
-        reference: pd.DataFrame,
+        reference: pd.DataFrame | Chunks,
         columns: Sequence[str] | None = None,
         *,
         categorical: Iterable[str] = (),
@@ -64,7 +81,8 @@ class DriftReference:
         quantile_sample: int = QUANTILE_SAMPLE,
         seed: int = 0,
     ) -> "DriftReference":
-        """Fit bins on ``reference`` (e.g. the training split) for ``columns`` (default: all)."""
+        """Fit bins on ``reference`` (e.g. the training split) for ``columns`` (default: all of a
+        frame's; chunks must name theirs)."""
         if bins < 2:
             raise ValueError(f"bins: expected at least 2, got {bins}")
         if max_categories < 1:
@@ -75,8 +93,9 @@ class DriftReference:
             raise ValueError(
                 f"quantile_sample: expected at least bins ({bins}), got {quantile_sample}"
             )
-        if len(reference) == 0:
-            raise ValueError("reference has no rows: PSI needs a sample to fit bins on")
+        if isinstance(reference, pd.DataFrame) and reference.empty:
+            raise EmptyReference("reference has no rows: PSI needs a sample to fit bins on")
+        reference = Chunks.of(reference)
         names = list(reference.columns) if columns is None else list(columns)
         missing = [c for c in names if c not in reference.columns]
         if missing:
@@ -88,22 +107,28 @@ class DriftReference:
             raise ValueError(
                 f"categorical: {sorted(forced - set(names))} are not among the columns"
             )
-        features = {
-            name: fit_feature(
-                reference[name].rename(name),
-                categorical=name in forced,
-                bins=bins,
-                max_categories=max_categories,
-                quantile_sample=quantile_sample,
-                seed=seed,
-            )
-            for name in names
-        }
-        return cls(features=features, rows=len(reference), epsilon=epsilon)
+        settings = BinSettings(bins, max_categories, quantile_sample, seed)
+        features, rows = fit_features(reference, names, forced, settings)
+        if rows == 0:
+            raise EmptyReference("reference has no rows: PSI needs a sample to fit bins on")
+        return cls(features=features, rows=rows, epsilon=epsilon)
+
+    def count(self, window: pd.DataFrame | Chunks) -> WindowCounts:
+        """Rows per bin of every feature the window has, summed chunk by chunk."""
+        window = Chunks.of(window)
+        names = [f for f in self.features if f in window.columns]
+        rows, counts = 0, dict.fromkeys(names, 0)
+        for chunk in window(names):
+            rows += len(chunk)
+            for name in names:
+                found = self.features[name].window_counts(chunk[name])
+                before = counts[name]
+                counts[name] = None if found is None or before is None else before + found
+        return WindowCounts(rows, counts)
 
     def psi_table(
         self,
-        window: pd.DataFrame,
+        window: pd.DataFrame | Chunks | WindowCounts,
         *,
         min_window_rows: int = 1000,
         psi_warn: float = 0.1,
@@ -115,12 +140,13 @@ class DriftReference:
         reference_null_fraction, window_null_fraction, top_bin`` (the bin adding most PSI).
         Thresholds are the ``monitoring`` section's; ``psi >= psi_warn`` warns.
         """
+        counted = window if isinstance(window, WindowCounts) else self.count(window)
         if min_window_rows < 1:
             raise ValueError(f"min_window_rows: expected at least 1, got {min_window_rows}")
         if not 0 < psi_warn <= psi_alert:
             raise ValueError(f"expected 0 < psi_warn <= psi_alert, got {psi_warn} and {psi_alert}")
         rows = [
-            self._row(ref, window, min_window_rows, psi_warn, psi_alert)
+            self._row(ref, counted, min_window_rows, psi_warn, psi_alert)
             for ref in self.features.values()
         ]
         return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
@@ -128,12 +154,12 @@ class DriftReference:
     def _row(
         self,
         ref: FeatureReference,
-        window: pd.DataFrame,
+        window: WindowCounts,
         min_window_rows: int,
         psi_warn: float,
         psi_alert: float,
     ) -> dict[str, object]:
-        rows = len(window)
+        rows = window.rows
         row: dict[str, object] = {
             "feature": ref.feature,
             "kind": ref.kind,
@@ -145,11 +171,11 @@ class DriftReference:
             "window_null_fraction": math.nan,
             "top_bin": None,
         }
-        if ref.feature not in window.columns:
+        if ref.feature not in window.counts:
             return row | {"status": DriftStatus.MISSING_COLUMN.value}
         if rows == 0:
             return row | {"status": DriftStatus.INSUFFICIENT.value}
-        counts = ref.window_counts(window[ref.feature])
+        counts = window.counts[ref.feature]
         if counts is None:
             return row | {"status": DriftStatus.TYPE_MISMATCH.value}
         terms = psi_terms(ref.counts, counts, self.epsilon)

@@ -14,7 +14,9 @@ Binning, and why:
   cap keeps the small-sample bias (:mod:`assets.monitoring.drift_status`) in check.
 * Nulls (NaN, None, NA) are a bin of their own in both kinds: a feature going null is drift.
 
-A datetime or timedelta column drifts by construction: :func:`fit_feature` raises ``TypeError``.
+The bins are fitted by :mod:`assets.monitoring.reference_fit`, from a column or from a reference
+read in chunks. A datetime or timedelta column drifts by construction: the fit raises
+``TypeError``.
 """
 
 from dataclasses import dataclass
@@ -23,13 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from assets.monitoring.binning import (
-    finite_sample,
-    numeric_array,
-    numeric_counts,
-    quantile_edges,
-    value_counts,
-)
+from assets.monitoring.binning import numeric_array, numeric_counts, value_counts
 from assets.monitoring.drift_status import DriftStatus
 from assets.monitoring.psi import EPSILON, proportions, psi_terms
 
@@ -109,6 +105,10 @@ class FeatureReference:
         counts = self.window_counts(values)
         if counts is None:
             raise TypeError(f"column {self.feature!r}: window values are not numbers")
+        return self.breakdown_counts(counts, epsilon)
+
+    def breakdown_counts(self, counts: np.ndarray, epsilon: float = EPSILON) -> pd.DataFrame:
+        """:meth:`breakdown` from the window's rows per bin (a window counted in chunks)."""
         return pd.DataFrame(
             {
                 "bin": self.labels,
@@ -117,41 +117,3 @@ class FeatureReference:
                 "psi": psi_terms(self.counts, counts, epsilon),
             }
         )
-
-
-def fit_feature(
-    values: pd.Series,
-    *,
-    categorical: bool = False,
-    bins: int = DEFAULT_BINS,
-    max_categories: int = DEFAULT_MAX_CATEGORIES,
-    quantile_sample: int = QUANTILE_SAMPLE,
-    seed: int = 0,
-) -> FeatureReference:
-    """Bins and reference counts of one column, named after ``values.name``.
-
-    The kind follows the dtype (numbers are numeric; strings, categories and booleans are
-    categorical) unless ``categorical`` forces it, e.g. for integer-coded categories.
-    """
-    name = str(values.name)
-    dtype = values.dtype
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        raise TypeError(
-            f"column {name!r} is {dtype}: PSI needs numeric or categorical features"
-            " (timestamps drift by construction); leave it out of the columns"
-        )
-    numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-    if categorical or not numeric:
-        per_value, nulls = value_counts(values)
-        ranked = per_value.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-        kept = ranked.iloc[:max_categories]
-        counts = np.array([*kept.to_numpy(), ranked.iloc[max_categories:].sum(), nulls])
-        categories = tuple(str(c) for c in kept.index)
-        return FeatureReference(
-            name, "categorical", np.empty(0), categories, counts.astype(np.int64)
-        )
-    array = numeric_array(values)
-    if array is None:  # unreachable: numeric dtypes always convert
-        raise TypeError(f"column {name!r}: {dtype} values could not be read as numbers")
-    edges = quantile_edges(finite_sample(array, quantile_sample, seed), bins)
-    return FeatureReference(name, "numeric", edges, (), numeric_counts(array, edges))

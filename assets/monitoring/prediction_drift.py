@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from assets.monitoring.drift_status import DriftStatus, drift_status
-from assets.monitoring.feature_bins import fit_feature
+from assets.monitoring.reference_fit import fit_feature
 from configs.schema.operations import MonitoringSpec
 
 

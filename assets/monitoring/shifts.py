@@ -30,24 +30,37 @@ def _change(metric: str, ref: float, win: float, ref_n: int, win_n: int, z: floa
     return Shift(metric, ref, win, win - ref, relative, ref_n, win_n, z)
 
 
-def label_rate_shift(reference: pd.Series, window: pd.Series, metric: str = "label_rate") -> Shift:
-    """Mean of a binary label (0/1 or bool) in the window beside the reference's.
+def label_counts(labels: pd.Series, metric: str, side: str) -> tuple[float, int]:
+    """(positives, known labels) of a binary label, nulls (labels not final yet) left out: a
+    rate's parts, summed over the chunks of a period read in pieces."""
+    known = labels.dropna().to_numpy()
+    if not np.isin(known, (0, 1)).all():
+        raise ValueError(f"{metric}: the {side} labels must be 0/1 or booleans")
+    return float(known.astype(np.float64).sum()), int(known.size)
 
-    Nulls (labels not final yet) are left out. ``z`` is the pooled two-proportion z statistic,
-    so a change can be told from noise: |z| > 3 is rarely chance.
-    """
-    rates = []
-    for side, labels in (("reference", reference), ("window", window)):
-        known = labels.dropna().to_numpy()
-        if known.size == 0:
+
+def rate_shift(metric: str, reference: tuple[float, int], window: tuple[float, int]) -> Shift:
+    """A binary label's rate in the window beside the reference's, from their
+    :func:`label_counts`. ``z`` is the pooled two-proportion z statistic, so a change can be
+    told from noise: |z| > 3 is rarely chance."""
+    for side, (_, known) in (("reference", reference), ("window", window)):
+        if known == 0:
             raise ValueError(f"{metric}: the {side} has no non-null labels, no rate to compare")
-        if not np.isin(known, (0, 1)).all():
-            raise ValueError(f"{metric}: the {side} labels must be 0/1 or booleans")
-        rates.append((float(np.mean(known.astype(np.float64))), int(known.size)))
-    (ref, ref_n), (win, win_n) = rates
-    pooled = (ref * ref_n + win * win_n) / (ref_n + win_n)
+    (ref_sum, ref_n), (win_sum, win_n) = reference, window
+    ref, win = ref_sum / ref_n, win_sum / win_n
+    pooled = (ref_sum + win_sum) / (ref_n + win_n)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / ref_n + 1 / win_n))
     return _change(metric, ref, win, ref_n, win_n, (win - ref) / spread if spread > 0 else 0.0)
+
+
+def label_rate_shift(reference: pd.Series, window: pd.Series, metric: str = "label_rate") -> Shift:
+    """Mean of a binary label (0/1 or bool) in the window beside the reference's (see
+    :func:`rate_shift`)."""
+    return rate_shift(
+        metric,
+        label_counts(reference, metric, "reference"),
+        label_counts(window, metric, "window"),
+    )
 
 
 def volume_shift(

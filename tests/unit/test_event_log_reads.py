@@ -4,7 +4,8 @@ the split plan's columns and the SLO check's test rows.
 The fraud world's days are written as ``raw_events`` partitions are (one Parquet file per day);
 the frame the IO manager would hand a downstream asset is their concatenation. From the files,
 :func:`drift_periods` must give exactly that frame's recent window and training period (rows,
-order, dtypes), projected to the columns drift reads, for windows of one, a few and all days.
+order, dtypes; the period as a file's chunk at a time, concatenated), projected to the columns
+drift reads, for windows of one, a few and all days.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def test_drift_periods_from_files_equal_the_whole_log_cut_in_memory(log, min_row
     files, whole = log
     spec = _spec(min_rows)
     plan = _plan("2024-05-01 06:00", "2024-05-04 12:30")
-    reference, window = drift_periods(spec, files, plan)
+    chunks, window = drift_periods(spec, files, plan)
+    reference = pd.concat(list(chunks(chunks.columns)), ignore_index=True)
+    assert sum(1 for _ in chunks(chunks.columns)) == len(files), "one file's rows at a time"
 
     columns = drift_event_columns(spec)
     time = whole[spec.events.timestamp]

@@ -9,8 +9,8 @@ from scipy import stats
 
 from assets.monitoring.drift_reference import DriftReference
 from assets.monitoring.drift_status import DriftStatus
-from assets.monitoring.feature_bins import fit_feature
 from assets.monitoring.psi import EPSILON, psi, psi_terms
+from assets.monitoring.reference_fit import fit_feature
 from assets.monitoring.shifts import label_rate_shift, volume_shift
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from assets.training.set_file import SetParts
+from assets.training.set_file import SetParts, read_split
 
 
 def _part(split: list[str], count: list, flag: list, text: list, ratio: list) -> pd.DataFrame:
@@ -87,3 +87,19 @@ def test_parts_must_share_their_columns(tmp_path) -> None:
     parts.add(PARTS[0])
     with pytest.raises(ValueError, match="columns differ"):
         parts.add(PARTS[1].drop(columns="text"))
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_one_split_reads_as_the_whole_frame_s_rows_of_it(tmp_path, split: str) -> None:
+    """What drift reads: the validation and test rows alone, as the loaded set filtered."""
+    parts = SetParts(tmp_path / "parts", "split")
+    for part in PARTS:
+        parts.add(part)
+    target = UPath(tmp_path / "set.parquet")
+    parts.write(target)
+    whole = pd.read_parquet(target)
+    expected = whole[whole["split"] == split].reset_index(drop=True)
+    got = read_split(target, split, "split")
+    pd.testing.assert_frame_equal(got, expected, check_exact=True, check_categorical=False)
+    assert len(got) == {"train": 3, "validation": 3, "test": 0}[split]
+    assert got["split"].astype(str).eq(split).all()
