@@ -74,7 +74,7 @@ def prepare(events: int, days: int, folder: Path) -> None:
     _, end = log_size_and_end(files, spec.events.timestamp)
     labels = {name: label.column for name, label in spec.labels.items()}
     plan = plan_split_chunks(
-        lambda: mature_chunks(spec, files, end),
+        mature_chunks(spec, files, end),
         spec.split,
         spec.events.timestamp,
         spec.events.group,

@@ -21,8 +21,8 @@ import pandas as pd
 from upath import UPath
 
 from assets.monitoring.drift import watched_event_columns
-from assets.monitoring.reference_fit import Chunks
 from assets.raw.event_log import read_events, rows_per_day
+from assets.table_chunks import Chunks
 from configs.schema.usecase import UseCaseSpec
 
 

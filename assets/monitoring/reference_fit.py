@@ -2,7 +2,7 @@
 
 A drift reference is a training period: at tens of millions of events its watched columns do not
 belong in memory at once. :func:`fit_features` reads the reference as chunks (a frame, or one
-event file at a time; :data:`Chunks`) and gives the bins and counts that fitting the chunks
+event file at a time; :class:`assets.table_chunks.Chunks`) and gives the bins and counts that fitting the chunks
 concatenated would give, in at most three passes with one chunk in memory:
 
 1. **Tally.** Rows; per categorical column the rows per value and the nulls (exact, summed);
@@ -22,7 +22,7 @@ tallied again, so a forced-categorical number reads "1.0" in every chunk as in t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,25 +35,7 @@ from assets.monitoring.feature_bins import (
     QUANTILE_SAMPLE,
     FeatureReference,
 )
-
-
-@dataclass(frozen=True)
-class Chunks:
-    """A table read again for each pass, one frame at a time: its ``columns``, and ``read``
-    giving the frames in order with only the columns asked for."""
-
-    columns: tuple[str, ...]
-    read: Callable[[Sequence[str]], Iterable[pd.DataFrame]]
-
-    def __call__(self, columns: Sequence[str]) -> Iterable[pd.DataFrame]:
-        return self.read(list(columns))
-
-    @classmethod
-    def of(cls, table: pd.DataFrame | Chunks) -> Chunks:
-        """Chunks as they are, a frame in memory as one chunk."""
-        if isinstance(table, Chunks):
-            return table
-        return cls(tuple(table.columns), lambda columns: (table[list(columns)],))
+from assets.table_chunks import Chunks
 
 
 @dataclass(frozen=True)

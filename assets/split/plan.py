@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from assets.split.plan_counts import Chunks, SplitTally, TimeStats
+from assets.split.plan_counts import SplitTally, TimeStats
+from assets.table_chunks import Chunks
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 
@@ -220,7 +221,7 @@ def plan_split(
     """
     if events.empty:
         raise ValueError("cannot plan a split of an empty events table")
-    return plan_split_chunks(lambda: iter([events]), spec, time_column, group_column, label_columns)
+    return plan_split_chunks(Chunks.of(events), spec, time_column, group_column, label_columns)
 
 
 def _windows(

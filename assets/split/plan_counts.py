@@ -17,9 +17,6 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-# Chunks of the rows to plan, each time the function is called (a plan may read them twice).
-Chunks = Callable[[], Iterator[pd.DataFrame]]
-
 
 def _earlier(a, b):
     """The earlier of two moments, either maybe NaT (as ``Series.min`` skips nulls)."""

@@ -16,6 +16,7 @@ from upath import UPath
 from assets.metadata import asset_identity, rounded_metadata
 from assets.raw.event_log import log_columns, log_files, log_size_and_end, read_events
 from assets.split.plan import SPLITS, plan_split_chunks
+from assets.table_chunks import Chunks
 from assets.training.label_rows import maturity
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 from configs.schema.usecase import UseCaseSpec
@@ -34,18 +35,21 @@ def split_plan_columns(spec: UseCaseSpec, files: Sequence[UPath]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c and c in present]
 
 
-def mature_chunks(
-    spec: UseCaseSpec, files: Sequence[UPath], end: pd.Timestamp | None
-) -> Iterator[pd.DataFrame]:
+def mature_chunks(spec: UseCaseSpec, files: Sequence[UPath], end: pd.Timestamp | None) -> Chunks:
     """The plan's columns of the log one file at a time, only the rows whose labels are final
     at ``end`` (the log's last event time; every row for data without time)."""
-    columns = split_plan_columns(spec, files)
     time = spec.events.timestamp
     wait = maturity(spec, list(spec.labels))
     limit = pd.NaT if end is None else end - wait  # no time at all: no row is mature
-    for path in files:
-        chunk = read_events([path], columns)
-        yield chunk if not time else chunk[(chunk[time] <= limit).to_numpy()]
+    paths = tuple(files)
+
+    def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+        for path in paths:
+            chunk = read_events([path], list(dict.fromkeys([*columns, *([time] if time else [])])))
+            chunk = chunk if not time else chunk[(chunk[time] <= limit).to_numpy()]
+            yield chunk[columns]
+
+    return Chunks(tuple(split_plan_columns(spec, files)), read)
 
 
 def describe_split(split: SplitSpec) -> str:
@@ -97,7 +101,7 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         files = log_files(spec, home.layout)
         _, data_end = log_size_and_end(files, spec.events.timestamp)
         plan = plan_split_chunks(
-            lambda: mature_chunks(spec, files, data_end),
+            mature_chunks(spec, files, data_end),
             spec.split,
             spec.events.timestamp,
             spec.events.group,

@@ -16,7 +16,8 @@ import pytest
 from assets.monitoring.binning import finite_sample, numeric_counts, quantile_edges
 from assets.monitoring.drift import event_drift, shifts
 from assets.monitoring.drift_reference import DriftReference
-from assets.monitoring.reference_fit import BinSettings, Chunks, fit_features
+from assets.monitoring.reference_fit import BinSettings, fit_features
+from assets.table_chunks import Chunks
 from configs import CONFIG_DIR
 from configs.schema import load_specs
 from tests.unit.test_drift import _events

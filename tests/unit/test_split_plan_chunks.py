@@ -14,6 +14,7 @@ import pytest
 
 from assets.split.plan import plan_split, plan_split_chunks
 from assets.split.plan_counts import TimeStats
+from assets.table_chunks import Chunks
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 
 LABELS = {"click": "clicked", "buy": "bought"}
@@ -38,11 +39,11 @@ def _chunks(events: pd.DataFrame, pieces: int, seed: int):
     cuts = np.sort(np.random.default_rng(seed).integers(0, len(events) + 1, pieces - 1))
     bounds = [0, *cuts.tolist(), len(events)]
 
-    def chunks() -> Iterator[pd.DataFrame]:
+    def read(columns: list[str]) -> Iterator[pd.DataFrame]:
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            yield events.iloc[start:end]
+            yield events.iloc[start:end][columns]
 
-    return chunks
+    return Chunks(tuple(events.columns), read)
 
 
 SPECS = {
@@ -96,4 +97,5 @@ def test_the_kth_time_is_the_sorted_kth_across_days_and_ties() -> None:
 def test_an_empty_log_in_chunks_is_the_same_error() -> None:
     empty = _events(10, seed=0, ties=False).iloc[:0]
     with pytest.raises(ValueError, match="cannot plan a split of an empty events table"):
-        plan_split_chunks(lambda: iter([empty, empty]), SplitSpec(), "event_time", None, {})
+        chunks = Chunks(tuple(empty.columns), lambda columns: iter([empty, empty]))
+        plan_split_chunks(chunks, SplitSpec(), "event_time", None, {})
