@@ -12,13 +12,17 @@ sets, so they are done here, with MLflow's public types:
 * the schema: inferring it from every row took 32 s at 750K rows (list columns are walked value
   by value); it is inferred from a sample, and each column is marked required only if it has no
   null in the whole frame.
+
+The set may come in parts (the model stage reads it by split, never whole), with each part row's
+place in the set: the digest, the sample and the profile are then those of the whole set, in its
+order, computed part by part.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import mlflow
@@ -42,25 +46,37 @@ TARGETS_TAG = "playbook.targets"  # a dataset input tag: every label column, com
 class TrainingData:
     """A training set to log as the run's dataset input."""
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame | Sequence[pd.DataFrame]  # the set, or its parts (same columns)
     name: str  # the training set's asset key, e.g. fraud/training_sets/scorer
     source: str | None = None  # where it is stored (the Parquet path or URI), if known
     # label columns: the dataset's targets when there is one (MLflow keeps it in memory only,
     # for mlflow.evaluate) and, all of them, the input's playbook.targets tag
     targets: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)  # on the dataset input
+    # with parts: where each row of the parts, concatenated, sits in the set (None: in order)
+    order: np.ndarray | None = None
+
+    @property
+    def parts(self) -> list[pd.DataFrame]:
+        return [self.frame] if isinstance(self.frame, pd.DataFrame) else list(self.frame)
 
 
 class TrainingDataset(PandasDataset):
     """MLflow's pandas dataset with a schema given up front instead of inferred from every row."""
 
-    def __init__(self, *args, schema: Schema | None, **kwargs) -> None:
+    def __init__(self, *args, schema: Schema | None, rows: int, **kwargs) -> None:
         self._given_schema = schema
+        self._rows = rows
         super().__init__(*args, **kwargs)
 
     @property
     def schema(self) -> Schema | None:
         return self._given_schema
+
+    @property
+    def profile(self) -> dict[str, int]:
+        """The whole set's size (the dataset may hold only its first part)."""
+        return {"num_rows": self._rows, "num_elements": self._rows * len(self._df.columns)}
 
 
 def log_training_set(data: TrainingData) -> None:
@@ -70,15 +86,16 @@ def log_training_set(data: TrainingData) -> None:
 
 def training_dataset(data: TrainingData) -> TrainingDataset:
     """The dataset ``mlflow.log_input`` takes for ``data``; nothing in it holds rows."""
-    frame = data.frame
-    targets = [column for column in data.targets if column in frame.columns]
+    parts = data.parts
+    targets = [column for column in data.targets if column in parts[0].columns]
     return TrainingDataset(
-        df=frame,
+        df=parts[0],
         source=_source(data.source),
         targets=targets[0] if len(targets) == 1 else None,
         name=data.name,
-        digest=frame_digest(frame),
-        schema=sampled_schema(frame),
+        digest=frame_digest(parts, data.order),
+        schema=sampled_schema(parts, order=data.order),
+        rows=sum(len(part) for part in parts),
     )
 
 
@@ -98,13 +115,28 @@ def _source(source: str | None) -> DatasetSource:
         return resolve_dataset_source(source)
 
 
-def frame_digest(frame: pd.DataFrame) -> str:
-    """An 8-character digest of every row (MLflow's format): hashable columns, names, length."""
-    hashable = [column for column in frame.columns if _hashable(frame[column])]
-    rows = pd.util.hash_pandas_object(frame[hashable], index=False).to_numpy()
+def frame_digest(
+    frame: pd.DataFrame | Sequence[pd.DataFrame], order: np.ndarray | None = None
+) -> str:
+    """An 8-character digest of every row (MLflow's format): hashable columns, names, length;
+    of a set in parts, its rows' hashes put back in the set's order first."""
+    parts = [frame] if isinstance(frame, pd.DataFrame) else list(frame)
+    columns = parts[0].columns
+    hashable = [c for c in columns if all(_hashable(part[c]) for part in parts)]
+    hashes = [pd.util.hash_pandas_object(p[hashable], index=False).to_numpy() for p in parts]
+    rows = _in_order(np.concatenate(hashes), order)
     return get_normalized_md5_digest(
-        [rows, np.int64(len(frame))] + [str(column).encode() for column in frame.columns]
+        [rows, np.int64(rows.size)] + [str(column).encode() for column in columns]
     )
+
+
+def _in_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """Values of the parts' rows (concatenated) at their places in the set."""
+    if order is None:
+        return values
+    placed = np.empty_like(values)
+    placed[order] = values
+    return placed
 
 
 def _hashable(column: pd.Series) -> bool:
@@ -113,14 +145,20 @@ def _hashable(column: pd.Series) -> bool:
     return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
 
 
-def sampled_schema(frame: pd.DataFrame, rows: int = SCHEMA_SAMPLE_ROWS) -> Schema | None:
-    """Column types from a sample, required only where the whole column has no null.
+def sampled_schema(
+    frame: pd.DataFrame | Sequence[pd.DataFrame],
+    rows: int = SCHEMA_SAMPLE_ROWS,
+    order: np.ndarray | None = None,
+) -> Schema | None:
+    """Column types from a sample, required only where the whole column has no null (the
+    same sample rows of a set in parts, :func:`frame_digest`'s ``order``).
 
     The inference is the one ``PandasDataset.schema`` runs (MLflow's ``_infer_schema``, the only
     frame-to-schema function it has that raises instead of falling back to "any"); None when it
     cannot type the sample, as MLflow's dataset then has no schema either.
     """
-    sample = frame.sample(n=rows, random_state=0) if len(frame) > rows else frame
+    parts = [frame] if isinstance(frame, pd.DataFrame) else list(frame)
+    sample = set_sample(parts, rows, order)
     try:
         from mlflow.types.utils import _infer_schema
 
@@ -130,10 +168,28 @@ def sampled_schema(frame: pd.DataFrame, rows: int = SCHEMA_SAMPLE_ROWS) -> Schem
     except Exception as error:
         logger.debug("no schema for the training set: %s", error)
         return None
-    nulls = frame.isna().any()
+    nulls = pd.concat([part.isna().any() for part in parts], axis=1).any(axis=1)
     return Schema(
         [
             ColSpec(spec.type, spec.name, required=not bool(nulls.get(spec.name, False)))
             for spec in inferred.inputs
         ]
     )
+
+
+def set_sample(parts: list[pd.DataFrame], rows: int, order: np.ndarray | None) -> pd.DataFrame:
+    """``frame.sample(n=rows, random_state=0)`` of the set the parts make (the whole set when
+    it has no more rows), gathered from the parts."""
+    total = sum(len(part) for part in parts)
+    if total <= rows:
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    # what DataFrame.sample draws: RandomState(0).choice over the rows, without replacement
+    picked = np.random.RandomState(0).choice(total, size=rows, replace=False)
+    where = picked if order is None else _in_order(np.arange(total), order)[picked]
+    starts = np.cumsum([0, *(len(part) for part in parts)])
+    which = np.searchsorted(starts, where, side="right") - 1
+    pieces = [
+        parts[i].iloc[where[which == i] - starts[i]].set_axis(np.flatnonzero(which == i))
+        for i in range(len(parts))
+    ]
+    return pd.concat(pieces).sort_index()

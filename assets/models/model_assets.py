@@ -19,7 +19,9 @@ from assets.models.retrieval import train_retrieval
 from assets.models.sequence import train_sequence_retrieval
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
+from assets.training.build import SPLIT
 from assets.training.model_views import label_columns
+from assets.training.set_splits import SetSplits
 from configs.schema.sequence import SequenceSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
@@ -57,19 +59,25 @@ def _lineage(context: dg.AssetExecutionContext, spec: UseCaseSpec, model: str) -
 
 
 def _training_data(
-    context: dg.AssetExecutionContext, spec: UseCaseSpec, model: str, frame: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    spec: UseCaseSpec,
+    model: str,
+    frame: pd.DataFrame | SetSplits,
 ) -> TrainingData:
-    """The training set as the run's MLflow dataset input: its asset key, Parquet path, labels."""
+    """The training set as the run's MLflow dataset input: its asset key, Parquet path, labels
+    (of a set read by split, its parts and their places: the whole set's digest and schema)."""
     key = dg.AssetKey(layout.training_set_key(spec.name, model))
     event = context.instance.get_latest_materialization_event(key)
     materialization = event.asset_materialization if event else None
-    path = materialization.metadata.get("path") if materialization else None  # the IO manager's
+    path = materialization.metadata.get("path") if materialization else None
+    parts = list(frame.parts.values()) if isinstance(frame, SetSplits) else frame
     return TrainingData(
-        frame=frame,
+        frame=parts,
         name=key.to_user_string(),
         source=str(path.value) if path is not None else None,
         targets=tuple(label_columns(spec, model).values()),
         tags={"playbook.training_set_run": event.run_id if event else "unknown"},
+        order=frame.order() if isinstance(frame, SetSplits) else None,
     )
 
 
@@ -132,7 +140,7 @@ def register_and_gate(
     params: dict,
     input_example: pd.DataFrame,
     evaluate,
-    training_set: pd.DataFrame,
+    training_set: pd.DataFrame | SetSplits,
 ):
     """Log the run, register the version and run the gate; returns (version, verdict)."""
     name = layout.registered_model_name(spec.name, model)
@@ -201,11 +209,11 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     key = dg.AssetKey(layout.model_key(spec.name, model))
     stage = spec.model[model]
 
+    set_key = dg.AssetKey(layout.training_set_key(spec.name, model))
+
     @dg.asset(
         key=key,
-        ins={
-            "training_set": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, model)))
-        },
+        deps=[set_key],  # read by split from its file: never the whole frame and its splits
         **asset_identity(spec, "models"),
         kinds={"lightgbm", "mlflow"},
         description=(
@@ -218,10 +226,16 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     )
     def trained_model(
         context: dg.AssetExecutionContext,
-        training_set: pd.DataFrame,
         mlflow: MLflowResource,
         home: HomeResource,
     ):
+        path = home.layout.table_file(tuple(set_key.path))
+        if not path.exists():
+            raise dg.Failure(f"{set_key.to_user_string()}: no file at {path}; materialize it first")
+        try:
+            training_set = SetSplits.read(path, SPLIT)
+        except ValueError as error:
+            raise dg.Failure(f"{set_key.to_user_string()}: {error}") from None
         tuned = None
         # a Ray cluster (execution section or RAY_ADDRESS) is checked here, before any training;
         # tuning trials then run on it as Ray Tune trials, the final fit through Ray Train

@@ -26,6 +26,7 @@ from assets.models.regression_metrics import regression_metrics
 from assets.models.regression_plots import regression_plots
 from assets.models.regressor import train_regressor
 from assets.training.model_views import label_columns
+from assets.training.set_splits import SetSplits
 from configs.schema.usecase import UseCaseSpec
 
 SCORE = "score"  # the point prediction, as every trainer's predictions table names its score
@@ -55,8 +56,13 @@ def _judge(y: np.ndarray):
     return judge
 
 
-def _history(spec: UseCaseSpec, label: str, frame: pd.DataFrame, unit: str) -> History:
-    """Every labelled row of the training set, for ``last_value``: its unit, time, arrival."""
+def _history(spec: UseCaseSpec, label: str, frame: pd.DataFrame | SetSplits, unit: str) -> History:
+    """Every labelled row of the training set, for ``last_value``: its unit, time, arrival (of
+    a set read by split, those columns alone, in the set's order)."""
+    if isinstance(frame, SetSplits):
+        rule = spec.labels[label]
+        wanted = [unit, spec.events.timestamp, rule.column, rule.available_at]
+        frame = frame.whole([c for c in dict.fromkeys(wanted) if c and c in frame.columns])
     known = label_known_times(spec, label, frame)
     return History(frame, unit, spec.events.timestamp, known)
 

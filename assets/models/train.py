@@ -40,6 +40,7 @@ from assets.models.tabular import (
 )
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
+from assets.training.set_splits import MODEL_SPLITS, SetSplits
 from configs.schema.model_stage import TABULAR, ModelStageSpec  # noqa: F401 (TABULAR re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
@@ -73,8 +74,11 @@ def _is_list(column: pd.Series) -> bool:
     return len(values) > 0 and isinstance(values.iloc[0], list | tuple | np.ndarray)
 
 
-def feature_columns(spec: UseCaseSpec, model: str, frame: pd.DataFrame) -> list[str]:
-    """The model's tabular features: ``<table>__<feature>`` plus passthrough, lists left out."""
+def feature_columns(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits) -> list[str]:
+    """The model's tabular features: ``<table>__<feature>`` plus passthrough, lists left out
+    (a list column known by its train rows when the set comes by split)."""
+    if isinstance(frame, SetSplits):
+        frame = frame.part("train")
     stored = [c for c in frame.columns if layout.is_feature_column(c)]
     columns = stored + [c for c in passthrough_columns(spec, model) if c in frame.columns]
     return [c for c in columns if not _is_list(frame[c])]
@@ -93,11 +97,11 @@ def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame):
-    parts = {
-        name: frame[frame[SPLIT] == name].reset_index(drop=True)
-        for name in ("train", "validation", "test")
-    }
+def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
+    """(train, validation, test) of a set, each with a fresh index: cut from a frame, or as read
+    by split from the set's file (:class:`SetSplits`, the model asset's way: no whole frame)."""
+    splits = frame if isinstance(frame, SetSplits) else SetSplits.of(frame, SPLIT)
+    parts = {name: splits.part(name) for name in MODEL_SPLITS}
     for name, part in parts.items():
         if part.empty:
             raise ValueError(
@@ -246,13 +250,13 @@ def _expected_value(spec, model, frame, features, params):
             f"{spec.name}: model.{model}: multi_task needs two labels (click, purchase) and"
             " value_feature"
         )
-    if stage.value_feature not in frame.columns:
+    train, valid, test = model_splits(spec, model, frame)
+    if stage.value_feature not in train.columns:
         raise ValueError(
             f"{spec.name}: model.{model}.value_feature: {stage.value_feature!r} is not a column of"
             " the training set"
         )
     click, purchase = labels
-    train, valid, test = model_splits(spec, model, frame)
     plan = plan_evaluation(spec, model, train, test, click)
     fitted = train_expected_value(
         train, valid, features, click, purchase, stage.value_feature, params
@@ -302,9 +306,10 @@ def metric_targets(stage: ModelStageSpec) -> dict[str, float]:
 
 
 def train_tabular(
-    spec: UseCaseSpec, model: str, frame: pd.DataFrame, params: dict | None = None
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits, params: dict | None = None
 ) -> TrainedModel:
-    """Fit the model of ``model`` on its training set and evaluate it against its baseline.
+    """Fit the model of ``model`` on its training set (a frame, or its splits as read from its
+    file) and evaluate it against its baseline.
 
     ``params`` (e.g. a tuning search's best) replace the YAML's ``params`` of the same names.
     """

@@ -23,7 +23,7 @@ from assets.monitoring.drift_events import drift_periods
 from assets.monitoring.plots import drift_plots
 from assets.raw.event_log import log_files
 from assets.training.build import SPLIT
-from assets.training.set_file import read_split
+from assets.training.set_splits import read_split
 from configs.schema.model_stage import TABULAR
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource

@@ -84,12 +84,3 @@ class SetParts:
                     sink(frame)
                 del frame
         return rows
-
-
-def read_split(path: UPath, split: str, split_column: str) -> pd.DataFrame:
-    """The rows of one split of a written training set, in file order and with the set's dtypes:
-    what a reader of the validation or test rows needs, without the train rows (most of a set)
-    ever in memory. Row groups are filtered by Arrow, so only the split's rows are decoded."""
-    with path.open("rb") as handle:
-        table = pq.read_table(handle, filters=[(split_column, "==", split)])
-    return table.to_pandas()

@@ -8,12 +8,14 @@ import time
 import numpy as np
 import pandas as pd
 
+from assets.training.set_splits import SetSplits
 from resources.mlflow_dataset import (
     TARGETS_TAG,
     TrainingData,
     frame_digest,
     input_tags,
     sampled_schema,
+    set_sample,
     training_dataset,
 )
 
@@ -75,3 +77,27 @@ def test_dataset_entity_holds_no_rows_and_names_its_source_and_targets() -> None
     assert training_dataset(two).targets is None  # MLflow takes one target column
     assert input_tags(two) == {TARGETS_TAG: "a,b"}
     assert json.loads(training_dataset(two).to_dict()["source"]) == {"tags": {}}
+
+
+def test_a_set_in_parts_gives_the_whole_set_s_dataset() -> None:
+    """The model stage reads the set by split: the digest, the schema's sample and required
+    flags, and the profile must be the whole frame's, from the parts and their places."""
+    data = frame(12_000, seed=3)
+    splits = SetSplits.of(data, "split")
+    parts = [splits.part(name) for name in splits.parts]
+    whole = training_dataset(TrainingData(data, "fraud/training_sets/scorer", None, ("is_fraud",)))
+    split = training_dataset(
+        TrainingData(parts, "fraud/training_sets/scorer", None, ("is_fraud",), order=splits.order())
+    )
+    assert split.digest == whole.digest
+    assert split.schema.to_dict() == whole.schema.to_dict()
+    assert split.profile == whole.profile == {"num_rows": 12_000, "num_elements": 84_000}
+    assert split.targets == "is_fraud"
+    assert frame_digest(parts) != whole.digest, "the parts' own order is another set"
+    sample = set_sample(parts, 500, splits.order())
+    expected = data.sample(n=500, random_state=0)
+    pd.testing.assert_frame_equal(
+        sample.drop(columns="recent").reset_index(drop=True),
+        expected.drop(columns="recent").reset_index(drop=True),
+        check_categorical=False,
+    )

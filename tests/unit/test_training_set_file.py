@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from assets.training.set_file import SetParts, read_split
+from assets.training.set_file import SetParts
+from assets.training.set_splits import read_split
 
 
 def _part(split: list[str], count: list, flag: list, text: list, ratio: list) -> pd.DataFrame:

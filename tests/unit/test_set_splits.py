@@ -1,0 +1,65 @@
+"""A training set read by split from its file equals the loaded set cut in memory, and its rows
+put back in the set's order equal the set's: what the model stage reads instead of the whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from upath import UPath
+
+from assets.training.set_splits import SetSplits
+
+
+def _set(rows: int = 500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    split = rng.choice(["train", "validation", "test"], rows, p=[0.6, 0.2, 0.2])
+    return pd.DataFrame(
+        {
+            "event_time": pd.date_range("2025-01-01", periods=rows, freq="min"),
+            "card_id": rng.integers(0, 20, rows),
+            "amount": rng.normal(size=rows),
+            "count": pd.array(rng.integers(0, 5, rows), dtype="Int64"),
+            "mcc": pd.Categorical(rng.choice(["a", "b"], rows)),
+            "split": pd.Categorical(split, categories=["test", "train", "validation"]),
+        }
+    )
+
+
+@pytest.fixture
+def written(tmp_path) -> tuple[UPath, pd.DataFrame]:
+    path = UPath(tmp_path / "set.parquet")
+    _set().to_parquet(path, index=False, row_group_size=64)  # several row groups
+    return path, pd.read_parquet(path)  # as the IO manager loads it
+
+
+def test_splits_read_from_the_file_equal_the_loaded_set_cut(written) -> None:
+    path, whole = written
+    splits = SetSplits.read(path, "split")
+    assert list(splits.parts) == ["train", "validation", "test"]  # the model's order
+    for name in ("train", "validation", "test"):
+        expected = whole[whole["split"] == name].reset_index(drop=True)
+        pd.testing.assert_frame_equal(splits.part(name), expected, check_categorical=False)
+        np.testing.assert_array_equal(splits.places[name], np.flatnonzero(whole["split"] == name))
+    assert splits.rows == len(whole) and list(splits.columns) == list(whole.columns)
+
+
+def test_rows_back_in_the_set_s_order(written) -> None:
+    path, whole = written
+    splits = SetSplits.read(path, "split")
+    columns = ["card_id", "event_time", "count"]
+    pd.testing.assert_frame_equal(splits.whole(columns), whole[columns])
+    pd.testing.assert_frame_equal(
+        splits.head(7).drop(columns="split"), whole.head(7).drop(columns="split")
+    )
+    assert sorted(splits.order()) == list(range(len(whole)))
+    same = SetSplits.of(whole, "split")
+    pd.testing.assert_frame_equal(same.whole(columns), whole[columns])
+
+
+def test_a_split_the_set_lacks_is_empty_with_the_columns_and_no_row_may_lack_one(tmp_path):
+    frame = _set(50).assign(split=lambda f: f["split"].astype(str).replace("test", "train"))
+    splits = SetSplits.of(frame, "split")
+    assert splits.part("test").empty and list(splits.part("test").columns) == list(frame.columns)
+    with pytest.raises(ValueError, match="2 rows have no 'split'"):
+        SetSplits.of(frame.assign(split=frame["split"].where(frame.index > 1)), "split")
