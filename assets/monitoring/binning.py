@@ -48,17 +48,13 @@ def numeric_array(values: pd.Series) -> np.ndarray | None:
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def finite_sample(values: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """About ``size`` finite values drawn at random with a fixed seed, or all when fewer."""
-    finite = np.isfinite(values) if values.dtype.kind == "f" else None
-    available = values.size if finite is None else int(np.count_nonzero(finite))
-    if available <= size:
-        return values if finite is None else values[finite]
-    draws = np.random.default_rng(seed).integers(
-        0, values.size, math.ceil(size * values.size / available)
-    )
-    picked = values[draws]
-    return picked if finite is None else picked[np.isfinite(picked)]
+def sample_positions(rows: int, finite: int, size: int, seed: int) -> np.ndarray | None:
+    """Row positions to draw about ``size`` finite values from a column of ``rows`` rows with
+    ``finite`` finite values (with a fixed seed; the draws that hit a non-finite value are then
+    dropped), or None when there are at most ``size``: the sample is every finite value."""
+    if finite <= size:
+        return None
+    return np.random.default_rng(seed).integers(0, rows, math.ceil(size * rows / finite))
 
 
 def quantile_edges(sample: np.ndarray, bins: int) -> np.ndarray:

@@ -8,9 +8,9 @@ concatenated would give, in at most three passes with one chunk in memory:
 1. **Tally.** Rows; per categorical column the rows per value and the nulls (exact, summed);
    per numeric column its finite values counted, and kept while they number at most
    ``quantile_sample`` (then the sample is every finite value and pass 2 is skipped).
-2. **Sample** (numeric columns with more finite values than that). The positions are drawn as
-   :func:`assets.monitoring.binning.finite_sample` draws them from the whole column (same seed,
-   same row count), then each chunk gives the values at the positions that fall in it.
+2. **Sample** (numeric columns with more finite values than that). The positions are drawn
+   over the whole column (:func:`assets.monitoring.binning.sample_positions`: the seed and the
+   row count fix them), then each chunk gives the values at the positions that fall in it.
 3. **Count.** Rows per bin of each numeric column, summed over the chunks (the counts compare
    values with cut points, so they add up exactly).
 
@@ -21,14 +21,19 @@ tallied again, so a forced-categorical number reads "1.0" in every chunk as in t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from assets.monitoring.binning import numeric_array, numeric_counts, quantile_edges, value_counts
+from assets.monitoring.binning import (
+    numeric_array,
+    numeric_counts,
+    quantile_edges,
+    sample_positions,
+    value_counts,
+)
 from assets.monitoring.feature_bins import (
     DEFAULT_BINS,
     DEFAULT_MAX_CATEGORIES,
@@ -168,14 +173,12 @@ def _categorical(tally: _Tally, max_categories: int) -> FeatureReference:
 def _edges(
     chunks: Chunks, tally: _Tally, rows: int, dtype: object, settings: BinSettings
 ) -> np.ndarray:
-    """The cut points from ``finite_sample``'s sample of the whole column (pass 2 if needed)."""
-    if tally.kept is not None:  # every finite value: the whole sample
+    """The cut points from the sample of the whole column (pass 2 when it is not every finite
+    value, which pass 1 kept)."""
+    draws = sample_positions(rows, tally.finite, settings.quantile_sample, settings.seed)
+    if draws is None:  # no more finite values than the sample: pass 1 kept them all
         sample = np.concatenate(tally.kept) if tally.kept else np.empty(0)
         return quantile_edges(sample, settings.bins)
-    size = settings.quantile_sample
-    draws = np.random.default_rng(settings.seed).integers(
-        0, rows, math.ceil(size * rows / tally.finite)
-    )
     positions, inverse = np.unique(draws, return_inverse=True)
     picked: np.ndarray | None = None
     offset = 0

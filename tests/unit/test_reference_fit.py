@@ -1,7 +1,8 @@
 """PSI bins fitted on a reference read in chunks equal the whole frame's, pass by pass.
 
-The oracle is the array code applied to the whole column (``finite_sample``, ``quantile_edges``,
-``numeric_counts``) or the frame fitted in one chunk; the chunks are random cuts of it, as a
+The oracle is the array code applied to the whole column (the sample drawn from the whole array
+at ``sample_positions``, ``quantile_edges``, ``numeric_counts``) or the frame fitted in one
+chunk; the chunks are random cuts of it, as a
 training period read a file at a time would be.
 """
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.monitoring.binning import finite_sample, numeric_counts, quantile_edges
+from assets.monitoring.binning import numeric_counts, quantile_edges, sample_positions
 from assets.monitoring.drift import event_drift, shifts
 from assets.monitoring.drift_reference import DriftReference
 from assets.monitoring.reference_fit import BinSettings, fit_features
@@ -72,7 +73,10 @@ def test_numeric_bins_from_chunks_equal_the_whole_columns(pieces: int, sample: i
     assert rows == len(frame)
     for name in ("spend", "count", "f32"):
         values = frame[name].to_numpy()
-        edges = quantile_edges(finite_sample(values, sample, 7), 10)
+        finite = values[np.isfinite(values)]
+        draws = sample_positions(len(values), finite.size, sample, 7)
+        picked = finite if draws is None else values[draws][np.isfinite(values[draws])]
+        edges = quantile_edges(picked, 10)
         np.testing.assert_array_equal(features[name].edges, edges)
         np.testing.assert_array_equal(features[name].counts, numeric_counts(values, edges))
     # tally, then (only when the finite values outnumber the sample) the sample, then counts

@@ -1,0 +1,187 @@
+"""Peak memory and time of the model stage: the training set loaded whole against read by split.
+
+The fraud world's events (``--events`` over ``--days``) are prepared as
+``bench/training_set_shards.py`` prepares them (day files, feature tables), the split plan is
+counted from the mature rows as its asset counts it, and the scorer's training set is written as
+its asset writes it (streamed, in ``--shards`` shards). Then the scorer is trained and evaluated
+(``train_tabular``: LightGBM, calibration, the baseline, the metrics and plots; not the MLflow
+logging) in each mode, each in its own subprocess so that peak RSS is that run's alone:
+
+* ``whole``: the set loaded as the IO manager loads it, one frame, then cut into its splits
+  (the model asset before; the baseline);
+* ``splits``: the set read by split from its file (``SetSplits.read``: what the asset does).
+
+It prints wall time, peak RSS and the primary metric of each run (the same model: the same
+metric), and the peak of each phase of the fit and evaluation: the RSS high-water mark is reset
+(``/proc/self/clear_refs``) as each of the functions ``train_tabular`` calls starts and read as
+it returns, so a phase's peak counts what the earlier phases left in memory (``between``: the
+work between and after the phases).
+
+    python bench/model_stage_memory.py --events 4000000 --shards 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from upath import UPath
+
+# Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
+# put the root first, for the project's packages and for bench.* (not installed).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assets.features.views import feature_tables  # noqa: E402
+from assets.models.train import train_tabular  # noqa: E402
+from assets.raw.event_log import log_columns, log_size_and_end  # noqa: E402
+from assets.split.plan import plan_split_chunks  # noqa: E402
+from assets.split.split_plan_assets import mature_chunks  # noqa: E402
+from assets.training.build import SPLIT, training_rows, write_training_set  # noqa: E402
+from assets.training.set_splits import SetSplits  # noqa: E402
+from assets.training.sharded_labels import EventFiles  # noqa: E402
+from bench.peak_memory import peak_rss_gib  # noqa: E402
+from bench.training_set_shards import MODEL, _spec, prepare  # noqa: E402
+from configs.schema.execution import ExecutionSpec  # noqa: E402
+from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
+
+MODES = ("whole", "splits")
+# what train_tabular calls for a binary classifier, in order: each one a phase
+PHASES = (
+    "model_splits",
+    "plan_evaluation",
+    "train_classifier",
+    "baseline_scores",
+    "classification_plots",
+)
+
+
+def _phased(peaks: dict[str, float]) -> None:
+    """Wrap each phase's function where ``assets.models.train`` calls it: its own peak RSS."""
+    import assets.models.train as train  # noqa: PLC0415 (the module whose names are wrapped)
+
+    def wrap(name: str, function):
+        def measured(*args, **kwargs):
+            peaks["between"] = max(peaks.get("between", 0.0), peak_rss_gib())  # since the last
+            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
+            try:
+                return function(*args, **kwargs)
+            finally:
+                peaks[name] = max(peaks.get(name, 0.0), peak_rss_gib())
+
+        return measured
+
+    for name in PHASES:
+        setattr(train, name, wrap(name, getattr(train, name)))
+
+
+def write_set(folder: Path, shards: int) -> int:
+    """The split plan of the mature rows and the scorer's set, as their assets write them."""
+    spec = _spec()
+    files = [UPath(p) for p in sorted(folder.glob("events-*.parquet"))]
+    rows, end = log_size_and_end(files, spec.events.timestamp)
+    labels = {name: label.column for name, label in spec.labels.items()}
+    plan = plan_split_chunks(
+        mature_chunks(spec, files, end),
+        spec.split,
+        spec.events.timestamp,
+        spec.events.group,
+        labels,
+    )
+    paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
+    execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
+    engine = LocalEngine(resolve_execution(execution, folder, environ={}))
+    events = EventFiles(tuple(files), tuple(log_columns(files)), rows, end)
+    with training_rows(spec, MODEL, events, engine=engine) as label_rows:
+        written = write_training_set(
+            spec, MODEL, label_rows, plan, paths, UPath(folder / "set.parquet")
+        )
+    return written.rows
+
+
+def child(mode: str, folder: Path) -> None:
+    """One measured model stage: prints wall time, peak RSS and the metric as one JSON line."""
+    spec = _spec()
+    path = UPath(folder / "set.parquet")
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    if mode == "whole":  # as the IO manager loads it
+        with path.open("rb") as handle:
+            training_set = pd.read_parquet(handle)
+    else:
+        training_set = SetSplits.read(path, SPLIT)
+    loaded = peak_rss_gib()
+    _phased(phases)
+    trained = train_tabular(spec, MODEL, training_set)
+    wall = time.perf_counter() - started
+    phases["between"] = max(phases.get("between", 0.0), peak_rss_gib())  # and after the last
+    peak = max(loaded, *phases.values())  # every moment is in one of them
+    metric = float(trained.metrics[trained.primary])
+    rows = {k: int(v) for k, v in trained.predictions[SPLIT].value_counts().items()}
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "peak_gib": peak,
+                "metric": metric,
+                "test": rows,
+                "phases": {"read": loaded, **phases},
+            }
+        )
+    )
+
+
+def measure(mode: str, folder: Path) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--folder", str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.folder)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="playbook-model-stage-"))
+    try:
+        started = time.perf_counter()
+        prepare(args.events, args.days, folder)
+        rows = write_set(folder, args.shards)
+        splits = pd.read_parquet(folder / "set.parquet", columns=[SPLIT])[SPLIT].value_counts()
+        print(
+            f"{args.events:,} fraud events: a set of {rows:,} rows"
+            f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}),"
+            f" ready in {time.perf_counter() - started:.0f} s"
+        )
+        runs = {mode: measure(mode, folder) for mode in MODES}
+        base = runs["whole"]
+        for mode, run in runs.items():
+            print(
+                f"  {mode:<7} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
+                f" ({run['peak_gib'] / base['peak_gib']:.2f}x whole,"
+                f" time {run['wall_s'] / base['wall_s']:.2f}x)  metric {run['metric']:.6f}"
+            )
+            print("          " + ", ".join(f"{k} {v:.2f}" for k, v in run["phases"].items()))
+        same = len({run["metric"] for run in runs.values()}) == 1
+        print(f"  same model (primary metric) in every mode: {same}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
