@@ -51,16 +51,20 @@ def logistic_regression(
     numeric = [col for col in x_train.columns if col not in categories]
     if not numeric:
         raise ValueError("logistic_regression needs at least one numeric feature")
-    x_test, _ = prepare_features(test, numeric, {})
     y = _positive(train, label)
     if len(np.unique(y)) < 2:
         raise ValueError(f"label {label!r} has a single class in train")
+    matrix = x_train[numeric].to_numpy()
+    del x_train  # the matrix is all the fit reads: one copy of the train rows, not two
     model = make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-        StandardScaler(),
+        # in place on the imputer's fresh output: the same numbers, one matrix fewer in memory
+        StandardScaler(copy=False),
         LogisticRegression(class_weight="balanced", max_iter=1000),
     )
-    model.fit(x_train[numeric].to_numpy(), y)
+    model.fit(matrix, y)
+    del matrix
+    x_test, _ = prepare_features(test, numeric, {})
     return model.predict_proba(x_test[numeric].to_numpy())[:, 1]
 
 

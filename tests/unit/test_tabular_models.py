@@ -329,3 +329,28 @@ def test_purchase_head_error_names_the_label():
         train_expected_value(
             train, valid, ["item__x_click"], "clicked", "purchased", "item_attributes__price", FAST
         )
+
+
+def test_the_logistic_regression_baseline_is_the_plain_pipeline_s() -> None:
+    """Its train matrix is freed early and scaled in place (memory): the scores must be those
+    of the plain pipeline on the same matrix, bit for bit."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({f"t__f{i}": rng.normal(size=3_000) for i in range(6)})
+    frame.loc[rng.random(3_000) < 0.1, "t__f0"] = np.nan  # imputed, with its indicator
+    frame["y"] = (rng.random(3_000) < 0.2).astype(int)
+    features = [c for c in frame.columns if c != "y"]
+    train, test = frame.iloc[:2_000], frame.iloc[2_000:]
+    plain = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=1000),
+    )
+    plain.fit(train[features].to_numpy(), train["y"].to_numpy())
+    expected = plain.predict_proba(test[features].to_numpy())[:, 1]
+    got = baseline_scores("logistic_regression", train, test, features, "y")
+    np.testing.assert_array_equal(got, expected)
