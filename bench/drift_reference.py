@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,10 +43,9 @@ from assets.monitoring.drift import event_drift, shifts  # noqa: E402
 from assets.monitoring.drift_events import drift_periods  # noqa: E402
 from assets.raw.event_log import log_size_and_end, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
-from assets.split.plan import plan_split_chunks  # noqa: E402
-from assets.split.split_plan_assets import mature_chunks  # noqa: E402
+from assets.split.split_plan_assets import mature_split_plan  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
-from bench.peak_memory import peak_rss_gib  # noqa: E402
+from bench.peak_memory import measure_child, peak_rss_gib  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
 
@@ -72,14 +70,7 @@ def prepare(events: int, days: int, folder: Path) -> None:
         world.events_for_day(day).to_parquet(folder / f"events-{day:%Y-%m-%d}.parquet", index=False)
     files = _files(folder)
     _, end = log_size_and_end(files, spec.events.timestamp)
-    labels = {name: label.column for name, label in spec.labels.items()}
-    plan = plan_split_chunks(
-        mature_chunks(spec, files, end),
-        spec.split,
-        spec.events.timestamp,
-        spec.events.group,
-        labels,
-    )
+    plan = mature_split_plan(spec, files, end)
     plan.to_parquet(folder / "split_plan.parquet", index=False)
 
 
@@ -108,14 +99,6 @@ def child(mode: str, folder: Path) -> None:
     print(json.dumps({"rows": rows, "digest": digest, "wall_s": wall, "peak_gib": peak_rss_gib()}))
 
 
-def measure(mode: str, folder: Path) -> dict:
-    command = [sys.executable, __file__, "--child", mode, "--folder", str(folder)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -136,7 +119,7 @@ def main() -> None:
             f"{rows:,} fraud events in {args.days} day files, ready in"
             f" {time.perf_counter() - started:.0f} s"
         )
-        runs = {mode: measure(mode, folder) for mode in MODES if mode in args.modes}
+        runs = {mode: measure_child(__file__, mode, folder) for mode in MODES if mode in args.modes}
         base = runs.get("whole")
         for mode, run in runs.items():
             ratio = (

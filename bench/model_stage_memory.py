@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,12 +41,11 @@ sys.path.insert(0, str(ROOT))
 from assets.features.views import feature_tables  # noqa: E402
 from assets.models.train import train_tabular  # noqa: E402
 from assets.raw.event_log import log_columns, log_size_and_end  # noqa: E402
-from assets.split.plan import plan_split_chunks  # noqa: E402
-from assets.split.split_plan_assets import mature_chunks  # noqa: E402
+from assets.split.split_plan_assets import mature_split_plan  # noqa: E402
 from assets.training.build import SPLIT, training_rows, write_training_set  # noqa: E402
 from assets.training.set_splits import SetSplits  # noqa: E402
 from assets.training.sharded_labels import EventFiles  # noqa: E402
-from bench.peak_memory import peak_rss_gib  # noqa: E402
+from bench.peak_memory import measure_child, peak_rss_gib  # noqa: E402
 from bench.training_set_shards import MODEL, _spec, prepare  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
 from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
@@ -88,14 +86,7 @@ def write_set(folder: Path, shards: int) -> int:
     spec = _spec()
     files = [UPath(p) for p in sorted(folder.glob("events-*.parquet"))]
     rows, end = log_size_and_end(files, spec.events.timestamp)
-    labels = {name: label.column for name, label in spec.labels.items()}
-    plan = plan_split_chunks(
-        mature_chunks(spec, files, end),
-        spec.split,
-        spec.events.timestamp,
-        spec.events.group,
-        labels,
-    )
+    plan = mature_split_plan(spec, files, end)
     paths = {t.name: str(folder / f"{t.name}.parquet") for t in feature_tables(spec)}
     execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
     engine = LocalEngine(resolve_execution(execution, folder, environ={}))
@@ -139,14 +130,6 @@ def child(mode: str, folder: Path) -> None:
     )
 
 
-def measure(mode: str, folder: Path) -> dict:
-    command = [sys.executable, __file__, "--child", mode, "--folder", str(folder)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -169,7 +152,7 @@ def main() -> None:
             f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}),"
             f" ready in {time.perf_counter() - started:.0f} s"
         )
-        runs = {mode: measure(mode, folder) for mode in MODES}
+        runs = {mode: measure_child(__file__, mode, folder) for mode in MODES}
         base = runs["whole"]
         for mode, run in runs.items():
             print(

@@ -7,6 +7,9 @@ whatever the child did (a parent holding 600 MB: its child reported 611 MB, its 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -16,3 +19,13 @@ def peak_rss_gib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024**2  # kB
     raise RuntimeError("no VmHWM in /proc/self/status: peak memory needs Linux")
+
+
+def measure_child(script: str, mode: str, folder: Path, *options: str) -> dict:
+    """Run ``script --child mode --folder folder options`` in its own process (its peak RSS its
+    own) and return the JSON object its last line prints; a failed run stops the benchmark."""
+    command = [sys.executable, script, "--child", mode, "--folder", str(folder), *options]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ from assets.training.label_rows import label_event_columns  # noqa: E402
 from assets.training.sharded_join import plan_sharding  # noqa: E402
 from assets.training.sharded_labels import EventFiles  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
-from bench.peak_memory import peak_rss_gib  # noqa: E402
+from bench.peak_memory import measure_child, peak_rss_gib  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
@@ -143,15 +142,6 @@ def child(mode: str, folder: Path, shards: int) -> None:
     print(json.dumps({"rows": written.rows, "digest": digest, "wall_s": wall, "peak_gib": peak}))
 
 
-def measure(mode: str, folder: Path, shards: int) -> dict:
-    command = [sys.executable, __file__, "--child", mode, "--folder", str(folder)]
-    command += ["--shards", str(shards)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500_000)
@@ -184,7 +174,10 @@ def main() -> None:
             f"{rows:,} fraud events, feature rows {table_rows}, ready in {time.perf_counter() - started:.0f} s"
         )
         modes = [m for m in MODES if m in args.modes or m == "labels-whole"]
-        runs = {mode: measure(mode, folder, args.shards) for mode in modes}
+        runs = {
+            mode: measure_child(__file__, mode, folder, "--shards", str(args.shards))
+            for mode in modes
+        }
         base = runs["labels-whole"]
         for mode, run in runs.items():
             extra = f"  ({args.shards} shards)" if mode != "one-pass" else ""

@@ -52,6 +52,21 @@ def mature_chunks(spec: UseCaseSpec, files: Sequence[UPath], end: pd.Timestamp |
     return Chunks(tuple(split_plan_columns(spec, files)), read)
 
 
+def mature_split_plan(
+    spec: UseCaseSpec, files: Sequence[UPath], end: pd.Timestamp | None
+) -> pd.DataFrame:
+    """The split plan of the log's mature rows, counted a file at a time (the asset's table,
+    before its ``data_end``)."""
+    labels = {name: label.column for name, label in spec.labels.items()}
+    return plan_split_chunks(
+        mature_chunks(spec, files, end),
+        spec.split,
+        spec.events.timestamp,
+        spec.events.group,
+        labels,
+    )
+
+
 def describe_split(split: SplitSpec) -> str:
     """The split as its YAML states it, in words (asset descriptions, plan metadata)."""
     if split.method == "group":
@@ -77,7 +92,6 @@ def describe_split(split: SplitSpec) -> str:
 
 def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey(layout.split_plan_key(spec.name))
-    labels = {name: label.column for name, label in spec.labels.items()}
 
     @dg.asset(
         key=key,
@@ -100,13 +114,7 @@ def split_plan_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     def split_plan(home: HomeResource):
         files = log_files(spec, home.layout)
         _, data_end = log_size_and_end(files, spec.events.timestamp)
-        plan = plan_split_chunks(
-            mature_chunks(spec, files, data_end),
-            spec.split,
-            spec.events.timestamp,
-            spec.events.group,
-            labels,
-        )
+        plan = mature_split_plan(spec, files, data_end)
         if data_end is not None:  # the last event of all, mature or not: where serving starts
             plan["data_end"] = data_end
         rows = dict(zip(plan["split"], plan["rows"], strict=True))
