@@ -45,7 +45,7 @@ from assets.raw.event_log import log_size_and_end, read_events  # noqa: E402
 from assets.raw.synthetic import build_world  # noqa: E402
 from assets.split.split_plan_assets import mature_split_plan  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
-from bench.peak_memory import measure_child, peak_rss_gib  # noqa: E402
+from bench.peak_memory import measure_child, peak_rss_gib, run_line  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
 
@@ -122,16 +122,8 @@ def main() -> None:
         runs = {mode: measure_child(__file__, mode, folder) for mode in MODES if mode in args.modes}
         base = runs.get("whole")
         for mode, run in runs.items():
-            ratio = (
-                f" ({run['peak_gib'] / base['peak_gib']:.2f}x whole,"
-                f" time {run['wall_s'] / base['wall_s']:.2f}x)"
-                if base
-                else ""
-            )
-            print(
-                f"  {mode:<7} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
-                f"{ratio}  {run['rows']:>10,} reference rows"
-            )
+            line = run_line(mode, run, base, "whole")
+            print(f"{line}  {run['rows']:>10,} reference rows")
         same = len({run["digest"] for run in runs.values()}) == 1
         print(f"  same PSI table and shifts in every mode: {same}")
     finally:

@@ -45,7 +45,7 @@ from assets.split.split_plan_assets import mature_split_plan  # noqa: E402
 from assets.training.build import SPLIT, training_rows, write_training_set  # noqa: E402
 from assets.training.set_splits import SetSplits  # noqa: E402
 from assets.training.sharded_labels import EventFiles  # noqa: E402
-from bench.peak_memory import measure_child, peak_rss_gib  # noqa: E402
+from bench.peak_memory import measure_child, peak_rss_gib, run_line  # noqa: E402
 from bench.training_set_shards import MODEL, _spec, prepare  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
 from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
@@ -155,11 +155,7 @@ def main() -> None:
         runs = {mode: measure_child(__file__, mode, folder) for mode in MODES}
         base = runs["whole"]
         for mode, run in runs.items():
-            print(
-                f"  {mode:<7} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
-                f" ({run['peak_gib'] / base['peak_gib']:.2f}x whole,"
-                f" time {run['wall_s'] / base['wall_s']:.2f}x)  metric {run['metric']:.6f}"
-            )
+            print(f"{run_line(mode, run, base, 'whole')}  metric {run['metric']:.6f}")
             print("          " + ", ".join(f"{k} {v:.2f}" for k, v in run["phases"].items()))
         same = len({run["metric"] for run in runs.values()}) == 1
         print(f"  same model (primary metric) in every mode: {same}")

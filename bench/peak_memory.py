@@ -29,3 +29,14 @@ def measure_child(script: str, mode: str, folder: Path, *options: str) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_line(mode: str, run: dict, base: dict | None, base_name: str, width: int = 7) -> str:
+    """One measured run: its wall time and peak RSS, beside the baseline run's as ratios."""
+    line = f"  {mode:<{width}} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
+    if base is not None:
+        line += (
+            f" ({run['peak_gib'] / base['peak_gib']:.2f}x {base_name},"
+            f" time {run['wall_s'] / base['wall_s']:.2f}x)"
+        )
+    return line

@@ -56,7 +56,7 @@ from assets.training.label_rows import label_event_columns  # noqa: E402
 from assets.training.sharded_join import plan_sharding  # noqa: E402
 from assets.training.sharded_labels import EventFiles  # noqa: E402
 from bench.generate import START, sized_params  # noqa: E402
-from bench.peak_memory import measure_child, peak_rss_gib  # noqa: E402
+from bench.peak_memory import measure_child, peak_rss_gib, run_line  # noqa: E402
 from configs import CONFIG_DIR  # noqa: E402
 from configs.schema import load_specs  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
@@ -181,12 +181,8 @@ def main() -> None:
         base = runs["labels-whole"]
         for mode, run in runs.items():
             extra = f"  ({args.shards} shards)" if mode != "one-pass" else ""
-            print(
-                f"  {mode:<12} wall {run['wall_s']:6.1f} s  peak RSS {run['peak_gib']:5.2f} GiB"
-                f" ({run['peak_gib'] / base['peak_gib']:.2f}x labels-whole,"
-                f" time {run['wall_s'] / base['wall_s']:.2f}x)"
-                f"  {run['rows']:>9,} rows{extra}"
-            )
+            line = run_line(mode, run, base, "labels-whole", width=12)
+            print(f"{line}  {run['rows']:>9,} rows{extra}")
         same = all(run["digest"] == base["digest"] for run in runs.values())
         print(f"  same set (rows, order, values) in every mode: {same}")
     finally:
