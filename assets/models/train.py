@@ -69,19 +69,21 @@ class TrainedModel:
         return higher_is_better(self.primary)
 
 
-def _is_list(column: pd.Series) -> bool:
-    values = column.dropna()
-    return len(values) > 0 and isinstance(values.iloc[0], list | tuple | np.ndarray)
+def _is_list(frame: pd.DataFrame | SetSplits, column: str) -> bool:
+    if isinstance(frame, SetSplits):
+        first = frame.first_value(column)
+    else:
+        valid = frame[column].notna().to_numpy()
+        first = frame[column].iloc[int(valid.argmax())] if valid.any() else None
+    return isinstance(first, list | tuple | np.ndarray)
 
 
 def feature_columns(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits) -> list[str]:
     """The model's tabular features: ``<table>__<feature>`` plus passthrough, lists left out
-    (a list column known by its train rows when the set comes by split)."""
-    if isinstance(frame, SetSplits):
-        frame = frame.part("train")
+    (a list column: its first value in the set is a list, the set whole or by split)."""
     stored = [c for c in frame.columns if layout.is_feature_column(c)]
     columns = stored + [c for c in passthrough_columns(spec, model) if c in frame.columns]
-    return [c for c in columns if not _is_list(frame[c])]
+    return [c for c in columns if not _is_list(frame, c)]
 
 
 def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:

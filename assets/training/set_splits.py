@@ -94,6 +94,15 @@ class SetSplits:
         at[self.order()] = np.arange(self.rows)
         return joined.iloc[at].reset_index(drop=True)
 
+    def first_value(self, column: str) -> object | None:
+        """The first non-null value of ``column`` in the set's order (None: all null)."""
+        found: tuple[int, object] | None = None
+        for name, part in self.parts.items():
+            at = part[column].first_valid_index()
+            if at is not None and (found is None or self.places[name][at] < found[0]):
+                found = (int(self.places[name][at]), part[column].iloc[at])
+        return None if found is None else found[1]
+
     def head(self, rows: int) -> pd.DataFrame:
         """The set's first ``rows`` rows, every column (a logged model's input example)."""
         picked = [

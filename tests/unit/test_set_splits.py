@@ -63,3 +63,29 @@ def test_a_split_the_set_lacks_is_empty_with_the_columns_and_no_row_may_lack_one
     assert splits.part("test").empty and list(splits.part("test").columns) == list(frame.columns)
     with pytest.raises(ValueError, match="2 rows have no 'split'"):
         SetSplits.of(frame.assign(split=frame["split"].where(frame.index > 1)), "split")
+
+
+def test_the_first_value_is_the_set_s_first(written) -> None:
+    path, whole = written
+    splits = SetSplits.read(path, "split")
+    late = whole["amount"].where(whole.index >= 123)  # null before row 123, whatever its split
+    frame = whole.assign(amount=late)
+    assert SetSplits.of(frame, "split").first_value("amount") == late.iloc[123]
+    assert SetSplits.of(frame.assign(amount=np.nan), "split").first_value("amount") is None
+    assert splits.first_value("card_id") == whole["card_id"].iloc[0]
+
+
+def test_features_of_a_set_by_split_are_the_whole_set_s() -> None:
+    """A list column whose first value sits in a later split is still a list column."""
+    from assets.models.train import feature_columns
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "fraud.yaml"])
+    frame = _set(200)
+    first_test = int(np.flatnonzero(frame["split"] == "test")[0])
+    frame["v__amount"] = frame["amount"]
+    frame["v__recent"] = [[1, 2] if i >= first_test else None for i in range(len(frame))]
+    whole = feature_columns(spec, "scorer", frame)
+    assert "v__amount" in whole and "v__recent" not in whole
+    assert feature_columns(spec, "scorer", SetSplits.of(frame, "split")) == whole
