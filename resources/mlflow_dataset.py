@@ -58,7 +58,7 @@ class TrainingData:
 
     @property
     def parts(self) -> list[pd.DataFrame]:
-        return [self.frame] if isinstance(self.frame, pd.DataFrame) else list(self.frame)
+        return _parts(self.frame)
 
 
 class TrainingDataset(PandasDataset):
@@ -120,7 +120,7 @@ def frame_digest(
 ) -> str:
     """An 8-character digest of every row (MLflow's format): hashable columns, names, length;
     of a set in parts, its rows' hashes put back in the set's order first."""
-    parts = [frame] if isinstance(frame, pd.DataFrame) else list(frame)
+    parts = _parts(frame)
     columns = parts[0].columns
     hashable = [c for c in columns if all(_hashable(part[c]) for part in parts)]
     hashes = [pd.util.hash_pandas_object(p[hashable], index=False).to_numpy() for p in parts]
@@ -128,6 +128,11 @@ def frame_digest(
     return get_normalized_md5_digest(
         [rows, np.int64(rows.size)] + [str(column).encode() for column in columns]
     )
+
+
+def _parts(frame: pd.DataFrame | Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+    """A set as its list of parts: a frame is one."""
+    return [frame] if isinstance(frame, pd.DataFrame) else list(frame)
 
 
 def _in_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
@@ -157,7 +162,7 @@ def sampled_schema(
     frame-to-schema function it has that raises instead of falling back to "any"); None when it
     cannot type the sample, as MLflow's dataset then has no schema either.
     """
-    parts = [frame] if isinstance(frame, pd.DataFrame) else list(frame)
+    parts = _parts(frame)
     sample = set_sample(parts, rows, order)
     try:
         from mlflow.types.utils import _infer_schema

@@ -22,6 +22,7 @@ from assets.models.tuning import tune
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns
 from assets.training.set_splits import SetSplits
+from assets.upstream import home_table_file
 from configs.schema.sequence import SequenceSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
@@ -229,9 +230,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         mlflow: MLflowResource,
         home: HomeResource,
     ):
-        path = home.layout.table_file(tuple(set_key.path))
-        if not path.exists():
-            raise dg.Failure(f"{set_key.to_user_string()}: no file at {path}; materialize it first")
+        path = home_table_file(home.layout, set_key)
         try:
             training_set = SetSplits.read(path, SPLIT)
         except ValueError as error:

@@ -24,6 +24,7 @@ from assets.monitoring.plots import drift_plots
 from assets.raw.event_log import log_files
 from assets.training.build import SPLIT
 from assets.training.set_splits import read_split
+from assets.upstream import home_table_file
 from configs.schema.model_stage import TABULAR
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
@@ -74,11 +75,7 @@ def drift_report_asset(spec: UseCaseSpec) -> dg.AssetsDefinition | None:
         drifts = [event_drift(spec, reference, window)]
         changes = shifts(spec, reference, window)
         for model in tabular:
-            path = home.layout.table_file(tuple(sets[model].path))
-            if not path.exists():
-                raise dg.Failure(
-                    f"{sets[model].to_user_string()}: no file at {path}; materialize it first"
-                )
+            path = home_table_file(home.layout, sets[model])
             name = layout.registered_model_name(spec.name, model)
             champion = (
                 mlflow.load_model(name, layout.CHAMPION).unwrap_python_model().model

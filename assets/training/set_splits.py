@@ -33,16 +33,16 @@ def read_split(path: UPath, split: str, split_column: str) -> pd.DataFrame:
 
 def _places(column: pd.Series, name: str) -> dict[str, np.ndarray]:
     """Each split's row positions, the model's splits first; every row must have a split."""
-    codes = column.astype("category")
-    labels = [str(c) for c in codes.cat.categories]
-    found = np.bincount(codes.cat.codes.to_numpy() + 1, minlength=len(labels) + 1)
+    split = column.astype("category")
+    labels = [str(c) for c in split.cat.categories]
+    values = split.cat.codes.to_numpy()
+    found = np.bincount(values + 1, minlength=len(labels) + 1)
     if found[0]:
         raise ValueError(f"training set: {found[0]} rows have no {name!r}")
     ranked = sorted(
         (i for i in range(len(labels)) if found[i + 1]),
         key=lambda i: (MODEL_SPLITS.index(labels[i]) if labels[i] in MODEL_SPLITS else 3, i),
     )
-    values = codes.cat.codes.to_numpy()
     return {labels[i]: np.flatnonzero(values == i) for i in ranked}
 
 
