@@ -13,16 +13,16 @@ sets, so they are done here, with MLflow's public types:
   by value); it is inferred from a sample, and each column is marked required only if it has no
   null in the whole frame.
 
-The set may come in parts (the model stage reads it by split, never whole), with each part row's
-place in the set: the digest, the sample and the profile are then those of the whole set, in its
-order, computed part by part.
+The set may come in chunks (the model stage never holds it whole: :class:`Chunks`, read in
+the set's order): the digest, the sample and the profile are then the whole set's, computed a
+chunk at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import mlflow
@@ -35,6 +35,8 @@ from mlflow.data.digest_utils import get_normalized_md5_digest
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.types import ColSpec, Schema
 
+from runtime.table_chunks import Chunks
+
 logger = logging.getLogger(__name__)
 
 CONTEXT = "training"
@@ -46,19 +48,13 @@ TARGETS_TAG = "playbook.targets"  # a dataset input tag: every label column, com
 class TrainingData:
     """A training set to log as the run's dataset input."""
 
-    frame: pd.DataFrame | Sequence[pd.DataFrame]  # the set, or its parts (same columns)
+    frame: pd.DataFrame | Chunks  # the set, or the set in its order a chunk at a time
     name: str  # the training set's asset key, e.g. fraud/training_sets/scorer
     source: str | None = None  # where it is stored (the Parquet path or URI), if known
     # label columns: the dataset's targets when there is one (MLflow keeps it in memory only,
     # for mlflow.evaluate) and, all of them, the input's playbook.targets tag
     targets: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)  # on the dataset input
-    # with parts: where each row of the parts, concatenated, sits in the set (None: in order)
-    order: np.ndarray | None = None
-
-    @property
-    def parts(self) -> list[pd.DataFrame]:
-        return _parts(self.frame)
 
 
 class TrainingDataset(PandasDataset):
@@ -85,17 +81,20 @@ def log_training_set(data: TrainingData) -> None:
 
 
 def training_dataset(data: TrainingData) -> TrainingDataset:
-    """The dataset ``mlflow.log_input`` takes for ``data``; nothing in it holds rows."""
-    parts = data.parts
-    targets = [column for column in data.targets if column in parts[0].columns]
+    """The dataset ``mlflow.log_input`` takes for ``data``; nothing in it holds rows but the
+    schema's sample."""
+    table = Chunks.of(data.frame)
+    targets = [column for column in data.targets if column in table.columns]
+    digest, rows = _digest(table)
+    sample = set_sample(table, SCHEMA_SAMPLE_ROWS, rows)
     return TrainingDataset(
-        df=parts[0],
+        df=sample,
         source=_source(data.source),
         targets=targets[0] if len(targets) == 1 else None,
         name=data.name,
-        digest=frame_digest(parts, data.order),
-        schema=sampled_schema(parts, order=data.order),
-        rows=sum(len(part) for part in parts),
+        digest=digest,
+        schema=_schema(table, sample),
+        rows=rows,
     )
 
 
@@ -115,33 +114,26 @@ def _source(source: str | None) -> DatasetSource:
         return resolve_dataset_source(source)
 
 
-def frame_digest(
-    frame: pd.DataFrame | Sequence[pd.DataFrame], order: np.ndarray | None = None
-) -> str:
-    """An 8-character digest of every row (MLflow's format): hashable columns, names, length;
-    of a set in parts, its rows' hashes put back in the set's order first."""
-    parts = _parts(frame)
-    columns = parts[0].columns
-    hashable = [c for c in columns if all(_hashable(part[c]) for part in parts)]
-    hashes = [pd.util.hash_pandas_object(p[hashable], index=False).to_numpy() for p in parts]
-    rows = _in_order(np.concatenate(hashes), order)
-    return get_normalized_md5_digest(
+def frame_digest(table: pd.DataFrame | Chunks) -> str:
+    """An 8-character digest of every row (MLflow's format: hashable columns, names, length);
+    of a set in chunks, the same, from two passes (which columns hash, then the rows' hashes in
+    order)."""
+    return _digest(Chunks.of(table))[0]
+
+
+def _digest(table: Chunks) -> tuple[str, int]:
+    """:func:`frame_digest` and the rows it hashed."""
+    columns = list(table.columns)
+    hashable = set(columns)
+    for chunk in table():
+        hashable -= {column for column in hashable if not _hashable(chunk[column])}
+    kept = [column for column in columns if column in hashable]
+    hashes = [pd.util.hash_pandas_object(chunk, index=False).to_numpy() for chunk in table(kept)]
+    rows = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+    digest = get_normalized_md5_digest(
         [rows, np.int64(rows.size)] + [str(column).encode() for column in columns]
     )
-
-
-def _parts(frame: pd.DataFrame | Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
-    """A set as its list of parts: a frame is one."""
-    return [frame] if isinstance(frame, pd.DataFrame) else list(frame)
-
-
-def _in_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-    """Values of the parts' rows (concatenated) at their places in the set."""
-    if order is None:
-        return values
-    placed = np.empty_like(values)
-    placed[order] = values
-    return placed
+    return digest, int(rows.size)
 
 
 def _hashable(column: pd.Series) -> bool:
@@ -150,20 +142,21 @@ def _hashable(column: pd.Series) -> bool:
     return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
 
 
-def sampled_schema(
-    frame: pd.DataFrame | Sequence[pd.DataFrame],
-    rows: int = SCHEMA_SAMPLE_ROWS,
-    order: np.ndarray | None = None,
-) -> Schema | None:
-    """Column types from a sample, required only where the whole column has no null (the
-    same sample rows of a set in parts, :func:`frame_digest`'s ``order``).
+def sampled_schema(table: pd.DataFrame | Chunks, rows: int = SCHEMA_SAMPLE_ROWS) -> Schema | None:
+    """Column types from a sample of ``rows`` rows (:func:`set_sample`), required only where the
+    whole column has no null (counted a chunk at a time)."""
+    table = Chunks.of(table)
+    total = sum(len(chunk) for chunk in table(list(table.columns[:1])))
+    return _schema(table, set_sample(table, rows, total))
+
+
+def _schema(table: Chunks, sample: pd.DataFrame) -> Schema | None:
+    """The schema of ``sample``, required where no chunk of ``table`` has a null.
 
     The inference is the one ``PandasDataset.schema`` runs (MLflow's ``_infer_schema``, the only
     frame-to-schema function it has that raises instead of falling back to "any"); None when it
     cannot type the sample, as MLflow's dataset then has no schema either.
     """
-    parts = _parts(frame)
-    sample = set_sample(parts, rows, order)
     try:
         from mlflow.types.utils import _infer_schema
 
@@ -173,7 +166,7 @@ def sampled_schema(
     except Exception as error:
         logger.debug("no schema for the training set: %s", error)
         return None
-    nulls = pd.concat([part.isna().any() for part in parts], axis=1).any(axis=1)
+    nulls = pd.concat([chunk.isna().any() for chunk in table()], axis=1).any(axis=1)
     return Schema(
         [
             ColSpec(spec.type, spec.name, required=not bool(nulls.get(spec.name, False)))
@@ -182,19 +175,16 @@ def sampled_schema(
     )
 
 
-def set_sample(parts: list[pd.DataFrame], rows: int, order: np.ndarray | None) -> pd.DataFrame:
-    """``frame.sample(n=rows, random_state=0)`` of the set the parts make (the whole set when
-    it has no more rows), gathered from the parts."""
-    total = sum(len(part) for part in parts)
+def set_sample(table: pd.DataFrame | Chunks, rows: int, total: int) -> pd.DataFrame:
+    """``frame.sample(n=rows, random_state=0)`` of the set of ``total`` rows (the whole set when
+    it has no more rows), gathered a chunk at a time, in the draw's order."""
+    table = Chunks.of(table)
     if total <= rows:
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        return table.frame(list(table.columns))
     # what DataFrame.sample draws: RandomState(0).choice over the rows, without replacement
     picked = np.random.RandomState(0).choice(total, size=rows, replace=False)
-    where = picked if order is None else _in_order(np.arange(total), order)[picked]
-    starts = np.cumsum([0, *(len(part) for part in parts)])
-    which = np.searchsorted(starts, where, side="right") - 1
-    pieces = [
-        parts[i].iloc[where[which == i] - starts[i]].set_axis(np.flatnonzero(which == i))
-        for i in range(len(parts))
-    ]
-    return pd.concat(pieces).sort_index()
+    ascending = np.argsort(picked, kind="stable")
+    found = table.rows_at(picked[ascending])
+    drawn = np.empty(rows, dtype=np.int64)
+    drawn[ascending] = np.arange(rows)
+    return found.iloc[drawn].set_axis(picked)

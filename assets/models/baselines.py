@@ -21,8 +21,14 @@ from sklearn.preprocessing import StandardScaler
 from assets.models.multiclass_metrics import positive_prior
 from assets.models.tabular import prepare_features
 from configs.schema.consistency import REGRESSION_BASELINES
+from runtime.table_chunks import Chunks
 
 FEATURE_PREFIX = "feature:"
+# The most train rows the logistic-regression baseline fits on when the train split is read in
+# chunks (a classifier's, never held whole): a uniform sample beyond this, drawn with a fixed
+# seed. A baseline is a yardstick, and a linear model on a million rows is a settled one; the
+# whole split would need its float matrix in memory, which is what reading in chunks avoids.
+BASELINE_FIT_ROWS = 1_000_000
 KNOWN = (
     "class_prior",
     "logistic_regression",
@@ -129,3 +135,28 @@ def baseline_scores(
     if name not in builders:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(KNOWN)}")
     return builders[name]()
+
+
+def baseline_train(
+    name: str,
+    train: Chunks,
+    rows: int,
+    features: list[str],
+    label: str,
+    item_key: str | None = None,
+    fit_rows: int = BASELINE_FIT_ROWS,
+) -> pd.DataFrame:
+    """The train rows :func:`baseline_scores` reads for ``name``, from a train split of ``rows``
+    rows read in chunks: the label (and item) columns whole for the counting baselines, every
+    feature of at most ``fit_rows`` rows (all of them below it, so the same fit) for
+    ``logistic_regression``, nothing for those that score the test rows alone."""
+    present = set(train.columns)
+    if name == "logistic_regression":
+        columns = [c for c in dict.fromkeys([*features, label]) if c in present]
+        if rows <= fit_rows:
+            return train.frame(columns)
+        picked = np.sort(np.random.default_rng(0).choice(rows, size=fit_rows, replace=False))
+        return train.rows_at(picked, columns)
+    if name in ("popularity", "class_prior"):
+        return train.frame([c for c in (item_key, label) if c is not None and c in present])
+    return pd.DataFrame()

@@ -22,14 +22,17 @@ from assets.models.lightgbm_inputs import (
     merge_params,
     train_booster,
 )
+from assets.models.streamed_matrix import sampling_params, streamed_dataset
 from runtime.models.classifier import CalibratedClassifier, Calibration, Calibrator
 from runtime.models.features import prepare_features
+from runtime.table_chunks import Chunks
+from runtime.training_engine import current_training_engine
 
 # --------------------------------------------------------------------------- classifier
 
 
 def train_classifier(
-    train: pd.DataFrame,
+    train: pd.DataFrame | Chunks,
     valid: pd.DataFrame,
     features: list[str],
     label: str,
@@ -42,23 +45,41 @@ def train_classifier(
     Imbalance is handled with ``scale_pos_weight = negatives / positives`` (unless ``params`` set
     it or ``is_unbalance``): rare positives then shape the trees, and the probability distortion
     that weighting causes is removed by the calibrator fit on the validation rows.
+
+    ``train`` may be the split read in chunks: LightGBM then bins it as it reads
+    (``assets.models.streamed_matrix``), never holding it or its matrix, and grows the same
+    trees. Ray Train's trainer shares a frame among its workers, so on Ray it is read whole.
     """
     params = dict(params or {})
     check_params(params)
-    check_rows(train, valid)
-    y_train = binary_label(train, label, "train")
+    if isinstance(train, Chunks) and current_training_engine() is not None:
+        train = train.frame(list(train.columns))
+    if isinstance(train, Chunks):
+        if label not in train.columns:
+            raise ValueError(f"label {label!r} is not a column of the train set")
+        labels = train.frame([label])
+    else:
+        labels = train
+    check_rows(labels, valid)
+    y_train = binary_label(labels, label, "train")
     y_valid = binary_label(valid, label, "validation")
-    x_train, categories = prepare_features(train, features)
-    x_valid, _ = prepare_features(valid, list(x_train.columns), categories)
+    del labels
     merged = merge_params({**COMMON_DEFAULTS, **CLASSIFIER_DEFAULTS}, params)
     if not (has_param(params, "scale_pos_weight") or has_param(params, "is_unbalance")):
         merged["scale_pos_weight"] = float((y_train == 0).sum() / (y_train == 1).sum())
-    train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
+    fit_params = merged
+    if isinstance(train, Chunks):
+        streamed = streamed_dataset(train, features, y_train, free_raw_data=False)
+        train_set, columns, categories = streamed.dataset, streamed.columns, streamed.categories
+        fit_params = {**merged, **sampling_params(merged)}
+    else:
+        x_train, categories = prepare_features(train, features)
+        columns = list(x_train.columns)
+        train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
+    x_valid, _ = prepare_features(valid, columns, categories)
     valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set)
-    booster = train_booster(merged, train_set, valid_set)
+    booster = train_booster(fit_params, train_set, valid_set)
     best = booster.best_iteration or booster.current_iteration()
     margin = booster.predict(x_valid, num_iteration=best, raw_score=True)
     calibrator = Calibrator.fit(margin, y_valid, calibration)
-    return CalibratedClassifier(
-        booster, list(x_train.columns), categories, label, calibrator, best, merged
-    )
+    return CalibratedClassifier(booster, columns, categories, label, calibrator, best, merged)

@@ -17,7 +17,13 @@ from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.models.plots import Plots, markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
 from assets.models.sequence import train_sequence_retrieval
-from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
+from assets.models.train import (
+    TABULAR,
+    TrainedModel,
+    model_input,
+    streamed_splits,
+    train_tabular,
+)
 from assets.models.tuning import tune
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns
@@ -66,19 +72,18 @@ def _training_data(
     frame: pd.DataFrame | SetSplits,
 ) -> TrainingData:
     """The training set as the run's MLflow dataset input: its asset key, Parquet path, labels
-    (of a set read by split, its parts and their places: the whole set's digest and schema)."""
+    (of a set read by split, the set in its order a chunk at a time: the whole set's digest
+    and schema)."""
     key = dg.AssetKey(layout.training_set_key(spec.name, model))
     event = context.instance.get_latest_materialization_event(key)
     materialization = event.asset_materialization if event else None
     path = materialization.metadata.get("path") if materialization else None
-    parts = list(frame.parts.values()) if isinstance(frame, SetSplits) else frame
     return TrainingData(
-        frame=parts,
+        frame=frame.table if isinstance(frame, SetSplits) else frame,
         name=key.to_user_string(),
         source=str(path.value) if path is not None else None,
         targets=tuple(label_columns(spec, model).values()),
         tags={"playbook.training_set_run": event.run_id if event else "unknown"},
-        order=frame.order() if isinstance(frame, SetSplits) else None,
     )
 
 
@@ -232,7 +237,7 @@ def model_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     ):
         path = home_table_file(home.layout, set_key)
         try:
-            training_set = SetSplits.read(path, SPLIT)
+            training_set = SetSplits.read(path, SPLIT, streamed=streamed_splits(stage))
         except ValueError as error:
             raise dg.Failure(f"{set_key.to_user_string()}: {error}") from None
         tuned = None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.models.baselines import baseline_scores
+from assets.models.baselines import baseline_scores, baseline_train
 from assets.models.card_precision import card_precision_metrics
 from assets.models.evaluation import (
     classification_metrics,
@@ -27,7 +27,12 @@ from assets.models.evaluation import (
     higher_is_better,
     ranking_metrics,
 )
-from assets.models.evaluation_rows import EvaluationPlan, plan_evaluation, ranked_item_key
+from assets.models.evaluation_rows import (
+    EvaluationPlan,
+    evaluation_unit,
+    plan_evaluation,
+    ranked_item_key,
+)
 from assets.models.multiclass import train_multiclass_model
 from assets.models.plots import classification_plots, cutoff_plot
 from assets.models.regression import train_regression
@@ -44,6 +49,8 @@ from assets.training.set_splits import MODEL_SPLITS, SetSplits
 from configs.schema.model_stage import TABULAR, ModelStageSpec  # noqa: F401 (TABULAR re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
+from runtime.table_chunks import Chunks
+from runtime.training_engine import current_training_engine
 
 SCORE = "score"
 REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
@@ -99,17 +106,23 @@ def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
-    """(train, validation, test) of a set, each with a fresh index: cut from a frame, or as read
-    by split from the set's file (:class:`SetSplits`, the model asset's way: no whole frame)."""
+def model_splits(
+    spec: UseCaseSpec,
+    model: str,
+    frame: pd.DataFrame | SetSplits,
+    names: tuple[str, ...] = MODEL_SPLITS,
+):
+    """(train, validation, test) of a set (or the splits ``names``), each with a fresh index:
+    cut from a frame, or as read by split from the set's file (:class:`SetSplits`, the model
+    asset's way: no whole frame)."""
     splits = frame if isinstance(frame, SetSplits) else SetSplits.of(frame, SPLIT)
-    parts = {name: splits.part(name) for name in MODEL_SPLITS}
+    parts = {name: splits.part(name) for name in names}
     for name, part in parts.items():
         if part.empty:
             raise ValueError(
                 f"{spec.name}: model.{model}: the {name} split of the training set is empty"
             )
-    return parts["train"], parts["validation"], parts["test"]
+    return tuple(parts.values())
 
 
 def card_precision_ks(spec: UseCaseSpec) -> tuple[int, ...]:
@@ -145,16 +158,51 @@ def _classification_judge(spec, test: pd.DataFrame, label: str, unit: str):
     return judge
 
 
+def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
+    """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
+    over them: a binary classifier's train split (LightGBM bins it as it reads it, the baseline
+    fits on a bounded sample). The other learners still take their splits as frames."""
+    return ("train",) if stage.problem == "binary_classification" else ()
+
+
+def _streamed_train(spec, model, frame) -> Chunks | None:
+    """The train split in chunks when the set streams it and the fit runs here (Ray Train's
+    trainer takes a frame): never held whole, a classifier's train rows are read by each pass
+    that needs them (LightGBM's bins, the units, the baseline's rows)."""
+    if not isinstance(frame, SetSplits) or "train" not in frame.streamed:
+        return None
+    if current_training_engine() is not None:
+        return None
+    if frame.size("train") == 0:
+        raise ValueError(
+            f"{spec.name}: model.{model}: the train split of the training set is empty"
+        )
+    return frame.chunks("train")
+
+
 def _classification(spec, model, frame, features, params):
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
-    train, valid, test = model_splits(spec, model, frame)
-    plan = plan_evaluation(spec, model, train, test, label)
+    name = stage.baseline or "random"
+    streamed = _streamed_train(spec, model, frame)
+    if streamed is None:
+        train, valid, test = model_splits(spec, model, frame)
+        units = baseline_rows = train
+    else:
+        valid, test = model_splits(spec, model, frame, names=("validation", "test"))
+        unit = evaluation_unit(spec, model)
+        train = streamed
+        units = streamed.frame([unit] if unit in streamed.columns else [])
+        rows = frame.size("train")
+        baseline_rows = baseline_train(name, streamed, rows, features, label)
+    plan = plan_evaluation(spec, model, units, test, label)
+    del units
     fitted = train_classifier(train, valid, features, label, params)
     scores = fitted.predict_proba(test)
     judge = _classification_judge(spec, test, label, plan.unit)
     metrics = plan.metrics(lambda rows: judge(scores, rows), test)
-    baseline = baseline_scores(stage.baseline or "random", train, test, features, label)
+    baseline = baseline_scores(name, baseline_rows, test, features, label)
+    del baseline_rows
     baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
     primary = classification_primary(spec)
     rows = plan.evaluated

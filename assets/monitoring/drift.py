@@ -20,10 +20,10 @@ import pandas as pd
 from assets.features.availability import known_at
 from assets.monitoring.drift_reference import DriftReference, EmptyReference, WindowCounts
 from assets.monitoring.shifts import Shift, label_counts, rate_shift, volume_shift
-from assets.table_chunks import Chunks
 from configs.schema.request_checks import request_features
 from configs.schema.request_expressions import TRANSFORMS
 from configs.schema.usecase import UseCaseSpec
+from runtime.table_chunks import Chunks
 
 SCORE = "score"
 ALERT = "alert"

@@ -22,8 +22,8 @@ from upath import UPath
 
 from assets.monitoring.drift import watched_event_columns
 from assets.raw.event_log import read_events, rows_per_day
-from assets.table_chunks import Chunks
 from configs.schema.usecase import UseCaseSpec
+from runtime.table_chunks import Chunks
 
 
 def window_start(per_day: pd.Series, min_rows: int) -> pd.Timestamp:

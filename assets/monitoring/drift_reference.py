@@ -7,7 +7,7 @@ other; each row carries the PSI (:mod:`assets.monitoring.psi`) and its status
 (:mod:`assets.monitoring.drift_status`). Plain functions, no Dagster: the monitoring assets wire
 them to storage and metadata.
 
-Either side may be a frame or chunks read one at a time (:class:`assets.table_chunks.
+Either side may be a frame or chunks read one at a time (:class:`runtime.table_chunks.
 Chunks`, e.g. a training period of the event log a file at a time): the bins, counts and PSI are
 the same as for the chunks concatenated, so a reference of any size fits in one chunk's memory.
 
@@ -32,7 +32,7 @@ from assets.monitoring.feature_bins import (
 )
 from assets.monitoring.psi import EPSILON, psi_terms
 from assets.monitoring.reference_fit import BinSettings, fit_features
-from assets.table_chunks import Chunks
+from runtime.table_chunks import Chunks
 
 COLUMNS = (
     "feature",

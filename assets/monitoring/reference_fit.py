@@ -2,7 +2,7 @@
 
 A drift reference is a training period: at tens of millions of events its watched columns do not
 belong in memory at once. :func:`fit_features` reads the reference as chunks (a frame, or one
-event file at a time; :class:`assets.table_chunks.Chunks`) and gives the bins and counts that fitting the chunks
+event file at a time; :class:`runtime.table_chunks.Chunks`) and gives the bins and counts that fitting the chunks
 concatenated would give, in at most three passes with one chunk in memory:
 
 1. **Tally.** Rows; per categorical column the rows per value and the nulls (exact, summed);
@@ -40,7 +40,7 @@ from assets.monitoring.feature_bins import (
     QUANTILE_SAMPLE,
     FeatureReference,
 )
-from assets.table_chunks import Chunks
+from runtime.table_chunks import Chunks
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from assets.split.plan_counts import SplitTally, TimeStats
-from assets.table_chunks import Chunks
 from configs.schema.base import parse_duration
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
+from runtime.table_chunks import Chunks
 
 SPLITS = ("train", "validation", "test")
 GAP = "gap"

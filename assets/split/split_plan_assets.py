@@ -16,12 +16,12 @@ from upath import UPath
 from assets.metadata import asset_identity, rounded_metadata
 from assets.raw.event_log import log_columns, log_files, log_size_and_end, read_events
 from assets.split.plan import SPLITS, plan_split_chunks
-from assets.table_chunks import Chunks
 from assets.training.label_rows import maturity
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
 from configs.schema.usecase import UseCaseSpec
 from resources.home import HomeResource
 from runtime import layout
+from runtime.table_chunks import Chunks
 
 NON_EMPTY_CHECK = "splits_not_empty"
 

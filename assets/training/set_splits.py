@@ -1,25 +1,33 @@
-"""A written training set read by split: each split's rows alone, and where each row sits.
+"""A written training set read by split: each split's rows alone, or a chunk at a time.
 
 The model stage trains on train, early-stops and calibrates on validation and evaluates on test.
 Loading the set whole and then cutting it held every row twice (the frame and its three
-splits); reading each split from the file with an Arrow filter holds each row once.
-:class:`SetSplits` keeps, beside the splits, every row's place in the file, so what needs the set
-in its own order (the MLflow dataset's digest and schema sample, the first rows as the logged
-model's input example, a regression's ``last_value`` history) gets exactly the whole set's
-answer from the splits, never the whole set in memory.
+splits); reading each split from the file with an Arrow filter holds each row once. A split
+that need not be held at all (the train split of a classifier, most of the set: LightGBM bins
+it as it reads, ``assets.models.streamed_matrix``) is *streamed*: read again, a batch of the
+file at a time, by each pass that needs it. What needs the set in its own order (the MLflow
+dataset's digest and schema sample, the first rows as the logged model's input example, a
+regression's ``last_value`` history) reads :attr:`SetSplits.table`, the set in file order a
+chunk at a time, never the whole set in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
+from runtime.table_chunks import Chunks
+
 MODEL_SPLITS = ("train", "validation", "test")
+# rows of the file decoded at a time when a split or the set is read in chunks
+BATCH_ROWS = 131_072
 
 
 def read_split(path: UPath, split: str, split_column: str) -> pd.DataFrame:
@@ -29,6 +37,30 @@ def read_split(path: UPath, split: str, split_column: str) -> pd.DataFrame:
     with path.open("rb") as handle:
         table = pq.read_table(handle, filters=[(split_column, "==", split)])
     return table.to_pandas()
+
+
+def file_chunks(
+    path: UPath, split_column: str, split: str | None = None, batch_rows: int = BATCH_ROWS
+) -> Chunks:
+    """The set's file (only ``split``'s rows, when given) as :class:`Chunks`: a batch of the file
+    at a time, each typed as the whole file reads (the pandas metadata travels with each batch)."""
+    with path.open("rb") as handle:
+        names = tuple(
+            name
+            for name in pq.ParquetFile(handle).schema_arrow.names
+            if not name.startswith("__index_level_")  # a pandas index, not a column
+        )
+
+    def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+        wanted = columns if split is None or split_column in columns else [*columns, split_column]
+        with path.open("rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=wanted):
+                if split is not None:
+                    codes = pc.cast(batch.column(split_column), pa.string())
+                    batch = batch.filter(pc.equal(codes, split))
+                yield pa.Table.from_batches([batch]).to_pandas()[columns]
+
+    return Chunks(names, read)
 
 
 def _places(column: pd.Series, name: str) -> dict[str, np.ndarray]:
@@ -47,66 +79,106 @@ def _places(column: pd.Series, name: str) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True)
+class StreamedSplit:
+    """A split not held in memory: its rows a chunk at a time, its size, and how to load it
+    whole for a learner that needs a frame."""
+
+    chunks: Chunks
+    rows: int
+    load: Callable[[], pd.DataFrame]
+
+
+@dataclass(frozen=True)
 class SetSplits:
-    """Every split of a training set (fresh index each) and each row's place in the set."""
+    """The splits of a training set (held: a frame each, fresh index; streamed: chunks) and the
+    whole set in its order as chunks (:attr:`table`)."""
 
     parts: dict[str, pd.DataFrame]
-    places: dict[str, np.ndarray]  # per split: the positions of its rows in the whole set
+    streamed: dict[str, StreamedSplit]
+    table: Chunks  # the whole set in its order, a chunk at a time
     rows: int
 
     @classmethod
-    def read(cls, path: UPath, split_column: str) -> SetSplits:
+    def read(cls, path: UPath, split_column: str, streamed: Sequence[str] = ()) -> SetSplits:
         """The splits of the set at ``path``: its split column read first (one byte a row), then
-        each split's rows alone."""
+        each split's rows alone, those named in ``streamed`` left in the file."""
         with path.open("rb") as handle:
             column = pq.read_table(handle, columns=[split_column]).column(0).to_pandas()
         places = _places(column, split_column)
-        parts = {name: read_split(path, name, split_column) for name in places}
-        return cls(parts, places, len(column))
+        parts = {n: read_split(path, n, split_column) for n in places if n not in streamed}
+        lazy = {
+            name: StreamedSplit(
+                file_chunks(path, split_column, name),
+                len(places[name]),
+                lambda name=name: read_split(path, name, split_column),
+            )
+            for name in places
+            if name in streamed
+        }
+        return cls(parts, lazy, file_chunks(path, split_column), len(column))
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, split_column: str) -> SetSplits:
-        """The splits of a set in memory (as the model stage's tests and benchmarks hold it)."""
+    def of(cls, frame: pd.DataFrame, split_column: str, streamed: Sequence[str] = ()) -> SetSplits:
+        """The splits of a set in memory (as the model stage's tests and benchmarks hold it);
+        a split named in ``streamed`` is handed out in chunks all the same."""
         places = _places(frame[split_column], split_column)
         parts = {name: frame.iloc[at].reset_index(drop=True) for name, at in places.items()}
-        return cls(parts, places, len(frame))
+        lazy = {
+            name: StreamedSplit(Chunks.of(part), len(part), lambda part=part: part)
+            for name, part in parts.items()
+            if name in streamed
+        }
+        held = {name: part for name, part in parts.items() if name not in lazy}
+        return cls(held, lazy, Chunks.of(frame), len(frame))
+
+    @property
+    def names(self) -> list[str]:
+        """The splits present, the model's first."""
+        found = [*self.parts, *self.streamed]
+        return sorted(found, key=lambda n: MODEL_SPLITS.index(n) if n in MODEL_SPLITS else 3)
 
     def part(self, name: str) -> pd.DataFrame:
-        """One split's rows (empty, with the set's columns, when the set has none)."""
+        """One split's rows (a streamed one loaded whole; empty, with the set's columns, when
+        the set has none)."""
         if name in self.parts:
             return self.parts[name]
-        return next(iter(self.parts.values())).iloc[:0] if self.parts else pd.DataFrame()
+        if name in self.streamed:
+            return self.streamed[name].load()
+        held = next(iter(self.parts.values()), None)
+        return held.iloc[:0] if held is not None else next(iter(self.table())).iloc[:0]
+
+    def chunks(self, name: str) -> Chunks:
+        """One split's rows a chunk at a time (a held split is one chunk)."""
+        if name in self.streamed:
+            return self.streamed[name].chunks
+        return Chunks.of(self.part(name))
+
+    def size(self, name: str) -> int:
+        if name in self.streamed:
+            return self.streamed[name].rows
+        return len(self.parts.get(name, ()))
 
     @property
     def columns(self) -> pd.Index:
-        return self.part(next(iter(self.parts), "")).columns
-
-    def order(self) -> np.ndarray:
-        """Where each row of the splits, concatenated in ``parts`` order, sits in the set."""
-        if not self.places:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate([self.places[name] for name in self.parts])
+        return pd.Index(self.table.columns)
 
     def whole(self, columns: Sequence[str]) -> pd.DataFrame:
         """``columns`` of every row, in the set's order: a few columns of the whole set."""
-        joined = pd.concat([part[list(columns)] for part in self.parts.values()], ignore_index=True)
-        at = np.empty(self.rows, dtype=np.int64)
-        at[self.order()] = np.arange(self.rows)
-        return joined.iloc[at].reset_index(drop=True)
+        return self.table.frame(columns)
 
     def first_value(self, column: str) -> object | None:
         """The first non-null value of ``column`` in the set's order (None: all null)."""
-        found: tuple[int, object] | None = None
-        for name, part in self.parts.items():
-            at = part[column].first_valid_index()
-            if at is not None and (found is None or self.places[name][at] < found[0]):
-                found = (int(self.places[name][at]), part[column].iloc[at])
-        return None if found is None else found[1]
+        for chunk in self.table([column]):
+            at = chunk[column].first_valid_index()
+            if at is not None:
+                return chunk[column].loc[at]
+        return None
 
     def head(self, rows: int) -> pd.DataFrame:
         """The set's first ``rows`` rows, every column (a logged model's input example)."""
-        picked = [
-            part.iloc[np.flatnonzero(self.places[name] < rows)] for name, part in self.parts.items()
-        ]
-        where = np.concatenate([self.places[name][self.places[name] < rows] for name in self.parts])
-        return pd.concat(picked, ignore_index=True).iloc[np.argsort(where)].reset_index(drop=True)
+        taken: list[pd.DataFrame] = []
+        for chunk in self.table():
+            taken.append(chunk.iloc[: rows - sum(map(len, taken))])
+            if sum(map(len, taken)) >= rows:
+                break
+        return pd.concat(taken, ignore_index=True) if taken else pd.DataFrame()

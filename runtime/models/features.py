@@ -52,9 +52,21 @@ def _training_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _fit_categories(frame: pd.DataFrame, columns: Iterable[str]) -> Categories:
-    rows = _training_rows(frame)
-    return {col: sorted(rows[col].dropna().astype(str).unique().tolist()) for col in columns}
+def fit_levels(frames: Iterable[pd.DataFrame], columns: list[str]) -> Categories:
+    """The sorted text levels of each of ``columns`` over the rows of ``frames``: a frame's,
+    or a split's read a chunk at a time (the levels of the whole are the union of the chunks')."""
+    seen: dict[str, set[str]] = {col: set() for col in columns}
+    for frame in frames:
+        for col in columns:
+            seen[col].update(frame[col].dropna().astype(str).unique().tolist())
+    return {col: sorted(seen[col]) for col in columns}
+
+
+def matrix_columns(frame: pd.DataFrame, feature_columns: list[str]) -> tuple[list[str], list[str]]:
+    """The features the matrix keeps (list columns dropped) and which of them are text, as
+    ``frame``'s dtypes and values say."""
+    used = [col for col in feature_columns if not _is_list_column(col, frame[col])]
+    return used, [col for col in used if _is_string_column(frame[col])]
 
 
 def _as_category(series: pd.Series, levels: list[str]) -> pd.Series:
@@ -95,8 +107,8 @@ def prepare_features(
     if missing:
         raise ValueError(f"features missing from the frame: {', '.join(missing)}")
     if categories is None:
-        used = [col for col in feature_columns if not _is_list_column(col, frame[col])]
-        categories = _fit_categories(frame, [c for c in used if _is_string_column(frame[c])])
+        used, text = matrix_columns(frame, feature_columns)
+        categories = fit_levels([_training_rows(frame)], text)
     else:
         used = [c for c in feature_columns if c in categories or not _is_list_column(c, frame[c])]
     columns = {

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
 import numpy as np
 import pandas as pd
+from upath import UPath
 
-from assets.training.set_splits import SetSplits
+from assets.training.set_splits import file_chunks
 from resources.mlflow_dataset import (
     TARGETS_TAG,
     TrainingData,
@@ -18,6 +20,7 @@ from resources.mlflow_dataset import (
     set_sample,
     training_dataset,
 )
+from runtime.table_chunks import Chunks
 
 
 def frame(n: int = 30_000, seed: int = 0) -> pd.DataFrame:
@@ -79,25 +82,43 @@ def test_dataset_entity_holds_no_rows_and_names_its_source_and_targets() -> None
     assert json.loads(training_dataset(two).to_dict()["source"]) == {"tags": {}}
 
 
-def test_a_set_in_parts_gives_the_whole_set_s_dataset() -> None:
-    """The model stage reads the set by split: the digest, the schema's sample and required
-    flags, and the profile must be the whole frame's, from the parts and their places."""
+def _in_chunks(data: pd.DataFrame, cuts: list[int]) -> Chunks:
+    """``data`` as chunks cut at ``cuts`` (uneven, as a file's batches of one split are)."""
+    bounds = [0, *cuts, len(data)]
+    return Chunks(
+        tuple(data.columns),
+        lambda columns: (data.iloc[a:b][columns] for a, b in itertools.pairwise(bounds)),
+    )
+
+
+def test_a_set_in_chunks_gives_the_whole_set_s_dataset() -> None:
+    """The model stage never holds the set whole: the digest, the schema's sample and required
+    flags, and the profile must be the whole frame's, from the chunks in the set's order."""
     data = frame(12_000, seed=3)
-    splits = SetSplits.of(data, "split")
-    parts = [splits.part(name) for name in splits.parts]
+    chunks = _in_chunks(data, [1, 4_000, 4_001, 9_999])
     whole = training_dataset(TrainingData(data, "fraud/training_sets/scorer", None, ("is_fraud",)))
     split = training_dataset(
-        TrainingData(parts, "fraud/training_sets/scorer", None, ("is_fraud",), order=splits.order())
+        TrainingData(chunks, "fraud/training_sets/scorer", None, ("is_fraud",))
     )
     assert split.digest == whole.digest
     assert split.schema.to_dict() == whole.schema.to_dict()
     assert split.profile == whole.profile == {"num_rows": 12_000, "num_elements": 84_000}
     assert split.targets == "is_fraud"
-    assert frame_digest(parts) != whole.digest, "the parts' own order is another set"
-    sample = set_sample(parts, 500, splits.order())
+    shuffled = _in_chunks(data.iloc[::-1].reset_index(drop=True), [5_000])
+    assert frame_digest(shuffled) != whole.digest, "the rows in another order are another set"
+    sample = set_sample(chunks, 500, len(data))
     expected = data.sample(n=500, random_state=0)
     pd.testing.assert_frame_equal(
-        sample.drop(columns="recent").reset_index(drop=True),
-        expected.drop(columns="recent").reset_index(drop=True),
-        check_categorical=False,
+        sample.drop(columns="recent"), expected.drop(columns="recent"), check_categorical=False
     )
+
+
+def test_a_set_file_read_in_batches_gives_the_loaded_set_s_dataset(tmp_path) -> None:
+    """The model asset's way: the set's file a batch at a time, each batch typed by the file."""
+    path = UPath(tmp_path / "set.parquet")
+    frame(5_000, seed=4).to_parquet(path, index=False, row_group_size=700)
+    loaded = pd.read_parquet(path)  # as the IO manager loads it
+    whole = training_dataset(TrainingData(loaded, "s", None, ("is_fraud",)))
+    read = training_dataset(TrainingData(file_chunks(path, "split", batch_rows=300), "s"))
+    assert (read.digest, read.profile) == (whole.digest, whole.profile)
+    assert read.schema.to_dict() == whole.schema.to_dict()

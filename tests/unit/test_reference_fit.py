@@ -18,9 +18,9 @@ from assets.monitoring.binning import numeric_counts, quantile_edges, sample_pos
 from assets.monitoring.drift import event_drift, shifts
 from assets.monitoring.drift_reference import DriftReference
 from assets.monitoring.reference_fit import BinSettings, fit_features
-from assets.table_chunks import Chunks
 from configs import CONFIG_DIR
 from configs.schema import load_specs
+from runtime.table_chunks import Chunks
 from tests.unit.test_drift import _events
 
 

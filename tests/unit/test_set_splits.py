@@ -40,8 +40,34 @@ def test_splits_read_from_the_file_equal_the_loaded_set_cut(written) -> None:
     for name in ("train", "validation", "test"):
         expected = whole[whole["split"] == name].reset_index(drop=True)
         pd.testing.assert_frame_equal(splits.part(name), expected, check_categorical=False)
-        np.testing.assert_array_equal(splits.places[name], np.flatnonzero(whole["split"] == name))
+        assert splits.size(name) == len(expected)
     assert splits.rows == len(whole) and list(splits.columns) == list(whole.columns)
+
+
+def test_a_streamed_split_is_read_a_batch_at_a_time_and_equals_the_held_one(written) -> None:
+    """The train split left in the file: its chunks, put together, are the split read whole,
+    typed as the file reads; a learner that needs a frame still gets the split whole."""
+    path, whole = written
+    splits = SetSplits.read(path, "split", streamed=("train",))
+    held = SetSplits.read(path, "split")
+    assert list(splits.parts) == ["validation", "test"] and splits.names == list(held.parts)
+    expected = held.part("train")
+    chunks = list(splits.chunks("train")())
+    assert len(chunks) > 1  # several row groups: several chunks
+    pd.testing.assert_frame_equal(
+        pd.concat(chunks, ignore_index=True), expected, check_categorical=False
+    )
+    assert splits.size("train") == len(expected)
+    pd.testing.assert_frame_equal(splits.part("train"), expected)
+    columns = ["amount", "count"]
+    pd.testing.assert_frame_equal(splits.chunks("train").frame(columns), expected[columns])
+    picked = np.array([0, 63, 64, 200, len(expected) - 1])
+    pd.testing.assert_frame_equal(
+        splits.chunks("train").rows_at(picked, columns),
+        expected[columns].iloc[picked].reset_index(drop=True),
+    )
+    in_memory = SetSplits.of(whole, "split", streamed=("train",))
+    pd.testing.assert_frame_equal(in_memory.chunks("train").frame(columns), expected[columns])
 
 
 def test_rows_back_in_the_set_s_order(written) -> None:
@@ -52,7 +78,6 @@ def test_rows_back_in_the_set_s_order(written) -> None:
     pd.testing.assert_frame_equal(
         splits.head(7).drop(columns="split"), whole.head(7).drop(columns="split")
     )
-    assert sorted(splits.order()) == list(range(len(whole)))
     same = SetSplits.of(whole, "split")
     pd.testing.assert_frame_equal(same.whole(columns), whole[columns])
 

@@ -14,8 +14,8 @@ import pytest
 
 from assets.split.plan import plan_split, plan_split_chunks
 from assets.split.plan_counts import TimeStats
-from assets.table_chunks import Chunks
 from configs.schema.split import TEST_FILE_ROWS, SplitSpec
+from runtime.table_chunks import Chunks
 
 LABELS = {"click": "clicked", "buy": "bought"}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -34,3 +35,24 @@ class Chunks:
         if isinstance(table, Chunks):
             return table
         return cls(tuple(table.columns), lambda columns: (table[columns],))
+
+    def frame(self, columns: Sequence[str]) -> pd.DataFrame:
+        """``columns`` of every row as one frame (fresh index): a few columns of the table."""
+        pieces = list(self(columns))
+        if not pieces:
+            return pd.DataFrame(columns=list(columns))
+        return pd.concat(pieces, ignore_index=True)
+
+    def rows_at(self, positions: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows at ``positions`` (ascending, in the table's order), fresh index: what
+        ``frame.iloc[positions]`` gives, a chunk at a time."""
+        picked, start = [], 0
+        for chunk in self(columns):
+            stop = start + len(chunk)
+            lo, hi = np.searchsorted(positions, (start, stop))
+            if hi > lo:
+                picked.append(chunk.iloc[positions[lo:hi] - start])
+            start = stop
+        if not picked:
+            return next(iter(self(columns))).iloc[:0].reset_index(drop=True)
+        return pd.concat(picked, ignore_index=True)

@@ -1,0 +1,162 @@
+"""LightGBM fit on a split read in chunks grows the trees the whole frame grows.
+
+The bin sample must be drawn at the same rows (``data_random_seed`` as LightGBM derives it from
+``seed``), the text levels learned over every chunk, the rows pushed in order across chunk
+edges; any difference shows in the model's text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.models.baselines import baseline_scores, baseline_train
+from assets.models.classifier import train_classifier
+from assets.models.streamed_matrix import _ChunkRows, sampling_params, streamed_dataset
+from runtime.models.features import prepare_features
+from runtime.table_chunks import Chunks
+
+CUTS = [1, 2_000, 2_001, 7_777]  # a one-row chunk, a chunk edge inside LightGBM's batches
+
+
+def _frame(rows: int = 12_000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(size=rows),
+            "gap": np.where(rng.random(rows) < 0.2, np.nan, rng.exponential(size=rows)),
+            # a level seen only in the last chunk, and missing values
+            "channel": pd.Series(rng.choice(["web", "pos", None], rows), dtype=object),
+            "count": pd.array(rng.integers(0, 5, rows), dtype="Int64"),
+            "flag": (rng.random(rows) < 0.1).astype(float),
+        }
+    )
+    frame.loc[rows - 3 :, "channel"] = "atm"
+    signal = frame["amount"] + (frame["channel"] == "web") + rng.normal(size=rows)
+    return frame.assign(is_fraud=(signal > 1.2).astype(int))
+
+
+def _chunks(frame: pd.DataFrame, cuts: list[int] = CUTS) -> Chunks:
+    bounds = [0, *cuts, len(frame)]
+    return Chunks(
+        tuple(frame.columns),
+        lambda columns: (frame.iloc[a:b][columns] for a, b in itertools.pairwise(bounds)),
+    )
+
+
+FEATURES = ["amount", "gap", "channel", "count", "flag"]
+PARAMS = {
+    "objective": "binary",
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+    "num_iterations": 15,
+    "bin_construct_sample_cnt": 3_000,  # fewer than the rows: the sample's rows matter
+}
+
+
+@pytest.mark.parametrize("seed", [0, 7, 123_456])
+def test_the_trees_are_the_whole_frame_s(seed: int) -> None:
+    frame = _frame()
+    y = frame["is_fraud"].to_numpy()
+    params = {**PARAMS, "seed": seed}
+    x, categories = prepare_features(frame, FEATURES)
+    whole = lgb.train(params, lgb.Dataset(x, label=y))
+    streamed = streamed_dataset(_chunks(frame), FEATURES, y)
+    assert streamed.categories == categories and streamed.columns == list(x.columns)
+    fitted = lgb.train({**params, **sampling_params(params)}, streamed.dataset)
+    assert fitted.model_to_string() == whole.model_to_string()
+    # without the derived sampling seed the bins (and trees) are another model's
+    other = lgb.train(params, streamed_dataset(_chunks(frame), FEATURES, y).dataset)
+    assert other.model_to_string() != whole.model_to_string()
+
+
+def test_sampling_params_leave_a_given_data_seed_alone() -> None:
+    assert sampling_params({"seed": 0}) == {"data_random_seed": 38}
+    assert sampling_params({"random_state": 7}) == {"data_random_seed": 61}
+    assert sampling_params({"seed": 0, "data_random_seed": 5}) == {}
+    assert sampling_params({}) == {}
+
+
+def test_rows_are_read_forward_and_again_from_the_start() -> None:
+    reads = []
+
+    def matrices():
+        reads.append(1)
+        yield from (np.full((n, 2), float(i)) for i, n in enumerate([3, 1, 4]))
+
+    rows = _ChunkRows(matrices, 8)
+    np.testing.assert_array_equal(rows[2:5][:, 0], [0, 1, 2])
+    assert rows[7][0] == 2 and len(reads) == 1
+    assert rows[0][0] == 0 and len(reads) == 2  # behind the cursor: read again
+    with pytest.raises(IndexError, match="past the split's rows"):
+        rows[8]
+
+
+def test_a_classifier_on_a_streamed_split_is_the_frame_s() -> None:
+    frame = _frame(9_000, seed=1)
+    train, valid = frame.iloc[:7_000].reset_index(drop=True), frame.iloc[7_000:]
+    params = {"num_iterations": 40, "bin_construct_sample_cnt": 2_500}
+    held = train_classifier(train, valid, FEATURES, "is_fraud", params)
+    streamed = train_classifier(_chunks(train), valid, FEATURES, "is_fraud", params)
+    assert streamed.booster.model_to_string() == held.booster.model_to_string()
+    assert streamed.params == held.params  # the sampling seed is LightGBM's own, not recorded
+    np.testing.assert_array_equal(streamed.predict_proba(valid), held.predict_proba(valid))
+    with pytest.raises(ValueError, match="label 'fraud' is not a column of the train set"):
+        train_classifier(_chunks(train), valid, FEATURES, "fraud", params)
+    with pytest.raises(ValueError, match="features missing from the frame: nope"):
+        train_classifier(_chunks(train), valid, [*FEATURES, "nope"], "is_fraud", params)
+
+
+def test_the_baseline_fits_on_every_row_or_on_a_bounded_sample() -> None:
+    frame = _frame(3_000, seed=2)
+    train, test = frame.iloc[:2_000].reset_index(drop=True), frame.iloc[2_000:]
+    numeric = ["amount", "gap", "count", "flag"]
+    whole = baseline_scores("logistic_regression", train, test, numeric, "is_fraud")
+    rows = baseline_train("logistic_regression", _chunks(train, [700]), 2_000, numeric, "is_fraud")
+    got = baseline_scores("logistic_regression", rows, test, numeric, "is_fraud")
+    np.testing.assert_array_equal(got, whole)
+    sample = baseline_train(
+        "logistic_regression", _chunks(train, [700]), 2_000, numeric, "is_fraud", fit_rows=500
+    )
+    picked = np.sort(np.random.default_rng(0).choice(2_000, size=500, replace=False))
+    pd.testing.assert_frame_equal(
+        sample, train[[*numeric, "is_fraud"]].iloc[picked].reset_index(drop=True)
+    )
+    prior = baseline_train("class_prior", _chunks(train), 2_000, numeric, "is_fraud", fit_rows=5)
+    assert list(prior.columns) == ["is_fraud"] and len(prior) == 2_000
+
+
+def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> None:
+    """The model asset's way for a classifier: the train split never loaded whole (its loader
+    fails), and the model, metrics, baseline and predictions are the held split's."""
+    from assets.models.train import train_tabular
+    from assets.training.set_splits import SetSplits, StreamedSplit
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "fraud.yaml"])
+    rng = np.random.default_rng(3)
+    frame = _frame(6_000, seed=3).rename(columns={c: f"card__{c}" for c in FEATURES})
+    frame["card_id"] = rng.integers(0, 400, len(frame))
+    frame["split"] = pd.Categorical(rng.choice(["train", "validation", "test"], len(frame)))
+    fast = {"num_iterations": 30}
+    held = train_tabular(spec, "scorer", frame, fast)
+    splits = SetSplits.of(frame, "split", streamed=("train",))
+
+    def whole():
+        raise AssertionError("the train split was loaded whole")
+
+    train = splits.streamed["train"]
+    streamed_train = StreamedSplit(_chunks(splits.part("train"), [999, 1_000]), train.rows, whole)
+    splits = dataclasses.replace(splits, streamed={"train": streamed_train})
+    streamed = train_tabular(spec, "scorer", splits, fast)
+    assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
+    assert streamed.metrics == held.metrics and streamed.baseline_metrics == held.baseline_metrics
+    pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
