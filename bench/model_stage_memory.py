@@ -9,15 +9,21 @@ logging) in each mode, each in its own subprocess so that peak RSS is that run's
 
 * ``whole``: the set loaded as the IO manager loads it, one frame, then cut into its splits
   (the model asset before; the baseline);
-* ``splits``: the set read by split from its file (``SetSplits.read``: what the asset does).
+* ``splits``: the set read by split from its file, every split held (``SetSplits.read``: the
+  asset before);
+* ``streamed``: the train split left in the file, read a batch at a time by each pass
+  (LightGBM's bins, the units, the baseline's rows: what the asset does); the
+  logistic-regression baseline then fits on at most ``BASELINE_FIT_ROWS`` sampled train rows,
+  so its metric may differ where the train split is larger; the model's must not.
 
-It prints wall time, peak RSS and the primary metric of each run (the same model: the same
-metric), and the peak of each phase of the fit and evaluation: the RSS high-water mark is reset
+It prints wall time, peak RSS and the primary metric of each run and its baseline's (the same
+model: the same metric), and the peak of each phase of the fit and evaluation: the RSS high-water mark is reset
 (``/proc/self/clear_refs``) as each of the functions ``train_tabular`` calls starts and read as
 it returns, so a phase's peak counts what the earlier phases left in memory (``between``: the
 work between and after the phases).
 
     python bench/model_stage_memory.py --events 4000000 --shards 8
+    python bench/model_stage_memory.py --events 16000000 --shards 32 --modes splits streamed
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assets.features.views import feature_tables  # noqa: E402
-from assets.models.train import train_tabular  # noqa: E402
+from assets.models.train import streamed_splits, train_tabular  # noqa: E402
 from assets.raw.event_log import log_columns, log_size_and_end  # noqa: E402
 from assets.split.split_plan_assets import mature_split_plan  # noqa: E402
 from assets.training.build import SPLIT, training_rows, write_training_set  # noqa: E402
@@ -50,11 +56,12 @@ from bench.training_set_shards import MODEL, _spec, prepare  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
 from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
-MODES = ("whole", "splits")
+MODES = ("whole", "splits", "streamed")
 # what train_tabular calls for a binary classifier, in order: each one a phase
 PHASES = (
     "model_splits",
     "plan_evaluation",
+    "baseline_train",
     "train_classifier",
     "baseline_scores",
     "classification_plots",
@@ -108,7 +115,8 @@ def child(mode: str, folder: Path) -> None:
         with path.open("rb") as handle:
             training_set = pd.read_parquet(handle)
     else:
-        training_set = SetSplits.read(path, SPLIT)
+        streamed = streamed_splits(spec.model[MODEL]) if mode == "streamed" else ()
+        training_set = SetSplits.read(path, SPLIT, streamed=streamed)
     loaded = peak_rss_gib()
     _phased(phases)
     trained = train_tabular(spec, MODEL, training_set)
@@ -116,6 +124,7 @@ def child(mode: str, folder: Path) -> None:
     phases["between"] = max(phases.get("between", 0.0), peak_rss_gib())  # and after the last
     peak = max(loaded, *phases.values())  # every moment is in one of them
     metric = float(trained.metrics[trained.primary])
+    baseline = float(trained.baseline_metrics[trained.primary])
     rows = {k: int(v) for k, v in trained.predictions[SPLIT].value_counts().items()}
     print(
         json.dumps(
@@ -123,6 +132,7 @@ def child(mode: str, folder: Path) -> None:
                 "wall_s": wall,
                 "peak_gib": peak,
                 "metric": metric,
+                "baseline": baseline,
                 "test": rows,
                 "phases": {"read": loaded, **phases},
             }
@@ -135,6 +145,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,10 +163,13 @@ def main() -> None:
             f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}),"
             f" ready in {time.perf_counter() - started:.0f} s"
         )
-        runs = {mode: measure_child(__file__, mode, folder) for mode in MODES}
-        base = runs["whole"]
+        runs = {mode: measure_child(__file__, mode, folder) for mode in args.modes}
+        first = args.modes[0]
         for mode, run in runs.items():
-            print(f"{run_line(mode, run, base, 'whole')}  metric {run['metric']:.6f}")
+            print(
+                f"{run_line(mode, run, runs[first], first, width=8)}  metric {run['metric']:.6f}"
+                f" (baseline {run['baseline']:.6f})"
+            )
             print("          " + ", ".join(f"{k} {v:.2f}" for k, v in run["phases"].items()))
         same = len({run["metric"] for run in runs.values()}) == 1
         print(f"  same model (primary metric) in every mode: {same}")
