@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assets.features.views import feature_tables  # noqa: E402
-from assets.models.train import streamed_splits, train_tabular  # noqa: E402
+from assets.models.classification import streamed_splits  # noqa: E402
+from assets.models.train import train_tabular  # noqa: E402
 from assets.raw.event_log import log_columns, log_size_and_end  # noqa: E402
 from assets.split.split_plan_assets import mature_split_plan  # noqa: E402
 from assets.training.build import SPLIT, training_rows, write_training_set  # noqa: E402
@@ -69,8 +70,11 @@ PHASES = (
 
 
 def _phased(peaks: dict[str, float]) -> None:
-    """Wrap each phase's function where ``assets.models.train`` calls it: its own peak RSS."""
-    import assets.models.train as train  # noqa: PLC0415 (the module whose names are wrapped)
+    """Wrap each phase's function where the classifier's trainer calls it
+    (``assets.models.classification``; ``model_splits`` it reads from ``assets.models.train``
+    at each call): its own peak RSS."""
+    import assets.models.classification as classification  # noqa: PLC0415 (names wrapped)
+    import assets.models.train as train  # noqa: PLC0415
 
     def wrap(name: str, function):
         def measured(*args, **kwargs):
@@ -85,7 +89,8 @@ def _phased(peaks: dict[str, float]) -> None:
         return measured
 
     for name in PHASES:
-        setattr(train, name, wrap(name, getattr(train, name)))
+        module = classification if hasattr(classification, name) else train
+        setattr(module, name, wrap(name, getattr(module, name)))
 
 
 def write_set(folder: Path, shards: int) -> int:

@@ -82,19 +82,20 @@ def log_training_set(data: TrainingData) -> None:
 
 def training_dataset(data: TrainingData) -> TrainingDataset:
     """The dataset ``mlflow.log_input`` takes for ``data``; nothing in it holds rows but the
-    schema's sample."""
+    schema's sample. A set in chunks is read three times: what can be hashed and where the
+    nulls are, then the rows' hashes, then the sample's rows."""
     table = Chunks.of(data.frame)
     targets = [column for column in data.targets if column in table.columns]
-    digest, rows = _digest(table)
-    sample = set_sample(table, SCHEMA_SAMPLE_ROWS, rows)
+    survey = _survey(table)
+    sample = set_sample(table, SCHEMA_SAMPLE_ROWS, survey.rows)
     return TrainingDataset(
         df=sample,
         source=_source(data.source),
         targets=targets[0] if len(targets) == 1 else None,
         name=data.name,
-        digest=digest,
-        schema=_schema(table, sample),
-        rows=rows,
+        digest=_digest(table, survey),
+        schema=_schema(sample, survey),
+        rows=survey.rows,
     )
 
 
@@ -114,26 +115,23 @@ def _source(source: str | None) -> DatasetSource:
         return resolve_dataset_source(source)
 
 
-def frame_digest(table: pd.DataFrame | Chunks) -> str:
-    """An 8-character digest of every row (MLflow's format: hashable columns, names, length);
-    of a set in chunks, the same, from two passes (which columns hash, then the rows' hashes in
-    order)."""
-    return _digest(Chunks.of(table))[0]
+@dataclass(frozen=True)
+class _Survey:
+    """One pass over a set: the columns every chunk can hash, those with a null, the rows."""
+
+    hashable: list[str]
+    nulls: set[str]
+    rows: int
 
 
-def _digest(table: Chunks) -> tuple[str, int]:
-    """:func:`frame_digest` and the rows it hashed."""
+def _survey(table: Chunks) -> _Survey:
     columns = list(table.columns)
-    hashable = set(columns)
+    hashable, nulls, rows = set(columns), set(), 0
     for chunk in table():
         hashable -= {column for column in hashable if not _hashable(chunk[column])}
-    kept = [column for column in columns if column in hashable]
-    hashes = [pd.util.hash_pandas_object(chunk, index=False).to_numpy() for chunk in table(kept)]
-    rows = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-    digest = get_normalized_md5_digest(
-        [rows, np.int64(rows.size)] + [str(column).encode() for column in columns]
-    )
-    return digest, int(rows.size)
+        nulls |= {column for column, null in chunk.isna().any().items() if null}
+        rows += len(chunk)
+    return _Survey([c for c in columns if c in hashable], nulls, rows)
 
 
 def _hashable(column: pd.Series) -> bool:
@@ -142,16 +140,32 @@ def _hashable(column: pd.Series) -> bool:
     return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
 
 
+def frame_digest(table: pd.DataFrame | Chunks) -> str:
+    """An 8-character digest of every row (MLflow's format: hashable columns, names, length);
+    of a set in chunks, the same, the rows' hashes taken a chunk at a time in order."""
+    table = Chunks.of(table)
+    return _digest(table, _survey(table))
+
+
+def _digest(table: Chunks, survey: _Survey) -> str:
+    hashed = table(survey.hashable)
+    hashes = [pd.util.hash_pandas_object(chunk, index=False).to_numpy() for chunk in hashed]
+    rows = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+    return get_normalized_md5_digest(
+        [rows, np.int64(rows.size)] + [str(column).encode() for column in table.columns]
+    )
+
+
 def sampled_schema(table: pd.DataFrame | Chunks, rows: int = SCHEMA_SAMPLE_ROWS) -> Schema | None:
     """Column types from a sample of ``rows`` rows (:func:`set_sample`), required only where the
     whole column has no null (counted a chunk at a time)."""
     table = Chunks.of(table)
-    total = sum(len(chunk) for chunk in table(list(table.columns[:1])))
-    return _schema(table, set_sample(table, rows, total))
+    survey = _survey(table)
+    return _schema(set_sample(table, rows, survey.rows), survey)
 
 
-def _schema(table: Chunks, sample: pd.DataFrame) -> Schema | None:
-    """The schema of ``sample``, required where no chunk of ``table`` has a null.
+def _schema(sample: pd.DataFrame, survey: _Survey) -> Schema | None:
+    """The schema of ``sample``, required where the survey found no null.
 
     The inference is the one ``PandasDataset.schema`` runs (MLflow's ``_infer_schema``, the only
     frame-to-schema function it has that raises instead of falling back to "any"); None when it
@@ -166,10 +180,9 @@ def _schema(table: Chunks, sample: pd.DataFrame) -> Schema | None:
     except Exception as error:
         logger.debug("no schema for the training set: %s", error)
         return None
-    nulls = pd.concat([chunk.isna().any() for chunk in table()], axis=1).any(axis=1)
     return Schema(
         [
-            ColSpec(spec.type, spec.name, required=not bool(nulls.get(spec.name, False)))
+            ColSpec(spec.type, spec.name, required=spec.name not in survey.nulls)
             for spec in inferred.inputs
         ]
     )

@@ -46,12 +46,13 @@ def _positive(frame: pd.DataFrame, label: str) -> np.ndarray:
 
 
 def logistic_regression(
-    train: pd.DataFrame, test: pd.DataFrame, features: list[str], label: str
+    train: pd.DataFrame, test: pd.DataFrame | Chunks, features: list[str], label: str
 ) -> np.ndarray:
     """P(positive) from a class-balanced logistic regression on the numeric features.
 
     Median-imputed with missing-value indicators (a missing aggregate usually means "no history",
-    which is informative) and standardised so the penalty treats features alike.
+    which is informative) and standardised so the penalty treats features alike. The test rows
+    may come in chunks, each scored as it is read.
     """
     x_train, categories = prepare_features(train, features)
     numeric = [col for col in x_train.columns if col not in categories]
@@ -70,8 +71,11 @@ def logistic_regression(
     )
     model.fit(matrix, y)
     del matrix
-    x_test, _ = prepare_features(test, numeric, {})
-    return model.predict_proba(x_test[numeric].to_numpy())[:, 1]
+    scores = [
+        model.predict_proba(prepare_features(chunk, numeric, {})[0][numeric].to_numpy())[:, 1]
+        for chunk in Chunks.of(test)(numeric)
+    ]
+    return np.concatenate(scores) if scores else np.empty(0)
 
 
 def popularity(
@@ -112,16 +116,31 @@ def random_scores(test: pd.DataFrame, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(len(test))
 
 
+def _scored_by(
+    name: str, test: Chunks, item_key: str | None, popularity_column: str | None
+) -> list[str]:
+    """The test column a baseline other than the regression reads (any one, for its length)."""
+    wanted = {
+        "popularity": popularity_column or item_key,
+        **({name: name.removeprefix(FEATURE_PREFIX)} if name.startswith(FEATURE_PREFIX) else {}),
+    }.get(name)
+    return [wanted if wanted in test.columns else test.columns[0]]
+
+
 def baseline_scores(
     name: str,
     train: pd.DataFrame,
-    test: pd.DataFrame,
+    test: pd.DataFrame | Chunks,
     features: list[str],
     label: str,
     item_key: str | None = None,
     popularity_column: str | None = None,
 ) -> np.ndarray:
-    """Scores of the baseline ``name`` for each test row, fit on ``train`` only."""
+    """Scores of the baseline ``name`` for each test row, fit on ``train`` only. The test rows
+    may come in chunks: the regression scores each chunk; the others read the one column they
+    score by."""
+    if isinstance(test, Chunks) and name != "logistic_regression":
+        test = test.frame(_scored_by(name, test, item_key, popularity_column))
     if name.startswith(FEATURE_PREFIX):
         return feature(test, name.removeprefix(FEATURE_PREFIX))
     builders: dict[str, Callable[[], np.ndarray]] = {

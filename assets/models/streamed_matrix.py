@@ -142,24 +142,33 @@ def matrix_layout(chunks: Chunks, features: list[str]) -> tuple[list[str], Categ
     return columns, fit_levels(chunks(text_columns), text_columns) if text_columns else {}
 
 
+def feature_matrices(
+    chunks: Chunks, columns: list[str], categories: Categories
+) -> Iterator[np.ndarray]:
+    """Each chunk's float matrix as LightGBM reads it (:func:`lightgbm_values`), in order."""
+    for frame in chunks(columns):
+        if len(frame):
+            yield lightgbm_values(prepare_features(frame, columns, categories)[0])
+
+
 def streamed_dataset(
-    chunks: Chunks, features: list[str], label: np.ndarray, **options
+    chunks: Chunks,
+    features: list[str],
+    label: np.ndarray,
+    layout: tuple[list[str], Categories] | None = None,
+    **options,
 ) -> StreamedMatrix:
     """The ``lgb.Dataset`` of the split in ``chunks`` (rows in order, ``label`` one per row),
-    equal to ``lgb.Dataset(prepare_features(split, features)[0], label=label, **options)``."""
+    equal to ``lgb.Dataset(prepare_features(split, features)[0], label=label, **options)``;
+    with ``layout`` (columns and levels learned from the train split), the matrix of a split
+    coded by them, as ``prepare_features(split, columns, categories)``: a validation set."""
     missing = [col for col in features if col not in chunks.columns]
     if missing:
         raise ValueError(f"features missing from the frame: {', '.join(missing)}")
-    columns, categories = matrix_layout(chunks, features)
-
-    def matrices() -> Iterator[np.ndarray]:
-        for frame in chunks(columns):
-            if len(frame):
-                yield lightgbm_values(prepare_features(frame, columns, categories)[0])
-
+    columns, categories = layout if layout is not None else matrix_layout(chunks, features)
     text = [col for col in columns if col in categories]
     dataset = lgb.Dataset(
-        _ChunkRows(matrices, len(label)),
+        _ChunkRows(lambda: feature_matrices(chunks, columns, categories), len(label)),
         label=label,
         feature_name=columns,
         categorical_feature=text,

@@ -19,42 +19,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.models.baselines import baseline_scores, baseline_train
-from assets.models.card_precision import card_precision_metrics
+from assets.models.baselines import baseline_scores
+from assets.models.classification import train_classification
 from assets.models.evaluation import (
     classification_metrics,
     compare,
     higher_is_better,
     ranking_metrics,
 )
-from assets.models.evaluation_rows import (
-    EvaluationPlan,
-    evaluation_unit,
-    plan_evaluation,
-    ranked_item_key,
-)
+from assets.models.evaluation_rows import EvaluationPlan, plan_evaluation, ranked_item_key
 from assets.models.multiclass import train_multiclass_model
-from assets.models.plots import classification_plots, cutoff_plot
+from assets.models.plots import cutoff_plot
 from assets.models.regression import train_regression
-from assets.models.tabular import (
-    band_summary,
-    decision_bands,
-    train_classifier,
-    train_expected_value,
-    train_ranker,
-)
+from assets.models.tabular import train_expected_value, train_ranker
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
 from assets.training.set_splits import MODEL_SPLITS, SetSplits
 from configs.schema.model_stage import TABULAR, ModelStageSpec  # noqa: F401 (TABULAR re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
-from runtime.table_chunks import Chunks
-from runtime.training_engine import current_training_engine
 
 SCORE = "score"
 REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
-CLASSIFICATION = ("auc", "pr_auc", "log_loss", "ece")
 
 
 @dataclass
@@ -123,108 +109,6 @@ def model_splits(
                 f"{spec.name}: model.{model}: the {name} split of the training set is empty"
             )
     return tuple(parts.values())
-
-
-def card_precision_ks(spec: UseCaseSpec) -> tuple[int, ...]:
-    """The k of ``card_precision@k`` when the YAML's metrics name it, else none."""
-    metrics = spec.metrics
-    named = metrics is not None and "card_precision" in (metrics.primary, *metrics.others)
-    return tuple(metrics.k) if named else ()
-
-
-def classification_primary(spec: UseCaseSpec) -> str:
-    """The gate's metric of a classifier: ``metrics.primary`` (card_precision at the first k),
-    PR-AUC when the primary is a ranking metric."""
-    primary = spec.metrics.primary
-    if primary == "card_precision":
-        return f"card_precision@{spec.metrics.k[0]}"
-    return primary if primary in CLASSIFICATION else "pr_auc"
-
-
-def _classification_judge(spec, test: pd.DataFrame, label: str, unit: str):
-    """``judge(scores, rows)``: the classification metrics (and card precision) of ``rows``."""
-    ks = card_precision_ks(spec)
-    y = test[label].to_numpy()
-
-    def judge(scores, rows: np.ndarray) -> dict[str, float]:
-        scores = np.asarray(scores, dtype=float)
-        metrics = classification_metrics(y[rows], scores[rows])
-        if ks:
-            time = spec.events.timestamp
-            part = test.loc[rows, [unit, time, label]].assign(**{SCORE: scores[rows]})
-            metrics.update(card_precision_metrics(part, unit, time, label, SCORE, ks))
-        return metrics
-
-    return judge
-
-
-def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
-    """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
-    over them: a binary classifier's train split (LightGBM bins it as it reads it, the baseline
-    fits on a bounded sample). The other learners still take their splits as frames."""
-    return ("train",) if stage.problem == "binary_classification" else ()
-
-
-def _streamed_train(spec, model, frame) -> Chunks | None:
-    """The train split in chunks when the set streams it and the fit runs here (Ray Train's
-    trainer takes a frame): never held whole, a classifier's train rows are read by each pass
-    that needs them (LightGBM's bins, the units, the baseline's rows)."""
-    if not isinstance(frame, SetSplits) or "train" not in frame.streamed:
-        return None
-    if current_training_engine() is not None:
-        return None
-    if frame.size("train") == 0:
-        raise ValueError(
-            f"{spec.name}: model.{model}: the train split of the training set is empty"
-        )
-    return frame.chunks("train")
-
-
-def _classification(spec, model, frame, features, params):
-    stage = spec.model[model]
-    label = next(iter(label_columns(spec, model).values()))
-    name = stage.baseline or "random"
-    streamed = _streamed_train(spec, model, frame)
-    if streamed is None:
-        train, valid, test = model_splits(spec, model, frame)
-        units = baseline_rows = train
-    else:
-        valid, test = model_splits(spec, model, frame, names=("validation", "test"))
-        unit = evaluation_unit(spec, model)
-        train = streamed
-        units = streamed.frame([unit] if unit in streamed.columns else [])
-        rows = frame.size("train")
-        baseline_rows = baseline_train(name, streamed, rows, features, label)
-    plan = plan_evaluation(spec, model, units, test, label)
-    del units
-    fitted = train_classifier(train, valid, features, label, params)
-    scores = fitted.predict_proba(test)
-    judge = _classification_judge(spec, test, label, plan.unit)
-    metrics = plan.metrics(lambda rows: judge(scores, rows), test)
-    baseline = baseline_scores(name, baseline_rows, test, features, label)
-    del baseline_rows
-    baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
-    primary = classification_primary(spec)
-    rows = plan.evaluated
-    extra: dict[str, Any] = {}
-    if stage.decision_bands is not None:
-        bands = decision_bands(valid[label], fitted.predict_proba(valid), stage.decision_bands)
-        extra["bands"] = fitted.bands = bands  # served with the model
-        extra["bands_on_test"] = band_summary(
-            test[label].to_numpy()[rows], np.asarray(scores)[rows], bands, stage.decision_bands
-        )
-    extra["plots"] = classification_plots(
-        test[label][rows], np.asarray(scores)[rows], baseline[rows], stage.baseline or "random"
-    )
-    predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
-    if "bands" in extra:
-        predictions["decision"] = extra["bands"].apply_bands(scores)
-
-    def evaluate(candidate) -> float:
-        candidate_scores = candidate.predict(model_input(test, features))
-        return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
-
-    return fitted, metrics, baseline_metrics, primary, plan.annotate(predictions), evaluate, extra
 
 
 def split_ranking_metrics(
@@ -340,7 +224,7 @@ def _expected_value(spec, model, frame, features, params):
 
 
 TRAINERS = {
-    "binary_classification": _classification,
+    "binary_classification": train_classification,
     "learning_to_rank": _ranking,
     "multi_task": _expected_value,
     "regression": train_regression,

@@ -104,10 +104,12 @@ def test_a_classifier_on_a_streamed_split_is_the_frame_s() -> None:
     train, valid = frame.iloc[:7_000].reset_index(drop=True), frame.iloc[7_000:]
     params = {"num_iterations": 40, "bin_construct_sample_cnt": 2_500}
     held = train_classifier(train, valid, FEATURES, "is_fraud", params)
-    streamed = train_classifier(_chunks(train), valid, FEATURES, "is_fraud", params)
-    assert streamed.booster.model_to_string() == held.booster.model_to_string()
-    assert streamed.params == held.params  # the sampling seed is LightGBM's own, not recorded
-    np.testing.assert_array_equal(streamed.predict_proba(valid), held.predict_proba(valid))
+    for valid_rows in (valid, _chunks(valid, [5, 600])):  # validation held, then read in chunks
+        streamed = train_classifier(_chunks(train), valid_rows, FEATURES, "is_fraud", params)
+        assert streamed.booster.model_to_string() == held.booster.model_to_string()
+        assert streamed.best_iteration == held.best_iteration < 40  # early-stopped alike
+        assert streamed.params == held.params  # the sampling seed is LightGBM's, not recorded
+        np.testing.assert_array_equal(streamed.predict_proba(valid), held.predict_proba(valid))
     with pytest.raises(ValueError, match="label 'fraud' is not a column of the train set"):
         train_classifier(_chunks(train), valid, FEATURES, "fraud", params)
     with pytest.raises(ValueError, match="features missing from the frame: nope"):
@@ -134,8 +136,9 @@ def test_the_baseline_fits_on_every_row_or_on_a_bounded_sample() -> None:
 
 
 def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> None:
-    """The model asset's way for a classifier: the train split never loaded whole (its loader
-    fails), and the model, metrics, baseline and predictions are the held split's."""
+    """The model asset's way for a classifier: no split loaded whole (their loaders fail), and
+    the model, bands, metrics, baseline, predictions and the gate's score are the held ones'."""
+    from assets.models.classification import streamed_splits
     from assets.models.train import train_tabular
     from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR
@@ -148,15 +151,35 @@ def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> Non
     frame["split"] = pd.Categorical(rng.choice(["train", "validation", "test"], len(frame)))
     fast = {"num_iterations": 30}
     held = train_tabular(spec, "scorer", frame, fast)
-    splits = SetSplits.of(frame, "split", streamed=("train",))
+    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["scorer"]))
 
     def whole():
         raise AssertionError("the train split was loaded whole")
 
-    train = splits.streamed["train"]
-    streamed_train = StreamedSplit(_chunks(splits.part("train"), [999, 1_000]), train.rows, whole)
-    splits = dataclasses.replace(splits, streamed={"train": streamed_train})
-    streamed = train_tabular(spec, "scorer", splits, fast)
+    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
+    chunked = {
+        name: StreamedSplit(_chunks(split.load(), [99, 100, 1_000]), split.rows, whole)
+        for name, split in splits.streamed.items()
+    }
+    streamed = train_tabular(spec, "scorer", dataclasses.replace(splits, streamed=chunked), fast)
     assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
-    assert streamed.metrics == held.metrics and streamed.baseline_metrics == held.baseline_metrics
+    assert streamed.metrics == held.metrics
+    assert streamed.baseline_metrics == pytest.approx(held.baseline_metrics, rel=1e-12)
+    assert streamed.model.bands == held.model.bands and "bands_on_test" in streamed.extra
     pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
+    assert streamed.evaluate(held.model) == held.evaluate(held.model)
+
+
+def test_baselines_score_test_rows_in_chunks_as_whole() -> None:
+    """The counting baselines exactly; the regression to the last bits of a matrix product
+    (BLAS sums a chunk's product in another order than the whole's)."""
+    frame = _frame(3_000, seed=5).assign(item=lambda f: f.index % 7)
+    train, test = frame.iloc[:2_000].reset_index(drop=True), frame.iloc[2_000:]
+    numeric = ["amount", "gap", "count", "flag"]
+    for name in ("logistic_regression", "feature:gap", "popularity", "random", "class_prior"):
+        whole = baseline_scores(name, train, test, numeric, "is_fraud", item_key="item")
+        chunked = baseline_scores(name, train, _chunks(test, [1, 300]), numeric, "is_fraud", "item")
+        # the regression's scores: one matrix product a chunk, so the last bit may differ
+        np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=0, err_msg=name)
+    with pytest.raises(ValueError, match="baseline feature 'nope' is not a column"):
+        baseline_scores("feature:nope", train, _chunks(test), numeric, "is_fraud")
