@@ -63,8 +63,9 @@ def file_chunks(
     return Chunks(names, read)
 
 
-def _places(column: pd.Series, name: str) -> dict[str, np.ndarray]:
-    """Each split's row positions, the model's splits first; every row must have a split."""
+def _codes(column: pd.Series, name: str) -> tuple[dict[str, int], np.ndarray]:
+    """Each split's code, the model's splits first, and every row's code; every row must have a
+    split."""
     split = column.astype("category")
     labels = [str(c) for c in split.cat.categories]
     values = split.cat.codes.to_numpy()
@@ -75,7 +76,7 @@ def _places(column: pd.Series, name: str) -> dict[str, np.ndarray]:
         (i for i in range(len(labels)) if found[i + 1]),
         key=lambda i: (MODEL_SPLITS.index(labels[i]) if labels[i] in MODEL_SPLITS else 3, i),
     )
-    return {labels[i]: np.flatnonzero(values == i) for i in ranked}
+    return {labels[i]: i for i in ranked}, values
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,16 @@ class SetSplits:
         each split's rows alone, those named in ``streamed`` left in the file."""
         with path.open("rb") as handle:
             column = pq.read_table(handle, columns=[split_column]).column(0).to_pandas()
-        places = _places(column, split_column)
-        parts = {n: read_split(path, n, split_column) for n in places if n not in streamed}
+        codes, values = _codes(column, split_column)
+        sizes = np.bincount(values, minlength=max(codes.values()) + 1) if codes else []
+        parts = {n: read_split(path, n, split_column) for n in codes if n not in streamed}
         lazy = {
             name: StreamedSplit(
                 file_chunks(path, split_column, name),
-                len(places[name]),
+                int(sizes[code]),
                 lambda name=name: read_split(path, name, split_column),
             )
-            for name in places
+            for name, code in codes.items()
             if name in streamed
         }
         return cls(parts, lazy, file_chunks(path, split_column), len(column))
@@ -121,8 +123,11 @@ class SetSplits:
     def of(cls, frame: pd.DataFrame, split_column: str, streamed: Sequence[str] = ()) -> SetSplits:
         """The splits of a set in memory (as the model stage's tests and benchmarks hold it);
         a split named in ``streamed`` is handed out in chunks all the same."""
-        places = _places(frame[split_column], split_column)
-        parts = {name: frame.iloc[at].reset_index(drop=True) for name, at in places.items()}
+        codes, values = _codes(frame[split_column], split_column)
+        parts = {
+            name: frame.iloc[np.flatnonzero(values == code)].reset_index(drop=True)
+            for name, code in codes.items()
+        }
         lazy = {
             name: StreamedSplit(Chunks.of(part), len(part), lambda part=part: part)
             for name, part in parts.items()
