@@ -54,5 +54,5 @@ class Chunks:
                 picked.append(chunk.iloc[positions[lo:hi] - start])
             start = stop
         if not picked:
-            return next(iter(self(columns))).iloc[:0].reset_index(drop=True)
+            return pd.DataFrame(columns=list(self.columns if columns is None else columns))
         return pd.concat(picked, ignore_index=True)

@@ -74,6 +74,7 @@ def logistic_regression(
     scores = [
         model.predict_proba(prepare_features(chunk, numeric, {})[0][numeric].to_numpy())[:, 1]
         for chunk in Chunks.of(test)(numeric)
+        if len(chunk)
     ]
     return np.concatenate(scores) if scores else np.empty(0)
 

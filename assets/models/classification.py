@@ -91,7 +91,8 @@ def _judge(spec, test: pd.DataFrame, label: str, unit: str, score: str):
 
 def _scored(score: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame | Chunks, columns):
     """``score`` of every row, a chunk of ``columns`` at a time (a frame is one chunk)."""
-    scores = [np.asarray(score(chunk), dtype=float) for chunk in Chunks.of(rows)(columns)]
+    chunks = Chunks.of(rows)(columns)
+    scores = [np.asarray(score(chunk), dtype=float) for chunk in chunks if len(chunk)]
     return np.concatenate(scores) if scores else np.empty(0)
 
 

@@ -43,7 +43,8 @@ def file_chunks(
     path: UPath, split_column: str, split: str | None = None, batch_rows: int = BATCH_ROWS
 ) -> Chunks:
     """The set's file (only ``split``'s rows, when given) as :class:`Chunks`: a batch of the file
-    at a time, each typed as the whole file reads (the pandas metadata travels with each batch)."""
+    at a time, each typed as the whole file reads (the pandas metadata travels with each batch),
+    never an empty one (a file sorted by time has whole batches of one split)."""
     with path.open("rb") as handle:
         names = tuple(
             name
@@ -58,7 +59,8 @@ def file_chunks(
                 if split is not None:
                     codes = pc.cast(batch.column(split_column), pa.string())
                     batch = batch.filter(pc.equal(codes, split))
-                yield pa.Table.from_batches([batch]).to_pandas()[columns]
+                if batch.num_rows:  # a batch without the split's rows is no chunk
+                    yield pa.Table.from_batches([batch]).to_pandas()[columns]
 
     return Chunks(names, read)
 

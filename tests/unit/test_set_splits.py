@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from assets.training.set_splits import SetSplits
+from assets.training.set_splits import SetSplits, file_chunks
 
 
 def _set(rows: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -68,6 +68,18 @@ def test_a_streamed_split_is_read_a_batch_at_a_time_and_equals_the_held_one(writ
     )
     in_memory = SetSplits.of(whole, "split", streamed=("train",))
     pd.testing.assert_frame_equal(in_memory.chunks("train").frame(columns), expected[columns])
+
+
+def test_a_split_missing_from_whole_batches_gives_no_empty_chunk(tmp_path) -> None:
+    """A set in time order has batches of one split only: the others' chunks skip them."""
+    path = UPath(tmp_path / "sorted.parquet")
+    frame = _set().sort_values("split", kind="stable").reset_index(drop=True)
+    frame.to_parquet(path, index=False, row_group_size=64)
+    for name in ("train", "validation", "test"):
+        chunks = list(file_chunks(path, "split", name, batch_rows=64)(["amount", "split"]))
+        assert chunks and all(len(chunk) for chunk in chunks)
+        expected = frame.loc[frame["split"] == name, ["amount"]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True)[["amount"]], expected)
 
 
 def test_rows_back_in_the_set_s_order(written) -> None:

@@ -158,7 +158,7 @@ def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> Non
 
     assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
     chunked = {
-        name: StreamedSplit(_chunks(split.load(), [99, 100, 1_000]), split.rows, whole)
+        name: StreamedSplit(_chunks(split.load(), [99, 100, 100, 1_000]), split.rows, whole)
         for name, split in splits.streamed.items()
     }
     streamed = train_tabular(spec, "scorer", dataclasses.replace(splits, streamed=chunked), fast)
@@ -178,7 +178,8 @@ def test_baselines_score_test_rows_in_chunks_as_whole() -> None:
     numeric = ["amount", "gap", "count", "flag"]
     for name in ("logistic_regression", "feature:gap", "popularity", "random", "class_prior"):
         whole = baseline_scores(name, train, test, numeric, "is_fraud", item_key="item")
-        chunked = baseline_scores(name, train, _chunks(test, [1, 300]), numeric, "is_fraud", "item")
+        chunks = _chunks(test, [1, 300, 300])  # an empty chunk too
+        chunked = baseline_scores(name, train, chunks, numeric, "is_fraud", "item")
         # the regression's scores: one matrix product a chunk, so the last bit may differ
         np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=0, err_msg=name)
     with pytest.raises(ValueError, match="baseline feature 'nope' is not a column"):
