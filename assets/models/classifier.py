@@ -62,9 +62,10 @@ def train_classifier(
     """
     params = dict(params or {})
     check_params(params)
-    if current_training_engine() is not None:
+    if current_training_engine() is not None:  # frames for Ray Train, held ones as they are
         train, valid = (
-            Chunks.of(rows).frame(list(Chunks.of(rows).columns)) for rows in (train, valid)
+            rows.frame(list(rows.columns)) if isinstance(rows, Chunks) else rows
+            for rows in (train, valid)
         )
     train_labels, valid_labels = (
         _label_rows(train, label, "train"),
