@@ -92,23 +92,17 @@ def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def model_splits(
-    spec: UseCaseSpec,
-    model: str,
-    frame: pd.DataFrame | SetSplits,
-    names: tuple[str, ...] = MODEL_SPLITS,
-):
-    """(train, validation, test) of a set (or the splits ``names``), each with a fresh index:
-    cut from a frame, or as read by split from the set's file (:class:`SetSplits`, the model
-    asset's way: no whole frame)."""
+def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
+    """(train, validation, test) of a set, each with a fresh index: cut from a frame, or as read
+    by split from the set's file (:class:`SetSplits`, the model asset's way: no whole frame)."""
     splits = frame if isinstance(frame, SetSplits) else SetSplits.of(frame, SPLIT)
-    parts = {name: splits.part(name) for name in names}
+    parts = {name: splits.part(name) for name in MODEL_SPLITS}
     for name, part in parts.items():
         if part.empty:
             raise ValueError(
                 f"{spec.name}: model.{model}: the {name} split of the training set is empty"
             )
-    return tuple(parts.values())
+    return parts["train"], parts["validation"], parts["test"]
 
 
 def split_ranking_metrics(
