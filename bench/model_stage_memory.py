@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assets.features.views import feature_tables  # noqa: E402
-from assets.models.classification import streamed_splits  # noqa: E402
+from assets.models.split_chunks import streamed_splits  # noqa: E402
 from assets.models.train import train_tabular  # noqa: E402
 from assets.raw.event_log import log_columns, log_size_and_end  # noqa: E402
 from assets.split.split_plan_assets import mature_split_plan  # noqa: E402

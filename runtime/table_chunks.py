@@ -10,11 +10,14 @@ whole-frame and chunked paths are one piece of code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+_RANK = "__chunks_rank"  # a row's place in a permuted table, kept beside it in its bucket file
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class Chunks:
             return table
         return cls(tuple(table.columns), lambda columns: (table[columns],))
 
+    def select(self, columns: Sequence[str]) -> Chunks:
+        """The same rows with only ``columns``: what a pass that copies the table copies."""
+        kept = tuple(columns)
+        return Chunks(kept, lambda wanted: self.read(list(wanted)))
+
     def frame(self, columns: Sequence[str]) -> pd.DataFrame:
         """``columns`` of every row as one frame (fresh index): a few columns of the table."""
         pieces = list(self(columns))
@@ -56,3 +64,41 @@ class Chunks:
         if not picked:
             return pd.DataFrame(columns=list(self.columns if columns is None else columns))
         return pd.concat(picked, ignore_index=True)
+
+
+def permuted(table: Chunks, order: np.ndarray, folder: Path, bucket_rows: int) -> Chunks:
+    """The rows of ``table`` in ``order`` (row ``i`` is ``table``'s row ``order[i]``), as
+    ``frame.iloc[order]`` gives them, a bucket of ``bucket_rows`` at a time: never the table
+    whole. One pass deals each chunk's rows into the bucket their new place falls in (a Parquet
+    file per chunk and bucket under ``folder``, which must outlive the result); a read of the
+    result reads a bucket's files and puts its rows in their places. An external sort whose key
+    is already computed: the caller's ``order``, so the order is exactly the one it chose."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    buckets: list[list[Path]] = [[] for _ in range(-(-len(order) // bucket_rows))]
+    start = 0
+    for number, chunk in enumerate(table()):
+        ranks = rank[start : start + len(chunk)]
+        start += len(chunk)
+        if not len(chunk):
+            continue
+        bucket = ranks // bucket_rows
+        by_bucket = np.argsort(bucket, kind="stable")
+        present, first = np.unique(bucket[by_bucket], return_index=True)
+        for b, rows in zip(present, np.split(by_bucket, first[1:]), strict=True):
+            path = folder / f"{b}-{number}.parquet"
+            chunk.iloc[rows].assign(**{_RANK: ranks[rows]}).to_parquet(path, index=False)
+            buckets[b].append(path)
+    if start != len(order):
+        raise ValueError(f"an order of {len(order)} rows for a table of {start}")
+
+    def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+        for b, paths in enumerate(buckets):
+            pieces = [pd.read_parquet(path, columns=[*columns, _RANK]) for path in paths]
+            rows = pd.concat(pieces, ignore_index=True)
+            place = np.empty(len(rows), dtype=np.int64)
+            place[rows[_RANK].to_numpy() - b * bucket_rows] = np.arange(len(rows))
+            yield rows.iloc[place].drop(columns=_RANK).reset_index(drop=True)
+
+    return Chunks(table.columns, read)

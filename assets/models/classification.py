@@ -1,7 +1,7 @@
 """A binary classifier's training and evaluation, with its set's splits read in chunks.
 
-The model asset leaves a classifier's three splits in the set's file (``streamed_splits``), and
-each pass reads what it needs a batch at a time: LightGBM bins the train and validation rows as
+The model asset leaves a classifier's three splits in the set's file
+(``assets.models.split_chunks``), and each pass reads what it needs a batch at a time: LightGBM bins the train and validation rows as
 it reads them (``assets.models.streamed_matrix``), the validation margins, test scores and the
 baseline's test scores are computed chunk by chunk, and only the test rows' other columns (the
 predictions table: keys, time, labels, split) and one number per row are held. The baseline's
@@ -12,7 +12,6 @@ splits as frames; the model and every number are the same (``tests/unit/test_str
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,39 +20,15 @@ import pandas as pd
 from assets.models.baselines import baseline_scores, baseline_train
 from assets.models.card_precision import card_precision_metrics
 from assets.models.evaluation import classification_metrics
-from assets.models.evaluation_rows import evaluation_unit, plan_evaluation
+from assets.models.evaluation_rows import plan_evaluation, plan_train_columns
 from assets.models.plots import classification_plots
+from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
 from assets.models.tabular import band_summary, decision_bands, train_classifier
 from assets.training.model_views import label_columns
-from assets.training.set_splits import MODEL_SPLITS, SetSplits
-from configs.schema.model_stage import ModelStageSpec
 from configs.schema.usecase import UseCaseSpec
 from runtime.table_chunks import Chunks
-from runtime.training_engine import current_training_engine
 
 CLASSIFICATION = ("auc", "pr_auc", "log_loss", "ece")
-
-
-def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
-    """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
-    over them: all three of a binary classifier's. The other learners take theirs as frames."""
-    return MODEL_SPLITS if stage.problem == "binary_classification" else ()
-
-
-def streamed(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits) -> dict | None:
-    """The model's splits as chunks when the set streams them and the fit runs here (Ray
-    Train's trainer takes frames), None otherwise; an empty split fails as ``model_splits``
-    fails."""
-    if not isinstance(frame, SetSplits) or not set(MODEL_SPLITS) <= set(frame.streamed):
-        return None
-    if current_training_engine() is not None:
-        return None
-    for name in MODEL_SPLITS:
-        if frame.size(name) == 0:
-            raise ValueError(
-                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
-            )
-    return {name: frame.chunks(name) for name in MODEL_SPLITS}
 
 
 def card_precision_ks(spec: UseCaseSpec) -> tuple[int, ...]:
@@ -89,13 +64,6 @@ def _judge(spec, test: pd.DataFrame, label: str, unit: str, score: str):
     return judge
 
 
-def _scored(score: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame | Chunks, columns):
-    """``score`` of every row, a chunk of ``columns`` at a time (a frame is one chunk)."""
-    chunks = Chunks.of(rows)(columns)
-    scores = [np.asarray(score(chunk), dtype=float) for chunk in chunks if len(chunk)]
-    return np.concatenate(scores) if scores else np.empty(0)
-
-
 def train_classification(spec, model, frame, features, params):
     """Fit, calibrate and evaluate a binary classifier against its baseline (``TRAINERS``)."""
     from assets.models.train import SCORE, model_input, model_splits  # noqa: PLC0415 (cycle)
@@ -103,22 +71,21 @@ def train_classification(spec, model, frame, features, params):
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
     name = stage.baseline or "random"
-    parts = streamed(spec, model, frame)
+    parts = split_chunks(spec, model, frame)
     if parts is None:
         train, valid, test_chunks = model_splits(spec, model, frame)
         units = baseline_rows = train
         test = test_chunks
     else:
         train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
-        unit = evaluation_unit(spec, model)
-        units = train.frame([unit] if unit in train.columns else [])
+        units = train.frame(plan_train_columns(spec, model, train.columns, label))
         baseline_rows = baseline_train(name, train, frame.size("train"), features, label)
         # the test rows held: all but the features (what the predictions table keeps)
-        test = test_chunks.frame([c for c in test_chunks.columns if c not in features])
+        test = test_chunks.frame(held_test_columns(test_chunks.columns, features))
     plan = plan_evaluation(spec, model, units, test, label)
     del units
     fitted = train_classifier(train, valid, features, label, params)
-    scores = _scored(fitted.predict_proba, test_chunks, fitted.feature_columns)
+    scores = scored_chunks(fitted.predict_proba, test_chunks, fitted.feature_columns)
     judge = _judge(spec, test, label, plan.unit, SCORE)
     metrics = plan.metrics(lambda rows: judge(scores, rows), test)
     baseline = baseline_scores(name, baseline_rows, test_chunks, features, label)
@@ -129,7 +96,7 @@ def train_classification(spec, model, frame, features, params):
     extra: dict[str, Any] = {}
     if stage.decision_bands is not None:
         y_valid = Chunks.of(valid).frame([label])[label]
-        valid_scores = _scored(fitted.predict_proba, valid, fitted.feature_columns)
+        valid_scores = scored_chunks(fitted.predict_proba, valid, fitted.feature_columns)
         bands = decision_bands(y_valid, valid_scores, stage.decision_bands)
         extra["bands"] = fitted.bands = bands  # served with the model
         extra["bands_on_test"] = band_summary(
@@ -141,7 +108,7 @@ def train_classification(spec, model, frame, features, params):
         predictions["decision"] = extra["bands"].apply_bands(scores)
 
     def evaluate(candidate) -> float:
-        candidate_scores = _scored(
+        candidate_scores = scored_chunks(
             lambda chunk: candidate.predict(model_input(chunk, features)), test_chunks, features
         )
         return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]

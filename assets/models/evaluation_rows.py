@@ -246,6 +246,18 @@ def _needs_unit(spec: UseCaseSpec, model: str) -> bool:
     )
 
 
+def plan_train_columns(
+    spec: UseCaseSpec, model: str, columns: Collection[str], label: str
+) -> list[str]:
+    """The train columns :func:`plan_evaluation` reads, of those in ``columns``: the unit (who
+    is warm), and for a ranker whose seen pairs are left out, the item, the label and whether a
+    row is a sampled negative (``seen_rows``). A train split read in chunks holds these alone."""
+    wanted = [evaluation_unit(spec, model)]
+    if spec.model[model].problem in RANKERS and exclude_seen(spec, model) != "none":
+        wanted += [ranked_item_key(spec, model), label, SAMPLED]
+    return [c for c in dict.fromkeys(wanted) if c is not None and c in columns]
+
+
 def plan_evaluation(
     spec: UseCaseSpec, model: str, train: pd.DataFrame, test: pd.DataFrame, label: str
 ) -> EvaluationPlan:

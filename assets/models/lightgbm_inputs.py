@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from typing import Any
 
 import lightgbm as lgb
@@ -201,7 +201,8 @@ def train_booster(
 # --------------------------------------------------------------------------- labels
 
 
-def check_rows(train: pd.DataFrame, valid: pd.DataFrame) -> None:
+def check_rows(train: Sized, valid: Sized) -> None:
+    """Rows in both splits (a frame, or a split's labels when it is read in chunks)."""
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(valid) == 0:

@@ -14,10 +14,10 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import asset_identity, rounded_metadata, table_metadata
-from assets.models.classification import streamed_splits
 from assets.models.plots import Plots, markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
 from assets.models.sequence import train_sequence_retrieval
+from assets.models.split_chunks import streamed_splits
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
 from assets.models.tuning import tune
 from assets.training.build import SPLIT

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -20,8 +23,14 @@ from assets.models.lightgbm_inputs import (
     merge_params,
     train_booster,
 )
+from assets.models.streamed_matrix import sampling_params, streamed_dataset
 from runtime.models.features import prepare_features
 from runtime.models.ranker import Ranker
+from runtime.table_chunks import Chunks, permuted
+from runtime.training_engine import current_training_engine
+
+# rows of a split put in group order at a time, when its groups are not in order in the file
+PERMUTE_ROWS = 131_072
 
 # --------------------------------------------------------------------------- ranker
 
@@ -33,10 +42,44 @@ def _graded_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
     return y.astype(int)
 
 
-def _group_sizes(frame: pd.DataFrame, group: str) -> np.ndarray:
-    if group not in frame.columns:
-        raise ValueError(f"group column {group!r} is not in the frame")
-    return frame.groupby(group, sort=False, observed=True).size().to_numpy()
+def group_order(values: pd.Series) -> np.ndarray:
+    """The positions of a split's rows with each group's rows together, as LightGBM reads
+    groups: a stable sort by the group's value (a category by its value, not its code, so a
+    split held whole and one read in chunks agree)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    return values.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
+
+
+@dataclass
+class _GroupedSplit:
+    """A split's rows in group order (a frame, or chunks), their labels and group sizes."""
+
+    rows: pd.DataFrame | Chunks
+    labels: np.ndarray
+    sizes: np.ndarray
+
+
+def _grouped(
+    rows: pd.DataFrame | Chunks, label: str, group: str, part: str, columns: list[str], spill: Path
+) -> _GroupedSplit:
+    """``rows`` put in :func:`group_order`. Chunks are read for their keys (two numbers a row),
+    left as they are when already in order (a set in time order whose group ids grow with
+    time), else permuted a bucket at a time through ``spill`` with ``columns`` only."""
+    keys = rows if isinstance(rows, pd.DataFrame) else Chunks.of(rows)
+    if isinstance(keys, Chunks):
+        keys = keys.frame([c for c in (group, label) if c in keys.columns])
+    if group not in keys.columns:
+        raise ValueError(f"group column {group!r} is not in the {part} set")
+    order = group_order(keys[group])
+    in_order = bool((order == np.arange(len(order))).all())
+    if isinstance(rows, pd.DataFrame):
+        rows = rows if in_order else rows.iloc[order]
+    elif not in_order:
+        rows = permuted(rows.select(columns), order, spill, PERMUTE_ROWS)
+    keys = keys if in_order else keys.iloc[order]
+    sizes = keys.groupby(group, sort=False, observed=True).size().to_numpy()
+    return _GroupedSplit(rows, _graded_label(keys, label, part), sizes)
 
 
 def _label_gain(max_label: int) -> list[float]:
@@ -52,8 +95,8 @@ def _label_gain(max_label: int) -> list[float]:
 
 
 def train_ranker(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
+    train: pd.DataFrame | Chunks,
+    valid: pd.DataFrame | Chunks,
     features: list[str],
     label: str,
     group: str,
@@ -61,30 +104,66 @@ def train_ranker(
 ) -> Ranker:
     """LambdaRank over query/request groups, early-stopped on validation NDCG@10 by default.
 
-    Rows are stably sorted by ``group`` because LightGBM reads groups as consecutive runs.
+    Rows are put in group order (:func:`group_order`) because LightGBM reads groups as
+    consecutive runs. Either split may be read in chunks: LightGBM then bins it as it reads
+    (``assets.models.streamed_matrix``) and grows the same trees; a split whose groups are not
+    in order in the file is first permuted through a temporary folder, never held. On Ray the
+    splits are read whole (Ray Train's trainer shares frames).
     """
     params = dict(params or {})
     check_params(params)
-    check_rows(train, valid)
-    train = train.sort_values(group, kind="stable") if group in train.columns else train
-    valid = valid.sort_values(group, kind="stable") if group in valid.columns else valid
-    y_train, y_valid = (
-        _graded_label(train, label, "train"),
-        _graded_label(valid, label, "validation"),
-    )
-    if y_train.max() == 0:
+    if current_training_engine() is not None:  # frames for Ray Train, held ones as they are
+        train, valid = (
+            rows.frame(list(rows.columns)) if isinstance(rows, Chunks) else rows
+            for rows in (train, valid)
+        )
+    needed = list(dict.fromkeys([*features, label, group]))
+    with tempfile.TemporaryDirectory(prefix="playbook-groups-") as spill:
+        parts = [
+            _grouped(rows, label, group, part, needed, Path(spill) / part)
+            for rows, part in ((train, "train"), (valid, "validation"))
+        ]
+        return _fit(parts[0], parts[1], features, label, group, params)
+
+
+def _fit(
+    train: _GroupedSplit,
+    valid: _GroupedSplit,
+    features: list[str],
+    label: str,
+    group: str,
+    params: dict[str, Any],
+) -> Ranker:
+    check_rows(train.labels, valid.labels)
+    if train.labels.max() == 0:
         raise ValueError(f"label {label!r} has no relevant rows in train")
-    x_train, categories = prepare_features(train, features)
-    x_valid, _ = prepare_features(valid, list(x_train.columns), categories)
     merged = merge_params({**COMMON_DEFAULTS, **RANKER_DEFAULTS}, params)
     if not has_param(params, "label_gain"):
-        merged["label_gain"] = _label_gain(int(max(y_train.max(), y_valid.max())))
-    train_set = lgb.Dataset(
-        x_train, label=y_train, group=_group_sizes(train, group), free_raw_data=False
-    )
-    valid_set = lgb.Dataset(
-        x_valid, label=y_valid, group=_group_sizes(valid, group), reference=train_set
-    )
-    booster = train_booster(merged, train_set, valid_set)
+        merged["label_gain"] = _label_gain(int(max(train.labels.max(), valid.labels.max())))
+    fit_params = merged
+    if isinstance(train.rows, Chunks):
+        streamed = streamed_dataset(
+            train.rows, features, train.labels, group=train.sizes, free_raw_data=False
+        )
+        train_set, columns, categories = streamed.dataset, streamed.columns, streamed.categories
+        fit_params = {**merged, **sampling_params(merged)}
+    else:
+        x_train, categories = prepare_features(train.rows, features)
+        columns = list(x_train.columns)
+        train_set = lgb.Dataset(x_train, label=train.labels, group=train.sizes, free_raw_data=False)
+        del x_train
+    if isinstance(valid.rows, Chunks):
+        valid_set = streamed_dataset(
+            valid.rows,
+            columns,
+            valid.labels,
+            layout=(columns, categories),
+            group=valid.sizes,
+            reference=train_set,
+        ).dataset
+    else:
+        x_valid, _ = prepare_features(valid.rows, columns, categories)
+        valid_set = lgb.Dataset(x_valid, label=valid.labels, group=valid.sizes, reference=train_set)
+    booster = train_booster(fit_params, train_set, valid_set)
     best = booster.best_iteration or booster.current_iteration()
-    return Ranker(booster, list(x_train.columns), categories, label, group, best, merged)
+    return Ranker(booster, columns, categories, label, group, best, merged)

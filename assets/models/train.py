@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.models.baselines import baseline_scores
+from assets.models.baselines import baseline_scores, baseline_train
 from assets.models.classification import train_classification
 from assets.models.evaluation import (
     classification_metrics,
@@ -27,10 +27,16 @@ from assets.models.evaluation import (
     higher_is_better,
     ranking_metrics,
 )
-from assets.models.evaluation_rows import EvaluationPlan, plan_evaluation, ranked_item_key
+from assets.models.evaluation_rows import (
+    EvaluationPlan,
+    plan_evaluation,
+    plan_train_columns,
+    ranked_item_key,
+)
 from assets.models.multiclass import train_multiclass_model
 from assets.models.plots import cutoff_plot
 from assets.models.regression import train_regression
+from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
 from assets.models.tabular import train_expected_value, train_ranker
 from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
@@ -145,25 +151,42 @@ def primary_ranking_metric(spec) -> str:
 
 
 def _ranking(spec, model, frame, features, params):
+    """Fit and evaluate a LambdaRank ranker against its baseline; its splits may stay in the
+    set's file (``assets.models.split_chunks``), the test rows' other columns held."""
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
-    if spec.events.group is None:
+    group = spec.events.group
+    if group is None:
         raise ValueError(f"{spec.name}: model.{model}: learning_to_rank needs events.group")
-    train, valid, test = model_splits(spec, model, frame)
-    plan = plan_evaluation(spec, model, train, test, label)
-    fitted = train_ranker(train, valid, features, label, spec.events.group, params)
-    scores = fitted.predict(test)
+    name = stage.baseline or "random"
+    item_key = ranked_item_key(spec, model)
+    parts = split_chunks(spec, model, frame)
+    if parts is None:
+        train, valid, test_chunks = model_splits(spec, model, frame)
+        units = baseline_rows = train
+        test = test_chunks
+    else:
+        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
+        units = train.frame(plan_train_columns(spec, model, train.columns, label))
+        baseline_rows = baseline_train(name, train, frame.size("train"), features, label, item_key)
+        test = test_chunks.frame(held_test_columns(test_chunks.columns, features, [group]))
+    plan = plan_evaluation(spec, model, units, test, label)
+    del units
+    fitted = train_ranker(train, valid, features, label, group, params)
+    scores = scored_chunks(fitted.predict, test_chunks, fitted.feature_columns)
     judge = _ranking_judge(spec, test, label)
     metrics = plan.metrics(lambda rows: judge(scores, rows), test)
-    item_key = ranked_item_key(spec, model)
-    baseline = baseline_scores(stage.baseline or "random", train, test, features, label, item_key)
+    baseline = baseline_scores(name, baseline_rows, test_chunks, features, label, item_key)
+    del baseline_rows
     baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
     primary = primary_ranking_metric(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(**{SCORE: scores})
-    plots = _gain_plot(spec, test, label, scores, baseline, stage.baseline or "random", plan)
+    plots = _gain_plot(spec, test, label, scores, baseline, name, plan)
 
     def evaluate(candidate) -> float:
-        candidate_scores = candidate.predict(model_input(test, features))
+        candidate_scores = scored_chunks(
+            lambda chunk: candidate.predict(model_input(chunk, features)), test_chunks, features
+        )
         return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
 
     extra = {"plots": plots}

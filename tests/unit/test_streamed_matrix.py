@@ -138,7 +138,7 @@ def test_the_baseline_fits_on_every_row_or_on_a_bounded_sample() -> None:
 def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> None:
     """The model asset's way for a classifier: no split loaded whole (their loaders fail), and
     the model, bands, metrics, baseline, predictions and the gate's score are the held ones'."""
-    from assets.models.classification import streamed_splits
+    from assets.models.split_chunks import streamed_splits
     from assets.models.train import train_tabular
     from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR

@@ -1,0 +1,67 @@
+"""The model stage's splits left in the set's file: which learners read them so, and the passes
+over them those learners share.
+
+A binary classifier and a LambdaRank ranker read their three splits a batch at a time
+(:func:`streamed_splits`); LightGBM bins train and validation as it reads them
+(``assets.models.streamed_matrix``), the test rows are scored a chunk at a time
+(:func:`scored_chunks`), and what is held is one number a row and the test rows' other columns
+(:func:`held_test_columns`: the predictions table, the metrics' groups and units). A fit on Ray
+reads its splits whole (Ray Train's trainer shares frames), as do the other learners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from assets.training.set_splits import MODEL_SPLITS, SetSplits
+from configs.schema.model_stage import ModelStageSpec
+from configs.schema.usecase import UseCaseSpec
+from runtime.table_chunks import Chunks
+from runtime.training_engine import current_training_engine
+
+STREAMED_PROBLEMS = ("binary_classification", "learning_to_rank")
+
+
+def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
+    """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
+    over them: all three of a classifier's and a ranker's; other learners take frames."""
+    return MODEL_SPLITS if stage.problem in STREAMED_PROBLEMS else ()
+
+
+def split_chunks(
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits
+) -> dict[str, Chunks] | None:
+    """The model's splits as chunks when the set streams them and the fit runs here (Ray
+    Train's trainer takes frames), None otherwise; an empty split fails as ``model_splits``
+    fails."""
+    if not isinstance(frame, SetSplits) or not set(MODEL_SPLITS) <= set(frame.streamed):
+        return None
+    if current_training_engine() is not None:
+        return None
+    for name in MODEL_SPLITS:
+        if frame.size(name) == 0:
+            raise ValueError(
+                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
+            )
+    return {name: frame.chunks(name) for name in MODEL_SPLITS}
+
+
+def scored_chunks(
+    score: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame | Chunks, columns: Sequence[str]
+) -> np.ndarray:
+    """``score`` of every row, a chunk of ``columns`` at a time (a frame is one chunk)."""
+    chunks = Chunks.of(rows)(columns)
+    scores = [np.asarray(score(chunk), dtype=float) for chunk in chunks if len(chunk)]
+    return np.concatenate(scores) if scores else np.empty(0)
+
+
+def held_test_columns(
+    columns: Iterable[str], features: Sequence[str], needed: Iterable[str | None] = ()
+) -> list[str]:
+    """The test columns held while the features stay in the file: every other column (the
+    predictions table keeps them), and ``needed`` ones (a group or unit) even if features."""
+    wanted = {c for c in needed if c is not None}
+    return [c for c in columns if c not in features or c in wanted]

@@ -1,0 +1,172 @@
+"""A LambdaRank ranker fit on splits read in chunks grows the trees the held frames grow.
+
+LightGBM reads a group as a run of consecutive rows, so the rows go in group order first: as
+they are when the file already has them so (group ids that grow with time), else permuted a
+bucket at a time through a temporary folder (``runtime.table_chunks.permuted``). Either way the
+bin sample, the pushed rows and the group sizes must be the frame path's; any difference shows
+in the model's text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import assets.models.ranker as ranker_module
+from assets.models.ranker import group_order, train_ranker
+from runtime.table_chunks import Chunks, permuted
+
+FEATURES = ["doc__f1", "doc__f2", "doc__kind", "doc__count"]
+PARAMS = {
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_iterations": 12,
+    "bin_construct_sample_cnt": 1_500,  # fewer than the rows: the sample's rows matter
+    "min_data_in_leaf": 5,
+}
+
+
+def _chunks(frame: pd.DataFrame, cuts: list[int]) -> Chunks:
+    bounds = [0, *cuts, len(frame)]
+    return Chunks(
+        tuple(frame.columns),
+        lambda columns: (frame.iloc[a:b][columns] for a, b in itertools.pairwise(bounds)),
+    )
+
+
+def _ranking_frame(groups: int, seed: int, shuffled: bool) -> pd.DataFrame:
+    """Graded relevance 0..4 of 8 documents per request; a text feature with a level seen only
+    at the end, missing values, a nullable integer."""
+    rng = np.random.default_rng(seed)
+    n = groups * 8
+    f1, f2 = rng.normal(size=(2, n))
+    kind = pd.Series(rng.choice(["news", "shop", None], n), dtype=object)
+    kind.iloc[-2:] = "video"
+    latent = f1 + f2**2 + (kind == "shop") + 0.3 * rng.normal(size=n)
+    frame = pd.DataFrame(
+        {
+            "request_id": np.repeat(np.arange(groups) * 7 + 3, 8),
+            "relevance": np.digitize(latent, np.quantile(latent, [0.4, 0.65, 0.8, 0.92])),
+            "doc__f1": np.where(rng.random(n) < 0.1, np.nan, f1),
+            "doc__f2": f2,
+            "doc__kind": kind,
+            "doc__count": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+        }
+    )
+    if shuffled:  # a group's rows scattered over the file, as in an untidy log
+        return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    return frame
+
+
+def test_permuted_rows_are_the_frame_s_rows_in_that_order(tmp_path: Path) -> None:
+    frame = _ranking_frame(300, seed=1, shuffled=False).assign(
+        kind_code=lambda f: f["doc__kind"].astype("category")
+    )
+    order = np.random.default_rng(2).permutation(len(frame))
+    table = permuted(_chunks(frame, [1, 500, 500, 501, 1_700]), order, tmp_path / "p", 256)
+    columns = ["doc__kind", "doc__count", "relevance"]
+    pieces = list(table(columns))
+    assert [len(p) for p in pieces[:-1]] == [256] * (len(pieces) - 1)  # a bucket at a time
+    got = pd.concat(pieces, ignore_index=True)
+    pd.testing.assert_frame_equal(got, frame.iloc[order][columns].reset_index(drop=True))
+    # a category's values come back (the buckets' levels differ: they come back as text)
+    kinds = Chunks.of(frame).frame(["kind_code"])["kind_code"].astype(object)
+    again = table.frame(["kind_code"])["kind_code"].astype(object)
+    pd.testing.assert_series_equal(again, kinds.iloc[order].reset_index(drop=True))
+    with pytest.raises(ValueError, match="an order of 3 rows for a table of 2400"):
+        permuted(Chunks.of(frame), np.arange(3), tmp_path / "q", 256)
+
+
+def test_group_order_is_a_stable_sort_by_value() -> None:
+    values = pd.Series(["b", "a", "b", None, "a"])
+    assert group_order(values).tolist() == [1, 4, 0, 2, 3]
+    # a category by its value, not its code (the levels here are in another order)
+    coded = pd.Series(pd.Categorical(["b", "a", "b"], categories=["b", "a"]))
+    assert group_order(coded).tolist() == [1, 0, 2]
+
+
+def _splits(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cut = frame["request_id"] % 5 == 0  # whole requests to validation
+    return frame[~cut].reset_index(drop=True), frame[cut].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["groups-in-order", "groups-scattered"])
+def test_the_ranker_from_chunks_is_the_held_one_s(
+    shuffled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, valid = _splits(_ranking_frame(500, seed=4, shuffled=shuffled))
+    held = train_ranker(train, valid, FEATURES, "relevance", "request_id", PARAMS)
+    permutes = []
+
+    def counted(*args, **kwargs):
+        permutes.append(len(args[1]))
+        return permuted(*args, **kwargs)
+
+    monkeypatch.setattr(ranker_module, "permuted", counted)
+    monkeypatch.setattr(ranker_module, "PERMUTE_ROWS", 700)  # several buckets
+    streamed = train_ranker(
+        _chunks(train, [1, 999, 1_000, 2_345]),
+        _chunks(valid, [333]),
+        FEATURES,
+        "relevance",
+        "request_id",
+        PARAMS,
+    )
+    # groups in time order are read as they are; scattered ones are permuted, train and valid
+    assert permutes == ([len(train), len(valid)] if shuffled else [])
+    assert streamed.booster.model_to_string() == held.booster.model_to_string()
+    assert streamed.categories == held.categories == {"doc__kind": ["news", "shop", "video"]}
+    assert streamed.best_iteration == held.best_iteration
+    np.testing.assert_array_equal(streamed.predict(valid), held.predict(valid))
+
+
+def test_a_ranker_split_without_its_group_column_is_refused() -> None:
+    train, valid = _splits(_ranking_frame(60, seed=5, shuffled=False))
+    chunks = _chunks(train.drop(columns="request_id"), [100])
+    with pytest.raises(ValueError, match="group column 'request_id' is not in the train set"):
+        train_ranker(chunks, valid, FEATURES, "relevance", "request_id", PARAMS)
+
+
+def test_the_search_ranker_trained_on_streamed_splits_is_the_held_one_s() -> None:
+    """The model asset's way for a ranker: no split loaded whole (their loaders fail), and the
+    model, metrics, baseline, predictions and the gate's score are the held ones'."""
+    from assets.models.split_chunks import streamed_splits
+    from assets.models.train import train_tabular
+    from assets.training.set_splits import SetSplits, StreamedSplit
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "search.yaml"])
+    frame = _ranking_frame(900, seed=6, shuffled=True)
+    rng = np.random.default_rng(6)
+    requests = frame["request_id"].unique()
+    frame = frame.rename(columns=lambda c: c.replace("doc__", "document_engagement__"))
+    frame["document_engagement__clicked_mean_30d"] = rng.random(len(frame))
+    frame["query_id"] = frame["request_id"] % 37
+    frame["doc_id"] = rng.integers(0, 300, len(frame))
+    split_of = dict(zip(requests, rng.choice(["train", "validation", "test"], len(requests))))
+    frame["split"] = pd.Categorical(frame["request_id"].map(split_of))
+    fast = {"num_iterations": 25}
+    held = train_tabular(spec, "ranking", frame, fast)
+    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["ranking"]))
+
+    def whole():
+        raise AssertionError("a split was loaded whole")
+
+    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
+    chunked = {
+        name: StreamedSplit(_chunks(split.load(), [99, 100, 100, 1_000]), split.rows, whole)
+        for name, split in splits.streamed.items()
+    }
+    streamed = train_tabular(spec, "ranking", dataclasses.replace(splits, streamed=chunked), fast)
+    assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
+    assert streamed.metrics == held.metrics and "ndcg@10" in held.metrics
+    assert streamed.baseline_metrics == held.baseline_metrics
+    pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
+    assert streamed.evaluate(held.model) == held.evaluate(held.model)
