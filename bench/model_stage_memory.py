@@ -1,9 +1,10 @@
 """Peak memory and time of the model stage: the training set loaded whole against read by split.
 
-The fraud world's events (``--events`` over ``--days``) are prepared as
-``bench/training_set_shards.py`` prepares them (day files, feature tables), the split plan is
-counted from the mature rows as its asset counts it, and the scorer's training set is written as
-its asset writes it (streamed, in ``--shards`` shards). Then the scorer is trained and evaluated
+A use case's events (``--use-case``: fraud, or search; ``--events`` over ``--days``) are
+prepared as ``bench/training_set_shards.py`` prepares them (day files, feature tables), the
+split plan is counted from the mature rows as its asset counts it, and the model's training set
+is written as its asset writes it (streamed, in ``--shards`` shards). Then the model (fraud's
+scorer, a binary classifier; search's ranking, a LambdaRank ranker) is trained and evaluated
 (``train_tabular``: LightGBM, calibration, the baseline, the metrics and plots; not the MLflow
 logging) in each mode, each in its own subprocess so that peak RSS is that run's alone:
 
@@ -11,19 +12,20 @@ logging) in each mode, each in its own subprocess so that peak RSS is that run's
   (the model asset before; the baseline);
 * ``splits``: the set read by split from its file, every split held (``SetSplits.read``: the
   asset before);
-* ``streamed``: the train split left in the file, read a batch at a time by each pass
-  (LightGBM's bins, the units, the baseline's rows: what the asset does); the
+* ``streamed``: the three splits left in the file, read a batch at a time by each pass
+  (LightGBM's bins, the units, the baseline's rows, the test scores: what the asset does); the
   logistic-regression baseline then fits on at most ``BASELINE_FIT_ROWS`` sampled train rows,
   so its metric may differ where the train split is larger; the model's must not.
 
 It prints wall time, peak RSS and the primary metric of each run and its baseline's (the same
-model: the same metric), and the peak of each phase of the fit and evaluation: the RSS high-water mark is reset
-(``/proc/self/clear_refs``) as each of the functions ``train_tabular`` calls starts and read as
-it returns, so a phase's peak counts what the earlier phases left in memory (``between``: the
-work between and after the phases).
+model: the same metric), and the peak of each phase of the fit and evaluation: the RSS
+high-water mark is reset (``/proc/self/clear_refs``) as each of the functions ``train_tabular``
+calls starts and read as it returns, so a phase's peak counts what the earlier phases left in
+memory (``between``: the work between and after the phases).
 
     python bench/model_stage_memory.py --events 4000000 --shards 8
     python bench/model_stage_memory.py --events 16000000 --shards 32 --modes splits streamed
+    python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8
 """
 
 from __future__ import annotations
@@ -53,26 +55,30 @@ from assets.training.build import SPLIT, training_rows, write_training_set  # no
 from assets.training.set_splits import SetSplits  # noqa: E402
 from assets.training.sharded_labels import EventFiles  # noqa: E402
 from bench.peak_memory import measure_child, peak_rss_gib, run_line  # noqa: E402
-from bench.training_set_shards import MODEL, _spec, prepare  # noqa: E402
+from bench.training_set_shards import _spec, prepare  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
 from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 MODES = ("whole", "splits", "streamed")
-# what train_tabular calls for a binary classifier, in order: each one a phase
+# each use case's model measured: fraud's classifier, search's LambdaRank ranker
+MODELS = {"fraud": "scorer", "search": "ranking"}
+# what train_tabular calls for a classifier or a ranker, in order: each one a phase
 PHASES = (
     "model_splits",
     "plan_evaluation",
     "baseline_train",
     "train_classifier",
+    "train_ranker",
     "baseline_scores",
     "classification_plots",
+    "_gain_plot",
 )
 
 
 def _phased(peaks: dict[str, float]) -> None:
-    """Wrap each phase's function where the classifier's trainer calls it
-    (``assets.models.classification``; ``model_splits`` it reads from ``assets.models.train``
-    at each call): its own peak RSS."""
+    """Wrap each phase's function where the trainers call it (the classifier's in
+    ``assets.models.classification``, which reads ``model_splits`` from ``assets.models.train``
+    at each call; the ranker's in ``assets.models.train``): its own peak RSS."""
     import assets.models.classification as classification  # noqa: PLC0415 (names wrapped)
     import assets.models.train as train  # noqa: PLC0415
 
@@ -89,13 +95,14 @@ def _phased(peaks: dict[str, float]) -> None:
         return measured
 
     for name in PHASES:
-        module = classification if hasattr(classification, name) else train
-        setattr(module, name, wrap(name, getattr(module, name)))
+        for module in (classification, train):
+            if hasattr(module, name):
+                setattr(module, name, wrap(name, getattr(module, name)))
 
 
-def write_set(folder: Path, shards: int) -> int:
-    """The split plan of the mature rows and the scorer's set, as their assets write them."""
-    spec = _spec()
+def write_set(folder: Path, shards: int, use_case: str) -> int:
+    """The split plan of the mature rows and the model's set, as their assets write them."""
+    spec, model = _spec(use_case), MODELS[use_case]
     files = [UPath(p) for p in sorted(folder.glob("events-*.parquet"))]
     rows, end = log_size_and_end(files, spec.events.timestamp)
     plan = mature_split_plan(spec, files, end)
@@ -103,16 +110,16 @@ def write_set(folder: Path, shards: int) -> int:
     execution = ExecutionSpec(shards=shards, storage=str(folder / "shards"))
     engine = LocalEngine(resolve_execution(execution, folder, environ={}))
     events = EventFiles(tuple(files), tuple(log_columns(files)), rows, end)
-    with training_rows(spec, MODEL, events, engine=engine) as label_rows:
+    with training_rows(spec, model, events, engine=engine) as label_rows:
         written = write_training_set(
-            spec, MODEL, label_rows, plan, paths, UPath(folder / "set.parquet")
+            spec, model, label_rows, plan, paths, UPath(folder / "set.parquet")
         )
     return written.rows
 
 
-def child(mode: str, folder: Path) -> None:
+def child(mode: str, folder: Path, use_case: str) -> None:
     """One measured model stage: prints wall time, peak RSS and the metric as one JSON line."""
-    spec = _spec()
+    spec, model = _spec(use_case), MODELS[use_case]
     path = UPath(folder / "set.parquet")
     phases: dict[str, float] = {}
     started = time.perf_counter()
@@ -120,11 +127,11 @@ def child(mode: str, folder: Path) -> None:
         with path.open("rb") as handle:
             training_set = pd.read_parquet(handle)
     else:
-        streamed = streamed_splits(spec.model[MODEL]) if mode == "streamed" else ()
+        streamed = streamed_splits(spec.model[model]) if mode == "streamed" else ()
         training_set = SetSplits.read(path, SPLIT, streamed=streamed)
     loaded = peak_rss_gib()
     _phased(phases)
-    trained = train_tabular(spec, MODEL, training_set)
+    trained = train_tabular(spec, model, training_set)
     wall = time.perf_counter() - started
     phases["between"] = max(phases.get("between", 0.0), peak_rss_gib())  # and after the last
     peak = max(loaded, *phases.values())  # every moment is in one of them
@@ -150,25 +157,29 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--use-case", choices=sorted(MODELS), default="fraud")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.folder)
+        child(args.child, args.folder, args.use_case)
         return
     folder = Path(tempfile.mkdtemp(prefix="playbook-model-stage-"))
     try:
         started = time.perf_counter()
-        prepare(args.events, args.days, folder)
-        rows = write_set(folder, args.shards)
+        prepare(args.events, args.days, folder, args.use_case)
+        rows = write_set(folder, args.shards, args.use_case)
         splits = pd.read_parquet(folder / "set.parquet", columns=[SPLIT])[SPLIT].value_counts()
         print(
-            f"{args.events:,} fraud events: a set of {rows:,} rows"
+            f"{args.events:,} {args.use_case} events: a set of {rows:,} rows"
             f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}),"
             f" ready in {time.perf_counter() - started:.0f} s"
         )
-        runs = {mode: measure_child(__file__, mode, folder) for mode in args.modes}
+        runs = {
+            mode: measure_child(__file__, mode, folder, "--use-case", args.use_case)
+            for mode in args.modes
+        }
         first = args.modes[0]
         for mode, run in runs.items():
             print(

@@ -67,19 +67,21 @@ MODEL = "scorer"
 MODES = ("one-pass", "labels-whole", "shards")
 
 
-def _spec():
-    (spec,) = load_specs([CONFIG_DIR / "fraud.yaml"])
+def _spec(use_case: str = "fraud"):
+    (spec,) = load_specs([CONFIG_DIR / f"{use_case}.yaml"])
     return spec
 
 
-def prepare(events: int, days: int, folder: Path) -> None:
-    """Events as day files, feature tables and split plan as Parquet files, generated once.
+def prepare(events: int, days: int, folder: Path, use_case: str = "fraud") -> None:
+    """Events as day files, feature tables and split plan as Parquet files, generated once
+    (the fraud world, or another shipped use case's generator: ``bench/model_stage_memory.py``
+    prepares search's too).
 
     The aggregate tables are computed as their asset computes them, from the day files in
     shards (``aggregate_files_sharded``: the one-pass table's rows, in shard order), so that
     a log too large for the one-pass aggregates can be prepared too."""
-    spec = _spec()
-    world = build_world(sized_params("fraud", events, days), 0, START, days)
+    spec = _spec(use_case)
+    world = build_world(sized_params(use_case, events, days), 0, START, days)
     frame = pd.concat(
         [world.events_for_day(START + timedelta(days=i)) for i in range(days)],
         ignore_index=True,
