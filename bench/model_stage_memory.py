@@ -26,6 +26,11 @@ memory (``between``: the work between and after the phases).
     python bench/model_stage_memory.py --events 4000000 --shards 8
     python bench/model_stage_memory.py --events 16000000 --shards 32 --modes splits streamed
     python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8
+    python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8 --scatter
+
+``--scatter`` writes the set's rows again in a seeded random order, as from a log whose groups
+are not in id order: a ranker's streamed splits are then put in group order through a
+temporary folder first (``runtime.table_chunks.permuted``), and the held ones sorted in memory.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from upath import UPath
 
 # Run as `python bench/<script>.py`, Python puts bench/ first on the path, not the repository:
@@ -117,6 +124,13 @@ def write_set(folder: Path, shards: int, use_case: str) -> int:
     return written.rows
 
 
+def scatter(path: Path) -> None:
+    """The set's rows in a seeded random order (each split's groups scattered over the file)."""
+    table = pq.read_table(path)
+    order = np.random.default_rng(0).permutation(table.num_rows)
+    pq.write_table(table.take(order), path)
+
+
 def child(mode: str, folder: Path, use_case: str) -> None:
     """One measured model stage: prints wall time, peak RSS and the metric as one JSON line."""
     spec, model = _spec(use_case), MODELS[use_case]
@@ -159,6 +173,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--use-case", choices=sorted(MODELS), default="fraud")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--scatter", action="store_true", help="the set's rows shuffled")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,10 +185,13 @@ def main() -> None:
         started = time.perf_counter()
         prepare(args.events, args.days, folder, args.use_case)
         rows = write_set(folder, args.shards, args.use_case)
+        if args.scatter:
+            scatter(folder / "set.parquet")
         splits = pd.read_parquet(folder / "set.parquet", columns=[SPLIT])[SPLIT].value_counts()
         print(
             f"{args.events:,} {args.use_case} events: a set of {rows:,} rows"
-            f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}),"
+            f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}"
+            f"{', rows shuffled' if args.scatter else ''}),"
             f" ready in {time.perf_counter() - started:.0f} s"
         )
         runs = {
