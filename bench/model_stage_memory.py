@@ -1,10 +1,11 @@
 """Peak memory and time of the model stage: the training set loaded whole against read by split.
 
-A use case's events (``--use-case``: fraud, or search; ``--events`` over ``--days``) are
+A use case's events (``--use-case``: fraud, search or feed; ``--events`` over ``--days``) are
 prepared as ``bench/training_set_shards.py`` prepares them (day files, feature tables), the
 split plan is counted from the mature rows as its asset counts it, and the model's training set
 is written as its asset writes it (streamed, in ``--shards`` shards). Then the model (fraud's
-scorer, a binary classifier; search's ranking, a LambdaRank ranker) is trained and evaluated
+scorer, a binary classifier; search's ranking, a LambdaRank ranker; the feed's ranking, the
+expected-value model) is trained and evaluated
 (``train_tabular``: LightGBM, calibration, the baseline, the metrics and plots; not the MLflow
 logging) in each mode, each in its own subprocess so that peak RSS is that run's alone:
 
@@ -27,6 +28,7 @@ memory (``between``: the work between and after the phases).
     python bench/model_stage_memory.py --events 16000000 --shards 32 --modes splits streamed
     python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8
     python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8 --scatter
+    python bench/model_stage_memory.py --use-case feed --events 4000000 --shards 8
 
 ``--scatter`` writes the set's rows again in a seeded random order, as from a log whose groups
 are not in id order: a ranker's streamed splits are then put in group order through a
@@ -67,8 +69,9 @@ from configs.schema.execution import ExecutionSpec  # noqa: E402
 from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 MODES = ("whole", "splits", "streamed")
-# each use case's model measured: fraud's classifier, search's LambdaRank ranker
-MODELS = {"fraud": "scorer", "search": "ranking"}
+# each use case's model measured: fraud's classifier, search's LambdaRank ranker, the feed's
+# expected-value model (two classifiers)
+MODELS = {"fraud": "scorer", "search": "ranking", "feed": "ranking"}
 # what train_tabular calls for a classifier or a ranker, in order: each one a phase
 PHASES = (
     "model_splits",
@@ -76,6 +79,7 @@ PHASES = (
     "baseline_train",
     "train_classifier",
     "train_ranker",
+    "train_expected_value",
     "baseline_scores",
     "classification_plots",
     "_gain_plot",

@@ -44,6 +44,18 @@ class Chunks:
         kept = tuple(columns)
         return Chunks(kept, lambda wanted: self.read(list(wanted)))
 
+    def where(self, column: str, keep: Callable[[pd.Series], np.ndarray]) -> Chunks:
+        """The rows whose ``column`` passes ``keep`` (a mask of a chunk's values), filtered as
+        each chunk is read: ``frame[keep(frame[column])]``, never held."""
+
+        def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+            for chunk in self(list(dict.fromkeys([*columns, column]))):
+                kept = chunk[np.asarray(keep(chunk[column]), dtype=bool)]
+                if len(kept):
+                    yield kept[columns]
+
+        return Chunks(self.columns, read)
+
     def frame(self, columns: Sequence[str]) -> pd.DataFrame:
         """``columns`` of every row as one frame (fresh index): a few columns of the table."""
         pieces = list(self(columns))

@@ -44,6 +44,7 @@ from assets.training.set_splits import MODEL_SPLITS, SetSplits
 from configs.schema.model_stage import TABULAR, ModelStageSpec  # noqa: F401 (TABULAR re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
+from runtime.table_chunks import Chunks
 
 SCORE = "score"
 REVENUE = "revenue"  # purchased x value: the gain an expected-value ranking is judged on
@@ -194,6 +195,8 @@ def _ranking(spec, model, frame, features, params):
 
 
 def _expected_value(spec, model, frame, features, params):
+    """Fit and evaluate the expected-value model (click and purchase heads) against its
+    baseline on revenue; its splits may stay in the set's file, as a ranker's."""
     stage = spec.model[model]
     labels = list(label_columns(spec, model).values())
     if len(labels) != 2 or not stage.value_feature:
@@ -201,39 +204,56 @@ def _expected_value(spec, model, frame, features, params):
             f"{spec.name}: model.{model}: multi_task needs two labels (click, purchase) and"
             " value_feature"
         )
-    train, valid, test = model_splits(spec, model, frame)
+    click, purchase = labels
+    name = stage.baseline or "random"
+    item_key = ranked_item_key(spec, model)
+    parts = split_chunks(spec, model, frame)
+    if parts is None:
+        train, valid, test_chunks = model_splits(spec, model, frame)
+    else:
+        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
     if stage.value_feature not in train.columns:
         raise ValueError(
             f"{spec.name}: model.{model}.value_feature: {stage.value_feature!r} is not a column of"
             " the training set"
         )
-    click, purchase = labels
-    plan = plan_evaluation(spec, model, train, test, click)
+    if parts is None:
+        units = baseline_rows = train
+        test = test_chunks
+    else:
+        units = train.frame(plan_train_columns(spec, model, train.columns, click))
+        baseline_rows = baseline_train(name, train, frame.size("train"), features, click, item_key)
+        needed = [spec.events.group, stage.value_feature]
+        test = test_chunks.frame(held_test_columns(test_chunks.columns, features, needed))
+    plan = plan_evaluation(spec, model, units, test, click)
+    del units
     fitted = train_expected_value(
         train, valid, features, click, purchase, stage.value_feature, params
     )
     value = test[stage.value_feature].astype(float).fillna(0.0)
     test = test.assign(**{REVENUE: test[purchase] * value})
-    scores = fitted.predict(test)
-    heads = fitted.heads(test)
+    heads = [fitted.heads(c) for c in Chunks.of(test_chunks)(fitted.feature_columns) if len(c)]
+    heads = pd.concat(heads, ignore_index=True)
+    scores = heads["expected_value"].to_numpy()
     judge = _ranking_judge(spec, test, REVENUE)
     metrics = plan.metrics(lambda rows: judge(scores, rows), test)
     rows = plan.evaluated
     clicks = classification_metrics(test[click].to_numpy()[rows], heads["p_click"].to_numpy()[rows])
     metrics.update(auc_click=clicks["auc"], ece_click=clicks["ece"])
-    baseline = baseline_scores(
-        stage.baseline or "random", train, test, features, click, ranked_item_key(spec, model)
-    )
+    baseline = baseline_scores(name, baseline_rows, test_chunks, features, click, item_key)
+    del baseline_rows
     baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
     primary = primary_ranking_metric(spec)
     predictions = test[[c for c in test.columns if c not in features]].assign(
         **{SCORE: scores, "p_click": heads["p_click"].to_numpy()}
     )
 
-    plots = _gain_plot(spec, test, REVENUE, scores, baseline, stage.baseline or "random", plan)
+    plots = _gain_plot(spec, test, REVENUE, scores, baseline, name, plan)
 
     def evaluate(candidate) -> float:
-        candidate_scores = candidate.predict(model_input(test, features))
+        candidate_scores = scored_chunks(
+            lambda chunk: candidate.predict(model_input(chunk, features)), test_chunks, features
+        )
         return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
 
     extra = {"plots": plots}

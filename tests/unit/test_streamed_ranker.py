@@ -1,4 +1,5 @@
-"""A LambdaRank ranker fit on splits read in chunks grows the trees the held frames grow.
+"""Rankers fit on splits read in chunks grow the trees the held frames grow: a LambdaRank
+ranker, and the feed's expected-value model (two classifiers, the second on the clicked rows).
 
 LightGBM reads a group as a run of consecutive rows, so the rows go in group order first: as
 they are when the file already has them so (group ids that grow with time), else permuted a
@@ -150,7 +151,9 @@ def test_the_search_ranker_trained_on_streamed_splits_is_the_held_one_s() -> Non
     frame["document_engagement__clicked_mean_30d"] = rng.random(len(frame))
     frame["query_id"] = frame["request_id"] % 37
     frame["doc_id"] = rng.integers(0, 300, len(frame))
-    split_of = dict(zip(requests, rng.choice(["train", "validation", "test"], len(requests))))
+    split_of = dict(
+        zip(requests, rng.choice(["train", "validation", "test"], len(requests)), strict=True)
+    )
     frame["split"] = pd.Categorical(frame["request_id"].map(split_of))
     fast = {"num_iterations": 25}
     held = train_tabular(spec, "ranking", frame, fast)
@@ -170,3 +173,68 @@ def test_the_search_ranker_trained_on_streamed_splits_is_the_held_one_s() -> Non
     assert streamed.baseline_metrics == held.baseline_metrics
     pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
     assert streamed.evaluate(held.model) == held.evaluate(held.model)
+
+
+def test_the_feed_s_expected_value_model_on_streamed_splits_is_the_held_one_s() -> None:
+    """Two classifiers, the purchase head on the clicked rows filtered as they are read: the
+    same heads, metrics, baseline, predictions and gate score as from held splits."""
+    from assets.models.split_chunks import streamed_splits
+    from assets.models.train import train_tabular
+    from assets.training.set_splits import SetSplits, StreamedSplit
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "feed.yaml"])
+    rng = np.random.default_rng(8)
+    requests, per = 1_200, 6
+    n = requests * per
+    affinity, popular = rng.normal(size=(2, n))
+    clicked = (affinity + 0.5 * popular + rng.normal(size=n) > 1.0).astype(int)
+    frame = pd.DataFrame(
+        {
+            "request_id": np.repeat(np.arange(requests), per),
+            "user_id": np.repeat(rng.integers(0, 150, requests), per),
+            "item_id": rng.integers(0, 90, n),
+            "clicked": clicked,
+            "purchased": clicked * (rng.random(n) < 0.3 + 0.2 * (popular > 0)),
+            "user_activity__clicked_mean_7d": affinity,
+            "user_activity__country": pd.Series(rng.choice(["fr", "de", None], n), dtype=object),
+            "user_activity__item_id_last20_30d": [[int(i)] for i in rng.integers(0, 90, n)],
+            "item_popularity__count_7d": popular,
+            "item_popularity_attributes__price": np.round(rng.uniform(1, 50, n), 2),
+        }
+    )
+    frame["split"] = pd.Categorical(
+        np.repeat(rng.choice(["train", "validation", "test"], requests, p=[0.6, 0.2, 0.2]), per)
+    )
+    fast = {"num_iterations": 20}
+    held = train_tabular(spec, "ranking", frame, fast)
+    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["ranking"]))
+
+    def whole():
+        raise AssertionError("a split was loaded whole")
+
+    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
+    chunked = {
+        name: StreamedSplit(_chunks(split.load(), [77, 500, 500, 900]), split.rows, whole)
+        for name, split in splits.streamed.items()
+    }
+    streamed = train_tabular(spec, "ranking", dataclasses.replace(splits, streamed=chunked), fast)
+    for head in ("click_model", "purchase_model"):
+        got, want = getattr(streamed.model, head), getattr(held.model, head)
+        assert got.booster.model_to_string() == want.booster.model_to_string(), head
+    assert "user_activity__item_id_last20_30d" not in streamed.features
+    assert streamed.metrics == held.metrics and "auc_click" in held.metrics
+    assert streamed.baseline_metrics == held.baseline_metrics
+    pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
+    assert streamed.evaluate(held.model) == held.evaluate(held.model)
+
+
+def test_chunks_where_filters_each_chunk_as_it_is_read() -> None:
+    frame = _ranking_frame(40, seed=9, shuffled=False)
+    kept = _chunks(frame, [3, 3, 100]).where("relevance", lambda v: (v > 2).to_numpy())
+    pd.testing.assert_frame_equal(
+        kept.frame(["doc__f2"]),
+        frame.loc[frame["relevance"] > 2, ["doc__f2"]].reset_index(drop=True),
+    )
+    assert all(len(chunk) for chunk in kept(["doc__f1"]))  # no empty chunk
