@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from lightgbm.basic import LightGBMError, _ConfigAliases
 
+from runtime.table_chunks import Chunks
 from runtime.training_engine import TrainingEngine, current_training_engine
 
 # Defaults every learner starts from; a user parameter (or any alias of it) replaces the default.
@@ -207,6 +208,14 @@ def check_rows(train: Sized, valid: Sized) -> None:
         raise ValueError("the training set is empty")
     if len(valid) == 0:
         raise ValueError("the validation set is empty: early stopping and calibration need it")
+
+
+def label_rows(rows: pd.DataFrame | Chunks, label: str, part: str) -> pd.DataFrame:
+    """The label column of a split, held or read in chunks (one number a row)."""
+    table = Chunks.of(rows)
+    if label not in table.columns:
+        raise ValueError(f"label {label!r} is not a column of the {part} set")
+    return table.frame([label])
 
 
 def label_values(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:

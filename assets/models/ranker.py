@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -23,11 +22,9 @@ from assets.models.lightgbm_inputs import (
     merge_params,
     train_booster,
 )
-from assets.models.streamed_matrix import sampling_params, streamed_dataset
-from runtime.models.features import prepare_features
+from assets.models.streamed_matrix import frames_on_ray, training_datasets
 from runtime.models.ranker import Ranker
 from runtime.table_chunks import Chunks, permuted
-from runtime.training_engine import current_training_engine
 
 # rows of a split put in group order at a time, when its groups are not in order in the file
 PERMUTE_ROWS = 131_072
@@ -112,11 +109,7 @@ def train_ranker(
     """
     params = dict(params or {})
     check_params(params)
-    if current_training_engine() is not None:  # frames for Ray Train, held ones as they are
-        train, valid = (
-            rows.frame(list(rows.columns)) if isinstance(rows, Chunks) else rows
-            for rows in (train, valid)
-        )
+    train, valid = frames_on_ray(train, valid)
     needed = list(dict.fromkeys([*features, label, group]))
     with tempfile.TemporaryDirectory(prefix="playbook-groups-") as spill:
         parts = [
@@ -140,30 +133,8 @@ def _fit(
     merged = merge_params({**COMMON_DEFAULTS, **RANKER_DEFAULTS}, params)
     if not has_param(params, "label_gain"):
         merged["label_gain"] = _label_gain(int(max(train.labels.max(), valid.labels.max())))
-    fit_params = merged
-    if isinstance(train.rows, Chunks):
-        streamed = streamed_dataset(
-            train.rows, features, train.labels, group=train.sizes, free_raw_data=False
-        )
-        train_set, columns, categories = streamed.dataset, streamed.columns, streamed.categories
-        fit_params = {**merged, **sampling_params(merged)}
-    else:
-        x_train, categories = prepare_features(train.rows, features)
-        columns = list(x_train.columns)
-        train_set = lgb.Dataset(x_train, label=train.labels, group=train.sizes, free_raw_data=False)
-        del x_train
-    if isinstance(valid.rows, Chunks):
-        valid_set = streamed_dataset(
-            valid.rows,
-            columns,
-            valid.labels,
-            layout=(columns, categories),
-            group=valid.sizes,
-            reference=train_set,
-        ).dataset
-    else:
-        x_valid, _ = prepare_features(valid.rows, columns, categories)
-        valid_set = lgb.Dataset(x_valid, label=valid.labels, group=valid.sizes, reference=train_set)
-    booster = train_booster(fit_params, train_set, valid_set)
+    labels, groups = (train.labels, valid.labels), (train.sizes, valid.sizes)
+    data = training_datasets(train.rows, valid.rows, features, labels, merged, groups)
+    booster = train_booster(data.params, data.train, data.valid)
     best = booster.best_iteration or booster.current_iteration()
-    return Ranker(booster, columns, categories, label, group, best, merged)
+    return Ranker(booster, data.columns, data.categories, label, group, best, merged)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.models.evaluation_rows import plan_evaluation
+from assets.models.baselines import FEATURE_PREFIX
+from assets.models.evaluation_rows import evaluation_unit, plan_evaluation, plan_train_columns
 from assets.models.regression_baselines import (
     History,
     baseline_interval,
@@ -25,9 +26,11 @@ from assets.models.regression_baselines import (
 from assets.models.regression_metrics import regression_metrics
 from assets.models.regression_plots import regression_plots
 from assets.models.regressor import train_regressor
+from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
 from assets.training.model_views import label_columns
 from assets.training.set_splits import SetSplits
 from configs.schema.usecase import UseCaseSpec
+from runtime.table_chunks import Chunks
 
 SCORE = "score"  # the point prediction, as every trainer's predictions table names its score
 LOWER, UPPER = "lower", "upper"
@@ -67,34 +70,71 @@ def _history(spec: UseCaseSpec, label: str, frame: pd.DataFrame | SetSplits, uni
     return History(frame, unit, spec.events.timestamp, known)
 
 
+def _baseline_columns(spec: UseCaseSpec, name: str, label: str, unit: str) -> list[str]:
+    """The columns a regression baseline reads of the rows it predicts and is fit on: the
+    label, the unit and time (``last_value``), its feature (``feature:<column>``)."""
+    column = name.removeprefix(FEATURE_PREFIX) if name.startswith(FEATURE_PREFIX) else None
+    return [c for c in dict.fromkeys([label, unit, spec.events.timestamp, column]) if c]
+
+
+def _predicted(fitted, rows: pd.DataFrame | Chunks, interval: bool):
+    """The point predictions of ``rows`` and, with ``interval``, their bounds, a chunk at a time
+    (a frame is one chunk)."""
+    points, lows, highs = [], [], []
+    for chunk in Chunks.of(rows)(fitted.feature_columns):
+        if not len(chunk):
+            continue
+        x = fitted.features(chunk)
+        points.append(fitted.predict(x))
+        if interval:
+            low, high = fitted.predict_interval(x)
+            lows.append(low)
+            highs.append(high)
+    prediction = np.concatenate(points) if points else np.empty(0)
+    return prediction, ((np.concatenate(lows), np.concatenate(highs)) if interval else None)
+
+
 def train_regression(
     spec: UseCaseSpec, model: str, frame: pd.DataFrame, features: list[str], params: dict
 ):
-    """Fit ``model`` (problem: regression) and evaluate it against its baseline on test."""
+    """Fit ``model`` (problem: regression) and evaluate it against its baseline on test; its
+    splits may stay in the set's file (``assets.models.split_chunks``), the test rows' other
+    columns and the baseline's held."""
     # imported here: train.py imports this module to list it among its trainers
     from assets.models.train import model_input, model_splits
 
     stage = spec.model[model]
     name, label = next(iter(label_columns(spec, model).items()))
-    train, valid, test = model_splits(spec, model, frame)
-    plan = plan_evaluation(spec, model, train, test, label)
+    baseline_name = stage.baseline_name
+    parts = split_chunks(spec, model, frame)
+    if parts is None:
+        train, valid, test_chunks = model_splits(spec, model, frame)
+        units = baseline_rows = train
+        test = test_chunks
+    else:
+        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
+        unit = evaluation_unit(spec, model)
+        units = train.frame(plan_train_columns(spec, model, train.columns, label))
+        wanted = _baseline_columns(spec, baseline_name, label, unit)
+        baseline_rows = train.frame([c for c in wanted if c in train.columns])
+        test = test_chunks.frame(held_test_columns(test_chunks.columns, features, wanted))
+    plan = plan_evaluation(spec, model, units, test, label)
+    del units
     interval = stage.regression.interval if stage.regression is not None else None
     fitted = train_regressor(train, valid, features, label, params, interval)
-    x_test = fitted.features(test)
-    prediction = fitted.predict(x_test)
-    bounds = fitted.predict_interval(x_test) if interval is not None else None
+    prediction, bounds = _predicted(fitted, test_chunks, interval is not None)
     judge = _judge(test[label].to_numpy(dtype=float))
     metrics = plan.metrics(judge(prediction, bounds), test)
 
-    baseline_name = stage.baseline_name
     history = _history(spec, name, frame, plan.unit) if baseline_name == "last_value" else None
-    predict_baseline = regression_baseline(baseline_name, train, label, history)
+    predict_baseline = regression_baseline(baseline_name, baseline_rows, label, history)
     baseline = predict_baseline(test)
     baseline_bounds = (
-        baseline_interval(predict_baseline, train, test, label, interval)
+        baseline_interval(predict_baseline, baseline_rows, test, label, interval)
         if interval is not None
         else None
     )
+    del baseline_rows
     baseline_metrics = plan.metrics(judge(baseline, baseline_bounds), test)
 
     rows = plan.evaluated
@@ -109,7 +149,9 @@ def train_regression(
     primary = regression_primary(spec)
 
     def evaluate(candidate) -> float:
-        candidate_prediction = np.asarray(candidate.predict(model_input(test, features)), float)
+        candidate_prediction = scored_chunks(
+            lambda chunk: candidate.predict(model_input(chunk, features)), test_chunks, features
+        )
         return plan.overall(judge(candidate_prediction, None))[primary]
 
     return fitted, metrics, baseline_metrics, primary, plan.annotate(predictions), evaluate, extra

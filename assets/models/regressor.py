@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -27,12 +26,14 @@ from assets.models.lightgbm_inputs import (
     check_params,
     check_rows,
     has_param,
+    label_rows,
     label_values,
     merge_params,
     train_booster,
 )
-from runtime.models.features import prepare_features
+from assets.models.streamed_matrix import frames_on_ray, split_predictions, training_datasets
 from runtime.models.regressor import Regressor
+from runtime.table_chunks import Chunks
 
 REGRESSOR_DEFAULTS: dict[str, Any] = {"objective": "regression"}
 # what a quantile head replaces in the point model's parameters
@@ -48,18 +49,16 @@ def _numeric_label(frame: pd.DataFrame, label: str, part: str) -> np.ndarray:
 
 def _fit(
     params: dict[str, Any],
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
-    x_valid: pd.DataFrame,
-    y_valid: np.ndarray,
+    train: pd.DataFrame | Chunks,
+    valid: pd.DataFrame | Chunks,
+    features: list[str],
+    labels: tuple[np.ndarray, np.ndarray],
     label: str,
-    categories: dict[str, list[str]],
 ) -> Regressor:
-    train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
-    valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set)
-    booster = train_booster(params, train_set, valid_set)
+    data = training_datasets(train, valid, features, labels, params)
+    booster = train_booster(data.params, data.train, data.valid)
     best = booster.best_iteration or booster.current_iteration()
-    return Regressor(booster, list(x_train.columns), categories, label, best, params)
+    return Regressor(booster, data.columns, data.categories, label, best, params)
 
 
 def quantile_params(params: Mapping[str, Any], level: float) -> dict[str, Any]:
@@ -73,41 +72,58 @@ def quantile_params(params: Mapping[str, Any], level: float) -> dict[str, Any]:
 
 
 def train_regressor(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
+    train: pd.DataFrame | Chunks,
+    valid: pd.DataFrame | Chunks,
     features: list[str],
     label: str,
     params: Mapping[str, Any] | None = None,
     interval: tuple[float, float] | None = None,
 ) -> Regressor:
-    """LightGBM regressor on ``label``; with ``interval``, lower and upper quantile models too."""
+    """LightGBM regressor on ``label``; with ``interval``, lower and upper quantile models too.
+
+    Either split may be read in chunks: each booster's sets are then binned as they are read
+    (``assets.models.streamed_matrix``), the same trees; on Ray the splits are read whole.
+    """
     params = dict(params or {})
     check_params(params)
-    check_rows(train, valid)
-    y_train = _numeric_label(train, label, "train")
-    y_valid = _numeric_label(valid, label, "validation")
-    x_train, categories = prepare_features(train, features)
-    x_valid, _ = prepare_features(valid, list(x_train.columns), categories)
+    train, valid = frames_on_ray(train, valid)
+    train_labels, valid_labels = (
+        label_rows(train, label, "train"),
+        label_rows(valid, label, "validation"),
+    )
+    check_rows(train_labels, valid_labels)
+    y_train = _numeric_label(train_labels, label, "train")
+    y_valid = _numeric_label(valid_labels, label, "validation")
+    del train_labels, valid_labels
+    labels = (y_train, y_valid)
     merged = merge_params({**COMMON_DEFAULTS, **REGRESSOR_DEFAULTS}, params)
-    point = _fit(merged, x_train, y_train, x_valid, y_valid, label, categories)
+    point = _fit(merged, train, valid, features, labels, label)
     if interval is not None:
         low, high = interval
         point.lower, point.upper = (
-            _fit(quantile_params(merged, q), x_train, y_train, x_valid, y_valid, label, categories)
+            _fit(quantile_params(merged, q), train, valid, features, labels, label)
             for q in (low, high)
         )
         point.quantiles = (float(low), float(high))
-        point.interval_shift = conformal_shift(point, x_valid, y_valid, high - low)
+        point.interval_shift = conformal_shift(point, valid, y_valid, high - low)
     return point
 
 
 def conformal_shift(
-    model: Regressor, x_valid: pd.DataFrame, y_valid: np.ndarray, coverage: float
+    model: Regressor, valid: pd.DataFrame | Chunks, y_valid: np.ndarray, coverage: float
 ) -> float:
     """How far both bounds must move out (negative: in) for ``coverage`` of validation rows,
     with the finite-sample correction of split conformal prediction."""
-    low = model.lower.booster.predict(x_valid, num_iteration=model.lower.best_iteration)
-    high = model.upper.booster.predict(x_valid, num_iteration=model.upper.best_iteration)
+    low, high = (
+        split_predictions(
+            head.booster,
+            valid,
+            model.feature_columns,
+            model.categories,
+            num_iteration=head.best_iteration,
+        )
+        for head in (model.lower, model.upper)
+    )
     scores = np.maximum(low - y_valid, y_valid - high)
     n = len(scores)
     level = min(1.0, np.ceil((n + 1) * coverage) / n)

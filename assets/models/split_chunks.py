@@ -1,8 +1,9 @@
 """The model stage's splits left in the set's file: which learners read them so, and the passes
 over them those learners share.
 
-A binary classifier, a LambdaRank ranker and the expected-value model (two classifiers) read
-their three splits a batch at a time (:func:`streamed_splits`); LightGBM bins train and validation as it reads them
+A binary classifier, a LambdaRank ranker, the expected-value model (two classifiers) and a
+regressor (a point and two quantile boosters) read their three splits a batch at a time
+(:func:`streamed_splits`); LightGBM bins train and validation as it reads them
 (``assets.models.streamed_matrix``), the test rows are scored a chunk at a time
 (:func:`scored_chunks`), and what is held is one number a row and the test rows' other columns
 (:func:`held_test_columns`: the predictions table, the metrics' groups and units). A fit on Ray
@@ -22,13 +23,13 @@ from configs.schema.usecase import UseCaseSpec
 from runtime.table_chunks import Chunks
 from runtime.training_engine import current_training_engine
 
-STREAMED_PROBLEMS = ("binary_classification", "learning_to_rank", "multi_task")
+STREAMED_PROBLEMS = ("binary_classification", "learning_to_rank", "multi_task", "regression")
 
 
 def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
     """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
-    over them: all three of a classifier's, a ranker's and an expected-value model's; the other
-    learners take frames."""
+    over them: all three of a classifier's, a ranker's, an expected-value model's and a
+    regressor's; the other learners take frames."""
     return MODEL_SPLITS if stage.problem in STREAMED_PROBLEMS else ()
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from assets.models.lightgbm_inputs import has_param
 from runtime.models.features import Categories, fit_levels, matrix_columns, prepare_features
 from runtime.table_chunks import Chunks
+from runtime.training_engine import current_training_engine
 
 # rows LightGBM asks for at a time while it bins the split (its default is 4,096)
 PUSH_ROWS = 65_536
@@ -177,3 +178,73 @@ def streamed_dataset(
     # what LightGBM records of a frame's categories: validation frames are coded by these levels
     dataset.pandas_categorical = [categories[col] for col in text]
     return StreamedMatrix(dataset, columns, categories)
+
+
+@dataclass(frozen=True)
+class TrainingDatasets:
+    """LightGBM's train and validation sets of a fit, the columns and text levels the train
+    split gave, and the parameters to fit with (a streamed train set's sampling seed added)."""
+
+    train: lgb.Dataset
+    valid: lgb.Dataset
+    columns: list[str]
+    categories: Categories
+    params: dict[str, Any]
+
+
+def training_datasets(
+    train: pd.DataFrame | Chunks,
+    valid: pd.DataFrame | Chunks,
+    features: list[str],
+    labels: tuple[np.ndarray, np.ndarray],
+    params: Mapping[str, Any],
+    groups: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+) -> TrainingDatasets:
+    """The ``lgb.Dataset`` pair of a fit, each split held as a frame or read in chunks (binned
+    as it is read, :func:`streamed_dataset`): the same bins, and so the same trees, either way.
+    ``groups``: a ranker's group sizes per split."""
+    train_group, valid_group = ({} if g is None else {"group": g} for g in groups)
+    fit_params = dict(params)
+    if isinstance(train, Chunks):
+        streamed = streamed_dataset(train, features, labels[0], free_raw_data=False, **train_group)
+        train_set, columns, categories = streamed.dataset, streamed.columns, streamed.categories
+        fit_params.update(sampling_params(params))
+    else:
+        x_train, categories = prepare_features(train, features)
+        columns = list(x_train.columns)
+        train_set = lgb.Dataset(x_train, label=labels[0], free_raw_data=False, **train_group)
+        del x_train
+    if isinstance(valid, Chunks):
+        layout = (columns, categories)
+        valid_set = streamed_dataset(
+            valid, columns, labels[1], layout=layout, reference=train_set, **valid_group
+        ).dataset
+    else:
+        x_valid, _ = prepare_features(valid, columns, categories)
+        valid_set = lgb.Dataset(x_valid, label=labels[1], reference=train_set, **valid_group)
+    return TrainingDatasets(train_set, valid_set, columns, categories, fit_params)
+
+
+def split_predictions(
+    booster: lgb.Booster,
+    rows: pd.DataFrame | Chunks,
+    columns: list[str],
+    categories: Categories,
+    **options,
+) -> np.ndarray:
+    """``booster.predict`` of every row of a split (a frame whole, chunks one at a time):
+    the validation margins a calibrator or a conformal interval is fit on."""
+    if isinstance(rows, Chunks):
+        parts = [booster.predict(m, **options) for m in feature_matrices(rows, columns, categories)]
+        return np.concatenate(parts) if parts else np.empty(0)
+    return booster.predict(prepare_features(rows, columns, categories)[0], **options)
+
+
+def frames_on_ray(
+    *splits: pd.DataFrame | Chunks,
+) -> tuple[pd.DataFrame | Chunks, ...]:
+    """The splits as frames when the fit runs on Ray (Ray Train's trainer shares frames among
+    its workers), held ones as they are; as given otherwise."""
+    if current_training_engine() is None:
+        return splits
+    return tuple(s.frame(list(s.columns)) if isinstance(s, Chunks) else s for s in splits)

@@ -184,3 +184,67 @@ def test_baselines_score_test_rows_in_chunks_as_whole() -> None:
         np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=0, err_msg=name)
     with pytest.raises(ValueError, match="baseline feature 'nope' is not a column"):
         baseline_scores("feature:nope", train, _chunks(test), numeric, "is_fraud")
+
+
+def test_pricing_s_regressor_on_streamed_splits_is_the_held_one_s() -> None:
+    """A regressor's point and quantile boosters binned from chunks, the conformal shift from
+    validation margins a chunk at a time, the baseline's feature held: the same models,
+    metrics, intervals, predictions and gate score as from held splits."""
+    from assets.models.split_chunks import streamed_splits
+    from assets.models.train import train_tabular
+    from assets.training.set_splits import SetSplits, StreamedSplit
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "pricing.yaml"])
+    rng = np.random.default_rng(11)
+    n = 5_000
+    distance, load = rng.uniform(0.5, 8, n), rng.poisson(4, n).astype(float)
+    zone = pd.Series(rng.choice(["north", "south", None], n), dtype=object)
+    seconds = 600 + 180 * distance + 60 * load + 120 * (zone == "south") + rng.normal(0, 90, n)
+    time = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(
+        np.sort(rng.uniform(0, 2e6, n)), "s"
+    )
+    frame = pd.DataFrame(
+        {
+            "order_id": np.arange(n),
+            "store_id": rng.integers(0, 60, n),
+            "event_time": time,
+            "delivered_at": time + pd.to_timedelta(seconds, "s"),
+            "delivery_seconds": seconds.round(),
+            "distance_km": distance,
+            "items": rng.integers(1, 6, n),
+            "store_load__count_1h": load,
+            "store_load__delivery_seconds_mean_7d": np.where(
+                rng.random(n) < 0.1, np.nan, seconds + rng.normal(0, 200, n)
+            ),
+            "store_load__zone": zone,
+        }
+    )
+    frame["split"] = pd.Categorical(
+        np.select([frame.index < 3_000, frame.index < 4_000], ["train", "validation"], "test")
+    )
+    fast = {"num_iterations": 20}
+    held = train_tabular(spec, "delivery", frame, fast)
+    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["delivery"]))
+
+    def whole():
+        raise AssertionError("a split was loaded whole")
+
+    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
+    chunked = {
+        name: StreamedSplit(_chunks(split.load(), [1, 400, 400, 700]), split.rows, whole)
+        for name, split in splits.streamed.items()
+    }
+    streamed = train_tabular(spec, "delivery", dataclasses.replace(splits, streamed=chunked), fast)
+    for got, want in (
+        (streamed.model, held.model),
+        (streamed.model.lower, held.model.lower),
+        (streamed.model.upper, held.model.upper),
+    ):
+        assert got.booster.model_to_string() == want.booster.model_to_string()
+    assert streamed.model.interval_shift == held.model.interval_shift
+    assert streamed.metrics == held.metrics and "interval_coverage" in held.metrics
+    assert streamed.baseline_metrics == held.baseline_metrics
+    pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
+    assert streamed.evaluate(held.model) == held.evaluate(held.model)
