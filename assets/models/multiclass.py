@@ -18,16 +18,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_sample_weight
 
-from assets.models.evaluation_rows import plan_evaluation
+from assets.models.baselines import baseline_train
+from assets.models.evaluation_rows import plan_evaluation, plan_train_columns
 from assets.models.lightgbm_inputs import (
     COMMON_DEFAULTS,
     check_params,
     check_rows,
+    label_rows,
     label_values,
     merge_params,
     train_booster,
@@ -42,11 +43,13 @@ from assets.models.multiclass_metrics import (
     review_summary,
 )
 from assets.models.multiclass_plots import multiclass_plots
+from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
+from assets.models.streamed_matrix import frames_on_ray, training_datasets
 from assets.training.model_views import label_columns
 from configs.schema.multiclass import MulticlassSpec
 from configs.schema.usecase import UseCaseSpec
-from runtime.models.features import prepare_features
 from runtime.models.multiclass import ClassCalibration, MulticlassClassifier
+from runtime.table_chunks import Chunks
 
 SCORE = "score"  # the top class's probability, as train.SCORE
 PREDICTED = "predicted_class"
@@ -83,9 +86,15 @@ def class_index(frame: pd.DataFrame, label: str, codes: list[int], part: str) ->
     return index
 
 
+def _margins(model: MulticlassClassifier, rows: pd.DataFrame | Chunks) -> np.ndarray:
+    """The trees' raw per-class scores of every row, a chunk at a time (a frame is one)."""
+    parts = [model.margins(c) for c in Chunks.of(rows)(model.feature_columns) if len(c)]
+    return np.concatenate(parts) if parts else np.empty((0, len(model.classes)))
+
+
 def train_multiclass(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
+    train: pd.DataFrame | Chunks,
+    valid: pd.DataFrame | Chunks,
     features: list[str],
     label: str,
     params: Mapping[str, Any] | None = None,
@@ -93,27 +102,31 @@ def train_multiclass(
     spec: MulticlassSpec | None = None,
 ) -> MulticlassClassifier:
     """LightGBM multiclass, balanced class weights, early-stopped on validation log-loss,
-    calibrated per class on validation."""
+    calibrated per class on validation. Either split may be read in chunks (binned as it is
+    read, ``assets.models.streamed_matrix``: the same trees); on Ray they are read whole."""
     spec = spec or MulticlassSpec()
     params = dict(params or {})
     check_params(params)
-    check_rows(train, valid)
-    classes, codes = class_codes(spec, label_values(train, label, "train"))
-    y_train = class_index(train, label, codes, "train")
-    y_valid = class_index(valid, label, codes, "validation")
-    x_train, categories = prepare_features(train, features)
-    x_valid, _ = prepare_features(valid, list(x_train.columns), categories)
+    train, valid = frames_on_ray(train, valid)
+    train_labels, valid_labels = (
+        label_rows(train, label, "train"),
+        label_rows(valid, label, "validation"),
+    )
+    check_rows(train_labels, valid_labels)
+    classes, codes = class_codes(spec, label_values(train_labels, label, "train"))
+    y_train = class_index(train_labels, label, codes, "train")
+    y_valid = class_index(valid_labels, label, codes, "validation")
+    del train_labels, valid_labels
     merged = merge_params({**COMMON_DEFAULTS, **MULTICLASS_DEFAULTS}, params)
     merged["num_class"] = len(classes)
     weights = compute_sample_weight("balanced", y_train)
-    train_set = lgb.Dataset(x_train, label=y_train, weight=weights, free_raw_data=False)
-    valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set)
-    booster = train_booster(merged, train_set, valid_set)
+    data = training_datasets(train, valid, features, (y_train, y_valid), merged, weight=weights)
+    booster = train_booster(data.params, data.train, data.valid)
     best = booster.best_iteration or booster.current_iteration()
     model = MulticlassClassifier(
         booster,
-        list(x_train.columns),
-        categories,
+        data.columns,
+        data.categories,
         label,
         classes,
         codes,
@@ -122,9 +135,7 @@ def train_multiclass(
         merged,
         spec.review_below,
     )
-    model.calibration = ClassCalibration.fit(
-        model.margins(model.features(x_valid)), y_valid, spec.calibration
-    )
+    model.calibration = ClassCalibration.fit(_margins(model, valid), y_valid, spec.calibration)
     return model
 
 
@@ -134,9 +145,11 @@ def multiclass_primary(spec: UseCaseSpec) -> str:
     return primary if primary in MULTICLASS_METRICS else "macro_f1"
 
 
-def _baseline(name, train, test, features, y_train, n_classes) -> np.ndarray:
+def _baseline(name, train, test: pd.DataFrame | Chunks, features, y_train, n_classes):
+    """The baseline's class probabilities of the test rows (held, or read in chunks)."""
     if name == "class_prior":
-        return class_prior(y_train, len(test), n_classes)
+        rows = len(test) if isinstance(test, pd.DataFrame) else len(test.frame(test.columns[:1]))
+        return class_prior(y_train, rows, n_classes)
     if name == "logistic_regression":
         return multinomial_logistic(train, test, features, y_train, n_classes)
     raise ValueError(
@@ -156,20 +169,34 @@ def train_multiclass_model(spec: UseCaseSpec, model: str, frame, features, param
     stage = spec.model[model]
     options = stage.multiclass or MulticlassSpec()
     label = next(iter(label_columns(spec, model).values()))
-    train, valid, test = model_splits(spec, model, frame)
-    plan = plan_evaluation(spec, model, train, test, label)
+    baseline_name = stage.baseline_name
+    parts = split_chunks(spec, model, frame)
+    if parts is None:
+        train, valid, test_chunks = model_splits(spec, model, frame)
+        units = baseline_rows = train
+        test = test_chunks
+    else:
+        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
+        units = train.frame(plan_train_columns(spec, model, train.columns, label))
+        baseline_rows = baseline_train(baseline_name, train, frame.size("train"), features, label)
+        test = test_chunks.frame(held_test_columns(test_chunks.columns, features))
+    plan = plan_evaluation(spec, model, units, test, label)
+    del units
     fitted = train_multiclass(train, valid, features, label, params, spec=options)
     y_test = class_index(test, label, fitted.codes, "test")
-    y_train = class_index(train, label, fitted.codes, "train")
+    y_train = class_index(label_rows(train, label, "train"), label, fitted.codes, "train")
     n_classes = len(fitted.classes)
-    scores = fitted.predict_proba(test)
+    scores = scored_chunks(fitted.predict_proba, test_chunks, fitted.feature_columns)
 
     def judge(p: np.ndarray, rows: np.ndarray) -> dict[str, float]:
         return multiclass_metrics(y_test[rows], np.asarray(p)[rows])
 
     metrics = plan.metrics(lambda rows: judge(scores, rows), test)
-    baseline_name = stage.baseline_name
-    baseline = _baseline(baseline_name, train, test, features, y_train, n_classes)
+    y_fit = y_train  # the baseline's rows' classes: every train row, or its sample
+    if baseline_name == "logistic_regression" and len(baseline_rows) != len(y_train):
+        y_fit = class_index(baseline_rows, label, fitted.codes, "train")
+    baseline = _baseline(baseline_name, baseline_rows, test_chunks, features, y_fit, n_classes)
+    del baseline_rows
     baseline_metrics = plan.metrics(lambda rows: judge(baseline, rows), test)
     rows = plan.evaluated
     table = per_class_table(y_test[rows], scores[rows], fitted.classes)
@@ -195,7 +222,9 @@ def train_multiclass_model(spec: UseCaseSpec, model: str, frame, features, param
     primary = multiclass_primary(spec)
 
     def evaluate(candidate) -> float:
-        candidate_scores = np.asarray(candidate.predict(model_input(test, features)))
+        candidate_scores = scored_chunks(
+            lambda chunk: candidate.predict(model_input(chunk, features)), test_chunks, features
+        )
         return plan.overall(lambda rows: judge(candidate_scores, rows))[primary]
 
     return fitted, metrics, baseline_metrics, primary, plan.annotate(predictions), evaluate, extra

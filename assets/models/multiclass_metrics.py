@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from runtime.models.features import prepare_features
 from runtime.models.multiclass import REVIEW, decide
+from runtime.table_chunks import Chunks
 
 _EPS = 1e-15
 MULTICLASS_METRICS = ("macro_f1", "accuracy", "log_loss")
@@ -118,13 +119,14 @@ def positive_prior(train: pd.DataFrame, test: pd.DataFrame, label: str) -> np.nd
 
 def multinomial_logistic(
     train: pd.DataFrame,
-    test: pd.DataFrame,
+    test: pd.DataFrame | Chunks,
     features: list[str],
     y_train: np.ndarray,
     n_classes: int,
 ) -> np.ndarray:
     """Class probabilities from a class-balanced multinomial logistic regression on the numeric
-    features (median-imputed with missing indicators, standardised), ``[rows, classes]``.
+    features (median-imputed with missing indicators, standardised), ``[rows, classes]``; the
+    test rows may come in chunks, each scored as it is read.
 
     A class absent from the train split gets probability 0 (the model never saw it).
     """
@@ -132,14 +134,18 @@ def multinomial_logistic(
     numeric = [c for c in x_train.columns if c not in categories]
     if not numeric:
         raise ValueError("logistic_regression needs at least one numeric feature")
-    x_test, _ = prepare_features(test, numeric, {})
     model = make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         StandardScaler(),
         LogisticRegression(class_weight="balanced", max_iter=1000),
     )
     model.fit(x_train[numeric].to_numpy(), np.asarray(y_train, dtype=int))
-    seen = model.predict_proba(x_test[numeric].to_numpy())
-    out = np.zeros((len(test), n_classes))
-    out[:, model.classes_] = seen
-    return out
+    del x_train
+    parts = []
+    for chunk in Chunks.of(test)(numeric):
+        if len(chunk):
+            x_test = prepare_features(chunk, numeric, {})[0][numeric].to_numpy()
+            seen = np.zeros((len(chunk), n_classes))
+            seen[:, model.classes_] = model.predict_proba(x_test)
+            parts.append(seen)
+    return np.concatenate(parts) if parts else np.zeros((0, n_classes))

@@ -1,9 +1,9 @@
 """The model stage's splits left in the set's file: which learners read them so, and the passes
 over them those learners share.
 
-A binary classifier, a LambdaRank ranker, the expected-value model (two classifiers) and a
-regressor (a point and two quantile boosters) read their three splits a batch at a time
-(:func:`streamed_splits`); LightGBM bins train and validation as it reads them
+Every LightGBM learner -- a binary classifier, a LambdaRank ranker, the expected-value model
+(two classifiers), a regressor (a point and two quantile boosters), a multiclass classifier --
+reads its three splits a batch at a time (:func:`streamed_splits`); LightGBM bins train and validation as it reads them
 (``assets.models.streamed_matrix``), the test rows are scored a chunk at a time
 (:func:`scored_chunks`), and what is held is one number a row and the test rows' other columns
 (:func:`held_test_columns`: the predictions table, the metrics' groups and units). A fit on Ray
@@ -23,13 +23,19 @@ from configs.schema.usecase import UseCaseSpec
 from runtime.table_chunks import Chunks
 from runtime.training_engine import current_training_engine
 
-STREAMED_PROBLEMS = ("binary_classification", "learning_to_rank", "multi_task", "regression")
+# the learners whose splits stay in the file: every LightGBM one (the retrievers take frames)
+STREAMED_PROBLEMS = (
+    "binary_classification",
+    "learning_to_rank",
+    "multi_task",
+    "regression",
+    "multiclass_classification",
+)
 
 
 def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
     """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
-    over them: all three of a classifier's, a ranker's, an expected-value model's and a
-    regressor's; the other learners take frames."""
+    over them: all three of every LightGBM learner's; the retrievers take frames."""
     return MODEL_SPLITS if stage.problem in STREAMED_PROBLEMS else ()
 
 

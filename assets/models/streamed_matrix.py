@@ -199,16 +199,21 @@ def training_datasets(
     labels: tuple[np.ndarray, np.ndarray],
     params: Mapping[str, Any],
     groups: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    weight: np.ndarray | None = None,
 ) -> TrainingDatasets:
     """The ``lgb.Dataset`` pair of a fit, each split held as a frame or read in chunks (binned
     as it is read, :func:`streamed_dataset`): the same bins, and so the same trees, either way.
-    ``groups``: a ranker's group sizes per split."""
+    ``groups``: a ranker's group sizes per split; ``weight``: the train rows' weights."""
     train_group, valid_group = ({} if g is None else {"group": g} for g in groups)
     fit_params = dict(params)
     if isinstance(train, Chunks):
+        fit_params.update(sampling_params(params))
+    # built with the fit's parameters: a weighted fit constructs its sets before the fit
+    # (below), and binning must then follow them as the fit's own construction would
+    train_group.update(weight=weight, params=fit_params)
+    if isinstance(train, Chunks):
         streamed = streamed_dataset(train, features, labels[0], free_raw_data=False, **train_group)
         train_set, columns, categories = streamed.dataset, streamed.columns, streamed.categories
-        fit_params.update(sampling_params(params))
     else:
         x_train, categories = prepare_features(train, features)
         columns = list(x_train.columns)
@@ -219,10 +224,22 @@ def training_datasets(
         valid_set = streamed_dataset(
             valid, columns, labels[1], layout=layout, reference=train_set, **valid_group
         ).dataset
+        if weight is not None:
+            _unweighted(valid_set)
     else:
         x_valid, _ = prepare_features(valid, columns, categories)
         valid_set = lgb.Dataset(x_valid, label=labels[1], reference=train_set, **valid_group)
     return TrainingDatasets(train_set, valid_set, columns, categories, fit_params)
+
+
+def _unweighted(valid_set: lgb.Dataset) -> None:
+    """Clear the weights LightGBM gives a validation set built from pushed rows when its
+    reference is weighted: it copies that the reference has weights and leaves them 0, so
+    every validation metric is NaN and early stopping stops at the first iteration (a
+    matrix's validation set has none). Clearing needs the set constructed: it is, here,
+    with the fit's parameters (the fit's own construction then finds nothing to redo)."""
+    valid_set.construct()
+    valid_set.set_field("weight", None)
 
 
 def split_predictions(

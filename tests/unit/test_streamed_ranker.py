@@ -238,3 +238,74 @@ def test_chunks_where_filters_each_chunk_as_it_is_read() -> None:
         frame.loc[frame["relevance"] > 2, ["doc__f2"]].reset_index(drop=True),
     )
     assert all(len(chunk) for chunk in kept(["doc__f1"]))  # no empty chunk
+
+
+@pytest.mark.parametrize("baseline", ["class_prior", "logistic_regression"])
+def test_moderation_s_multiclass_model_on_streamed_splits_is_the_held_one_s(
+    baseline: str,
+) -> None:
+    """Softmax trees with balanced weights binned from chunks, the per-class calibration from
+    validation margins a chunk at a time, the baseline's test probabilities per chunk: the
+    same model, metrics, predictions and gate score as from held splits."""
+    from assets.models.split_chunks import streamed_splits
+    from assets.models.train import train_tabular
+    from assets.training.set_splits import SetSplits, StreamedSplit
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "moderation.yaml"])
+    spec.model["classifier"].baseline = baseline
+    rng = np.random.default_rng(12)
+    n = 4_000
+    links, caps = rng.poisson(1, n).astype(float), rng.random(n)
+    country = pd.Series(rng.choice(["fr", "us", None], n), dtype=object)
+    latent = links + 2 * caps + (country == "us") + rng.normal(0, 0.5, n)
+    frame = pd.DataFrame(
+        {
+            "post_id": np.arange(n),
+            "author_id": rng.integers(0, 300, n),
+            "content_class": np.digitize(latent, [1.5, 2.5, 3.3]),
+            "post__links": links,
+            "post__caps_ratio": caps,
+            "author_history_attributes__country": country,
+            "author_history__links_mean_7d": np.where(rng.random(n) < 0.2, np.nan, links),
+        }
+    )
+    frame["split"] = pd.Categorical(
+        rng.choice(["train", "validation", "test"], n, p=[0.6, 0.2, 0.2])
+    )
+    fast = {"num_iterations": 15}
+    held = train_tabular(spec, "classifier", frame, fast)
+    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["classifier"]))
+
+    def whole():
+        raise AssertionError("a split was loaded whole")
+
+    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
+    chunked = {
+        name: StreamedSplit(_chunks(split.load(), [1, 300, 300, 900]), split.rows, whole)
+        for name, split in splits.streamed.items()
+    }
+    streamed = train_tabular(
+        spec, "classifier", dataclasses.replace(splits, streamed=chunked), fast
+    )
+    assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
+    assert streamed.metrics == held.metrics and "macro_f1" in held.metrics
+    assert streamed.baseline_metrics == pytest.approx(held.baseline_metrics, rel=1e-12)
+    pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
+    assert streamed.evaluate(held.model) == held.evaluate(held.model)
+    if baseline == "logistic_regression":  # fit on a sample of the train rows, their classes
+        import functools
+
+        import assets.models.multiclass as multiclass
+        from assets.models.baselines import baseline_train
+
+        sampled = functools.partial(baseline_train, fit_rows=500)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(multiclass, "baseline_train", sampled)
+            again = train_tabular(
+                spec, "classifier", dataclasses.replace(splits, streamed=chunked), fast
+            )
+        assert again.metrics == held.metrics
+        assert again.baseline_metrics != held.baseline_metrics
+        assert 0 < again.baseline_metrics["macro_f1"] < 1
