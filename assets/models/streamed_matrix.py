@@ -211,6 +211,7 @@ def training_datasets(
     # built with the fit's parameters: a weighted fit constructs its sets before the fit
     # (below), and binning must then follow them as the fit's own construction would
     train_group.update(weight=weight, params=fit_params)
+    valid_group["params"] = fit_params  # a reference's parameters differing would be a warning
     if isinstance(train, Chunks):
         streamed = streamed_dataset(train, features, labels[0], free_raw_data=False, **train_group)
         train_set, columns, categories = streamed.dataset, streamed.columns, streamed.categories
