@@ -26,16 +26,24 @@ from assets.raw.synthetic import build_world  # noqa: E402
 from configs.schema.source import (  # noqa: E402
     FeedGeneratorParams,
     FraudGeneratorParams,
+    ModerationGeneratorParams,
+    PricingGeneratorParams,
     SearchGeneratorParams,
 )
 
-USE_CASES = ("feed", "fraud", "search")
+USE_CASES = ("feed", "fraud", "search", "pricing", "moderation")
 START = date(2024, 1, 1)
 
 
 def sized_params(
     use_case: str, events: int, days: int
-) -> FeedGeneratorParams | FraudGeneratorParams | SearchGeneratorParams:
+) -> (
+    FeedGeneratorParams
+    | FraudGeneratorParams
+    | SearchGeneratorParams
+    | PricingGeneratorParams
+    | ModerationGeneratorParams
+):
     """Params whose ``days`` partitions add up to about ``events`` rows."""
     per_day = max(events // days, 1)
     if use_case == "feed":
@@ -60,6 +68,12 @@ def sized_params(
             n_queries=max(2000, requests // 5),
             n_documents=max(5000, requests // 2),
         )
+    if use_case == "pricing":  # about 50 orders a store a day, as the shipped world
+        return PricingGeneratorParams(
+            orders_per_day=per_day, n_stores=min(max(60, per_day // 50), 10_000)
+        )
+    if use_case == "moderation":
+        return ModerationGeneratorParams(posts_per_day=per_day, n_authors=max(2000, per_day // 2))
     raise ValueError(f"unknown use case {use_case!r}; expected one of {USE_CASES}")
 
 

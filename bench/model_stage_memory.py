@@ -1,11 +1,12 @@
 """Peak memory and time of the model stage: the training set loaded whole against read by split.
 
-A use case's events (``--use-case``: fraud, search or feed; ``--events`` over ``--days``) are
+A use case's events (``--use-case``: each shipped one; ``--events`` over ``--days``) are
 prepared as ``bench/training_set_shards.py`` prepares them (day files, feature tables), the
 split plan is counted from the mature rows as its asset counts it, and the model's training set
 is written as its asset writes it (streamed, in ``--shards`` shards). Then the model (fraud's
 scorer, a binary classifier; search's ranking, a LambdaRank ranker; the feed's ranking, the
-expected-value model) is trained and evaluated
+expected-value model; pricing's delivery, a regressor with its interval; moderation's
+classifier, multiclass) is trained and evaluated
 (``train_tabular``: LightGBM, calibration, the baseline, the metrics and plots; not the MLflow
 logging) in each mode, each in its own subprocess so that peak RSS is that run's alone:
 
@@ -70,8 +71,15 @@ from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 MODES = ("whole", "splits", "streamed")
 # each use case's model measured: fraud's classifier, search's LambdaRank ranker, the feed's
-# expected-value model (two classifiers)
-MODELS = {"fraud": "scorer", "search": "ranking", "feed": "ranking"}
+# expected-value model (two classifiers), pricing's regressor (with its interval),
+# moderation's multiclass classifier
+MODELS = {
+    "fraud": "scorer",
+    "search": "ranking",
+    "feed": "ranking",
+    "pricing": "delivery",
+    "moderation": "classifier",
+}
 # what train_tabular calls for a classifier or a ranker, in order: each one a phase
 PHASES = (
     "model_splits",
@@ -80,6 +88,8 @@ PHASES = (
     "train_classifier",
     "train_ranker",
     "train_expected_value",
+    "train_regressor",
+    "train_multiclass",
     "baseline_scores",
     "classification_plots",
     "_gain_plot",
@@ -87,10 +97,11 @@ PHASES = (
 
 
 def _phased(peaks: dict[str, float]) -> None:
-    """Wrap each phase's function where the trainers call it (the classifier's in
-    ``assets.models.classification``, which reads ``model_splits`` from ``assets.models.train``
-    at each call; the ranker's in ``assets.models.train``): its own peak RSS."""
+    """Wrap each phase's function where the trainers call it (in their modules; they read
+    ``model_splits`` from ``assets.models.train`` at each call): its own peak RSS."""
     import assets.models.classification as classification  # noqa: PLC0415 (names wrapped)
+    import assets.models.multiclass as multiclass  # noqa: PLC0415
+    import assets.models.regression as regression  # noqa: PLC0415
     import assets.models.train as train  # noqa: PLC0415
 
     def wrap(name: str, function):
@@ -106,7 +117,7 @@ def _phased(peaks: dict[str, float]) -> None:
         return measured
 
     for name in PHASES:
-        for module in (classification, train):
+        for module in (classification, train, regression, multiclass):
             if hasattr(module, name):
                 setattr(module, name, wrap(name, getattr(module, name)))
 
