@@ -63,9 +63,8 @@ def _grouped(
     """``rows`` put in :func:`group_order`. Chunks are read for their keys (two numbers a row),
     left as they are when already in order (a set in time order whose group ids grow with
     time), else permuted a bucket at a time through ``spill`` with ``columns`` only."""
-    keys = rows if isinstance(rows, pd.DataFrame) else Chunks.of(rows)
-    if isinstance(keys, Chunks):
-        keys = keys.frame([c for c in (group, label) if c in keys.columns])
+    table = Chunks.of(rows)
+    keys = table.frame([c for c in (group, label) if c in table.columns])
     if group not in keys.columns:
         raise ValueError(f"group column {group!r} is not in the {part} set")
     order = group_order(keys[group])
