@@ -97,11 +97,12 @@ PHASES = (
 
 
 def _phased(peaks: dict[str, float]) -> None:
-    """Wrap each phase's function where the trainers call it (in their modules; they read
-    ``model_splits`` from ``assets.models.train`` at each call): its own peak RSS."""
+    """Wrap each phase's function where the trainers call it (in their modules; the splits
+    are cut in ``assets.models.split_chunks``): its own peak RSS."""
     import assets.models.classification as classification  # noqa: PLC0415 (names wrapped)
     import assets.models.multiclass as multiclass  # noqa: PLC0415
     import assets.models.regression as regression  # noqa: PLC0415
+    import assets.models.split_chunks as split_chunks  # noqa: PLC0415
     import assets.models.train as train  # noqa: PLC0415
 
     def wrap(name: str, function):
@@ -117,7 +118,7 @@ def _phased(peaks: dict[str, float]) -> None:
         return measured
 
     for name in PHASES:
-        for module in (classification, train, regression, multiclass):
+        for module in (classification, train, regression, multiclass, split_chunks):
             if hasattr(module, name):
                 setattr(module, name, wrap(name, getattr(module, name)))
 

@@ -180,3 +180,11 @@ def baseline_train(
     if name in ("popularity", "class_prior"):
         return train.frame([c for c in (item_key, label) if c is not None and c in present])
     return pd.DataFrame()
+
+
+def baseline_reader(
+    name: str, features: list[str], label: str, item_key: str | None = None
+) -> Callable[[Chunks, int], pd.DataFrame]:
+    """``read(train, rows)``: :func:`baseline_train` of ``name``, for a trainer to call when its
+    train split is read in chunks (``split_chunks.model_parts``)."""
+    return lambda train, rows: baseline_train(name, train, rows, features, label, item_key)

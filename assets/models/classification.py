@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.models.baselines import baseline_scores, baseline_train
+from assets.models.baselines import baseline_reader, baseline_scores
 from assets.models.card_precision import card_precision_metrics
 from assets.models.evaluation import classification_metrics
-from assets.models.evaluation_rows import plan_evaluation, plan_train_columns
+from assets.models.evaluation_rows import plan_evaluation
 from assets.models.plots import classification_plots
-from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
+from assets.models.split_chunks import model_parts, scored_chunks
 from assets.models.tabular import band_summary, decision_bands, train_classifier
 from assets.training.model_views import label_columns
 from configs.schema.usecase import UseCaseSpec
@@ -66,24 +66,16 @@ def _judge(spec, test: pd.DataFrame, label: str, unit: str, score: str):
 
 def train_classification(spec, model, frame, features, params):
     """Fit, calibrate and evaluate a binary classifier against its baseline (``TRAINERS``)."""
-    from assets.models.train import SCORE, model_input, model_splits  # noqa: PLC0415 (cycle)
+    from assets.models.train import SCORE, model_input  # noqa: PLC0415 (cycle)
 
     stage = spec.model[model]
     label = next(iter(label_columns(spec, model).values()))
     name = stage.baseline or "random"
-    parts = split_chunks(spec, model, frame)
-    if parts is None:
-        train, valid, test_chunks = model_splits(spec, model, frame)
-        units = baseline_rows = train
-        test = test_chunks
-    else:
-        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
-        units = train.frame(plan_train_columns(spec, model, train.columns, label))
-        baseline_rows = baseline_train(name, train, frame.size("train"), features, label)
-        # the test rows held: all but the features (what the predictions table keeps)
-        test = test_chunks.frame(held_test_columns(test_chunks.columns, features))
-    plan = plan_evaluation(spec, model, units, test, label)
-    del units
+    parts = model_parts(spec, model, frame, features, label, baseline_reader(name, features, label))
+    train, valid, test_chunks, test = parts.train, parts.valid, parts.scored, parts.test
+    baseline_rows = parts.baseline_rows
+    plan = plan_evaluation(spec, model, parts.units, test, label)
+    del parts
     fitted = train_classifier(train, valid, features, label, params)
     scores = scored_chunks(fitted.predict_proba, test_chunks, fitted.feature_columns)
     judge = _judge(spec, test, label, plan.unit, SCORE)

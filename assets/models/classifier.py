@@ -16,13 +16,11 @@ from assets.models.lightgbm_inputs import (
     COMMON_DEFAULTS,
     binary_label,
     check_params,
-    check_rows,
     has_param,
-    label_rows,
     merge_params,
     train_booster,
 )
-from assets.models.streamed_matrix import frames_on_ray, split_predictions, training_datasets
+from assets.models.streamed_matrix import fit_splits, split_predictions, training_datasets
 from runtime.models.classifier import CalibratedClassifier, Calibration, Calibrator
 from runtime.table_chunks import Chunks
 
@@ -51,12 +49,7 @@ def train_classifier(
     """
     params = dict(params or {})
     check_params(params)
-    train, valid = frames_on_ray(train, valid)
-    train_labels, valid_labels = (
-        label_rows(train, label, "train"),
-        label_rows(valid, label, "validation"),
-    )
-    check_rows(train_labels, valid_labels)
+    train, valid, train_labels, valid_labels = fit_splits(train, valid, label)
     y_train = binary_label(train_labels, label, "train")
     y_valid = binary_label(valid_labels, label, "validation")
     del train_labels, valid_labels

@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_sample_weight
 
-from assets.models.baselines import baseline_train
-from assets.models.evaluation_rows import plan_evaluation, plan_train_columns
+from assets.models.baselines import baseline_reader
+from assets.models.evaluation_rows import plan_evaluation
 from assets.models.lightgbm_inputs import (
     COMMON_DEFAULTS,
     check_params,
-    check_rows,
     label_rows,
     label_values,
     merge_params,
@@ -43,8 +42,8 @@ from assets.models.multiclass_metrics import (
     review_summary,
 )
 from assets.models.multiclass_plots import multiclass_plots
-from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
-from assets.models.streamed_matrix import frames_on_ray, training_datasets
+from assets.models.split_chunks import model_parts, scored_chunks
+from assets.models.streamed_matrix import fit_splits, training_datasets
 from assets.training.model_views import label_columns
 from configs.schema.multiclass import MulticlassSpec
 from configs.schema.usecase import UseCaseSpec
@@ -107,12 +106,7 @@ def train_multiclass(
     spec = spec or MulticlassSpec()
     params = dict(params or {})
     check_params(params)
-    train, valid = frames_on_ray(train, valid)
-    train_labels, valid_labels = (
-        label_rows(train, label, "train"),
-        label_rows(valid, label, "validation"),
-    )
-    check_rows(train_labels, valid_labels)
+    train, valid, train_labels, valid_labels = fit_splits(train, valid, label)
     classes, codes = class_codes(spec, label_values(train_labels, label, "train"))
     y_train = class_index(train_labels, label, codes, "train")
     y_valid = class_index(valid_labels, label, codes, "validation")
@@ -164,24 +158,18 @@ def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
 
 def train_multiclass_model(spec: UseCaseSpec, model: str, frame, features, params):
     """Fit, evaluate beside the baseline and describe one multiclass model (a TRAINERS entry)."""
-    from assets.models.train import model_input, model_splits  # train.py registers this trainer
+    from assets.models.train import model_input  # train.py registers this trainer
 
     stage = spec.model[model]
     options = stage.multiclass or MulticlassSpec()
     label = next(iter(label_columns(spec, model).values()))
     baseline_name = stage.baseline_name
-    parts = split_chunks(spec, model, frame)
-    if parts is None:
-        train, valid, test_chunks = model_splits(spec, model, frame)
-        units = baseline_rows = train
-        test = test_chunks
-    else:
-        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
-        units = train.frame(plan_train_columns(spec, model, train.columns, label))
-        baseline_rows = baseline_train(baseline_name, train, frame.size("train"), features, label)
-        test = test_chunks.frame(held_test_columns(test_chunks.columns, features))
-    plan = plan_evaluation(spec, model, units, test, label)
-    del units
+    rows = baseline_reader(baseline_name, features, label)
+    parts = model_parts(spec, model, frame, features, label, rows)
+    train, valid, test_chunks, test = parts.train, parts.valid, parts.scored, parts.test
+    baseline_rows = parts.baseline_rows
+    plan = plan_evaluation(spec, model, parts.units, test, label)
+    del parts
     fitted = train_multiclass(train, valid, features, label, params, spec=options)
     y_test = class_index(test, label, fitted.codes, "test")
     y_train = class_index(label_rows(train, label, "train"), label, fitted.codes, "train")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from assets.models.baselines import FEATURE_PREFIX
-from assets.models.evaluation_rows import evaluation_unit, plan_evaluation, plan_train_columns
+from assets.models.evaluation_rows import evaluation_unit, plan_evaluation
 from assets.models.regression_baselines import (
     History,
     baseline_interval,
@@ -26,7 +26,7 @@ from assets.models.regression_baselines import (
 from assets.models.regression_metrics import regression_metrics
 from assets.models.regression_plots import regression_plots
 from assets.models.regressor import train_regressor
-from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
+from assets.models.split_chunks import model_parts, scored_chunks
 from assets.training.model_views import label_columns
 from assets.training.set_splits import SetSplits
 from configs.schema.usecase import UseCaseSpec
@@ -101,25 +101,22 @@ def train_regression(
     splits may stay in the set's file (``assets.models.split_chunks``), the test rows' other
     columns and the baseline's held."""
     # imported here: train.py imports this module to list it among its trainers
-    from assets.models.train import model_input, model_splits
+    from assets.models.train import model_input
 
     stage = spec.model[model]
     name, label = next(iter(label_columns(spec, model).items()))
     baseline_name = stage.baseline_name
-    parts = split_chunks(spec, model, frame)
-    if parts is None:
-        train, valid, test_chunks = model_splits(spec, model, frame)
-        units = baseline_rows = train
-        test = test_chunks
-    else:
-        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
-        unit = evaluation_unit(spec, model)
-        units = train.frame(plan_train_columns(spec, model, train.columns, label))
-        wanted = _baseline_columns(spec, baseline_name, label, unit)
-        baseline_rows = train.frame([c for c in wanted if c in train.columns])
-        test = test_chunks.frame(held_test_columns(test_chunks.columns, features, wanted))
-    plan = plan_evaluation(spec, model, units, test, label)
-    del units
+    unit = evaluation_unit(spec, model)
+    wanted = _baseline_columns(spec, baseline_name, label, unit)
+
+    def baseline_rows_of(train: Chunks, rows: int) -> pd.DataFrame:
+        return train.frame([c for c in wanted if c in train.columns])
+
+    parts = model_parts(spec, model, frame, features, label, baseline_rows_of, wanted)
+    train, valid, test_chunks, test = parts.train, parts.valid, parts.scored, parts.test
+    baseline_rows = parts.baseline_rows
+    plan = plan_evaluation(spec, model, parts.units, test, label)
+    del parts
     interval = stage.regression.interval if stage.regression is not None else None
     fitted = train_regressor(train, valid, features, label, params, interval)
     prediction, bounds = _predicted(fitted, test_chunks, interval is not None)

@@ -24,14 +24,12 @@ import pandas as pd
 from assets.models.lightgbm_inputs import (
     COMMON_DEFAULTS,
     check_params,
-    check_rows,
     has_param,
-    label_rows,
     label_values,
     merge_params,
     train_booster,
 )
-from assets.models.streamed_matrix import frames_on_ray, split_predictions, training_datasets
+from assets.models.streamed_matrix import fit_splits, split_predictions, training_datasets
 from runtime.models.regressor import Regressor
 from runtime.table_chunks import Chunks
 
@@ -86,12 +84,7 @@ def train_regressor(
     """
     params = dict(params or {})
     check_params(params)
-    train, valid = frames_on_ray(train, valid)
-    train_labels, valid_labels = (
-        label_rows(train, label, "train"),
-        label_rows(valid, label, "validation"),
-    )
-    check_rows(train_labels, valid_labels)
+    train, valid, train_labels, valid_labels = fit_splits(train, valid, label)
     y_train = _numeric_label(train_labels, label, "train")
     y_valid = _numeric_label(valid_labels, label, "validation")
     del train_labels, valid_labels

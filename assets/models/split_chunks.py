@@ -13,10 +13,13 @@ reads its splits whole (Ray Train's trainer shares frames), as do the other lear
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from assets.models.evaluation_rows import plan_train_columns
+from assets.training.build import SPLIT
 from assets.training.set_splits import MODEL_SPLITS, SetSplits
 from configs.schema.model_stage import ModelStageSpec
 from configs.schema.usecase import UseCaseSpec
@@ -55,6 +58,61 @@ def split_chunks(
                 f"{spec.name}: model.{model}: the {name} split of the training set is empty"
             )
     return {name: frame.chunks(name) for name in MODEL_SPLITS}
+
+
+def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
+    """(train, validation, test) of a set, each with a fresh index: cut from a frame, or as read
+    by split from the set's file (:class:`SetSplits`, the model asset's way: no whole frame)."""
+    splits = frame if isinstance(frame, SetSplits) else SetSplits.of(frame, SPLIT)
+    parts = {name: splits.part(name) for name in MODEL_SPLITS}
+    for name, part in parts.items():
+        if part.empty:
+            raise ValueError(
+                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
+            )
+    return parts["train"], parts["validation"], parts["test"]
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """What a trainer reads of its set: train and validation (frames, or chunks), the test rows
+    it scores (likewise) and those it holds (every column, or all but the features), the train
+    columns the evaluation plan reads, and the rows its baseline fits on."""
+
+    train: pd.DataFrame | Chunks
+    valid: pd.DataFrame | Chunks
+    scored: pd.DataFrame | Chunks
+    test: pd.DataFrame
+    units: pd.DataFrame
+    baseline_rows: pd.DataFrame
+
+
+def model_parts(
+    spec: UseCaseSpec,
+    model: str,
+    frame: pd.DataFrame | SetSplits,
+    features: Sequence[str],
+    label: str,
+    baseline_rows: Callable[[Chunks, int], pd.DataFrame],
+    needed: Iterable[str | None] = (),
+) -> ModelParts:
+    """The model's splits as its trainer reads them: held frames (a set in memory, a fit on
+    Ray), or chunks (:func:`split_chunks`), with the train columns the plan reads
+    (``plan_train_columns``), ``baseline_rows(train, rows)`` and the test rows held but their
+    features (``needed`` kept)."""
+    parts = split_chunks(spec, model, frame)
+    if parts is None:
+        train, valid, test = model_splits(spec, model, frame)
+        return ModelParts(train, valid, test, test, train, train)
+    train, valid, scored = parts["train"], parts["validation"], parts["test"]
+    return ModelParts(
+        train,
+        valid,
+        scored,
+        scored.frame(held_test_columns(scored.columns, features, needed)),
+        train.frame(plan_train_columns(spec, model, train.columns, label)),
+        baseline_rows(train, frame.size("train")),
+    )
 
 
 def scored_chunks(

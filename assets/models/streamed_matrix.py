@@ -25,7 +25,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from assets.models.lightgbm_inputs import has_param
+from assets.models.lightgbm_inputs import check_rows, has_param, label_rows
 from runtime.models.features import Categories, fit_levels, matrix_columns, prepare_features
 from runtime.table_chunks import Chunks
 from runtime.training_engine import current_training_engine
@@ -266,3 +266,14 @@ def frames_on_ray(
     if current_training_engine() is None:
         return splits
     return tuple(s.frame(list(s.columns)) if isinstance(s, Chunks) else s for s in splits)
+
+
+def fit_splits(
+    train: pd.DataFrame | Chunks, valid: pd.DataFrame | Chunks, label: str
+) -> tuple[pd.DataFrame | Chunks, pd.DataFrame | Chunks, pd.DataFrame, pd.DataFrame]:
+    """The two splits as the fit reads them (:func:`frames_on_ray`) and their label columns,
+    each split with rows (``check_rows``)."""
+    train, valid = frames_on_ray(train, valid)
+    labels = label_rows(train, label, "train"), label_rows(valid, label, "validation")
+    check_rows(*labels)
+    return train, valid, *labels

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.models.baselines import baseline_scores, baseline_train
+from assets.models.baselines import baseline_reader, baseline_scores
 from assets.models.classification import train_classification
 from assets.models.evaluation import (
     classification_metrics,
@@ -27,20 +27,14 @@ from assets.models.evaluation import (
     higher_is_better,
     ranking_metrics,
 )
-from assets.models.evaluation_rows import (
-    EvaluationPlan,
-    plan_evaluation,
-    plan_train_columns,
-    ranked_item_key,
-)
+from assets.models.evaluation_rows import EvaluationPlan, plan_evaluation, ranked_item_key
 from assets.models.multiclass import train_multiclass_model
 from assets.models.plots import cutoff_plot
 from assets.models.regression import train_regression
-from assets.models.split_chunks import held_test_columns, scored_chunks, split_chunks
+from assets.models.split_chunks import model_parts, scored_chunks
 from assets.models.tabular import train_expected_value, train_ranker
-from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, passthrough_columns
-from assets.training.set_splits import MODEL_SPLITS, SetSplits
+from assets.training.set_splits import SetSplits
 from configs.schema.model_stage import TABULAR, ModelStageSpec  # noqa: F401 (TABULAR re-exported)
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
@@ -99,19 +93,6 @@ def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
-    """(train, validation, test) of a set, each with a fresh index: cut from a frame, or as read
-    by split from the set's file (:class:`SetSplits`, the model asset's way: no whole frame)."""
-    splits = frame if isinstance(frame, SetSplits) else SetSplits.of(frame, SPLIT)
-    parts = {name: splits.part(name) for name in MODEL_SPLITS}
-    for name, part in parts.items():
-        if part.empty:
-            raise ValueError(
-                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
-            )
-    return parts["train"], parts["validation"], parts["test"]
-
-
 def split_ranking_metrics(
     spec, test: pd.DataFrame, scores: np.ndarray, label: str
 ) -> dict[str, float]:
@@ -161,18 +142,19 @@ def _ranking(spec, model, frame, features, params):
         raise ValueError(f"{spec.name}: model.{model}: learning_to_rank needs events.group")
     name = stage.baseline or "random"
     item_key = ranked_item_key(spec, model)
-    parts = split_chunks(spec, model, frame)
-    if parts is None:
-        train, valid, test_chunks = model_splits(spec, model, frame)
-        units = baseline_rows = train
-        test = test_chunks
-    else:
-        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
-        units = train.frame(plan_train_columns(spec, model, train.columns, label))
-        baseline_rows = baseline_train(name, train, frame.size("train"), features, label, item_key)
-        test = test_chunks.frame(held_test_columns(test_chunks.columns, features, [group]))
-    plan = plan_evaluation(spec, model, units, test, label)
-    del units
+    parts = model_parts(
+        spec,
+        model,
+        frame,
+        features,
+        label,
+        baseline_reader(name, features, label, item_key),
+        [group],
+    )
+    train, valid, test_chunks, test = parts.train, parts.valid, parts.scored, parts.test
+    baseline_rows = parts.baseline_rows
+    plan = plan_evaluation(spec, model, parts.units, test, label)
+    del parts
     fitted = train_ranker(train, valid, features, label, group, params)
     scores = scored_chunks(fitted.predict, test_chunks, fitted.feature_columns)
     judge = _ranking_judge(spec, test, label)
@@ -207,26 +189,18 @@ def _expected_value(spec, model, frame, features, params):
     click, purchase = labels
     name = stage.baseline or "random"
     item_key = ranked_item_key(spec, model)
-    parts = split_chunks(spec, model, frame)
-    if parts is None:
-        train, valid, test_chunks = model_splits(spec, model, frame)
-    else:
-        train, valid, test_chunks = parts["train"], parts["validation"], parts["test"]
-    if stage.value_feature not in train.columns:
+    if stage.value_feature not in frame.columns:
         raise ValueError(
             f"{spec.name}: model.{model}.value_feature: {stage.value_feature!r} is not a column of"
             " the training set"
         )
-    if parts is None:
-        units = baseline_rows = train
-        test = test_chunks
-    else:
-        units = train.frame(plan_train_columns(spec, model, train.columns, click))
-        baseline_rows = baseline_train(name, train, frame.size("train"), features, click, item_key)
-        needed = [spec.events.group, stage.value_feature]
-        test = test_chunks.frame(held_test_columns(test_chunks.columns, features, needed))
-    plan = plan_evaluation(spec, model, units, test, click)
-    del units
+    rows = baseline_reader(name, features, click, item_key)
+    needed = [spec.events.group, stage.value_feature]
+    parts = model_parts(spec, model, frame, features, click, rows, needed)
+    train, valid, test_chunks, test = parts.train, parts.valid, parts.scored, parts.test
+    baseline_rows = parts.baseline_rows
+    plan = plan_evaluation(spec, model, parts.units, test, click)
+    del parts
     fitted = train_expected_value(
         train, valid, features, click, purchase, stage.value_feature, params
     )

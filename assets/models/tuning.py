@@ -27,11 +27,11 @@ import pandas as pd
 from assets.models.evaluation import classification_metrics, higher_is_better
 from assets.models.multiclass import multiclass_validation_score
 from assets.models.regression import regression_primary, regression_validation_score
+from assets.models.split_chunks import model_splits
 from assets.models.tabular import train_classifier, train_expected_value, train_ranker
 from assets.models.train import (
     REVENUE,
     feature_columns,
-    model_splits,
     primary_ranking_metric,
     split_ranking_metrics,
 )

@@ -7,9 +7,6 @@ edges; any difference shows in the model's text.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -19,7 +16,7 @@ from assets.models.baselines import baseline_scores, baseline_train
 from assets.models.classifier import train_classifier
 from assets.models.streamed_matrix import _ChunkRows, sampling_params, streamed_dataset
 from runtime.models.features import prepare_features
-from runtime.table_chunks import Chunks
+from tests.streamed_fits import chunks, held_and_streamed
 
 CUTS = [1, 2_000, 2_001, 7_777]  # a one-row chunk, a chunk edge inside LightGBM's batches
 
@@ -41,14 +38,6 @@ def _frame(rows: int = 12_000, seed: int = 0) -> pd.DataFrame:
     return frame.assign(is_fraud=(signal > 1.2).astype(int))
 
 
-def _chunks(frame: pd.DataFrame, cuts: list[int] = CUTS) -> Chunks:
-    bounds = [0, *cuts, len(frame)]
-    return Chunks(
-        tuple(frame.columns),
-        lambda columns: (frame.iloc[a:b][columns] for a, b in itertools.pairwise(bounds)),
-    )
-
-
 FEATURES = ["amount", "gap", "channel", "count", "flag"]
 PARAMS = {
     "objective": "binary",
@@ -68,12 +57,12 @@ def test_the_trees_are_the_whole_frame_s(seed: int) -> None:
     params = {**PARAMS, "seed": seed}
     x, categories = prepare_features(frame, FEATURES)
     whole = lgb.train(params, lgb.Dataset(x, label=y))
-    streamed = streamed_dataset(_chunks(frame), FEATURES, y)
+    streamed = streamed_dataset(chunks(frame, CUTS), FEATURES, y)
     assert streamed.categories == categories and streamed.columns == list(x.columns)
     fitted = lgb.train({**params, **sampling_params(params)}, streamed.dataset)
     assert fitted.model_to_string() == whole.model_to_string()
     # without the derived sampling seed the bins (and trees) are another model's
-    other = lgb.train(params, streamed_dataset(_chunks(frame), FEATURES, y).dataset)
+    other = lgb.train(params, streamed_dataset(chunks(frame, CUTS), FEATURES, y).dataset)
     assert other.model_to_string() != whole.model_to_string()
 
 
@@ -104,16 +93,16 @@ def test_a_classifier_on_a_streamed_split_is_the_frame_s() -> None:
     train, valid = frame.iloc[:7_000].reset_index(drop=True), frame.iloc[7_000:]
     params = {"num_iterations": 40, "bin_construct_sample_cnt": 2_500}
     held = train_classifier(train, valid, FEATURES, "is_fraud", params)
-    for valid_rows in (valid, _chunks(valid, [5, 600])):  # validation held, then read in chunks
-        streamed = train_classifier(_chunks(train), valid_rows, FEATURES, "is_fraud", params)
+    for valid_rows in (valid, chunks(valid, [5, 600])):  # validation held, then read in chunks
+        streamed = train_classifier(chunks(train, CUTS), valid_rows, FEATURES, "is_fraud", params)
         assert streamed.booster.model_to_string() == held.booster.model_to_string()
         assert streamed.best_iteration == held.best_iteration < 40  # early-stopped alike
         assert streamed.params == held.params  # the sampling seed is LightGBM's, not recorded
         np.testing.assert_array_equal(streamed.predict_proba(valid), held.predict_proba(valid))
     with pytest.raises(ValueError, match="label 'fraud' is not a column of the train set"):
-        train_classifier(_chunks(train), valid, FEATURES, "fraud", params)
+        train_classifier(chunks(train, CUTS), valid, FEATURES, "fraud", params)
     with pytest.raises(ValueError, match="features missing from the frame: nope"):
-        train_classifier(_chunks(train), valid, [*FEATURES, "nope"], "is_fraud", params)
+        train_classifier(chunks(train, CUTS), valid, [*FEATURES, "nope"], "is_fraud", params)
 
 
 def test_the_baseline_fits_on_every_row_or_on_a_bounded_sample() -> None:
@@ -121,26 +110,25 @@ def test_the_baseline_fits_on_every_row_or_on_a_bounded_sample() -> None:
     train, test = frame.iloc[:2_000].reset_index(drop=True), frame.iloc[2_000:]
     numeric = ["amount", "gap", "count", "flag"]
     whole = baseline_scores("logistic_regression", train, test, numeric, "is_fraud")
-    rows = baseline_train("logistic_regression", _chunks(train, [700]), 2_000, numeric, "is_fraud")
+    rows = baseline_train("logistic_regression", chunks(train, [700]), 2_000, numeric, "is_fraud")
     got = baseline_scores("logistic_regression", rows, test, numeric, "is_fraud")
     np.testing.assert_array_equal(got, whole)
     sample = baseline_train(
-        "logistic_regression", _chunks(train, [700]), 2_000, numeric, "is_fraud", fit_rows=500
+        "logistic_regression", chunks(train, [700]), 2_000, numeric, "is_fraud", fit_rows=500
     )
     picked = np.sort(np.random.default_rng(0).choice(2_000, size=500, replace=False))
     pd.testing.assert_frame_equal(
         sample, train[[*numeric, "is_fraud"]].iloc[picked].reset_index(drop=True)
     )
-    prior = baseline_train("class_prior", _chunks(train), 2_000, numeric, "is_fraud", fit_rows=5)
+    prior = baseline_train(
+        "class_prior", chunks(train, CUTS), 2_000, numeric, "is_fraud", fit_rows=5
+    )
     assert list(prior.columns) == ["is_fraud"] and len(prior) == 2_000
 
 
 def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> None:
     """The model asset's way for a classifier: no split loaded whole (their loaders fail), and
     the model, bands, metrics, baseline, predictions and the gate's score are the held ones'."""
-    from assets.models.split_chunks import streamed_splits
-    from assets.models.train import train_tabular
-    from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR
     from configs.schema import load_specs
 
@@ -150,18 +138,7 @@ def test_the_scorer_trained_on_a_streamed_train_split_is_the_held_one_s() -> Non
     frame["card_id"] = rng.integers(0, 400, len(frame))
     frame["split"] = pd.Categorical(rng.choice(["train", "validation", "test"], len(frame)))
     fast = {"num_iterations": 30}
-    held = train_tabular(spec, "scorer", frame, fast)
-    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["scorer"]))
-
-    def whole():
-        raise AssertionError("the train split was loaded whole")
-
-    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
-    chunked = {
-        name: StreamedSplit(_chunks(split.load(), [99, 100, 100, 1_000]), split.rows, whole)
-        for name, split in splits.streamed.items()
-    }
-    streamed = train_tabular(spec, "scorer", dataclasses.replace(splits, streamed=chunked), fast)
+    held, streamed = held_and_streamed(spec, "scorer", frame, fast, [99, 100, 100, 1_000])
     assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
     assert streamed.metrics == held.metrics
     assert streamed.baseline_metrics == pytest.approx(held.baseline_metrics, rel=1e-12)
@@ -178,21 +155,18 @@ def test_baselines_score_test_rows_in_chunks_as_whole() -> None:
     numeric = ["amount", "gap", "count", "flag"]
     for name in ("logistic_regression", "feature:gap", "popularity", "random", "class_prior"):
         whole = baseline_scores(name, train, test, numeric, "is_fraud", item_key="item")
-        chunks = _chunks(test, [1, 300, 300])  # an empty chunk too
-        chunked = baseline_scores(name, train, chunks, numeric, "is_fraud", "item")
+        pieces = chunks(test, [1, 300, 300])  # an empty chunk too
+        chunked = baseline_scores(name, train, pieces, numeric, "is_fraud", "item")
         # the regression's scores: one matrix product a chunk, so the last bit may differ
         np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=0, err_msg=name)
     with pytest.raises(ValueError, match="baseline feature 'nope' is not a column"):
-        baseline_scores("feature:nope", train, _chunks(test), numeric, "is_fraud")
+        baseline_scores("feature:nope", train, chunks(test, CUTS), numeric, "is_fraud")
 
 
 def test_pricing_s_regressor_on_streamed_splits_is_the_held_one_s() -> None:
     """A regressor's point and quantile boosters binned from chunks, the conformal shift from
     validation margins a chunk at a time, the baseline's feature held: the same models,
     metrics, intervals, predictions and gate score as from held splits."""
-    from assets.models.split_chunks import streamed_splits
-    from assets.models.train import train_tabular
-    from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR
     from configs.schema import load_specs
 
@@ -225,18 +199,7 @@ def test_pricing_s_regressor_on_streamed_splits_is_the_held_one_s() -> None:
         np.select([frame.index < 3_000, frame.index < 4_000], ["train", "validation"], "test")
     )
     fast = {"num_iterations": 20}
-    held = train_tabular(spec, "delivery", frame, fast)
-    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["delivery"]))
-
-    def whole():
-        raise AssertionError("a split was loaded whole")
-
-    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
-    chunked = {
-        name: StreamedSplit(_chunks(split.load(), [1, 400, 400, 700]), split.rows, whole)
-        for name, split in splits.streamed.items()
-    }
-    streamed = train_tabular(spec, "delivery", dataclasses.replace(splits, streamed=chunked), fast)
+    held, streamed = held_and_streamed(spec, "delivery", frame, fast, [1, 400, 400, 700])
     for got, want in (
         (streamed.model, held.model),
         (streamed.model.lower, held.model.lower),

@@ -10,8 +10,6 @@ in the model's text.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import pytest
 import assets.models.ranker as ranker_module
 from assets.models.ranker import group_order, train_ranker
 from runtime.table_chunks import Chunks, permuted
+from tests.streamed_fits import chunks, held_and_streamed, streamed_set
 
 FEATURES = ["doc__f1", "doc__f2", "doc__kind", "doc__count"]
 PARAMS = {
@@ -31,14 +30,6 @@ PARAMS = {
     "bin_construct_sample_cnt": 1_500,  # fewer than the rows: the sample's rows matter
     "min_data_in_leaf": 5,
 }
-
-
-def _chunks(frame: pd.DataFrame, cuts: list[int]) -> Chunks:
-    bounds = [0, *cuts, len(frame)]
-    return Chunks(
-        tuple(frame.columns),
-        lambda columns: (frame.iloc[a:b][columns] for a, b in itertools.pairwise(bounds)),
-    )
 
 
 def _ranking_frame(groups: int, seed: int, shuffled: bool) -> pd.DataFrame:
@@ -70,7 +61,7 @@ def test_permuted_rows_are_the_frame_s_rows_in_that_order(tmp_path: Path) -> Non
         kind_code=lambda f: f["doc__kind"].astype("category")
     )
     order = np.random.default_rng(2).permutation(len(frame))
-    table = permuted(_chunks(frame, [1, 500, 500, 501, 1_700]), order, tmp_path / "p", 256)
+    table = permuted(chunks(frame, [1, 500, 500, 501, 1_700]), order, tmp_path / "p", 256)
     columns = ["doc__kind", "doc__count", "relevance"]
     pieces = list(table(columns))
     assert [len(p) for p in pieces[:-1]] == [256] * (len(pieces) - 1)  # a bucket at a time
@@ -112,8 +103,8 @@ def test_the_ranker_from_chunks_is_the_held_one_s(
     monkeypatch.setattr(ranker_module, "permuted", counted)
     monkeypatch.setattr(ranker_module, "PERMUTE_ROWS", 700)  # several buckets
     streamed = train_ranker(
-        _chunks(train, [1, 999, 1_000, 2_345]),
-        _chunks(valid, [333]),
+        chunks(train, [1, 999, 1_000, 2_345]),
+        chunks(valid, [333]),
         FEATURES,
         "relevance",
         "request_id",
@@ -129,17 +120,14 @@ def test_the_ranker_from_chunks_is_the_held_one_s(
 
 def test_a_ranker_split_without_its_group_column_is_refused() -> None:
     train, valid = _splits(_ranking_frame(60, seed=5, shuffled=False))
-    chunks = _chunks(train.drop(columns="request_id"), [100])
+    pieces = chunks(train.drop(columns="request_id"), [100])
     with pytest.raises(ValueError, match="group column 'request_id' is not in the train set"):
-        train_ranker(chunks, valid, FEATURES, "relevance", "request_id", PARAMS)
+        train_ranker(pieces, valid, FEATURES, "relevance", "request_id", PARAMS)
 
 
 def test_the_search_ranker_trained_on_streamed_splits_is_the_held_one_s() -> None:
     """The model asset's way for a ranker: no split loaded whole (their loaders fail), and the
     model, metrics, baseline, predictions and the gate's score are the held ones'."""
-    from assets.models.split_chunks import streamed_splits
-    from assets.models.train import train_tabular
-    from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR
     from configs.schema import load_specs
 
@@ -156,18 +144,7 @@ def test_the_search_ranker_trained_on_streamed_splits_is_the_held_one_s() -> Non
     )
     frame["split"] = pd.Categorical(frame["request_id"].map(split_of))
     fast = {"num_iterations": 25}
-    held = train_tabular(spec, "ranking", frame, fast)
-    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["ranking"]))
-
-    def whole():
-        raise AssertionError("a split was loaded whole")
-
-    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
-    chunked = {
-        name: StreamedSplit(_chunks(split.load(), [99, 100, 100, 1_000]), split.rows, whole)
-        for name, split in splits.streamed.items()
-    }
-    streamed = train_tabular(spec, "ranking", dataclasses.replace(splits, streamed=chunked), fast)
+    held, streamed = held_and_streamed(spec, "ranking", frame, fast, [99, 100, 100, 1_000])
     assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
     assert streamed.metrics == held.metrics and "ndcg@10" in held.metrics
     assert streamed.baseline_metrics == held.baseline_metrics
@@ -178,9 +155,6 @@ def test_the_search_ranker_trained_on_streamed_splits_is_the_held_one_s() -> Non
 def test_the_feed_s_expected_value_model_on_streamed_splits_is_the_held_one_s() -> None:
     """Two classifiers, the purchase head on the clicked rows filtered as they are read: the
     same heads, metrics, baseline, predictions and gate score as from held splits."""
-    from assets.models.split_chunks import streamed_splits
-    from assets.models.train import train_tabular
-    from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR
     from configs.schema import load_specs
 
@@ -208,18 +182,7 @@ def test_the_feed_s_expected_value_model_on_streamed_splits_is_the_held_one_s() 
         np.repeat(rng.choice(["train", "validation", "test"], requests, p=[0.6, 0.2, 0.2]), per)
     )
     fast = {"num_iterations": 20}
-    held = train_tabular(spec, "ranking", frame, fast)
-    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["ranking"]))
-
-    def whole():
-        raise AssertionError("a split was loaded whole")
-
-    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
-    chunked = {
-        name: StreamedSplit(_chunks(split.load(), [77, 500, 500, 900]), split.rows, whole)
-        for name, split in splits.streamed.items()
-    }
-    streamed = train_tabular(spec, "ranking", dataclasses.replace(splits, streamed=chunked), fast)
+    held, streamed = held_and_streamed(spec, "ranking", frame, fast, [77, 500, 500, 900])
     for head in ("click_model", "purchase_model"):
         got, want = getattr(streamed.model, head), getattr(held.model, head)
         assert got.booster.model_to_string() == want.booster.model_to_string(), head
@@ -232,7 +195,7 @@ def test_the_feed_s_expected_value_model_on_streamed_splits_is_the_held_one_s() 
 
 def test_chunks_where_filters_each_chunk_as_it_is_read() -> None:
     frame = _ranking_frame(40, seed=9, shuffled=False)
-    kept = _chunks(frame, [3, 3, 100]).where("relevance", lambda v: (v > 2).to_numpy())
+    kept = chunks(frame, [3, 3, 100]).where("relevance", lambda v: (v > 2).to_numpy())
     pd.testing.assert_frame_equal(
         kept.frame(["doc__f2"]),
         frame.loc[frame["relevance"] > 2, ["doc__f2"]].reset_index(drop=True),
@@ -247,9 +210,6 @@ def test_moderation_s_multiclass_model_on_streamed_splits_is_the_held_one_s(
     """Softmax trees with balanced weights binned from chunks, the per-class calibration from
     validation margins a chunk at a time, the baseline's test probabilities per chunk: the
     same model, metrics, predictions and gate score as from held splits."""
-    from assets.models.split_chunks import streamed_splits
-    from assets.models.train import train_tabular
-    from assets.training.set_splits import SetSplits, StreamedSplit
     from configs import CONFIG_DIR
     from configs.schema import load_specs
 
@@ -275,37 +235,26 @@ def test_moderation_s_multiclass_model_on_streamed_splits_is_the_held_one_s(
         rng.choice(["train", "validation", "test"], n, p=[0.6, 0.2, 0.2])
     )
     fast = {"num_iterations": 15}
-    held = train_tabular(spec, "classifier", frame, fast)
-    splits = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["classifier"]))
-
-    def whole():
-        raise AssertionError("a split was loaded whole")
-
-    assert set(splits.streamed) == {"train", "validation", "test"} and not splits.parts
-    chunked = {
-        name: StreamedSplit(_chunks(split.load(), [1, 300, 300, 900]), split.rows, whole)
-        for name, split in splits.streamed.items()
-    }
-    streamed = train_tabular(
-        spec, "classifier", dataclasses.replace(splits, streamed=chunked), fast
-    )
+    held, streamed = held_and_streamed(spec, "classifier", frame, fast, [1, 300, 300, 900])
     assert streamed.model.booster.model_to_string() == held.model.booster.model_to_string()
     assert streamed.metrics == held.metrics and "macro_f1" in held.metrics
     assert streamed.baseline_metrics == pytest.approx(held.baseline_metrics, rel=1e-12)
     pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
     assert streamed.evaluate(held.model) == held.evaluate(held.model)
     if baseline == "logistic_regression":  # fit on a sample of the train rows, their classes
-        import functools
-
         import assets.models.multiclass as multiclass
         from assets.models.baselines import baseline_train
+        from assets.models.train import train_tabular
 
-        sampled = functools.partial(baseline_train, fit_rows=500)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(multiclass, "baseline_train", sampled)
-            again = train_tabular(
-                spec, "classifier", dataclasses.replace(splits, streamed=chunked), fast
+        def sampled(name, features, label, item_key=None):
+            return lambda train, rows: baseline_train(
+                name, train, rows, features, label, item_key, fit_rows=500
             )
+
+        splits = streamed_set(spec, "classifier", frame, [1, 300, 300, 900])
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(multiclass, "baseline_reader", sampled)
+            again = train_tabular(spec, "classifier", splits, fast)
         assert again.metrics == held.metrics
         assert again.baseline_metrics != held.baseline_metrics
         assert 0 < again.baseline_metrics["macro_f1"] < 1
