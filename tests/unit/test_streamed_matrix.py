@@ -211,3 +211,13 @@ def test_pricing_s_regressor_on_streamed_splits_is_the_held_one_s() -> None:
     assert streamed.baseline_metrics == held.baseline_metrics
     pd.testing.assert_frame_equal(streamed.predictions, held.predictions)
     assert streamed.evaluate(held.model) == held.evaluate(held.model)
+
+
+def test_an_empty_split_is_refused_held_or_in_chunks() -> None:
+    frame = _frame(500, seed=2)
+    train, valid = frame.iloc[:400], frame.iloc[400:]
+    for rows in (train.iloc[:0], chunks(train.iloc[:0], [])):
+        with pytest.raises(ValueError, match="the training set is empty"):
+            train_classifier(rows, valid, FEATURES, "is_fraud", PARAMS)
+    with pytest.raises(ValueError, match="the validation set is empty: early stopping"):
+        train_classifier(chunks(train, [100]), valid.iloc[:0], FEATURES, "is_fraud", PARAMS)
