@@ -3,8 +3,9 @@ over them those learners share.
 
 Every LightGBM learner -- a binary classifier, a LambdaRank ranker, the expected-value model
 (two classifiers), a regressor (a point and two quantile boosters), a multiclass classifier --
-reads its three splits a batch at a time (:func:`streamed_splits`); LightGBM bins train and validation as it reads them
-(``assets.models.streamed_matrix``), the test rows are scored a chunk at a time
+reads its three splits a batch at a time (:func:`streamed_splits`); LightGBM bins train and
+validation as it reads them (``assets.models.streamed_matrix``), the test rows are scored a
+chunk at a time
 (:func:`scored_chunks`), and what is held is one number a row and the test rows' other columns
 (:func:`held_test_columns`: the predictions table, the metrics' groups and units). A fit on Ray
 reads its splits whole (Ray Train's trainer shares frames), as do the other learners.
@@ -53,11 +54,16 @@ def split_chunks(
     if current_training_engine() is not None:
         return None
     for name in MODEL_SPLITS:
-        if frame.size(name) == 0:
-            raise ValueError(
-                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
-            )
+        _refuse_empty(spec, model, name, frame.size(name))
     return {name: frame.chunks(name) for name in MODEL_SPLITS}
+
+
+def _refuse_empty(spec: UseCaseSpec, model: str, name: str, rows: int) -> None:
+    """A model split without rows is a located error, whichever way the split is read."""
+    if rows == 0:
+        raise ValueError(
+            f"{spec.name}: model.{model}: the {name} split of the training set is empty"
+        )
 
 
 def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
@@ -66,10 +72,7 @@ def model_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits)
     splits = frame if isinstance(frame, SetSplits) else SetSplits.of(frame, SPLIT)
     parts = {name: splits.part(name) for name in MODEL_SPLITS}
     for name, part in parts.items():
-        if part.empty:
-            raise ValueError(
-                f"{spec.name}: model.{model}: the {name} split of the training set is empty"
-            )
+        _refuse_empty(spec, model, name, len(part))
     return parts["train"], parts["validation"], parts["test"]
 
 

@@ -221,3 +221,20 @@ def test_an_empty_split_is_refused_held_or_in_chunks() -> None:
             train_classifier(rows, valid, FEATURES, "is_fraud", PARAMS)
     with pytest.raises(ValueError, match="the validation set is empty: early stopping"):
         train_classifier(chunks(train, [100]), valid.iloc[:0], FEATURES, "is_fraud", PARAMS)
+
+
+def test_a_set_without_validation_rows_is_a_located_error_held_or_streamed() -> None:
+    from assets.models.split_chunks import streamed_splits
+    from assets.models.train import train_tabular
+    from assets.training.set_splits import SetSplits
+    from configs import CONFIG_DIR
+    from configs.schema import load_specs
+
+    (spec,) = load_specs([CONFIG_DIR / "fraud.yaml"])
+    frame = _frame(600, seed=4).rename(columns={c: f"card__{c}" for c in FEATURES})
+    frame["card_id"] = frame.index % 50
+    frame["split"] = pd.Categorical(np.where(frame.index < 400, "train", "test"))
+    streamed = SetSplits.of(frame, "split", streamed=streamed_splits(spec.model["scorer"]))
+    for rows in (frame, streamed):
+        with pytest.raises(ValueError, match="fraud: model.scorer: the validation split of the"):
+            train_tabular(spec, "scorer", rows)
