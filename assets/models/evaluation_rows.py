@@ -37,6 +37,7 @@ from configs.schema.model_stage import RETRIEVERS
 from configs.schema.usecase import UseCaseSpec
 from runtime.funnel_roles import retrieval_keys
 from runtime.layout import FEATURE_SEPARATOR
+from runtime.table_chunks import Chunks
 
 EVALUATED = "evaluated"  # predictions column: the row counts in the metrics
 COLD_UNIT = "cold_unit"  # predictions column: the row's unit has no row in the train split
@@ -163,14 +164,24 @@ def seen_rows(spec: UseCaseSpec, model: str, train: pd.DataFrame, label: str) ->
 
 
 def retrieval_options(
-    spec: UseCaseSpec, model: str, train: pd.DataFrame, label: str
+    spec: UseCaseSpec, model: str, train: pd.DataFrame | Chunks, label: str
 ) -> dict[str, object]:
     """Keyword arguments of ``evaluate_retrieval`` / ``popularity_baseline`` for the YAML's
-    evaluation of a two_tower model: the seen items, the warm users and the units judged."""
+    evaluation of a retriever: the seen (user, item) pairs, the warm users and the units
+    judged; the train split may be chunks (a retriever's, left in the set's file)."""
     unit = evaluation_unit(spec, model)
+    user, item, _ = retrieval_keys(spec, model)
+    keys = list(dict.fromkeys([user, item]))
+    table = Chunks.of(train)
+    wanted = [c for c in (label, SAMPLED) if c in table.columns]
+    seen: list[pd.DataFrame] = []
+    warm: set = set()
+    for chunk in table(list(dict.fromkeys([*keys, unit, *wanted]))):
+        seen.append(seen_rows(spec, model, chunk, label)[keys])
+        warm.update(chunk[unit].tolist())
     return {
-        "seen": seen_rows(spec, model, train, label),
-        "warm_users": set(train[unit].tolist()),
+        "seen": pd.concat(seen, ignore_index=True),
+        "warm_users": warm,
         "units": spec.model[model].evaluation.units,
     }
 

@@ -16,6 +16,7 @@ import pandas as pd
 from assets.metadata import asset_identity, rounded_metadata, table_metadata
 from assets.models.plots import Plots, markdown_image, plot_files
 from assets.models.retrieval import train_retrieval
+from assets.models.retrieval_splits import first_rows_per
 from assets.models.sequence import train_sequence_retrieval
 from assets.models.split_chunks import streamed_splits
 from assets.models.train import TABULAR, TrainedModel, model_input, train_tabular
@@ -303,7 +304,8 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     key = dg.AssetKey(layout.model_key(spec.name, model))
     stage = spec.model[model]
     _, item_key, item_entity = retrieval_keys(spec, model)
-    ins = {"training_set": dg.AssetIn(key=dg.AssetKey(layout.training_set_key(spec.name, model)))}
+    set_key = dg.AssetKey(layout.training_set_key(spec.name, model))
+    ins = {}
     table = spec.entities[item_entity].table
     if table:
         ins["catalog"] = dg.AssetIn(key=dg.AssetKey(layout.raw_table_key(spec.name, table)))
@@ -322,6 +324,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         ins=ins,
+        deps=[set_key],  # read by split from its file, train and validation a chunk at a time
         **asset_identity(spec, "models"),
         kinds={"pytorch", "mlflow"},
         description=(
@@ -336,9 +339,13 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         mlflow: MLflowResource,
         home: HomeResource,
-        training_set: pd.DataFrame,
         catalog: pd.DataFrame | None = None,
     ):
+        path = home_table_file(home.layout, set_key)
+        try:
+            training_set = SetSplits.read(path, SPLIT, streamed=streamed_splits(stage))
+        except ValueError as error:
+            raise dg.Failure(f"{set_key.to_user_string()}: {error}") from None
         # a Ray cluster (execution section or RAY_ADDRESS) is checked here, before any training;
         # the retrievers (two-tower, sequence) then train on it through Ray Train's TorchTrainer
         execution = resolve_execution(spec.execution, str(home.layout.root))
@@ -348,7 +355,7 @@ def retrieval_asset(spec: UseCaseSpec, model: str) -> dg.AssetsDefinition:
                     trained = trainer(spec, model, training_set, catalog)
             except ValueError as error:
                 raise dg.Failure(str(error)) from None
-        example = training_set.drop_duplicates(trained.user_key).head(5)
+        example = first_rows_per(training_set, trained.user_key, 5)
         version, verdict = register_and_gate(
             context,
             mlflow,

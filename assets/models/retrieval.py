@@ -20,9 +20,10 @@ from assets.models.evaluation import compare
 from assets.models.evaluation_rows import retrieval_options
 from assets.models.plots import cutoff_plot
 from assets.models.retrieval_eval import evaluate_retrieval, popularity_baseline, popularity_scores
+from assets.models.retrieval_splits import RetrievalSplits, retrieval_splits, set_items
 from assets.models.two_tower import train_two_tower
-from assets.training.build import SPLIT
 from assets.training.model_views import label_columns, model_tables
+from assets.training.set_splits import SetSplits
 from configs.schema.usecase import UseCaseSpec
 from runtime import layout
 from runtime.funnel_roles import retrieval_keys
@@ -48,40 +49,36 @@ class TrainedRetrieval:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _tower_features(spec: UseCaseSpec, model: str, item_entity: str, frame: pd.DataFrame):
+def _tower_features(spec: UseCaseSpec, model: str, item_entity: str, columns: pd.Index):
     user, item = [], []
     for table in model_tables(spec, model):
         names = [layout.feature_column(table.name, f) for f in table.feature_names]
-        names = [n for n in names if n in frame.columns]
+        names = [n for n in names if n in columns]
         (item if item_entity in table.entities else user).extend(names)
-    seconds = [c for c in frame.columns if SECONDS_SINCE in c]
+    seconds = [c for c in columns if SECONDS_SINCE in c]
     return user + [c for c in seconds if c not in user and c not in item], item
 
 
 def train_retrieval(
-    spec: UseCaseSpec, model: str, frame: pd.DataFrame, catalog: pd.DataFrame | None
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits, catalog: pd.DataFrame | None
 ) -> TrainedRetrieval:
-    """Fit the two-tower model of ``model`` and evaluate it on the test split."""
+    """Fit the two-tower model of ``model`` and evaluate it on the test split (``frame``: the
+    set in memory, or read by split with train and validation left in its file)."""
     stage = spec.model[model]
     user_key, item_key, item_entity = retrieval_keys(spec, model)
     label = next(iter(label_columns(spec, model).values()))
-    parts = {
-        s: frame[frame[SPLIT] == s].reset_index(drop=True) for s in ("train", "validation", "test")
-    }
-    for name, part in parts.items():
-        if (part[label] > 0).sum() == 0:
-            raise ValueError(f"{spec.name}: model.{model}: no positive {label!r} rows in {name}")
-    user_features, item_features = _tower_features(spec, model, item_entity, frame)
+    splits = retrieval_splits(spec, model, frame, label, [user_key, item_key])
+    user_features, item_features = _tower_features(spec, model, item_entity, frame.columns)
     # the catalog table, or (no entity table) every item the training set mentions
-    items = catalog if catalog is not None else frame[[item_key]].drop_duplicates()
+    items = catalog if catalog is not None else set_items(frame, item_key)
     config = TwoTowerConfig(
         embedding_dim=stage.embedding_dim,
         epochs=stage.epochs,
         **{k: v for k, v in stage.params.items() if k in TwoTowerConfig.__dataclass_fields__},
     )
     fitted = train_two_tower(
-        parts["train"],
-        parts["validation"],
+        splits.train,
+        splits.valid,
         user_key=user_key,
         item_key=item_key,
         label=label,
@@ -91,8 +88,10 @@ def train_retrieval(
         config=config,
     )
     # which users are judged and which items are left out of their lists (the YAML's evaluation)
-    options = retrieval_options(spec, model, parts["train"], label)
-    return evaluated_retrieval(spec, fitted, parts, label, user_key, item_key, options, "two-tower")
+    options = retrieval_options(spec, model, splits.train, label)
+    return evaluated_retrieval(
+        spec, fitted, splits, label, user_key, item_key, options, "two-tower"
+    )
 
 
 CURVE_KS = (5, 10, 20, 50, 100)  # the cut-offs of the recall@k plot
@@ -101,7 +100,7 @@ CURVE_KS = (5, 10, 20, 50, 100)  # the cut-offs of the recall@k plot
 def evaluated_retrieval(
     spec: UseCaseSpec,
     fitted: Any,
-    parts: dict[str, pd.DataFrame],
+    splits: RetrievalSplits,
     label: str,
     user_key: str,
     item_key: str,
@@ -111,8 +110,8 @@ def evaluated_retrieval(
     """A fitted retriever (two-tower, sequence) judged on the test split beside the popular
     list: the same rows, seen items and cut-offs for both, a recall@k plot, and the promotion
     gate's evaluation of a candidate on the same rows."""
-    train_pos = parts["train"][parts["train"][label] > 0]
-    test = parts["test"]
+    train_pos = splits.positives
+    test = splits.test
     test_pos = test[test[label] > 0]
     first_rows = test.drop_duplicates(user_key, keep="first")
     ks = tuple(spec.metrics.k)

@@ -40,8 +40,9 @@ import torch
 from assets.models.evaluation_rows import retrieval_options
 from assets.models.retrieval import TrainedRetrieval, evaluated_retrieval
 from assets.models.retrieval_eval import popularity_scores
-from assets.training.build import SPLIT
+from assets.models.retrieval_splits import positive_rows, retrieval_splits, set_items
 from assets.training.model_views import label_columns
+from assets.training.set_splits import SetSplits
 from configs.schema.requirements import history_feature
 from configs.schema.sequence import SequenceSpec
 from configs.schema.usecase import UseCaseSpec
@@ -283,9 +284,12 @@ def _fit_distributed(
 
 
 def train_sequence_retrieval(
-    spec: UseCaseSpec, model: str, frame: pd.DataFrame, catalog: pd.DataFrame | None
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits, catalog: pd.DataFrame | None
 ) -> TrainedRetrieval:
-    """Fit the sequence model of ``model`` and evaluate it on the test split like a two-tower."""
+    """Fit the sequence model of ``model`` and evaluate it on the test split like a two-tower.
+
+    Only the positives of train and validation become examples, so those are all it holds of
+    them (their user, item and history), read a chunk at a time when the splits are streamed."""
     stage = spec.model[model]
     user_key, item_key, _ = retrieval_keys(spec, model)
     label = next(iter(label_columns(spec, model).values()))
@@ -296,17 +300,13 @@ def train_sequence_retrieval(
             f" ({history[0] if history else 'a last_n aggregate of ' + item_key}); materialize"
             " it again after adding the aggregate"
         )
-    parts = {
-        s: frame[frame[SPLIT] == s].reset_index(drop=True) for s in ("train", "validation", "test")
-    }
-    for name, part in parts.items():
-        if (part[label] > 0).sum() == 0:
-            raise ValueError(f"{spec.name}: model.{model}: no positive {label!r} rows in {name}")
-    items = catalog if catalog is not None else frame[[item_key]].drop_duplicates()
+    columns = [user_key, item_key, history[0]]
+    splits = retrieval_splits(spec, model, frame, label, columns)
+    items = catalog if catalog is not None else set_items(frame, item_key)
     config = sequence_config(stage.embedding_dim, stage.epochs, stage.sequence, stage.params)
     fitted = train_sequence(
-        parts["train"],
-        parts["validation"],
+        splits.positives,  # its examples and popularity are the train positives
+        positive_rows(splits.valid, label, [*columns, label]),
         user_key=user_key,
         item_key=item_key,
         label=label,
@@ -315,16 +315,16 @@ def train_sequence_retrieval(
         content_columns=content_columns(items, item_key),
         config=config,
     )
-    options = retrieval_options(spec, model, parts["train"], label)
+    options = retrieval_options(spec, model, splits.train, label)
     if stage.evaluation.exclude_seen is None:
         # the two-tower's default: the same rows, the same rule
-        options["seen"] = parts["train"][parts["train"][label] > 0]
+        options["seen"] = splits.positives
     name = f"sequence ({config.encoder})"
-    trained = evaluated_retrieval(spec, fitted, parts, label, user_key, item_key, options, name)
+    trained = evaluated_retrieval(spec, fitted, splits, label, user_key, item_key, options, name)
     trained.metrics["train_examples"] = float(
         len(
             next_item_examples(
-                parts["train"], history_column=history[0], item_key=item_key, label=label
+                splits.positives, history_column=history[0], item_key=item_key, label=label
             )
         )
     )

@@ -8,7 +8,8 @@ validation as it reads them (``assets.models.streamed_matrix``), the test rows a
 chunk at a time
 (:func:`scored_chunks`), and what is held is one number a row and the test rows' other columns
 (:func:`held_test_columns`: the predictions table, the metrics' groups and units). A fit on Ray
-reads its splits whole (Ray Train's trainer shares frames), as do the other learners.
+reads its splits whole (Ray Train's trainer shares frames). A retriever streams its train and
+validation splits whatever the engine: it encodes them here (``assets.models.retrieval_splits``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import numpy as np
 import pandas as pd
 
 from assets.models.evaluation_rows import plan_train_columns
+from assets.models.retrieval_splits import RETRIEVER_STREAMED
 from assets.training.build import SPLIT
 from assets.training.set_splits import MODEL_SPLITS, SetSplits
-from configs.schema.model_stage import ModelStageSpec
+from configs.schema.model_stage import RETRIEVERS, ModelStageSpec
 from configs.schema.usecase import UseCaseSpec
 from runtime.table_chunks import Chunks
 from runtime.training_engine import current_training_engine
 
-# the learners whose splits stay in the file: every LightGBM one (the retrievers take frames)
+# the learners whose three splits stay in the file: every LightGBM one
 STREAMED_PROBLEMS = (
     "binary_classification",
     "learning_to_rank",
@@ -39,7 +41,10 @@ STREAMED_PROBLEMS = (
 
 def streamed_splits(stage: ModelStageSpec) -> tuple[str, ...]:
     """The splits the model asset leaves in the set's file, read a chunk at a time by each pass
-    over them: all three of every LightGBM learner's; the retrievers take frames."""
+    over them: all three of every LightGBM learner's, a retriever's train and validation
+    (``assets.models.retrieval_splits``)."""
+    if stage.problem in RETRIEVERS:
+        return RETRIEVER_STREAMED
     return MODEL_SPLITS if stage.problem in STREAMED_PROBLEMS else ()
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from assets.models.retrieval_splits import positive_rows
 from runtime.models.tower_inputs import FeatureEncoder, content_frame
 from runtime.models.tower_loss import EncodedRows, TowerLoss, validation_loss
 from runtime.models.two_tower import (
@@ -45,6 +46,7 @@ from runtime.models.two_tower import (
     TwoTowerNet,
     device_for,
 )
+from runtime.table_chunks import Chunks
 from runtime.training_engine import TrainingEngine, current_training_engine
 
 logger = logging.getLogger(__name__)
@@ -65,29 +67,44 @@ def _batches(
 
 
 def _encode_rows(
-    model: TwoTowerModel, frame: pd.DataFrame, table_ids: pd.Index, label: str
+    model: TwoTowerModel, rows: pd.DataFrame | Chunks, table_ids: pd.Index, label: str
 ) -> EncodedRows:
-    rows = table_ids.get_indexer(frame[model.item_key].to_numpy())
-    return EncodedRows(
-        model.user_inputs(frame),
-        torch.as_tensor(rows, device=model.device),
-        torch.as_tensor(frame[label].to_numpy(dtype=np.float32), device=model.device),
+    """A split's rows encoded (a frame, or chunks: each encoded as it is read, so the split's
+    raw columns are never held, only its tensors)."""
+    columns = list(dict.fromkeys([*model.user_columns, model.item_key, label]))
+    pieces = [rows] if isinstance(rows, pd.DataFrame) else rows(columns)
+    return EncodedRows.concat(
+        [
+            EncodedRows(
+                model.user_inputs(piece),
+                torch.as_tensor(
+                    table_ids.get_indexer(piece[model.item_key].to_numpy()), device=model.device
+                ),
+                torch.as_tensor(piece[label].to_numpy(dtype=np.float32), device=model.device),
+            )
+            for piece in pieces
+        ]
     )
 
 
 def _item_table(
-    items: pd.DataFrame, frames: Sequence[pd.DataFrame], item_key: str, features: Sequence[str]
+    items: pd.DataFrame,
+    splits: Sequence[pd.DataFrame | Chunks],
+    item_key: str,
+    features: Sequence[str],
 ) -> pd.DataFrame:
     """Catalog content for every catalog item plus any training item missing from it."""
     content = content_frame(items, item_key, features).drop_duplicates(item_key, keep="last")
-    seen = pd.concat([f[[item_key]] for f in frames]).drop_duplicates()
+    seen = pd.concat(
+        [c.drop_duplicates() for s in splits for c in Chunks.of(s)([item_key])]
+    ).drop_duplicates()
     extra = seen[~seen[item_key].isin(content[item_key])]
     return pd.concat([content, extra], ignore_index=True)
 
 
 def train_two_tower(
-    train: pd.DataFrame,
-    valid: pd.DataFrame | None,
+    train: pd.DataFrame | Chunks,
+    valid: pd.DataFrame | Chunks | None,
     *,
     user_key: str,
     item_key: str,
@@ -100,13 +117,16 @@ def train_two_tower(
     """Train on ``train`` (positives: ``label > 0``; other rows are explicit negatives).
 
     ``items`` is the catalog: ``item_key`` plus the item features' content columns. The epoch
-    with the lowest validation softmax loss is kept (the last one without ``valid``).
+    with the lowest validation softmax loss is kept (the last one without ``valid``). ``train``
+    and ``valid`` may be chunks (splits left in the set's file): the encoder's statistics, the
+    vocabularies and the encoded rows are then read a chunk at a time, and the model is the
+    frames' one, weight for weight.
     """
     config = config or TwoTowerConfig()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = device_for(config)
-    positives = train[train[label] > 0]
+    positives = positive_rows(train, label, [user_key, item_key])
     table_frame = _item_table(
         items, [train] + ([valid] if valid is not None else []), item_key, item_features
     )

@@ -7,7 +7,7 @@ encoder serves training and every later embedding call, so both see identical in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import Any
@@ -17,6 +17,7 @@ import pandas as pd
 from pandas.api.types import is_list_like
 
 from runtime.layout import feature_name
+from runtime.table_chunks import Chunks
 
 OOV = 0  # index of unknown/unseen ids and categories: its embedding is fixed at zero
 
@@ -25,21 +26,24 @@ def is_sequence(value: object) -> bool:
     return isinstance(value, list | tuple | np.ndarray)
 
 
-def _is_list_column(series: pd.Series) -> bool:
-    first = series.dropna().head(1)
-    return len(first) > 0 and is_sequence(first.iloc[0])
-
-
-def _kind(series: pd.Series) -> str | None:
-    """``numeric``, ``categorical``, ``sequence`` (lists) or None (timestamps: unused)."""
-    if pd.api.types.is_bool_dtype(series) or (
-        pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype)
+def _kind(pieces: Iterable[pd.Series]) -> str | None:
+    """``numeric``, ``categorical``, ``sequence`` (lists) or None (timestamps: unused), of a
+    column given in pieces (one, or a chunk of a split at a time, each of the column's dtype):
+    the dtype decides, else the first non-null value (a list, or not)."""
+    rest = iter(pieces)
+    first = next(rest, None)
+    if first is None:
+        return "categorical"
+    if pd.api.types.is_bool_dtype(first) or (
+        pd.api.types.is_numeric_dtype(first) and not isinstance(first.dtype, pd.CategoricalDtype)
     ):
         return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(series):
+    if pd.api.types.is_datetime64_any_dtype(first):
         return None
-    if _is_list_column(series):
-        return "sequence"
+    for series in chain((first,), rest):
+        value = series.dropna().head(1)
+        if len(value):
+            return "sequence" if is_sequence(value.iloc[0]) else "categorical"
     return "categorical"
 
 
@@ -66,6 +70,20 @@ def _signed_log(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 
 
+def _finite_signed_log(series: pd.Series) -> np.ndarray:
+    """A numeric column's values as the encoder standardises them, the missing ones left out."""
+    values = _signed_log(series.to_numpy(dtype=float, na_value=np.nan))
+    return values[np.isfinite(values)]
+
+
+def _vocabulary(pieces: Iterable[pd.Series]) -> list[str]:
+    """The sorted distinct values, as text, of a column's pieces."""
+    found: set[str] = set()
+    for piece in pieces:
+        found.update(piece.astype(str).unique().tolist())
+    return sorted(found)
+
+
 @dataclass
 class FeatureEncoder:
     """How raw columns become tower inputs.
@@ -87,24 +105,30 @@ class FeatureEncoder:
     dropped: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: Sequence[str]) -> FeatureEncoder:
+    def fit(cls, frame: pd.DataFrame | Chunks, columns: Sequence[str]) -> FeatureEncoder:
+        """The encoder of ``columns`` of ``frame``: a frame, or chunks (a training split left in
+        its file, read one column at a time). A numeric column's finite values are gathered
+        before its mean and deviation are taken, so chunks give the frame's statistics to the
+        last bit; vocabularies are the sorted union of the chunks' values."""
+        table = Chunks.of(frame)
         enc = cls()
         for column in columns:
-            kind = _kind(frame[column])
+
+            def pieces(column: str = column) -> Iterator[pd.Series]:
+                return (chunk[column] for chunk in table([column]))
+
+            kind = _kind(pieces())
             if kind == "numeric":
-                values = _signed_log(frame[column].to_numpy(dtype=float, na_value=np.nan))
-                finite = values[np.isfinite(values)]
+                values = np.concatenate([_finite_signed_log(p) for p in pieces()] or [[]])
                 enc.numeric.append(column)
-                enc.mean.append(float(finite.mean()) if len(finite) else 0.0)
-                enc.std.append(float(finite.std()) if len(finite) > 1 else 1.0)
+                enc.mean.append(float(values.mean()) if len(values) else 0.0)
+                enc.std.append(float(values.std()) if len(values) > 1 else 1.0)
             elif kind == "categorical":
-                values = frame[column].dropna().astype(str)
                 enc.categorical.append(column)
-                enc.vocab[column] = sorted(values.unique().tolist())
+                enc.vocab[column] = _vocabulary(p.dropna() for p in pieces())
             elif kind == "sequence":
-                values = frame[column].explode().dropna().astype(str)
                 enc.sequence.append(column)
-                enc.vocab[column] = sorted(values.unique().tolist())
+                enc.vocab[column] = _vocabulary(p.explode().dropna() for p in pieces())
             else:
                 enc.dropped.append(column)
         return enc

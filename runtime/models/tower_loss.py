@@ -18,7 +18,7 @@ synchronises gradients of what runs inside the wrapped module's ``forward``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +46,17 @@ class EncodedRows:
 
     def negatives(self) -> torch.Tensor:
         return torch.nonzero(self.labels <= 0).flatten()
+
+    @classmethod
+    def concat(cls, parts: Sequence[EncodedRows]) -> EncodedRows:
+        """The rows of ``parts`` one after the other: a split encoded a chunk at a time."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            TowerInputs.concat([p.users for p in parts]),
+            torch.cat([p.item_rows for p in parts]),
+            torch.cat([p.labels for p in parts]),
+        )
 
     def to(self, device: torch.device) -> EncodedRows:
         users = self.users

@@ -32,7 +32,7 @@ an L2-normalised vector, so the score is a cosine and every item is on the same 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -154,6 +154,18 @@ class TowerInputs:
 
     def take(self, rows: torch.Tensor) -> TowerInputs:
         return TowerInputs(self.ids[rows], self.cats[rows], self.nums[rows], self.seqs[rows])
+
+    @classmethod
+    def concat(cls, parts: Sequence[TowerInputs]) -> TowerInputs:
+        """The rows of ``parts`` one after the other (one part: itself, not a copy)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            *(
+                torch.cat([getattr(p, name) for p in parts])
+                for name in ("ids", "cats", "nums", "seqs")
+            )
+        )
 
 
 def embed(tower: Tower, side: TowerInputs, id_dropout: float = 0.0) -> torch.Tensor:
