@@ -30,6 +30,14 @@ memory (``between``: the work between and after the phases).
     python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8
     python bench/model_stage_memory.py --use-case search --events 4000000 --shards 8 --scatter
     python bench/model_stage_memory.py --use-case feed --events 4000000 --shards 8
+    python bench/model_stage_memory.py --use-case feed --model retrieval --events 4000000 --shards 8
+
+``--model`` picks another model of the use case: the feed's retrievers (``retrieval``, a
+two-tower; ``next_item``, a sequence model) are trained and evaluated as their asset does
+(``train_retrieval``, ``train_sequence_retrieval``: the fit, the full-catalog evaluation beside
+popularity; not the MLflow logging) on the catalog the benchmark writes; ``whole`` is the set
+loaded as the IO manager loaded it for the retriever's asset before it read by split, and
+``streamed`` leaves train and validation in the file (the asset now).
 
 ``--scatter`` writes the set's rows again in a seeded random order, as from a log whose groups
 are not in id order: a ranker's streamed splits are then put in group order through a
@@ -57,6 +65,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assets.features.views import feature_tables  # noqa: E402
+from assets.models.retrieval import train_retrieval  # noqa: E402
+from assets.models.sequence import train_sequence_retrieval  # noqa: E402
 from assets.models.split_chunks import streamed_splits  # noqa: E402
 from assets.models.train import train_tabular  # noqa: E402
 from assets.raw.event_log import log_columns, log_size_and_end  # noqa: E402
@@ -67,6 +77,8 @@ from assets.training.sharded_labels import EventFiles  # noqa: E402
 from bench.peak_memory import measure_child, peak_rss_gib, run_line  # noqa: E402
 from bench.training_set_shards import _spec, prepare  # noqa: E402
 from configs.schema.execution import ExecutionSpec  # noqa: E402
+from configs.schema.model_stage import RETRIEVERS  # noqa: E402
+from runtime.funnel_roles import retrieval_keys  # noqa: E402
 from runtime.shards import LocalEngine, resolve_execution  # noqa: E402
 
 MODES = ("whole", "splits", "streamed")
@@ -82,6 +94,11 @@ MODELS = {
 }
 # what train_tabular calls for a classifier or a ranker, in order: each one a phase
 PHASES = (
+    "retrieval_splits",
+    "train_two_tower",
+    "train_sequence",
+    "retrieval_options",
+    "evaluated_retrieval",
     "model_splits",
     "plan_evaluation",
     "baseline_train",
@@ -102,6 +119,8 @@ def _phased(peaks: dict[str, float]) -> None:
     import assets.models.classification as classification  # noqa: PLC0415 (names wrapped)
     import assets.models.multiclass as multiclass  # noqa: PLC0415
     import assets.models.regression as regression  # noqa: PLC0415
+    import assets.models.retrieval as retrieval  # noqa: PLC0415
+    import assets.models.sequence as sequence  # noqa: PLC0415
     import assets.models.split_chunks as split_chunks  # noqa: PLC0415
     import assets.models.train as train  # noqa: PLC0415
 
@@ -118,14 +137,15 @@ def _phased(peaks: dict[str, float]) -> None:
         return measured
 
     for name in PHASES:
-        for module in (classification, train, regression, multiclass, split_chunks):
+        modules = (classification, train, regression, multiclass, split_chunks, retrieval, sequence)
+        for module in modules:
             if hasattr(module, name):
                 setattr(module, name, wrap(name, getattr(module, name)))
 
 
-def write_set(folder: Path, shards: int, use_case: str) -> int:
+def write_set(folder: Path, shards: int, use_case: str, model: str) -> int:
     """The split plan of the mature rows and the model's set, as their assets write them."""
-    spec, model = _spec(use_case), MODELS[use_case]
+    spec = _spec(use_case)
     files = [UPath(p) for p in sorted(folder.glob("events-*.parquet"))]
     rows, end = log_size_and_end(files, spec.events.timestamp)
     plan = mature_split_plan(spec, files, end)
@@ -147,9 +167,29 @@ def scatter(path: Path) -> None:
     pq.write_table(table.take(order), path)
 
 
-def child(mode: str, folder: Path, use_case: str) -> None:
+def _train(spec, model: str, training_set: pd.DataFrame | SetSplits, folder: Path) -> dict:
+    """The model trained and evaluated as its asset does (not the MLflow logging): its primary
+    metric, its baseline's and its test rows."""
+    stage = spec.model[model]
+    if stage.problem not in RETRIEVERS:
+        trained = train_tabular(spec, model, training_set)
+        rows = trained.predictions[SPLIT].value_counts().items()
+    else:  # a retriever: its catalog is the raw table of its item entity
+        table = spec.entities[retrieval_keys(spec, model)[2]].table
+        catalog = pd.read_parquet(folder / f"raw_{table}.parquet") if table else None
+        trainer = train_sequence_retrieval if stage.problem == "sequence" else train_retrieval
+        trained = trainer(spec, model, training_set, catalog)
+        rows = {"train_seconds": round(trained.model.train_seconds, 1)}.items()
+    return {
+        "metric": float(trained.metrics[trained.primary]),
+        "baseline": float(trained.baseline_metrics[trained.primary]),
+        "test": {k: v if isinstance(v, float) else int(v) for k, v in rows},
+    }
+
+
+def child(mode: str, folder: Path, use_case: str, model: str) -> None:
     """One measured model stage: prints wall time, peak RSS and the metric as one JSON line."""
-    spec, model = _spec(use_case), MODELS[use_case]
+    spec = _spec(use_case)
     path = UPath(folder / "set.parquet")
     phases: dict[str, float] = {}
     started = time.perf_counter()
@@ -161,23 +201,13 @@ def child(mode: str, folder: Path, use_case: str) -> None:
         training_set = SetSplits.read(path, SPLIT, streamed=streamed)
     loaded = peak_rss_gib()
     _phased(phases)
-    trained = train_tabular(spec, model, training_set)
+    result = _train(spec, model, training_set, folder)
     wall = time.perf_counter() - started
     phases["between"] = max(phases.get("between", 0.0), peak_rss_gib())  # and after the last
     peak = max(loaded, *phases.values())  # every moment is in one of them
-    metric = float(trained.metrics[trained.primary])
-    baseline = float(trained.baseline_metrics[trained.primary])
-    rows = {k: int(v) for k, v in trained.predictions[SPLIT].value_counts().items()}
     print(
         json.dumps(
-            {
-                "wall_s": wall,
-                "peak_gib": peak,
-                "metric": metric,
-                "baseline": baseline,
-                "test": rows,
-                "phases": {"read": loaded, **phases},
-            }
+            {"wall_s": wall, "peak_gib": peak, **result, "phases": {"read": loaded, **phases}}
         )
     )
 
@@ -188,30 +218,34 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--use-case", choices=sorted(MODELS), default="fraud")
+    parser.add_argument("--model", help="the use case's model (default: the one in MODELS)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--scatter", action="store_true", help="the set's rows shuffled")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    model = args.model or MODELS[args.use_case]
     if args.child:
-        child(args.child, args.folder, args.use_case)
+        child(args.child, args.folder, args.use_case, model)
         return
     folder = Path(tempfile.mkdtemp(prefix="playbook-model-stage-"))
     try:
         started = time.perf_counter()
         prepare(args.events, args.days, folder, args.use_case)
-        rows = write_set(folder, args.shards, args.use_case)
+        rows = write_set(folder, args.shards, args.use_case, model)
         if args.scatter:
             scatter(folder / "set.parquet")
         splits = pd.read_parquet(folder / "set.parquet", columns=[SPLIT])[SPLIT].value_counts()
         print(
-            f"{args.events:,} {args.use_case} events: a set of {rows:,} rows"
+            f"{args.events:,} {args.use_case} events: {model}'s set of {rows:,} rows"
             f" ({', '.join(f'{k} {v:,}' for k, v in splits.items())}"
             f"{', rows shuffled' if args.scatter else ''}),"
             f" ready in {time.perf_counter() - started:.0f} s"
         )
         runs = {
-            mode: measure_child(__file__, mode, folder, "--use-case", args.use_case)
+            mode: measure_child(
+                __file__, mode, folder, "--use-case", args.use_case, "--model", model
+            )
             for mode in args.modes
         }
         first = args.modes[0]

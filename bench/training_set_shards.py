@@ -98,6 +98,8 @@ def prepare(events: int, days: int, folder: Path, use_case: str = "fraud") -> No
     files = sorted(folder.glob("events-*.parquet"))
     execution = resolve_execution(ExecutionSpec(storage=str(folder / "prepare")), folder, {})
     engine = LocalEngine(execution)
+    for name in spec.entity_tables():  # the raw entity tables (a retriever's catalog)
+        world.entity_table(name).to_parquet(folder / f"raw_{name}.parquet", index=False)
     for table in feature_tables(spec):
         target = folder / f"{table.name}.parquet"
         if table.kind != "aggregates":
