@@ -25,10 +25,16 @@ def chunks(frame: pd.DataFrame, cuts: list[int]) -> Chunks:
     )
 
 
-def streamed_set(spec: UseCaseSpec, model: str, frame: pd.DataFrame, cuts: list[int]) -> SetSplits:
+def streamed_set(
+    spec: UseCaseSpec,
+    model: str,
+    frame: pd.DataFrame,
+    cuts: list[int],
+    loadable: tuple[str, ...] = (),
+) -> SetSplits:
     """The set's splits as the model asset leaves them in the file: those it streams (every
     LightGBM learner's three, a retriever's train and validation) in chunks cut at ``cuts``,
-    and loading one of them whole fails the test."""
+    and loading one of them whole fails the test, but those named ``loadable``."""
 
     def whole() -> pd.DataFrame:
         raise AssertionError("a split was loaded whole")
@@ -37,7 +43,9 @@ def streamed_set(spec: UseCaseSpec, model: str, frame: pd.DataFrame, cuts: list[
     splits = SetSplits.of(frame, "split", streamed=streamed)
     assert streamed and set(splits.streamed) == set(streamed)
     chunked = {
-        name: StreamedSplit(chunks(split.load(), cuts), split.rows, whole)
+        name: StreamedSplit(
+            chunks(split.load(), cuts), split.rows, split.load if name in loadable else whole
+        )
         for name, split in splits.streamed.items()
     }
     return dataclasses.replace(splits, streamed=chunked)

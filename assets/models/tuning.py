@@ -2,7 +2,9 @@
 
 Each trial fits the problem's learner on the train split with sampled parameters and scores it
 on validation with the use case's primary metric — the test split is never looked at, so the
-final evaluation stays honest. The best parameters train the final model; every trial is kept
+final evaluation stays honest. Where the model asset leaves the splits in the set's file, each
+trial here reads the train split a chunk at a time (LightGBM bins it as it reads) and the
+validation split is read once. The best parameters train the final model; every trial is kept
 (parameters, score, seconds) so the asset can log them as nested MLflow runs.
 
 Where the trials run follows the training engine (``runtime.training_engine``): in this process
@@ -27,7 +29,7 @@ import pandas as pd
 from assets.models.evaluation import classification_metrics, higher_is_better
 from assets.models.multiclass import multiclass_validation_score
 from assets.models.regression import regression_primary, regression_validation_score
-from assets.models.split_chunks import model_splits
+from assets.models.split_chunks import model_splits, split_chunks
 from assets.models.tabular import train_classifier, train_expected_value, train_ranker
 from assets.models.train import (
     REVENUE,
@@ -36,6 +38,7 @@ from assets.models.train import (
     split_ranking_metrics,
 )
 from assets.training.model_views import label_columns
+from assets.training.set_splits import SetSplits
 from configs.schema.stages import SearchRangeSpec
 from configs.schema.usecase import UseCaseSpec
 from runtime.shards import open_engine
@@ -140,7 +143,10 @@ def _probe_metric(spec: UseCaseSpec, model: str) -> str:
 
 
 def tune(
-    spec: UseCaseSpec, model: str, frame: pd.DataFrame, engine: TrainingEngine | None = None
+    spec: UseCaseSpec,
+    model: str,
+    frame: pd.DataFrame | SetSplits,
+    engine: TrainingEngine | None = None,
 ) -> TuningResult:
     """Run the YAML's search for ``model``; returns the best parameters and every trial.
 
@@ -153,7 +159,7 @@ def tune(
     stage = spec.model[model]
     tuning = stage.tuning
     features = feature_columns(spec, model, frame)
-    train, valid, _ = model_splits(spec, model, frame)
+    train, valid = _trial_splits(spec, model, frame)
     trials: list[dict] = []
     metric_name = {"name": ""}
 
@@ -183,8 +189,21 @@ def tune(
     )
 
 
+def _trial_splits(spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits):
+    """What every trial here fits on and scores: the train split in chunks when the set leaves
+    it in its file (each trial's LightGBM bins it as it reads, and grows the trees it would
+    grow from the frame), else held; validation held, read once (each trial scores all of it).
+    The test split is never read."""
+    parts = split_chunks(spec, model, frame)
+    if parts is None:
+        train, valid, _ = model_splits(spec, model, frame)
+        return train, valid
+    assert isinstance(frame, SetSplits)  # split_chunks streams a set read by split only
+    return parts["train"], frame.part("validation")
+
+
 def _tune_on_ray(
-    spec: UseCaseSpec, model: str, frame: pd.DataFrame, engine: TrainingEngine
+    spec: UseCaseSpec, model: str, frame: pd.DataFrame | SetSplits, engine: TrainingEngine
 ) -> TuningResult:
     """The same search as Ray Tune trials on the engine's cluster, one CPU per trial."""
     from runtime.ray_tune import tune_on_ray  # only a Ray run imports Ray
