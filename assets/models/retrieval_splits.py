@@ -77,21 +77,24 @@ def retrieval_splits(
     )
 
 
+def _in_order(frame: pd.DataFrame | SetSplits) -> Chunks:
+    """The whole set in its order, a chunk at a time."""
+    return frame.table if isinstance(frame, SetSplits) else Chunks.of(frame)
+
+
 def set_items(frame: pd.DataFrame | SetSplits, item_key: str) -> pd.DataFrame:
     """Every item the set mentions, in the order it first appears (a retriever's catalog when
     its entity has no table): one column read a chunk at a time."""
-    table = frame.table if isinstance(frame, SetSplits) else Chunks.of(frame)
-    pieces = [chunk.drop_duplicates() for chunk in table([item_key])]
+    pieces = [chunk.drop_duplicates() for chunk in _in_order(frame)([item_key])]
     return pd.concat(pieces, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
 def first_rows_per(frame: pd.DataFrame | SetSplits, key: str, rows: int) -> pd.DataFrame:
     """The set's first row of each of its first ``rows`` distinct ``key`` values, in its order:
     ``frame.drop_duplicates(key).head(rows)`` (a logged model's input example)."""
-    table = frame.table if isinstance(frame, SetSplits) else Chunks.of(frame)
     taken: list[pd.DataFrame] = []
     seen: set = set()
-    for chunk in table():
+    for chunk in _in_order(frame)():
         fresh = chunk.drop_duplicates(key)
         fresh = fresh[~fresh[key].isin(seen)].head(rows - len(seen))
         taken.append(fresh)
